@@ -1,0 +1,25 @@
+// One error handler for the whole server: RegistryError → OCI envelope with its status;
+// fastify's own client errors (bad JSON, body too large) keep their status; anything else is
+// a 500 that is logged with its stack and answered without internals.
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { ociErrorBody, RegistryError } from '../protocol/errors.js';
+
+export function sendRegistryError(reply: FastifyReply, error: RegistryError): FastifyReply {
+  reply.code(error.status).headers(error.headers).header('content-type', 'application/json; charset=utf-8');
+  if (reply.request.method === 'HEAD') return reply.send();
+  return reply.send(ociErrorBody(error));
+}
+
+export function handleError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error instanceof RegistryError) {
+    if (error.status >= 500) request.log.warn({ err: error.message, code: error.code }, 'request failed');
+    return sendRegistryError(reply, error);
+  }
+  const status = (error as FastifyError).statusCode;
+  if (status !== undefined && status >= 400 && status < 500) {
+    const code = status === 413 ? 'SIZE_INVALID' : status === 415 ? 'UNSUPPORTED' : 'UNKNOWN';
+    return sendRegistryError(reply, new RegistryError(code, error.message, { status }));
+  }
+  request.log.error({ err: error }, 'unhandled error');
+  return sendRegistryError(reply, new RegistryError('UNKNOWN', 'internal error; see the server log', { status: 500 }));
+}

@@ -1,0 +1,52 @@
+// The fastify application: routes, error format and the access log. It never listens;
+// server.ts does, and tests build one per test with their own services.
+import Fastify, { LogController } from 'fastify';
+import type { Logger } from 'pino';
+import './api/http-types.js';
+import { handleError, sendRegistryError } from './api/errors.js';
+import { v2Routes } from './api/v2/routes.js';
+import { RegistryError } from './protocol/errors.js';
+import type { Services } from './services.js';
+
+export type App = ReturnType<typeof buildApp>;
+
+export function buildApp(services: Services, log: Logger) {
+  const app = Fastify({
+    loggerInstance: log,
+    // We write one line per request ourselves, with the cache outcome.
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
+    routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
+    return503OnClosing: true,
+  });
+
+  app.decorateRequest('cacheOutcome', undefined);
+  app.decorateRequest('upstreamName', undefined);
+
+  app.addHook('onResponse', (request, reply, done) => {
+    const length = reply.getHeader('content-length');
+    request.log.info(
+      {
+        method: request.method,
+        path: request.url,
+        status: reply.statusCode,
+        bytes: length === undefined ? undefined : Number(length),
+        durationMs: Math.round(reply.elapsedTime * 100) / 100,
+        cache: request.cacheOutcome,
+        upstream: request.upstreamName,
+        // A response torn down before its end: an upstream failure mid-stream or a client gone.
+        aborted: reply.raw.writableFinished ? undefined : true,
+      },
+      'request',
+    );
+    done();
+  });
+
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((request, reply) =>
+    sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
+  );
+
+  void app.register(v2Routes(services));
+  return app;
+}

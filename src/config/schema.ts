@@ -1,0 +1,81 @@
+// The configuration schema: every key, its default and its validation in one place.
+// Keys here are a public contract (README, env overrides, other issues), so rename nothing.
+import { z } from 'zod';
+import { parseByteSize, parseDuration } from './units.js';
+
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(value)} (use e.g. "30s", "5m", "1h")` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+// Kept for the storage bound (cache lifecycle); exported so later keys share one parser.
+export const byteSize = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const bytes = parseByteSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: 'custom', message: `not a size: ${JSON.stringify(value)} (use e.g. "10GiB", "500MB")` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:5000"');
+
+const httpUrl = z
+  .string()
+  .url()
+  .refine((u) => /^https?:\/\//.test(u), 'must be an http:// or https:// URL')
+  .transform((u) => u.replace(/\/+$/, ''));
+
+const upstreamSchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+    url: httpUrl,
+    default: z.boolean().default(false),
+    hosts: z.array(z.string().min(1)).default([]),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    tagTtl: duration.default(5 * 60_000),
+    // Docker Hub keeps official images under "library/": "/v2/alpine" means "library/alpine".
+    // Defaults to true when the upstream answers for docker.io.
+    libraryPrefix: z.boolean().optional(),
+    // Bounds waiting for response headers and any gap between body chunks (a stalled upstream).
+    timeout: duration.default(30_000),
+    connectTimeout: duration.default(10_000),
+  })
+  .transform((u) => ({ ...u, libraryPrefix: u.libraryPrefix ?? u.hosts.includes('docker.io') }));
+
+export const configSchema = z
+  .strictObject({
+    listen: listenAddress.default('127.0.0.1:5000'),
+    // Base URL clients use to reach this server, for self-references; the request's Host otherwise.
+    publicUrl: httpUrl.optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    storage: z
+      .strictObject({
+        path: z.string().min(1).default('./data'),
+      })
+      .default({ path: './data' }),
+    upstreams: z.array(upstreamSchema).default([]),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.upstreams.forEach((upstream, index) => {
+      if (seen.has(upstream.name)) {
+        ctx.addIssue({ code: 'custom', path: ['upstreams', index, 'name'], message: `duplicate upstream name "${upstream.name}"` });
+      }
+      seen.add(upstream.name);
+      if ((upstream.username === undefined) !== (upstream.password === undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['upstreams', index, 'password'], message: 'username and password go together' });
+      }
+    });
+    if (config.upstreams.filter((u) => u.default).length > 1) {
+      ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at most one upstream may be "default: true"' });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type UpstreamConfig = Config['upstreams'][number];

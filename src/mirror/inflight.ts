@@ -1,0 +1,234 @@
+// Coalesced upstream blob fetches. The first request for a missing blob starts one upstream
+// GET whose bytes are written to a temp file and hashed as they arrive; every request for
+// that blob (the first one included) reads the temp file as it grows. Readers never wait
+// for the whole blob, the upstream is asked once, and the cache only ever gains the blob
+// through BlobWriter.commit(), after its digest checked out.
+//
+// Readers hold back the final byte until the commit: a client whose fetch turns out to be
+// corrupt sees an aborted response, never a complete-looking wrong one.
+import { Readable } from 'node:stream';
+import type { Digest } from '../protocol/digest.js';
+import type { BlobStore, BlobWriter, ByteRange } from '../storage/blob-store.js';
+import type { UpstreamBlob } from '../upstream/upstream.js';
+import { READ_CHUNK_BYTES } from '../storage/fs-blob-store.js';
+import { deferred } from '../util/deferred.js';
+
+/** Raised to a joiner when the blob landed in the store between its lookup and its join. */
+export class BlobAlreadyStored extends Error {
+  constructor(digest: string) {
+    super(`blob ${digest} is already stored`);
+    this.name = 'BlobAlreadyStored';
+  }
+}
+
+/** Raised when the upstream says the blob does not exist. */
+export class UpstreamBlobMissing extends Error {
+  constructor(digest: string) {
+    super(`blob ${digest} not found upstream`);
+    this.name = 'UpstreamBlobMissing';
+  }
+}
+
+type FetchState = 'starting' | 'streaming' | 'committed' | 'failed';
+
+export interface InflightObserver {
+  /** Called with the number of fetches in progress whenever it changes. */
+  inflightChanged?(count: number): void;
+  /** Called once per fetch with the bytes received from upstream and the result. */
+  fetchFinished?(digest: string, bytes: number, error: Error | undefined): void;
+}
+
+export class BlobFetch {
+  private state: FetchState = 'starting';
+  private failure: Error | undefined;
+  private writer: BlobWriter | undefined;
+  // The running fetch plus every joined request hold the fetch; the temp file's descriptor
+  // closes when the last one leaves, so a small blob that lands before a joiner opens its
+  // reader is still readable by it.
+  private holds = 1;
+  private wake = deferred<void>();
+  /** Resolves once bytes can be read (the upstream answered); rejects if the fetch fails first. */
+  readonly ready: Promise<{ size: number | undefined }>;
+  private readonly readyControl = deferred<{ size: number | undefined }>();
+  size: number | undefined;
+
+  constructor(
+    readonly digest: Digest,
+    // Called synchronously when the fetch commits or fails, so no request can join a
+    // finished fetch: it finds the blob in the store, or starts afresh.
+    private readonly onSettled: () => void,
+  ) {
+    this.ready = this.readyControl.promise;
+    // A fetch nobody awaits (every client went away) must not crash the process.
+    this.ready.catch(() => undefined);
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  get committed(): boolean {
+    return this.state === 'committed';
+  }
+
+  async run(store: BlobStore, openUpstream: () => Promise<UpstreamBlob | undefined>): Promise<void> {
+    let upstream: UpstreamBlob | undefined;
+    try {
+      if (await store.stat(this.digest)) throw new BlobAlreadyStored(this.digest.text);
+      upstream = await openUpstream();
+      if (!upstream) throw new UpstreamBlobMissing(this.digest.text);
+      const writer = await store.createWriter(this.digest);
+      this.writer = writer;
+      this.size = upstream.size;
+      this.state = 'streaming';
+      this.readyControl.resolve({ size: upstream.size });
+      for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
+        await writer.write(chunk);
+        if (upstream.size !== undefined && writer.bytesWritten > upstream.size) {
+          throw new Error(`upstream sent more than its Content-Length of ${upstream.size} bytes for ${this.digest.text}`);
+        }
+        this.notify();
+      }
+      await writer.commit(upstream.size);
+      this.size = writer.bytesWritten;
+      this.state = 'committed';
+      this.onSettled();
+    } catch (error) {
+      this.failure = error instanceof Error ? error : new Error(String(error));
+      this.state = 'failed';
+      this.onSettled();
+      this.readyControl.reject(this.failure);
+      upstream?.body.destroy();
+      await this.writer?.abort().catch(() => undefined);
+    } finally {
+      this.notify();
+      this.leave();
+    }
+  }
+
+  /** Registers one more participant; balanced by leave() or by the reader it opens. */
+  hold(): void {
+    this.holds += 1;
+  }
+
+  leave(): void {
+    this.holds -= 1;
+    if (this.holds === 0) this.writer?.close();
+  }
+
+  /**
+   * A stream of the blob (or a range of it) that follows the download as it lands. Takes
+   * over the caller's hold: the reader leaves the fetch when it is destroyed.
+   */
+  openReader(range?: ByteRange): Readable {
+    if (!this.writer) throw new Error(`reader opened before fetch of ${this.digest.text} was ready`);
+    return new FollowingReader(this, this.writer, range);
+  }
+
+  /** Resolves at the next progress or state change. */
+  changed(): Promise<void> {
+    return this.wake.promise;
+  }
+
+  private notify(): void {
+    const current = this.wake;
+    this.wake = deferred<void>();
+    current.resolve();
+  }
+}
+
+class FollowingReader extends Readable {
+  private position: number;
+  private pumping = false;
+  private released = false;
+
+  constructor(
+    private readonly fetch: BlobFetch,
+    private readonly writer: BlobWriter,
+    private readonly range: ByteRange | undefined,
+  ) {
+    super({ highWaterMark: READ_CHUNK_BYTES });
+    this.position = range?.start ?? 0;
+  }
+
+  override _read(): void {
+    if (!this.pumping) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      for (;;) {
+        if (this.destroyed) return;
+        if (this.fetch.failed) {
+          this.destroy(this.fetch.failed);
+          return;
+        }
+        const committed = this.fetch.committed;
+        const available = this.writer.bytesWritten;
+        // Inclusive index of the last byte this reader delivers. With no Content-Length the end
+        // is unknown until the commit; the response is chunked and its terminator is what waits.
+        const size = this.fetch.size;
+        const last = this.range?.end ?? (size !== undefined ? size - 1 : committed ? available - 1 : Number.POSITIVE_INFINITY);
+        if (committed && this.position > last) {
+          this.push(null);
+          return;
+        }
+        let limit = Math.min(available, last + 1);
+        if (!committed) limit = Math.min(limit, last); // hold back the final byte until verified
+        if (this.position < limit) {
+          const chunk = await this.writer.readAt(this.position, Math.min(limit - this.position, READ_CHUNK_BYTES));
+          if (this.destroyed) return;
+          this.position += chunk.byteLength;
+          if (!this.push(chunk)) return; // resume on the next _read
+          continue;
+        }
+        await this.fetch.changed();
+      }
+    } catch (error) {
+      this.destroy(error as Error);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.released) {
+      this.released = true;
+      this.fetch.leave();
+    }
+    callback(error);
+  }
+}
+
+/** The fetches in progress, by digest: the coalescing point for both APIs. */
+export class InflightBlobs {
+  private readonly fetches = new Map<string, BlobFetch>();
+
+  constructor(private readonly observer: InflightObserver = {}) {}
+
+  get count(): number {
+    return this.fetches.size;
+  }
+
+  /**
+   * Joins the fetch in progress for `digest`, or starts one (`leader`). The caller holds the
+   * fetch until it calls `fetch.leave()` or hands the hold to `fetch.openReader()`.
+   */
+  join(digest: Digest, store: BlobStore, openUpstream: () => Promise<UpstreamBlob | undefined>): { fetch: BlobFetch; leader: boolean } {
+    const existing = this.fetches.get(digest.text);
+    if (existing) {
+      existing.hold();
+      return { fetch: existing, leader: false };
+    }
+    const fetch = new BlobFetch(digest, () => {
+      this.fetches.delete(digest.text);
+      this.observer.inflightChanged?.(this.fetches.size);
+    });
+    fetch.hold();
+    this.fetches.set(digest.text, fetch);
+    this.observer.inflightChanged?.(this.fetches.size);
+    void fetch.run(store, openUpstream).then(() => this.observer.fetchFinished?.(digest.text, fetch.size ?? 0, fetch.failed));
+    return { fetch, leader: true };
+  }
+}

@@ -1,0 +1,250 @@
+// The pull-through policy, one place for every API: serve from the cache, fetch misses from
+// the upstream (coalesced), keep tags fresh within their TTL, and serve stale when the
+// upstream fails. Routes call this; it never sees HTTP.
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { parseDigest, digestOf, type Digest } from '../protocol/digest.js';
+import { RegistryError } from '../protocol/errors.js';
+import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
+import type { ByteRange, BlobStore } from '../storage/blob-store.js';
+import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
+import { UpstreamError } from '../upstream/errors.js';
+import { BlobAlreadyStored, UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
+import type { CacheOutcome } from './outcome.js';
+import type { MirrorTarget } from './router.js';
+import { SingleFlight } from './single-flight.js';
+import type { TagRecords, TagRecord } from './tag-records.js';
+
+export interface BlobResult {
+  /** Total blob size; undefined only for a miss whose upstream sent no Content-Length. */
+  size: number | undefined;
+  outcome: CacheOutcome;
+  /** Streams the blob or a range of it. Call exactly one of open() or discard(). */
+  open(range?: ByteRange): Readable;
+  discard(): Promise<void>;
+}
+
+export interface ManifestResult extends StoredManifest {
+  outcome: CacheOutcome;
+}
+
+export class PullThroughMirror {
+  private readonly manifestFetches = new SingleFlight<StoredManifest | undefined>();
+  private readonly tagChecks = new SingleFlight<StoredManifest | undefined>();
+
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly manifests: ManifestStore,
+    private readonly tags: TagRecords,
+    private readonly inflight: InflightBlobs,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  // ---- blobs ---------------------------------------------------------------------------
+
+  async getBlob(target: MirrorTarget, digestText: string): Promise<BlobResult> {
+    const digest = parseDigest(digestText);
+    // Two rounds at most: a fetch can commit between our store lookup and our join.
+    for (let round = 0; round < 2; round++) {
+      const handle = await this.blobs.open(digest);
+      if (handle) {
+        return { size: handle.size, outcome: 'hit', open: (range) => handle.stream(range), discard: () => handle.close() };
+      }
+      const { fetch, leader } = this.inflight.join(digest, this.blobs, () => target.upstream.fetchBlob(target.repository, digest.text));
+      try {
+        const { size } = await fetch.ready;
+        let taken = false;
+        return {
+          size,
+          outcome: leader ? 'miss' : 'coalesced',
+          open: (range) => {
+            taken = true;
+            return fetch.openReader(range);
+          },
+          discard: () => {
+            if (!taken) fetch.leave();
+            taken = true;
+            return Promise.resolve();
+          },
+        };
+      } catch (error) {
+        fetch.leave();
+        if (error instanceof BlobAlreadyStored) continue;
+        throw this.blobError(error, target, digest);
+      }
+    }
+    throw new RegistryError('UNKNOWN', `blob ${digest.text} vanished while being stored`);
+  }
+
+  /** Size and presence without fetching the body. */
+  async statBlob(target: MirrorTarget, digestText: string): Promise<{ size: number | undefined; outcome: CacheOutcome }> {
+    const digest = parseDigest(digestText);
+    const stored = await this.blobs.stat(digest);
+    if (stored) return { size: stored.size, outcome: 'hit' };
+    try {
+      const head = await target.upstream.headBlob(target.repository, digest.text);
+      if (!head) throw new UpstreamBlobMissing(digest.text);
+      return { size: head.size, outcome: 'miss' };
+    } catch (error) {
+      throw this.blobError(error, target, digest);
+    }
+  }
+
+  private blobError(error: unknown, target: MirrorTarget, digest: Digest): unknown {
+    if (error instanceof UpstreamBlobMissing) {
+      return new RegistryError('BLOB_UNKNOWN', `blob ${digest.text} not found in ${target.upstream.name}/${target.repository}`, {
+        detail: { digest: digest.text },
+      });
+    }
+    return toRegistryError(error);
+  }
+
+  // ---- manifests -----------------------------------------------------------------------
+
+  async getManifestByDigest(target: MirrorTarget, digestText: string, accept: readonly string[]): Promise<ManifestResult> {
+    const digest = parseDigest(digestText);
+    const stored = await this.manifests.get(digest);
+    if (stored && accepts(accept, stored.mediaType)) return { ...stored, outcome: 'hit' };
+    // Not cached, or cached in a type this client cannot take: ask upstream with its list.
+    const { promise, shared } = this.manifestFetches.run(`${target.upstream.name}|${digest.text}|${accept.join(',')}`, () =>
+      this.fetchManifest(target, digest.text, accept, digest),
+    );
+    const fetched = await promise.catch((error: unknown) => {
+      throw toRegistryError(error);
+    });
+    if (!fetched) throw manifestUnknown(target, digest.text);
+    return { ...fetched, outcome: shared ? 'coalesced' : 'miss' };
+  }
+
+  /**
+   * A tag within its TTL is answered from cache with no upstream request. Past the TTL we
+   * revalidate with HEAD (free against Docker Hub's pull limit) and GET only if the digest
+   * moved. If the upstream fails, the last known manifest is served stale.
+   */
+  async getManifestByTag(target: MirrorTarget, tag: string, accept: readonly string[]): Promise<ManifestResult> {
+    const { upstream, repository } = target;
+    const record = await this.tags.get(upstream.name, repository, tag);
+    const known = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
+    if (record && known && this.now() - record.checkedAt < upstream.tagTtlMs) {
+      if (accepts(accept, known.mediaType)) return { ...known, outcome: 'hit' };
+      return this.passThroughTag(target, tag, accept);
+    }
+
+    const { promise, shared } = this.tagChecks.run(`${upstream.name}|${repository}|${tag}`, () => this.refreshTag(target, tag, record, known));
+    let manifest: StoredManifest | undefined;
+    try {
+      manifest = await promise;
+    } catch (error) {
+      if (known && error instanceof UpstreamError && error.isTransient) {
+        this.log.warn({ upstream: upstream.name, repository, tag, digest: known.digest, err: error.message }, 'upstream failed; serving stale tag');
+        if (accepts(accept, known.mediaType)) return { ...known, outcome: 'stale' };
+      }
+      throw toRegistryError(error);
+    }
+    if (!manifest) throw manifestUnknown(target, tag);
+    if (!accepts(accept, manifest.mediaType)) return this.passThroughTag(target, tag, accept);
+    const outcome: CacheOutcome = shared ? 'coalesced' : known?.digest === manifest.digest ? 'hit' : 'miss';
+    return { ...manifest, outcome };
+  }
+
+  private async refreshTag(target: MirrorTarget, tag: string, record: TagRecord | undefined, known: StoredManifest | undefined): Promise<StoredManifest | undefined> {
+    const { upstream, repository } = target;
+    const acceptList = upstreamAcceptList([]);
+    if (record && known) {
+      const head = await upstream.headManifest(repository, tag, acceptList);
+      if (!head) {
+        await this.tags.delete(upstream.name, repository, tag);
+        return undefined;
+      }
+      if (head.digest === known.digest) {
+        await this.tags.put(upstream.name, repository, tag, { ...record, checkedAt: this.now() });
+        return known;
+      }
+    }
+    const fetched = await this.fetchManifest(target, tag, []);
+    if (!fetched) {
+      if (record) await this.tags.delete(upstream.name, repository, tag);
+      return undefined;
+    }
+    await this.tags.put(upstream.name, repository, tag, { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: this.now() });
+    return fetched;
+  }
+
+  /**
+   * A client that cannot take the tag's real manifest type (say, only schema2 for a list)
+   * gets what the upstream gives for its own Accept list. Cached by digest, not as the tag.
+   */
+  private async passThroughTag(target: MirrorTarget, tag: string, accept: readonly string[]): Promise<ManifestResult> {
+    const fetched = await this.fetchManifest(target, tag, accept, undefined, true).catch((error: unknown) => {
+      throw toRegistryError(error);
+    });
+    if (!fetched || !accepts(accept, fetched.mediaType)) {
+      throw new RegistryError('MANIFEST_UNKNOWN', `no manifest of an accepted type for ${target.repository}:${tag}`, {
+        detail: { tag, accept },
+      });
+    }
+    return { ...fetched, outcome: 'miss' };
+  }
+
+  /** GETs a manifest upstream, verifies it, and stores it by digest. */
+  private async fetchManifest(
+    target: MirrorTarget,
+    reference: string,
+    clientAccept: readonly string[],
+    expected?: Digest,
+    exactAccept = false,
+  ): Promise<StoredManifest | undefined> {
+    const acceptList = exactAccept && clientAccept.length > 0 ? clientAccept : upstreamAcceptList(clientAccept);
+    const fetched = await target.upstream.getManifest(target.repository, reference, acceptList);
+    if (!fetched) return undefined;
+    const actual = digestOf(fetched.bytes, expected?.algorithm ?? 'sha256');
+    const claimed = expected?.text ?? fetched.statedDigest;
+    if (claimed !== undefined && claimed.startsWith(`${expected?.algorithm ?? 'sha256'}:`) && claimed !== actual) {
+      throw new UpstreamError(target.upstream.name, 'invalid', `manifest ${target.repository}:${reference} has digest ${actual}, expected ${claimed}`);
+    }
+    return this.manifests.put(parseDigest(actual), fetched.bytes, fetched.mediaType);
+  }
+
+  // ---- tags ----------------------------------------------------------------------------
+
+  async listTags(target: MirrorTarget): Promise<{ tags: string[]; outcome: CacheOutcome }> {
+    try {
+      const tags = await target.upstream.listTags(target.repository);
+      if (!tags) throw new RegistryError('NAME_UNKNOWN', `repository ${target.repository} not found in ${target.upstream.name}`);
+      return { tags, outcome: 'miss' };
+    } catch (error) {
+      if (error instanceof UpstreamError && error.isTransient) {
+        const known = await this.tags.list(target.upstream.name, target.repository);
+        if (known.length > 0) return { tags: known, outcome: 'stale' };
+      }
+      throw toRegistryError(error);
+    }
+  }
+}
+
+function manifestUnknown(target: MirrorTarget, reference: string): RegistryError {
+  return new RegistryError('MANIFEST_UNKNOWN', `manifest ${target.repository}:${reference} not found in ${target.upstream.name}`, {
+    detail: { name: target.repository, reference },
+  });
+}
+
+/** Upstream failures in the client's terms: 429 stays 429, anything else unreachable is 502/503. */
+export function toRegistryError(error: unknown): unknown {
+  if (!(error instanceof UpstreamError)) return error;
+  switch (error.kind) {
+    case 'rate-limited':
+      return new RegistryError('TOOMANYREQUESTS', error.message, {
+        headers: error.options.retryAfterSeconds !== undefined ? { 'retry-after': String(error.options.retryAfterSeconds) } : {},
+        cause: error,
+      });
+    case 'denied':
+      // Docker Hub answers 401 for repositories that do not exist; to a mirror client both
+      // mean "not here", and a 404 lets docker and containerd fall back to the next source.
+      return new RegistryError('NAME_UNKNOWN', error.message, { cause: error });
+    case 'unavailable':
+      return new RegistryError('UNAVAILABLE', error.message, { status: 502, cause: error });
+    case 'invalid':
+      return new RegistryError('UNKNOWN', error.message, { status: 502, cause: error });
+  }
+}

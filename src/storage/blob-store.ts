@@ -1,0 +1,74 @@
+// The content-addressed blob store: one copy of every blob, keyed by its digest.
+// Drivers implement this interface; `test/unit/blob-store-contract.ts` is the contract
+// every driver must pass.
+import type { Readable } from 'node:stream';
+import type { Digest } from '../protocol/digest.js';
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive, as in HTTP Range headers. */
+  end: number;
+}
+
+/** An open, committed blob. Reading stays valid even if the blob is deleted meanwhile. */
+export interface BlobHandle {
+  readonly size: number;
+  /** Streams the blob (or a range of it) and closes the handle when the stream ends. */
+  stream(range?: ByteRange): Readable;
+  /** Releases the handle without reading (HEAD, 416). Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * A blob being written. Bytes are hashed as they are written; `commit` publishes the blob
+ * under its digest only if the hash matches. Until then nobody can open it from the store,
+ * but readers that hold the writer (followers of an in-flight fetch) can read what landed.
+ */
+export interface BlobWriter {
+  readonly digest: Digest;
+  readonly bytesWritten: number;
+  write(chunk: Uint8Array): Promise<void>;
+  /** Reads already-written bytes; used by followers tailing an in-progress fetch. */
+  readAt(position: number, length: number): Promise<Buffer>;
+  /** Verifies the digest (and size, when given) and renames the blob into place. */
+  commit(expectedSize?: number): Promise<void>;
+  /** Deletes the partial blob. Safe after commit (no-op) and idempotent. */
+  abort(): Promise<void>;
+  /** Closes the descriptor once nobody reads through `readAt` any more. Idempotent. */
+  close(): void;
+}
+
+export class DigestMismatchError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    readonly size: number,
+  ) {
+    super(`content digest mismatch: expected ${expected}, got ${actual} (${size} bytes)`);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+export class SizeMismatchError extends Error {
+  constructor(
+    readonly digest: string,
+    readonly expectedSize: number,
+    readonly actualSize: number,
+  ) {
+    super(`size mismatch for ${digest}: expected ${expectedSize} bytes, got ${actualSize}`);
+    this.name = 'SizeMismatchError';
+  }
+}
+
+export interface BlobStore {
+  /** Prepares the store; removes temp files a crash left behind. */
+  init(): Promise<void>;
+  stat(digest: Digest): Promise<{ size: number } | undefined>;
+  open(digest: Digest): Promise<BlobHandle | undefined>;
+  /** Small blobs (manifests, configs) read whole; refuses anything over `maxBytes`. */
+  readAll(digest: Digest, maxBytes: number): Promise<Buffer | undefined>;
+  createWriter(digest: Digest): Promise<BlobWriter>;
+  /** Stores bytes already in memory (manifests) with the same verification as streams. */
+  put(digest: Digest, bytes: Uint8Array): Promise<void>;
+  delete(digest: Digest): Promise<boolean>;
+}

@@ -1,0 +1,240 @@
+// Filesystem BlobStore: blobs/<algorithm>/<2 hex>/<hex>, written under tmp/ and renamed
+// into place once verified. rename() is atomic within one filesystem, so a blob path either
+// holds complete, verified bytes or does not exist; a crash leaves only tmp/ files, which
+// init() removes.
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { randomUUID, type Hash } from 'node:crypto';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { createDigester, type Digest } from '../protocol/digest.js';
+import {
+  DigestMismatchError,
+  SizeMismatchError,
+  type BlobHandle,
+  type BlobStore,
+  type BlobWriter,
+  type ByteRange,
+} from './blob-store.js';
+
+// 1 MiB reads: with the 64 KiB default, serving large layers is dominated by per-chunk
+// overhead (measured: ~0.35x nginx at 64 KiB vs ~0.8x at 1 MiB with 16 streams).
+export const READ_CHUNK_BYTES = 1024 * 1024;
+
+export class FsBlobStore implements BlobStore {
+  private readonly blobsDir: string;
+  private readonly tmpDir: string;
+
+  constructor(readonly root: string) {
+    this.blobsDir = path.join(root, 'blobs');
+    this.tmpDir = path.join(root, 'tmp');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.blobsDir, { recursive: true });
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
+  }
+
+  blobPath(digest: Digest): string {
+    return path.join(this.blobsDir, digest.algorithm, digest.hex.slice(0, 2), digest.hex);
+  }
+
+  async stat(digest: Digest): Promise<{ size: number } | undefined> {
+    try {
+      const info = await stat(this.blobPath(digest));
+      return { size: info.size };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async open(digest: Digest): Promise<BlobHandle | undefined> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.blobPath(digest), 'r');
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    try {
+      const { size } = await handle.stat();
+      return new FsBlobHandle(handle, size);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async readAll(digest: Digest, maxBytes: number): Promise<Buffer | undefined> {
+    const handle = await this.open(digest);
+    if (!handle) return undefined;
+    try {
+      if (handle.size > maxBytes) throw new Error(`blob ${digest.text} is ${handle.size} bytes, over the ${maxBytes}-byte limit`);
+      return await (handle as FsBlobHandle).readFile();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async createWriter(digest: Digest): Promise<BlobWriter> {
+    const tempPath = path.join(this.tmpDir, `${digest.hex.slice(0, 16)}-${randomUUID()}`);
+    // w+ so followers can read back what was written through the same descriptor, even
+    // after the file is renamed into place or unlinked.
+    const handle = await open(tempPath, 'wx+');
+    return new FsBlobWriter(digest, handle, tempPath, this.blobPath(digest));
+  }
+
+  async put(digest: Digest, bytes: Uint8Array): Promise<void> {
+    const writer = await this.createWriter(digest);
+    try {
+      await writer.write(bytes);
+      await writer.commit(bytes.byteLength);
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    } finally {
+      writer.close();
+    }
+  }
+
+  async delete(digest: Digest): Promise<boolean> {
+    try {
+      await unlink(this.blobPath(digest));
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+  }
+
+  /** Every committed digest, for index rebuilds and garbage collection. */
+  async *list(): AsyncGenerator<{ digest: string; size: number }> {
+    for (const algorithm of await readdirOrEmpty(this.blobsDir)) {
+      for (const prefix of await readdirOrEmpty(path.join(this.blobsDir, algorithm))) {
+        const dir = path.join(this.blobsDir, algorithm, prefix);
+        for (const hex of await readdirOrEmpty(dir)) {
+          const info = await stat(path.join(dir, hex)).catch(() => undefined);
+          if (info?.isFile()) yield { digest: `${algorithm}:${hex}`, size: info.size };
+        }
+      }
+    }
+  }
+}
+
+class FsBlobHandle implements BlobHandle {
+  private closed = false;
+  constructor(
+    private readonly handle: FileHandle,
+    readonly size: number,
+  ) {}
+
+  stream(range?: ByteRange): Readable {
+    this.closed = true; // the stream owns the descriptor from here on
+    if (this.size === 0) {
+      void this.handle.close();
+      return Readable.from([]);
+    }
+    return createReadStream('', {
+      fd: this.handle,
+      start: range?.start ?? 0,
+      end: range?.end ?? Math.max(0, this.size - 1),
+      highWaterMark: READ_CHUNK_BYTES,
+      autoClose: true,
+    });
+  }
+
+  async readFile(): Promise<Buffer> {
+    return this.handle.readFile();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+}
+
+class FsBlobWriter implements BlobWriter {
+  private readonly hash: Hash;
+  private written = 0;
+  private state: 'open' | 'committed' | 'aborted' = 'open';
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly digest: Digest,
+    private readonly handle: FileHandle,
+    private readonly tempPath: string,
+    private readonly finalPath: string,
+  ) {
+    this.hash = createDigester(digest.algorithm);
+  }
+
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.state !== 'open') throw new Error(`write after ${this.state} for ${this.digest.text}`);
+    this.hash.update(chunk);
+    let offset = 0;
+    while (offset < chunk.byteLength) {
+      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.byteLength - offset, this.written + offset);
+      offset += bytesWritten;
+    }
+    this.written += chunk.byteLength;
+  }
+
+  async readAt(position: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(Math.min(length, Math.max(0, this.written - position)));
+    let filled = 0;
+    while (filled < buffer.byteLength) {
+      const { bytesRead } = await this.handle.read(buffer, filled, buffer.byteLength - filled, position + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return filled === buffer.byteLength ? buffer : buffer.subarray(0, filled);
+  }
+
+  async commit(expectedSize?: number): Promise<void> {
+    if (this.state !== 'open') throw new Error(`commit after ${this.state} for ${this.digest.text}`);
+    const actual = `${this.digest.algorithm}:${this.hash.digest('hex')}`;
+    if (expectedSize !== undefined && expectedSize !== this.written) {
+      await this.abort();
+      throw new SizeMismatchError(this.digest.text, expectedSize, this.written);
+    }
+    if (actual !== this.digest.text) {
+      await this.abort();
+      throw new DigestMismatchError(this.digest.text, actual, this.written);
+    }
+    await mkdir(path.dirname(this.finalPath), { recursive: true });
+    await rename(this.tempPath, this.finalPath);
+    this.state = 'committed';
+  }
+
+  async abort(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    await unlink(this.tempPath).catch((error: unknown) => {
+      if (!isNotFound(error)) throw error;
+    });
+  }
+
+  close(): void {
+    this.closing ??= this.handle.close().catch(() => undefined);
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (error) {
+    if (isNotFound(error)) return [];
+    throw error;
+  }
+}

@@ -1,0 +1,61 @@
+// Filesystem MetadataStore: one JSON file per key under <root>/meta, written to a temp
+// file and renamed, so a reader (or a crash) never sees half a record.
+import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { assertSafeKey, type MetadataStore } from './metadata-store.js';
+
+const RECORD_SUFFIX = '.json';
+
+export class FsMetadataStore implements MetadataStore {
+  constructor(
+    private readonly root: string,
+    private readonly tmpDir: string,
+  ) {}
+
+  private fileFor(key: string): string {
+    assertSafeKey(key);
+    return path.join(this.root, key + RECORD_SUFFIX);
+  }
+
+  async get<T>(key: string): Promise<T | undefined> {
+    try {
+      return JSON.parse(await readFile(this.fileFor(key), 'utf8')) as T;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new Error(`cannot read metadata "${key}": ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  async put(key: string, value: unknown): Promise<void> {
+    const file = this.fileFor(key);
+    await mkdir(path.dirname(file), { recursive: true });
+    await mkdir(this.tmpDir, { recursive: true });
+    const temp = path.join(this.tmpDir, `meta-${randomUUID()}`);
+    await writeFile(temp, JSON.stringify(value));
+    await rename(temp, file);
+  }
+
+  async delete(key: string): Promise<boolean> {
+    try {
+      await unlink(this.fileFor(key));
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw error;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    if (prefix) assertSafeKey(prefix);
+    try {
+      const entries = await readdir(path.join(this.root, prefix), { withFileTypes: true });
+      return entries
+        .map((e) => (e.isFile() && e.name.endsWith(RECORD_SUFFIX) ? e.name.slice(0, -RECORD_SUFFIX.length) : e.name))
+        .sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,259 @@
+// An OCI Distribution (v2) client for one upstream registry: keep-alive connection pools
+// (undici), the Bearer token flow from WWW-Authenticate, Basic credentials, and redirects
+// that never carry credentials to another origin (Docker Hub sends blobs to a CDN).
+import { Agent, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/schema.js';
+import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
+import { sniffManifestMediaType } from '../protocol/media-types.js';
+import { UpstreamError } from './errors.js';
+import { TokenCache } from './token-cache.js';
+import type { UpstreamBlob, UpstreamManifest, UpstreamManifestHead, UpstreamRegistry } from './upstream.js';
+import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
+
+const USER_AGENT = 'longshore/0.1 (+pull-through mirror)';
+const MAX_REDIRECTS = 5;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+type Method = 'GET' | 'HEAD';
+
+interface SendOptions {
+  method: Method;
+  path: string;
+  repository: string;
+  accept?: readonly string[];
+}
+
+export class V2RegistryClient implements UpstreamRegistry {
+  readonly name: string;
+  readonly hosts: readonly string[];
+  readonly isDefault: boolean;
+  readonly libraryPrefix: boolean;
+  readonly tagTtlMs: number;
+  private readonly baseUrl: URL;
+  private readonly agent: Agent;
+  private readonly tokens = new TokenCache();
+  private readonly basicAuth: string | undefined;
+  // Learned from the first 401, so later requests can send a cached token up front instead
+  // of paying a 401 round trip every time.
+  private bearerChallenge: AuthChallenge | undefined;
+
+  constructor(config: UpstreamConfig & { url: string }, dispatcher?: Agent) {
+    this.name = config.name;
+    this.hosts = config.hosts;
+    this.isDefault = config.default;
+    this.libraryPrefix = config.libraryPrefix;
+    this.tagTtlMs = config.tagTtl;
+    this.baseUrl = new URL(config.url.endsWith('/') ? config.url : `${config.url}/`);
+    this.basicAuth =
+      config.username !== undefined ? `Basic ${Buffer.from(`${config.username}:${config.password ?? ''}`).toString('base64')}` : undefined;
+    this.agent =
+      dispatcher ??
+      new Agent({
+        connect: { timeout: config.connectTimeout },
+        headersTimeout: config.timeout,
+        // A gap this long between body chunks is a stall: the fetch fails and nothing is cached.
+        bodyTimeout: config.timeout,
+        keepAliveTimeout: 30_000,
+      });
+  }
+
+  async fetchBlob(repository: string, digest: string): Promise<UpstreamBlob | undefined> {
+    const response = await this.send({ method: 'GET', path: `v2/${repository}/blobs/${digest}`, repository });
+    if (response.statusCode === 404) return discard(response, undefined);
+    if (response.statusCode !== 200) return this.failWith(response, `GET blob ${repository}@${digest}`);
+    return { size: contentLength(response), body: response.body };
+  }
+
+  async headBlob(repository: string, digest: string): Promise<{ size: number | undefined } | undefined> {
+    const response = await this.send({ method: 'HEAD', path: `v2/${repository}/blobs/${digest}`, repository });
+    if (response.statusCode === 404) return discard(response, undefined);
+    if (response.statusCode !== 200) return this.failWith(response, `HEAD blob ${repository}@${digest}`);
+    return discard(response, { size: contentLength(response) });
+  }
+
+  async getManifest(repository: string, reference: string, accept: readonly string[]): Promise<UpstreamManifest | undefined> {
+    const what = `GET manifest ${repository}:${reference}`;
+    const response = await this.send({ method: 'GET', path: `v2/${repository}/manifests/${reference}`, repository, accept });
+    if (response.statusCode === 404) return discard(response, undefined);
+    if (response.statusCode !== 200) return this.failWith(response, what);
+    const bytes = await readBounded(response.body, MAX_MANIFEST_BYTES, () =>
+      new UpstreamError(this.name, 'invalid', `${what}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`),
+    ).catch((error: unknown) => {
+      throw error instanceof UpstreamError ? error : new UpstreamError(this.name, 'unavailable', `${what}: ${(error as Error).message}`, { cause: error });
+    });
+    const mediaType = manifestType(header(response, 'content-type'), bytes);
+    if (!mediaType) throw new UpstreamError(this.name, 'invalid', `${what}: response has no manifest media type`);
+    return { bytes, mediaType, statedDigest: header(response, 'docker-content-digest') };
+  }
+
+  async headManifest(repository: string, reference: string, accept: readonly string[]): Promise<UpstreamManifestHead | undefined> {
+    const response = await this.send({ method: 'HEAD', path: `v2/${repository}/manifests/${reference}`, repository, accept });
+    if (response.statusCode === 404) return discard(response, undefined);
+    if (response.statusCode !== 200) return this.failWith(response, `HEAD manifest ${repository}:${reference}`);
+    const contentType = header(response, 'content-type');
+    return discard(response, {
+      digest: header(response, 'docker-content-digest'),
+      mediaType: contentType && !isGenericType(contentType) ? stripParams(contentType) : undefined,
+      size: contentLength(response),
+    });
+  }
+
+  async listTags(repository: string): Promise<string[] | undefined> {
+    const what = `GET tags ${repository}`;
+    const response = await this.send({ method: 'GET', path: `v2/${repository}/tags/list`, repository });
+    if (response.statusCode === 404) return discard(response, undefined);
+    if (response.statusCode !== 200) return this.failWith(response, what);
+    const bytes = await readBounded(response.body, MAX_MANIFEST_BYTES, () => new UpstreamError(this.name, 'invalid', `${what}: response too large`));
+    const parsed = JSON.parse(bytes.toString('utf8')) as { tags?: unknown };
+    return Array.isArray(parsed.tags) ? parsed.tags.filter((t): t is string => typeof t === 'string') : [];
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  /** Sends one request, doing the auth dance and following redirects. */
+  private async send(options: SendOptions): Promise<Dispatcher.ResponseData> {
+    const scope = `repository:${options.repository}:pull`;
+    let authorization = this.cachedAuthorization(scope);
+    let response = await this.sendFollowingRedirects(options, authorization);
+    if (response.statusCode === 401) {
+      const challenge = parseWwwAuthenticate(response.headers['www-authenticate']);
+      await response.body.dump();
+      authorization = await this.answerChallenge(challenge, scope, authorization);
+      response = await this.sendFollowingRedirects(options, authorization);
+      if (response.statusCode === 401 && challenge?.scheme === 'bearer') this.tokens.invalidate(tokenKey(challenge, scope));
+    }
+    return response;
+  }
+
+  private cachedAuthorization(scope: string): string | undefined {
+    if (this.bearerChallenge) {
+      const token = this.tokens.get(tokenKey(this.bearerChallenge, scope));
+      if (token) return `Bearer ${token}`;
+    }
+    return this.basicAuth;
+  }
+
+  private async answerChallenge(challenge: AuthChallenge | undefined, scope: string, tried: string | undefined): Promise<string | undefined> {
+    if (challenge?.scheme === 'bearer' && challenge.params.realm) {
+      this.bearerChallenge = challenge;
+      const token = await this.tokens.getOrFetch(tokenKey(challenge, scope), () => this.fetchToken(challenge, scope));
+      return `Bearer ${token}`;
+    }
+    if (challenge?.scheme === 'basic' && this.basicAuth && tried !== this.basicAuth) return this.basicAuth;
+    throw new UpstreamError(this.name, 'denied', `authentication required (${challenge?.scheme ?? 'no challenge'})${this.basicAuth ? ' and the configured credentials were refused' : ''}`, {
+      status: 401,
+    });
+  }
+
+  private async fetchToken(challenge: AuthChallenge, scope: string): Promise<{ token: string; expiresInSeconds?: number }> {
+    const realm = new URL(challenge.params.realm as string);
+    if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
+    realm.searchParams.set('scope', scope);
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT };
+    if (this.basicAuth) headers.authorization = this.basicAuth;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.agent.request({ origin: realm.origin, path: realm.pathname + realm.search, method: 'GET', headers });
+    } catch (error) {
+      throw new UpstreamError(this.name, 'unavailable', `token request to ${realm.origin}: ${(error as Error).message}`, { cause: error });
+    }
+    if (response.statusCode !== 200) {
+      await response.body.dump();
+      const kind = response.statusCode === 401 || response.statusCode === 403 ? 'denied' : response.statusCode === 429 ? 'rate-limited' : 'unavailable';
+      throw new UpstreamError(this.name, kind, `token server ${realm.origin} answered ${response.statusCode} for ${scope}`, { status: response.statusCode });
+    }
+    const body = (await response.body.json()) as { token?: string; access_token?: string; expires_in?: number };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new UpstreamError(this.name, 'invalid', `token server ${realm.origin} returned no token for ${scope}`);
+    return { token, expiresInSeconds: body.expires_in };
+  }
+
+  private async sendFollowingRedirects(options: SendOptions, authorization: string | undefined): Promise<Dispatcher.ResponseData> {
+    let url = new URL(options.path, this.baseUrl);
+    let method: Method = options.method;
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = { 'user-agent': USER_AGENT };
+      if (options.accept?.length) headers.accept = options.accept.join(', ');
+      // Credentials are for the upstream only; a redirect elsewhere (a CDN) goes bare.
+      if (authorization && url.origin === this.baseUrl.origin) headers.authorization = authorization;
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await this.agent.request({ origin: url.origin, path: url.pathname + url.search, method, headers });
+      } catch (error) {
+        throw new UpstreamError(this.name, 'unavailable', `${method} ${url.origin}${url.pathname}: ${describeNetworkError(error)}`, { cause: error });
+      }
+      const location = header(response, 'location');
+      if (!REDIRECT_STATUSES.has(response.statusCode) || !location) return response;
+      await response.body.dump();
+      if (hop >= MAX_REDIRECTS) throw new UpstreamError(this.name, 'invalid', `too many redirects for ${options.path}`);
+      url = new URL(location, url);
+      if (response.statusCode === 303) method = 'GET';
+    }
+  }
+
+  private async failWith(response: Dispatcher.ResponseData, what: string): Promise<never> {
+    await response.body.dump().catch(() => undefined);
+    const status = response.statusCode;
+    if (status === 429) {
+      const retryAfter = Number(header(response, 'retry-after'));
+      throw new UpstreamError(this.name, 'rate-limited', `${what}: 429 too many requests`, {
+        status,
+        retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined,
+      });
+    }
+    if (status === 401 || status === 403) throw new UpstreamError(this.name, 'denied', `${what}: access denied (${status})`, { status });
+    throw new UpstreamError(this.name, status >= 500 ? 'unavailable' : 'invalid', `${what}: unexpected status ${status}`, { status });
+  }
+}
+
+function tokenKey(challenge: AuthChallenge, scope: string): string {
+  return `${challenge.params.realm ?? ''}|${challenge.params.service ?? ''}|${scope}`;
+}
+
+function header(response: Dispatcher.ResponseData, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function contentLength(response: Dispatcher.ResponseData): number | undefined {
+  const value = header(response, 'content-length');
+  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+  return Number(value);
+}
+
+function stripParams(contentType: string): string {
+  return (contentType.split(';')[0] ?? '').trim().toLowerCase();
+}
+
+function isGenericType(contentType: string): boolean {
+  const type = stripParams(contentType);
+  return type === 'application/json' || type === 'text/plain' || type === 'application/octet-stream' || type === '';
+}
+
+function manifestType(contentType: string | undefined, bytes: Buffer): string | undefined {
+  if (contentType && !isGenericType(contentType)) return stripParams(contentType);
+  return sniffManifestMediaType(bytes) ?? (contentType ? stripParams(contentType) : undefined);
+}
+
+async function discard<T>(response: Dispatcher.ResponseData, value: T): Promise<T> {
+  await response.body.dump().catch(() => undefined);
+  return value;
+}
+
+async function readBounded(body: AsyncIterable<Buffer>, maxBytes: number, tooLarge: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.byteLength;
+    if (total > maxBytes) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function describeNetworkError(error: unknown): string {
+  const err = error as { code?: string; message?: string };
+  return err.code ? `${err.code} ${err.message ?? ''}`.trim() : String(err.message ?? error);
+}

@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, envNameToPath, loadConfig, parseConfig, pathToEnvName } from '../../src/config/load.js';
+import { parseByteSize, parseDuration } from '../../src/config/units.js';
+
+test('defaults describe a local cache on 127.0.0.1:5000 with no upstreams', () => {
+  const config = parseConfig({});
+  assert.equal(config.listen, '127.0.0.1:5000');
+  assert.equal(config.storage.path, './data');
+  assert.deepEqual(config.upstreams, []);
+});
+
+test('the shipped default.yaml mirrors Docker Hub as the default upstream', async () => {
+  const config = await loadConfig(path.join(import.meta.dirname, '../../config/default.yaml'), {});
+  assert.equal(config.listen, '127.0.0.1:5000');
+  assert.equal(config.storage.path, './data');
+  assert.equal(config.upstreams.length, 1);
+  const hub = config.upstreams[0]!;
+  assert.equal(hub.url, 'https://registry-1.docker.io');
+  assert.deepEqual(hub.hosts, ['docker.io']);
+  assert.equal(hub.default, true);
+  assert.equal(hub.libraryPrefix, true);
+  assert.equal(hub.tagTtl, 5 * 60_000);
+});
+
+test('environment variables override nested keys and list items', () => {
+  const config = parseConfig(
+    { upstreams: [{ name: 'hub', url: 'https://registry-1.docker.io', hosts: ['docker.io'] }] },
+    {
+      LONGSHORE_LISTEN: '0.0.0.0:6000',
+      LONGSHORE_STORAGE__PATH: '/var/cache/ls',
+      LONGSHORE_UPSTREAMS__0__TAG_TTL: '90s',
+      LONGSHORE_UPSTREAMS__1__NAME: 'ghcr',
+      LONGSHORE_UPSTREAMS__1__URL: 'https://ghcr.io',
+      LONGSHORE_UPSTREAMS__1__HOSTS: '[ghcr.io]',
+      UNRELATED: 'x',
+    },
+  );
+  assert.equal(config.listen, '0.0.0.0:6000');
+  assert.equal(config.storage.path, '/var/cache/ls');
+  assert.equal(config.upstreams[0]?.tagTtl, 90_000);
+  assert.equal(config.upstreams[1]?.name, 'ghcr');
+  assert.deepEqual(config.upstreams[1]?.hosts, ['ghcr.io']);
+  assert.equal(config.upstreams[1]?.libraryPrefix, false);
+});
+
+test('env names and key paths convert both ways', () => {
+  assert.deepEqual(envNameToPath('LONGSHORE_UPSTREAMS__0__TAG_TTL'), ['upstreams', 0, 'tagTtl']);
+  assert.equal(pathToEnvName(['upstreams', 0, 'tagTtl']), 'LONGSHORE_UPSTREAMS__0__TAG_TTL');
+  assert.equal(pathToEnvName(['storage', 'path']), 'LONGSHORE_STORAGE__PATH');
+});
+
+test('an unknown key fails with its full path', () => {
+  assert.throws(() => parseConfig({ storage: { path: './d', pth: 'x' } }), (error: Error) => {
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, /storage\.pth: unknown key/);
+    return true;
+  });
+});
+
+test('an unknown key set by environment names the variable', () => {
+  assert.throws(() => parseConfig({}, { LONGSHORE_LISTN: 'x' }), /listn: unknown key \(set by LONGSHORE_LISTN\)/);
+});
+
+test('bad values name their key', () => {
+  assert.throws(
+    () => parseConfig({ upstreams: [{ name: 'hub', url: 'https://x.example', tagTtl: 'soon' }] }),
+    /upstreams\[0\]\.tagTtl: not a duration: "soon"/,
+  );
+  assert.throws(() => parseConfig({ listen: 'localhost' }), /listen: expected "host:port"/);
+  assert.throws(() => parseConfig({ upstreams: [{ name: 'hub', url: 'ftp://x' }] }), /upstreams\[0\]\.url/);
+  assert.throws(
+    () =>
+      parseConfig({
+        upstreams: [
+          { name: 'a', url: 'https://a.example', default: true },
+          { name: 'a', url: 'https://b.example', default: true },
+        ],
+      }),
+    (error: Error) => /upstreams\[1\]\.name: duplicate upstream name "a"/.test(error.message) && /at most one upstream/.test(error.message),
+  );
+  assert.throws(() => parseConfig({ upstreams: [{ name: 'a', url: 'https://a.example', username: 'u' }] }), /upstreams\[0\]\.password: username and password go together/);
+});
+
+test('loadConfig reports unreadable files and YAML errors with the file name', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ls-config-'));
+  await assert.rejects(loadConfig(path.join(dir, 'missing.yaml'), {}), /cannot read config file .*missing\.yaml/);
+  const bad = path.join(dir, 'bad.yaml');
+  await writeFile(bad, 'listen: [unclosed');
+  await assert.rejects(loadConfig(bad, {}), /bad\.yaml is not valid YAML/);
+});
+
+test('durations and sizes', () => {
+  assert.equal(parseDuration('5m'), 300_000);
+  assert.equal(parseDuration('1h30m'), 5_400_000);
+  assert.equal(parseDuration('250ms'), 250);
+  assert.equal(parseDuration('1500'), 1500);
+  assert.equal(parseDuration('5 minutes'), undefined);
+  assert.equal(parseDuration(''), undefined);
+  assert.equal(parseByteSize('10GiB'), 10 * 2 ** 30);
+  assert.equal(parseByteSize('512MB'), 512e6);
+  assert.equal(parseByteSize(1024), 1024);
+  assert.equal(parseByteSize('10 furlongs'), undefined);
+});

@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, writeFile, mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { digestOf, parseDigest } from '../../src/protocol/digest.js';
+import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import { FsMetadataStore } from '../../src/storage/fs-metadata-store.js';
+import { blobStoreContract } from '../support/blob-store-contract.js';
+
+async function newStore(): Promise<FsBlobStore> {
+  const store = new FsBlobStore(await mkdtemp(path.join(os.tmpdir(), 'ls-blobs-')));
+  await store.init();
+  return store;
+}
+
+blobStoreContract('fs', newStore);
+
+test('fs: blobs live at blobs/<algorithm>/<2 hex>/<hex>', async () => {
+  const store = await newStore();
+  const bytes = Buffer.from('layer');
+  const digest = parseDigest(digestOf(bytes));
+  await store.put(digest, bytes);
+  assert.deepEqual(await readdir(path.join(store.root, 'blobs', 'sha256', digest.hex.slice(0, 2))), [digest.hex]);
+  assert.deepEqual(await readdir(path.join(store.root, 'tmp')), []);
+});
+
+test('fs: start-up removes temp files a crash left behind, and never serves them', async () => {
+  const store = await newStore();
+  const bytes = Buffer.from('partial layer');
+  const digest = parseDigest(digestOf(bytes));
+  const writer = await store.createWriter(digest);
+  await writer.write(bytes.subarray(0, 4)); // a crash here leaves a temp file
+  writer.close();
+  assert.equal((await readdir(path.join(store.root, 'tmp'))).length, 1);
+
+  const restarted = new FsBlobStore(store.root);
+  await restarted.init();
+  assert.deepEqual(await readdir(path.join(store.root, 'tmp')), []);
+  assert.equal(await restarted.open(digest), undefined);
+});
+
+test('fs: list yields every committed blob with its size', async () => {
+  const store = await newStore();
+  const blobs = ['a', 'bb', 'ccc'].map((s) => Buffer.from(s));
+  for (const bytes of blobs) await store.put(parseDigest(digestOf(bytes)), bytes);
+  const listed = [];
+  for await (const entry of store.list()) listed.push(entry);
+  assert.deepEqual(
+    listed.sort((x, y) => x.size - y.size),
+    blobs.map((b) => ({ digest: digestOf(b), size: b.byteLength })),
+  );
+});
+
+test('fs metadata: records round-trip, list one level, refuse unsafe keys', async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'ls-meta-'));
+  await mkdir(path.join(root, 'tmp'));
+  const meta = new FsMetadataStore(path.join(root, 'meta'), path.join(root, 'tmp'));
+  await meta.put('mirror/hub/library/alpine/_tags/latest', { digest: 'sha256:x' });
+  await meta.put('mirror/hub/library/alpine/_tags/3.20', { digest: 'sha256:y' });
+  assert.deepEqual(await meta.get('mirror/hub/library/alpine/_tags/latest'), { digest: 'sha256:x' });
+  assert.equal(await meta.get('mirror/hub/library/alpine/_tags/none'), undefined);
+  assert.deepEqual(await meta.list('mirror/hub/library/alpine/_tags'), ['3.20', 'latest']);
+  assert.equal(await meta.delete('mirror/hub/library/alpine/_tags/latest'), true);
+  assert.equal(await meta.delete('mirror/hub/library/alpine/_tags/latest'), false);
+  await assert.rejects(meta.put('mirror/../../etc/passwd', {}), /unsafe metadata key/);
+  await assert.rejects(meta.get('a//b'), /unsafe metadata key/);
+  await writeFile(path.join(root, 'meta', 'broken.json'), '{');
+  await assert.rejects(meta.get('broken'), /cannot read metadata "broken"/);
+});
