@@ -32,7 +32,7 @@ export function blobStoreContract(driver: string, createStore: () => Promise<Blo
     await store.put(empty, Buffer.alloc(0));
     const handle = await store.open(empty);
     assert.equal(handle?.size, 0);
-    assert.equal(await text(handle!.stream()), '');
+    assert.equal(await text(handle.stream()), '');
   });
 
   test(`${driver}: bytes that do not match the digest never become a blob`, async () => {

@@ -109,7 +109,7 @@ test('a wrong body aborts every reader and caches nothing', async () => {
   assert.equal(inflight.count, 0);
 
   // The next request starts afresh and succeeds.
-  const { fetch, leader } = inflight.join(digest, store, () => Promise.resolve({ size: blob.byteLength, body: PassThrough.from([blob]) as Readable }));
+  const { fetch, leader } = inflight.join(digest, store, () => Promise.resolve({ size: blob.byteLength, body: PassThrough.from([blob]) }));
   assert.ok(leader);
   await fetch.ready;
   assert.ok((await buffer(fetch.openReader())).equals(blob));
@@ -136,7 +136,7 @@ test('a short body with a Content-Length is a failure even if the bytes hash rig
   const store = await newStore();
   const blob = randomBytes(1000);
   const digest = parseDigest(digestOf(blob));
-  const { fetch } = new InflightBlobs().join(digest, store, () => Promise.resolve({ size: blob.byteLength + 10, body: PassThrough.from([blob]) as Readable }));
+  const { fetch } = new InflightBlobs().join(digest, store, () => Promise.resolve({ size: blob.byteLength + 10, body: PassThrough.from([blob]) }));
   await fetch.ready;
   assert.match((await settle(fetch.openReader())).error?.message ?? '', /size mismatch/);
   assert.equal(await store.stat(digest), undefined);
@@ -171,7 +171,7 @@ test('upstream bodies without a Content-Length stream until the end and are veri
   const store = await newStore();
   const blob = randomBytes(70_000);
   const digest = parseDigest(digestOf(blob));
-  const { fetch } = new InflightBlobs().join(digest, store, () => Promise.resolve({ size: undefined, body: PassThrough.from([blob.subarray(0, 30_000), blob.subarray(30_000)]) as Readable }));
+  const { fetch } = new InflightBlobs().join(digest, store, () => Promise.resolve({ size: undefined, body: PassThrough.from([blob.subarray(0, 30_000), blob.subarray(30_000)]) }));
   assert.deepEqual(await fetch.ready, { size: undefined });
   assert.ok((await buffer(fetch.openReader())).equals(blob));
   assert.equal((await store.stat(digest))?.size, blob.byteLength);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { digestOf, tryParseDigest } from '../../src/protocol/digest.js';
-import { RegistryError } from '../../src/protocol/errors.js';
+import type { RegistryError } from '../../src/protocol/errors.js';
 import { accepts, MediaType, parseAccept, sniffManifestMediaType, upstreamAcceptList } from '../../src/protocol/media-types.js';
 import { parseRange } from '../../src/protocol/range.js';
 import { isValidRepositoryName, isValidTag, parseManifestReference, parseV2Path } from '../../src/protocol/reference.js';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buffer } from 'node:stream/consumers';
 import { parseConfig } from '../../src/config/load.js';
-import { UpstreamError } from '../../src/upstream/errors.js';
+import type { UpstreamError } from '../../src/upstream/errors.js';
 import { V2RegistryClient } from '../../src/upstream/v2-client.js';
 import { startTestServer } from '../support/http-server.js';
 
@@ -39,7 +39,7 @@ test('Bearer flow: challenge, token with credentials, token cached per scope', a
   for (let i = 0; i < 3; i++) {
     const blob = await upstream.fetchBlob('org/app', 'sha256:1');
     assert.equal(blob?.size, 5);
-    assert.equal((await buffer(blob!.body)).toString(), 'hello');
+    assert.equal((await buffer(blob.body)).toString(), 'hello');
   }
   assert.equal(tokensIssued, 1, 'one token for three requests of one scope');
   assert.equal(registry.requests.length, 4, 'one 401, then the token is sent up front');
