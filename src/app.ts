@@ -23,22 +23,25 @@ export function buildApp(services: Services, log: Logger) {
   app.decorateRequest('cacheOutcome', undefined);
   app.decorateRequest('upstreamName', undefined);
 
-  app.addHook('onResponse', (request, reply, done) => {
-    const length = reply.getHeader('content-length');
-    request.log.info(
-      {
-        method: request.method,
-        path: request.url,
-        status: reply.statusCode,
-        bytes: length === undefined ? undefined : Number(length),
-        durationMs: Math.round(reply.elapsedTime * 100) / 100,
-        cache: request.cacheOutcome,
-        upstream: request.upstreamName,
-        // A response torn down before its end: an upstream failure mid-stream or a client gone.
-        aborted: reply.raw.writableFinished ? undefined : true,
-      },
-      'request',
-    );
+  // 'close' rather than fastify's onResponse: it also fires for responses torn down mid-body
+  // (an upstream that broke off), which are the ones an operator most needs to see.
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.raw.once('close', () => {
+      const length = reply.getHeader('content-length');
+      request.log.info(
+        {
+          method: request.method,
+          path: request.url,
+          status: reply.statusCode,
+          bytes: length === undefined ? undefined : Number(length),
+          durationMs: Math.round(reply.elapsedTime * 100) / 100,
+          cache: request.cacheOutcome,
+          upstream: request.upstreamName,
+          aborted: reply.raw.writableFinished ? undefined : true,
+        },
+        'request',
+      );
+    });
     done();
   });
 
