@@ -2,7 +2,7 @@
 // Drivers implement this interface; `test/unit/blob-store-contract.ts` is the contract
 // every driver must pass.
 import type { Readable } from 'node:stream';
-import type { Digest } from '../protocol/digest.js';
+import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
 
 export interface ByteRange {
   start: number;
@@ -25,13 +25,17 @@ export interface BlobHandle {
  * but readers that hold the writer (followers of an in-flight fetch) can read what landed.
  */
 export interface BlobWriter {
-  readonly digest: Digest;
+  /** The digest the bytes must hash to; undefined for uploads whose digest comes out at the end. */
+  readonly expected: Digest | undefined;
   readonly bytesWritten: number;
   write(chunk: Uint8Array): Promise<void>;
   /** Reads already-written bytes; used by followers tailing an in-progress fetch. */
   readAt(position: number, length: number): Promise<Buffer>;
-  /** Verifies the digest (and size, when given) and renames the blob into place. */
-  commit(expectedSize?: number): Promise<void>;
+  /**
+   * Verifies the digest (and size, when given) and renames the blob into place under it.
+   * Returns the digest the bytes hash to. A writer with no expected digest stores under that.
+   */
+  commit(expectedSize?: number): Promise<Digest>;
   /** Deletes the partial blob. Safe after commit (no-op) and idempotent. */
   abort(): Promise<void>;
   /** Closes the descriptor once nobody reads through `readAt` any more. Idempotent. */
@@ -67,7 +71,8 @@ export interface BlobStore {
   open(digest: Digest): Promise<BlobHandle | undefined>;
   /** Small blobs (manifests, configs) read whole; refuses anything over `maxBytes`. */
   readAll(digest: Digest, maxBytes: number): Promise<Buffer | undefined>;
-  createWriter(digest: Digest): Promise<BlobWriter>;
+  /** A writer for a blob: of known digest (verified on commit), or of a digest found on commit. */
+  createWriter(expected?: Digest, options?: { algorithm?: DigestAlgorithm }): Promise<BlobWriter>;
   /** Stores bytes already in memory (manifests) with the same verification as streams. */
   put(digest: Digest, bytes: Uint8Array): Promise<void>;
   delete(digest: Digest): Promise<boolean>;

@@ -7,7 +7,7 @@ import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 
 import { randomUUID, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { createDigester, type Digest } from '../protocol/digest.js';
+import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import {
   DigestMismatchError,
   SizeMismatchError,
@@ -78,12 +78,12 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async createWriter(digest: Digest): Promise<BlobWriter> {
-    const tempPath = path.join(this.tmpDir, `${digest.hex.slice(0, 16)}-${randomUUID()}`);
+  async createWriter(expected?: Digest, options: { algorithm?: DigestAlgorithm } = {}): Promise<BlobWriter> {
+    const tempPath = path.join(this.tmpDir, `${expected ? expected.hex.slice(0, 16) : 'upload'}-${randomUUID()}`);
     // w+ so followers can read back what was written through the same descriptor, even
     // after the file is renamed into place or unlinked.
     const handle = await open(tempPath, 'wx+');
-    return new FsBlobWriter(digest, handle, tempPath, this.blobPath(digest));
+    return new FsBlobWriter(expected, expected?.algorithm ?? options.algorithm ?? 'sha256', handle, tempPath, (d) => this.blobPath(d));
   }
 
   async put(digest: Digest, bytes: Uint8Array): Promise<void> {
@@ -163,12 +163,17 @@ class FsBlobWriter implements BlobWriter {
   private closing: Promise<void> | undefined;
 
   constructor(
-    readonly digest: Digest,
+    readonly expected: Digest | undefined,
+    private readonly algorithm: DigestAlgorithm,
     private readonly handle: FileHandle,
     private readonly tempPath: string,
-    private readonly finalPath: string,
+    private readonly finalPathOf: (digest: Digest) => string,
   ) {
-    this.hash = createDigester(digest.algorithm);
+    this.hash = createDigester(algorithm);
+  }
+
+  private get label(): string {
+    return this.expected?.text ?? `upload ${path.basename(this.tempPath)}`;
   }
 
   get bytesWritten(): number {
@@ -176,7 +181,7 @@ class FsBlobWriter implements BlobWriter {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
-    if (this.state !== 'open') throw new Error(`write after ${this.state} for ${this.digest.text}`);
+    if (this.state !== 'open') throw new Error(`write after ${this.state} for ${this.label}`);
     this.hash.update(chunk);
     let offset = 0;
     while (offset < chunk.byteLength) {
@@ -197,20 +202,23 @@ class FsBlobWriter implements BlobWriter {
     return filled === buffer.byteLength ? buffer : buffer.subarray(0, filled);
   }
 
-  async commit(expectedSize?: number): Promise<void> {
-    if (this.state !== 'open') throw new Error(`commit after ${this.state} for ${this.digest.text}`);
-    const actual = `${this.digest.algorithm}:${this.hash.digest('hex')}`;
+  async commit(expectedSize?: number): Promise<Digest> {
+    if (this.state !== 'open') throw new Error(`commit after ${this.state} for ${this.label}`);
+    const hex = this.hash.digest('hex');
+    const actual: Digest = { algorithm: this.algorithm, hex, text: `${this.algorithm}:${hex}` };
     if (expectedSize !== undefined && expectedSize !== this.written) {
       await this.abort();
-      throw new SizeMismatchError(this.digest.text, expectedSize, this.written);
+      throw new SizeMismatchError(this.label, expectedSize, this.written);
     }
-    if (actual !== this.digest.text) {
+    if (this.expected && actual.text !== this.expected.text) {
       await this.abort();
-      throw new DigestMismatchError(this.digest.text, actual, this.written);
+      throw new DigestMismatchError(this.expected.text, actual.text, this.written);
     }
-    await mkdir(path.dirname(this.finalPath), { recursive: true });
-    await rename(this.tempPath, this.finalPath);
+    const finalPath = this.finalPathOf(actual);
+    await mkdir(path.dirname(finalPath), { recursive: true });
+    await rename(this.tempPath, finalPath);
     this.state = 'committed';
+    return actual;
   }
 
   async abort(): Promise<void> {

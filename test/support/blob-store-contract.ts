@@ -78,6 +78,18 @@ export function blobStoreContract(driver: string, createStore: () => Promise<Blo
     assert.ok((await buffer(handle!.stream())).equals(sample));
   });
 
+  test(`${driver}: a writer without an expected digest stores under the digest of what it got`, async () => {
+    const store = await createStore();
+    const writer = await store.createWriter();
+    await writer.write(sample.subarray(0, 1000));
+    await writer.write(sample.subarray(1000));
+    assert.equal(writer.expected, undefined);
+    const digest = await writer.commit(sample.byteLength);
+    writer.close();
+    assert.deepEqual(digest, sampleDigest);
+    assert.ok((await store.readAll(sampleDigest, 1e6))?.equals(sample));
+  });
+
   test(`${driver}: two writers of one blob both succeed and leave one correct copy`, async () => {
     const store = await createStore();
     const [a, b] = await Promise.all([store.createWriter(sampleDigest), store.createWriter(sampleDigest)]);

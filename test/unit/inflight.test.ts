@@ -98,7 +98,7 @@ test('a wrong body aborts every reader and caches nothing', async () => {
   wrong[500] = wrong[500]! ^ 0xff;
   const body = new PassThrough();
   const joins = [inflight.join(digest, store, () => Promise.resolve({ size: wrong.byteLength, body })), inflight.join(digest, store, () => Promise.reject(new Error('not called')))];
-  await joins[0].fetch.ready;
+  await joins[0]!.fetch.ready;
   const results = joins.map((j) => settle(j.fetch.openReader()));
   body.end(wrong);
   for (const result of await Promise.all(results)) {

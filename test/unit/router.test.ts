@@ -4,7 +4,7 @@ import { UpstreamRouter } from '../../src/mirror/router.js';
 import type { UpstreamRegistry } from '../../src/upstream/upstream.js';
 
 function upstream(name: string, hosts: string[], options: { isDefault?: boolean; libraryPrefix?: boolean } = {}): UpstreamRegistry {
-  return { name, hosts, isDefault: options.isDefault ?? false, libraryPrefix: options.libraryPrefix ?? false } as UpstreamRegistry;
+  return { name, hosts, isDefault: options.isDefault ?? false, libraryPrefix: options.libraryPrefix ?? false } as unknown as UpstreamRegistry;
 }
 
 const hub = upstream('hub', ['docker.io'], { isDefault: true, libraryPrefix: true });

@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// Makes sure the external programs the end-to-end tests drive are installed.
+// The tests also check (test/harness/tools.ts) and fail with the install command, but running
+// this first (npm test, CI) turns "tests fail" into "tools get installed" where we are root.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+// Tool on PATH -> Debian package that provides it. Add new tools here.
+const REQUIRED_TOOLS = {
+  'docker-registry': 'docker-registry',
+  skopeo: 'skopeo',
+};
+
+function isOnPath(command) {
+  const dirs = (process.env.PATH ?? '').split(delimiter).filter((dir) => dir !== '');
+  return dirs.some((dir) => {
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function missingTools() {
+  return Object.entries(REQUIRED_TOOLS).filter(([command]) => !isOnPath(command));
+}
+
+function run(command, args) {
+  console.log(`ensure-test-tools: ${command} ${args.join(' ')}`);
+  const result = spawnSync(command, args, {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  if (result.error !== undefined) {
+    throw new Error(`${command} ${args.join(' ')} could not be started: ${result.error.message}`);
+  }
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} exited with ${result.status ?? `signal ${result.signal}`}`);
+  }
+}
+
+const missing = missingTools();
+if (missing.length === 0) {
+  console.log(`ensure-test-tools: all present (${Object.keys(REQUIRED_TOOLS).join(', ')})`);
+  process.exit(0);
+}
+
+const packages = [...new Set(missing.map(([, pkg]) => pkg))];
+const missingNames = missing.map(([command]) => command).join(', ');
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+if (!isRoot) {
+  console.error(`missing tools: ${missingNames}; install them with: sudo apt-get install -y ${packages.join(' ')}`);
+  process.exit(1);
+}
+
+try {
+  run('apt-get', ['update']);
+  run('apt-get', ['install', '-y', '--no-install-recommends', ...packages]);
+} catch (error) {
+  console.error(`ensure-test-tools: installing ${packages.join(' ')} failed: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
+
+const stillMissing = missingTools();
+if (stillMissing.length > 0) {
+  console.error(`ensure-test-tools: still missing after install: ${stillMissing.map(([command]) => command).join(', ')}`);
+  process.exit(1);
+}
+console.log(`ensure-test-tools: installed ${packages.join(' ')}; all present`);
