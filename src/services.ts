@@ -10,12 +10,18 @@ import { TagRecords } from './mirror/tag-records.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import { FsMetadataStore } from './storage/fs-metadata-store.js';
 import { ManifestStore } from './storage/manifest-store.js';
+import type { MetadataStore } from './storage/metadata-store.js';
+import { PrivateBlobs } from './storage/private-blobs.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { V2RegistryClient } from './upstream/v2-client.js';
 
 export interface Services {
   config: Config;
   blobs: FsBlobStore;
+  metadata: MetadataStore;
+  manifests: ManifestStore;
+  /** Blobs of private repositories: never evicted, never sent upstream. */
+  privateBlobs: PrivateBlobs;
   mirror: PullThroughMirror;
   router: UpstreamRouter;
   inflight: InflightBlobs;
@@ -27,6 +33,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const blobs = new FsBlobStore(root);
   await blobs.init();
   const metadata = new FsMetadataStore(path.join(root, 'meta'), path.join(root, 'tmp'));
+  const privateBlobs = new PrivateBlobs(metadata);
+  await privateBlobs.load();
+  const manifests = new ManifestStore(blobs, metadata);
   const upstreams: UpstreamRegistry[] = config.upstreams.map((upstream) => new V2RegistryClient(upstream));
   const router = new UpstreamRouter(upstreams);
   const inflight = new InflightBlobs({
@@ -34,10 +43,13 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       if (error) log.warn({ digest, bytes, err: error.message }, 'upstream blob fetch failed; nothing cached');
     },
   });
-  const mirror = new PullThroughMirror(blobs, new ManifestStore(blobs, metadata), new TagRecords(metadata), inflight, log);
+  const mirror = new PullThroughMirror(blobs, manifests, new TagRecords(metadata), inflight, log);
   return {
     config,
     blobs,
+    metadata,
+    manifests,
+    privateBlobs,
     mirror,
     router,
     inflight,
