@@ -3,6 +3,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
+import { CacheIndex } from './mirror/cache-index.js';
 import { InflightBlobs } from './mirror/inflight.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
 import { UpstreamRouter } from './mirror/router.js';
@@ -20,37 +21,58 @@ export interface Services {
   blobs: FsBlobStore;
   metadata: MetadataStore;
   manifests: ManifestStore;
+  tags: TagRecords;
   /** Blobs of private repositories: never evicted, never sent upstream. */
   privateBlobs: PrivateBlobs;
   mirror: PullThroughMirror;
+  /** LRU over mirrored blobs: the storage.cache.maxBytes bound, and cache size figures. */
+  cacheIndex: CacheIndex;
   router: UpstreamRouter;
   inflight: InflightBlobs;
   close(): Promise<void>;
 }
 
-export async function createServices(config: Config, log: Logger): Promise<Services> {
+export interface ServiceOptions {
+  /**
+   * True for the serving process: it owns the data directory's temp files and clears what a
+   * crash left. Tools that may run beside a server (gc, import) pass false.
+   */
+  ownsTempFiles?: boolean;
+}
+
+export async function createServices(config: Config, log: Logger, options: ServiceOptions = {}): Promise<Services> {
   const root = path.resolve(config.storage.path);
   const blobs = new FsBlobStore(root);
-  await blobs.init();
+  await blobs.init({ clearTemp: options.ownsTempFiles ?? true });
   const metadata = new FsMetadataStore(path.join(root, 'meta'), path.join(root, 'tmp'));
   const privateBlobs = new PrivateBlobs(metadata);
   await privateBlobs.load();
   const manifests = new ManifestStore(blobs, metadata);
   const upstreams: UpstreamRegistry[] = config.upstreams.map((upstream) => new V2RegistryClient(upstream));
   const router = new UpstreamRouter(upstreams);
+  const cacheIndex = new CacheIndex(blobs, privateBlobs, config.storage.cache.maxBytes, log);
+  await cacheIndex.rebuild();
+  cacheIndex.onEvicted = (digest) => manifests.forget(digest);
   const inflight = new InflightBlobs({
     fetchFinished: (digest, bytes, error) => {
       if (error) log.warn({ digest, bytes, err: error.message }, 'upstream blob fetch failed; nothing cached');
+      else cacheIndex.added(digest, bytes);
     },
   });
-  const mirror = new PullThroughMirror(blobs, manifests, new TagRecords(metadata), inflight, log);
+  const tags = new TagRecords(metadata);
+  const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
+    offline: config.offline,
+    tracker: cacheIndex,
+  });
   return {
     config,
     blobs,
     metadata,
     manifests,
+    tags,
     privateBlobs,
     mirror,
+    cacheIndex,
     router,
     inflight,
     close: async () => {

@@ -22,6 +22,14 @@ export const byteSize = z.union([z.string(), z.number()]).transform((value, ctx)
   return bytes;
 });
 
+/**
+ * A YAML section whose keys are all commented out parses as null; treat it as absent so its
+ * defaults apply (`cache:` with only comments below it means "defaults").
+ */
+function section<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => (value === null ? undefined : value), schema);
+}
+
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:5000"');
 
 const httpUrl = z
@@ -54,12 +62,24 @@ export const configSchema = z
     // Base URL clients use to reach this server, for self-references; the request's Host otherwise.
     publicUrl: httpUrl.optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    storage: z
-      .strictObject({
-        path: z.string().min(1).default('./data'),
-      })
-      .default({ path: './data' }),
-    upstreams: z.array(upstreamSchema).default([]),
+    storage: section(
+      z
+        .strictObject({
+          path: z.string().min(1).default('./data'),
+          cache: section(
+            z
+              .strictObject({
+                // Bound on mirrored content ("10GiB"); least recently used goes first. Unset: no bound.
+                maxBytes: byteSize.optional(),
+              })
+              .default({}),
+          ),
+        })
+        .default({ path: './data', cache: {} }),
+    ),
+    // Never contact an upstream: serve the cache only (air-gapped sites).
+    offline: z.boolean().default(false),
+    upstreams: section(z.array(upstreamSchema).default([])),
   })
   .superRefine((config, ctx) => {
     const seen = new Set<string>();

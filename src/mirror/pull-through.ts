@@ -28,9 +28,27 @@ export interface ManifestResult extends StoredManifest {
   outcome: CacheOutcome;
 }
 
+/** Where the mirror reports cache traffic, for the size bound (CacheIndex implements it). */
+export interface CacheTracker {
+  added(digest: string, size: number): void;
+  touched(digest: string): void;
+  forget(digest: string): void;
+}
+
+export interface MirrorOptions {
+  /** Never contact an upstream: answer from the cache or with a 404. */
+  offline: boolean;
+  tracker: CacheTracker;
+  now?: () => number;
+}
+
 export class PullThroughMirror {
   private readonly manifestFetches = new SingleFlight<StoredManifest | undefined>();
   private readonly tagChecks = new SingleFlight<StoredManifest | undefined>();
+
+  private readonly offline: boolean;
+  private readonly tracker: CacheTracker;
+  private readonly now: () => number;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -38,8 +56,16 @@ export class PullThroughMirror {
     private readonly tags: TagRecords,
     private readonly inflight: InflightBlobs,
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: MirrorOptions,
+  ) {
+    this.offline = options.offline;
+    this.tracker = options.tracker;
+    this.now = options.now ?? Date.now;
+  }
+
+  private offlineMiss(code: 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN', what: string): RegistryError {
+    return new RegistryError(code, `${what} is not cached, and offline mode is on (no upstream is asked)`);
+  }
 
   // ---- blobs ---------------------------------------------------------------------------
 
@@ -49,8 +75,11 @@ export class PullThroughMirror {
     for (let round = 0; round < 2; round++) {
       const handle = await this.blobs.open(digest);
       if (handle) {
+        this.tracker.touched(digest.text);
         return { size: handle.size, outcome: 'hit', open: (range) => handle.stream(range), discard: () => handle.close() };
       }
+      this.tracker.forget(digest.text);
+      if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
       const { fetch, leader } = this.inflight.join(digest, this.blobs, () => target.upstream.fetchBlob(target.repository, digest.text));
       try {
         const { size } = await fetch.ready;
@@ -82,6 +111,7 @@ export class PullThroughMirror {
     const digest = parseDigest(digestText);
     const stored = await this.blobs.stat(digest);
     if (stored) return { size: stored.size, outcome: 'hit' };
+    if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
     try {
       const head = await target.upstream.headBlob(target.repository, digest.text);
       if (!head) throw new UpstreamBlobMissing(digest.text);
@@ -105,7 +135,11 @@ export class PullThroughMirror {
   async getManifestByDigest(target: MirrorTarget, digestText: string, accept: readonly string[]): Promise<ManifestResult> {
     const digest = parseDigest(digestText);
     const stored = await this.manifests.get(digest);
-    if (stored && accepts(accept, stored.mediaType)) return { ...stored, outcome: 'hit' };
+    if (stored && accepts(accept, stored.mediaType)) {
+      this.tracker.touched(stored.digest);
+      return { ...stored, outcome: 'hit' };
+    }
+    if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${target.repository}@${digest.text}${stored ? ' in an accepted media type' : ''}`);
     // Not cached, or cached in a type this client cannot take: ask upstream with its list.
     const { promise, shared } = this.manifestFetches.run(`${target.upstream.name}|${digest.text}|${accept.join(',')}`, () =>
       this.fetchManifest(target, digest.text, accept, digest),
@@ -126,10 +160,15 @@ export class PullThroughMirror {
     const { upstream, repository } = target;
     const record = await this.tags.get(upstream.name, repository, tag);
     const known = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
-    if (record && known && this.now() - record.checkedAt < upstream.tagTtlMs) {
-      if (accepts(accept, known.mediaType)) return { ...known, outcome: 'hit' };
-      return this.passThroughTag(target, tag, accept);
+    const fresh = record !== undefined && this.now() - record.checkedAt < upstream.tagTtlMs;
+    if (known && (fresh || this.offline)) {
+      if (accepts(accept, known.mediaType)) {
+        this.tracker.touched(known.digest);
+        return { ...known, outcome: fresh ? 'hit' : 'stale' };
+      }
+      if (!this.offline) return this.passThroughTag(target, tag, accept);
     }
+    if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${target.repository}:${tag}${known ? ' in an accepted media type' : ''}`);
 
     const { promise, shared } = this.tagChecks.run(`${upstream.name}|${repository}|${tag}`, () => this.refreshTag(target, tag, record, known));
     let manifest: StoredManifest | undefined;
@@ -203,12 +242,19 @@ export class PullThroughMirror {
     if (claimed !== undefined && claimed.startsWith(`${expected?.algorithm ?? 'sha256'}:`) && claimed !== actual) {
       throw new UpstreamError(target.upstream.name, 'invalid', `manifest ${target.repository}:${reference} has digest ${actual}, expected ${claimed}`);
     }
-    return this.manifests.put(parseDigest(actual), fetched.bytes, fetched.mediaType);
+    const stored = await this.manifests.put(parseDigest(actual), fetched.bytes, fetched.mediaType);
+    this.tracker.added(stored.digest, stored.bytes.byteLength);
+    return stored;
   }
 
   // ---- tags ----------------------------------------------------------------------------
 
   async listTags(target: MirrorTarget): Promise<{ tags: string[]; outcome: CacheOutcome }> {
+    if (this.offline) {
+      const known = await this.tags.list(target.upstream.name, target.repository);
+      if (known.length === 0) throw this.offlineMiss('NAME_UNKNOWN', `repository ${target.repository}`);
+      return { tags: known, outcome: 'stale' };
+    }
     try {
       const tags = await target.upstream.listTags(target.repository);
       if (!tags) throw new RegistryError('NAME_UNKNOWN', `repository ${target.repository} not found in ${target.upstream.name}`);

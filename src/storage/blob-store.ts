@@ -32,8 +32,14 @@ export interface BlobWriter {
   /** Reads already-written bytes; used by followers tailing an in-progress fetch. */
   readAt(position: number, length: number): Promise<Buffer>;
   /**
-   * Verifies the digest (and size, when given) and renames the blob into place under it.
-   * Returns the digest the bytes hash to. A writer with no expected digest stores under that.
+   * Checks the digest (and size, when given) without publishing; on a mismatch the partial
+   * blob is deleted and the error thrown. For all-or-nothing imports: verify everything first,
+   * then commit. No writes are accepted afterwards.
+   */
+  verify(expectedSize?: number): Promise<Digest>;
+  /**
+   * Verifies (unless verify() already did) and renames the blob into place under its digest.
+   * A writer with no expected digest stores under the digest of what it got.
    */
   commit(expectedSize?: number): Promise<Digest>;
   /** Deletes the partial blob. Safe after commit (no-op) and idempotent. */

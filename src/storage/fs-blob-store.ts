@@ -30,9 +30,13 @@ export class FsBlobStore implements BlobStore {
     this.tmpDir = path.join(root, 'tmp');
   }
 
-  async init(): Promise<void> {
+  /**
+   * Prepares the directories. The serving process owns tmp/ and clears what a crash left
+   * there; tools that may run beside a server (gc, import) pass `clearTemp: false`.
+   */
+  async init(options: { clearTemp?: boolean } = {}): Promise<void> {
     await mkdir(this.blobsDir, { recursive: true });
-    await rm(this.tmpDir, { recursive: true, force: true });
+    if (options.clearTemp ?? true) await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
   }
 
@@ -109,14 +113,19 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  /** Every committed digest, for index rebuilds and garbage collection. */
-  async *list(): AsyncGenerator<{ digest: string; size: number }> {
+  /**
+   * Every committed blob with its size and mtime (the cache index keeps access order in
+   * mtime), for index rebuilds and garbage collection. Stats run in parallel per directory:
+   * a cold start over 100,000 blobs is bound by these syscalls.
+   */
+  async *list(): AsyncGenerator<{ digest: string; size: number; mtimeMs: number }> {
     for (const algorithm of await readdirOrEmpty(this.blobsDir)) {
       for (const prefix of await readdirOrEmpty(path.join(this.blobsDir, algorithm))) {
         const dir = path.join(this.blobsDir, algorithm, prefix);
-        for (const hex of await readdirOrEmpty(dir)) {
-          const info = await stat(path.join(dir, hex)).catch(() => undefined);
-          if (info?.isFile()) yield { digest: `${algorithm}:${hex}`, size: info.size };
+        const names = await readdirOrEmpty(dir);
+        const infos = await Promise.all(names.map((hex) => stat(path.join(dir, hex)).catch(() => undefined)));
+        for (const [i, info] of infos.entries()) {
+          if (info?.isFile()) yield { digest: `${algorithm}:${names[i] as string}`, size: info.size, mtimeMs: info.mtimeMs };
         }
       }
     }
@@ -161,6 +170,7 @@ class FsBlobWriter implements BlobWriter {
   private written = 0;
   private state: 'open' | 'committed' | 'aborted' = 'open';
   private closing: Promise<void> | undefined;
+  private verified: Digest | undefined;
 
   constructor(
     readonly expected: Digest | undefined,
@@ -181,7 +191,7 @@ class FsBlobWriter implements BlobWriter {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
-    if (this.state !== 'open') throw new Error(`write after ${this.state} for ${this.label}`);
+    if (this.state !== 'open' || this.verified) throw new Error(`write after ${this.verified ? 'verify' : this.state} for ${this.label}`);
     this.hash.update(chunk);
     let offset = 0;
     while (offset < chunk.byteLength) {
@@ -202,8 +212,9 @@ class FsBlobWriter implements BlobWriter {
     return filled === buffer.byteLength ? buffer : buffer.subarray(0, filled);
   }
 
-  async commit(expectedSize?: number): Promise<Digest> {
-    if (this.state !== 'open') throw new Error(`commit after ${this.state} for ${this.label}`);
+  async verify(expectedSize?: number): Promise<Digest> {
+    if (this.verified) return this.verified;
+    if (this.state !== 'open') throw new Error(`verify after ${this.state} for ${this.label}`);
     const hex = this.hash.digest('hex');
     const actual: Digest = { algorithm: this.algorithm, hex, text: `${this.algorithm}:${hex}` };
     if (expectedSize !== undefined && expectedSize !== this.written) {
@@ -214,6 +225,13 @@ class FsBlobWriter implements BlobWriter {
       await this.abort();
       throw new DigestMismatchError(this.expected.text, actual.text, this.written);
     }
+    this.verified = actual;
+    return actual;
+  }
+
+  async commit(expectedSize?: number): Promise<Digest> {
+    const actual = await this.verify(expectedSize);
+    if (this.state !== 'open') throw new Error(`commit after ${this.state} for ${this.label}`);
     const finalPath = this.finalPathOf(actual);
     await mkdir(path.dirname(finalPath), { recursive: true });
     await rename(this.tempPath, finalPath);

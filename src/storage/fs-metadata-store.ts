@@ -54,7 +54,9 @@ export class FsMetadataStore implements MetadataStore {
         .map((e) => (e.isFile() && e.name.endsWith(RECORD_SUFFIX) ? e.name.slice(0, -RECORD_SUFFIX.length) : e.name))
         .sort();
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      // ENOTDIR: the prefix is a record, which has nothing below it.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return [];
       throw error;
     }
   }

@@ -57,6 +57,11 @@ export class ManifestStore {
     return manifest;
   }
 
+  /** Drops the in-memory copy (the blob was evicted or deleted). */
+  forget(digest: string): void {
+    this.memory.delete(digest);
+  }
+
   static digestOf(bytes: Uint8Array): string {
     return digestOf(bytes);
   }

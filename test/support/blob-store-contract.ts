@@ -90,6 +90,23 @@ export function blobStoreContract(driver: string, createStore: () => Promise<Blo
     assert.ok((await store.readAll(sampleDigest, 1e6))?.equals(sample));
   });
 
+  test(`${driver}: verify checks without publishing; commit then publishes`, async () => {
+    const store = await createStore();
+    const writer = await store.createWriter(sampleDigest);
+    await writer.write(sample);
+    assert.deepEqual(await writer.verify(sample.byteLength), sampleDigest);
+    await assert.rejects(writer.write(Buffer.from('more')), /write after verify/);
+    assert.equal(await store.stat(sampleDigest), undefined, 'verified is not yet published');
+    await writer.commit();
+    writer.close();
+    assert.equal((await store.stat(sampleDigest))?.size, sample.byteLength);
+
+    const bad = await store.createWriter(sampleDigest);
+    await bad.write(sample.subarray(1));
+    await assert.rejects(bad.verify(), DigestMismatchError);
+    bad.close();
+  });
+
   test(`${driver}: two writers of one blob both succeed and leave one correct copy`, async () => {
     const store = await createStore();
     const [a, b] = await Promise.all([store.createWriter(sampleDigest), store.createWriter(sampleDigest)]);

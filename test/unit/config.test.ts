@@ -24,6 +24,15 @@ test('the shipped default.yaml mirrors Docker Hub as the default upstream', asyn
   assert.equal(hub.default, true);
   assert.equal(hub.libraryPrefix, true);
   assert.equal(hub.tagTtl, 5 * 60_000);
+  assert.equal(config.storage.cache.maxBytes, undefined);
+  assert.equal(config.offline, false);
+});
+
+test('a section with every key commented out (null in YAML) takes its defaults', () => {
+  const config = parseConfig({ storage: { path: './x', cache: null }, upstreams: null });
+  assert.equal(config.storage.cache.maxBytes, undefined);
+  assert.deepEqual(config.upstreams, []);
+  assert.equal(parseConfig({ storage: null }).storage.path, './data');
 });
 
 test('environment variables override nested keys and list items', () => {

@@ -45,7 +45,10 @@ test('fs: list yields every committed blob with its size', async () => {
   const blobs = ['a', 'bb', 'ccc'].map((s) => Buffer.from(s));
   for (const bytes of blobs) await store.put(parseDigest(digestOf(bytes)), bytes);
   const listed = [];
-  for await (const entry of store.list()) listed.push(entry);
+  for await (const { digest, size, mtimeMs } of store.list()) {
+    assert.ok(mtimeMs > 0);
+    listed.push({ digest, size });
+  }
   assert.deepEqual(
     listed.sort((x, y) => x.size - y.size),
     blobs.map((b) => ({ digest: digestOf(b), size: b.byteLength })),

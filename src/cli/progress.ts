@@ -1,0 +1,137 @@
+// Progress for long-running commands: bars on a terminal (one per image plus a total),
+// plain lines otherwise (CI logs, pipes), so the same command reads well in both.
+
+export interface Progress {
+  begin(image: string, totalBytes: number, totalBlobs: number): void;
+  advance(image: string, bytes: number): void;
+  blobDone(image: string): void;
+  end(image: string, error?: Error): void;
+  finish(): void;
+}
+
+interface Row {
+  totalBytes: number;
+  doneBytes: number;
+  totalBlobs: number;
+  doneBlobs: number;
+  state: 'running' | 'done' | 'failed';
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+export function createProgress(out: NodeJS.WriteStream): Progress {
+  return out.isTTY ? new BarProgress(out) : new LineProgress(out);
+}
+
+abstract class TrackedProgress implements Progress {
+  protected readonly rows = new Map<string, Row>();
+
+  begin(image: string, totalBytes: number, totalBlobs: number): void {
+    this.rows.set(image, { totalBytes, doneBytes: 0, totalBlobs, doneBlobs: 0, state: 'running' });
+    this.changed(image, 'begin');
+  }
+
+  advance(image: string, bytes: number): void {
+    const row = this.rows.get(image);
+    if (row) row.doneBytes += bytes;
+    this.changed(image, 'advance');
+  }
+
+  blobDone(image: string): void {
+    const row = this.rows.get(image);
+    if (row) row.doneBlobs += 1;
+    this.changed(image, 'blob');
+  }
+
+  end(image: string, error?: Error): void {
+    const row = this.rows.get(image) ?? { totalBytes: 0, doneBytes: 0, totalBlobs: 0, doneBlobs: 0, state: 'running' };
+    row.state = error ? 'failed' : 'done';
+    this.rows.set(image, row);
+    this.changed(image, 'end', error);
+  }
+
+  abstract finish(): void;
+  protected abstract changed(image: string, event: 'begin' | 'advance' | 'blob' | 'end', error?: Error): void;
+
+  protected total(): Row {
+    const total: Row = { totalBytes: 0, doneBytes: 0, totalBlobs: 0, doneBlobs: 0, state: 'running' };
+    for (const row of this.rows.values()) {
+      total.totalBytes += row.totalBytes;
+      total.doneBytes += row.doneBytes;
+      total.totalBlobs += row.totalBlobs;
+      total.doneBlobs += row.doneBlobs;
+    }
+    return total;
+  }
+}
+
+class LineProgress extends TrackedProgress {
+  constructor(private readonly out: NodeJS.WriteStream) {
+    super();
+  }
+
+  protected changed(image: string, event: 'begin' | 'advance' | 'blob' | 'end', error?: Error): void {
+    const row = this.rows.get(image);
+    if (!row) return;
+    if (event === 'begin') this.out.write(`${image}: ${row.totalBlobs} blobs, ${formatBytes(row.totalBytes)}\n`);
+    if (event === 'blob') this.out.write(`${image}: ${row.doneBlobs}/${row.totalBlobs} blobs, ${formatBytes(row.doneBytes)}\n`);
+    if (event === 'end') this.out.write(error ? `${image}: FAILED: ${error.message}\n` : `${image}: done\n`);
+  }
+
+  finish(): void {
+    const total = this.total();
+    const failed = [...this.rows.values()].filter((r) => r.state === 'failed').length;
+    this.out.write(`total: ${this.rows.size - failed}/${this.rows.size} images, ${total.doneBlobs} blobs, ${formatBytes(total.doneBytes)}\n`);
+  }
+}
+
+const BAR_WIDTH = 30;
+const REDRAW_MS = 100;
+
+class BarProgress extends TrackedProgress {
+  private drawnLines = 0;
+  private lastDraw = 0;
+  private readonly errors: string[] = [];
+
+  constructor(private readonly out: NodeJS.WriteStream) {
+    super();
+  }
+
+  protected changed(image: string, event: string, error?: Error): void {
+    if (error) this.errors.push(`${image}: ${error.message}`);
+    const now = Date.now();
+    if (event === 'advance' && now - this.lastDraw < REDRAW_MS) return;
+    this.lastDraw = now;
+    this.draw();
+  }
+
+  private line(label: string, row: Row): string {
+    const fraction = row.totalBytes > 0 ? Math.min(1, row.doneBytes / row.totalBytes) : row.state === 'done' ? 1 : 0;
+    const filled = Math.round(fraction * BAR_WIDTH);
+    const mark = row.state === 'failed' ? ' FAILED' : row.state === 'done' ? ' done' : '';
+    return `[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}% ${formatBytes(row.doneBytes)}/${formatBytes(row.totalBytes)} ${row.doneBlobs}/${row.totalBlobs} blobs  ${label}${mark}`;
+  }
+
+  private draw(): void {
+    const lines = [...this.rows.entries()].map(([image, row]) => this.line(image, row));
+    lines.push(this.line('total', this.total()));
+    let text = this.drawnLines > 0 ? `\x1b[${this.drawnLines}A` : '';
+    for (const line of lines) text += `\x1b[2K${line}\n`;
+    this.out.write(text);
+    this.drawnLines = lines.length;
+  }
+
+  finish(): void {
+    this.draw();
+    for (const error of this.errors) this.out.write(`error: ${error}\n`);
+  }
+}
