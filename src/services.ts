@@ -14,6 +14,7 @@ import { ManifestStore } from './storage/manifest-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { PrivateBlobs } from './storage/private-blobs.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
+import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
 import { V2RegistryClient } from './upstream/v2-client.js';
 
 export interface Services {
@@ -48,7 +49,13 @@ export async function createServices(config: Config, log: Logger, options: Servi
   const privateBlobs = new PrivateBlobs(metadata);
   await privateBlobs.load();
   const manifests = new ManifestStore(blobs, metadata);
-  const upstreams: UpstreamRegistry[] = config.upstreams.map((upstream) => new V2RegistryClient(upstream));
+  const upstreams: UpstreamRegistry[] = config.upstreams.map(
+    (upstream) =>
+      new CircuitBreakerUpstream(new V2RegistryClient(upstream), {
+        failures: upstream.circuitBreaker.failures,
+        cooldownMs: upstream.circuitBreaker.cooldown,
+      }),
+  );
   const router = new UpstreamRouter(upstreams);
   const cacheIndex = new CacheIndex(blobs, privateBlobs, config.storage.cache.maxBytes, log);
   await cacheIndex.rebuild();

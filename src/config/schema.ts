@@ -53,6 +53,15 @@ const upstreamSchema = z
     // Bounds waiting for response headers and any gap between body chunks (a stalled upstream).
     timeout: duration.default(30_000),
     connectTimeout: duration.default(10_000),
+    // After `failures` transient failures in a row, stop asking for `cooldown` (serve stale).
+    circuitBreaker: section(
+      z
+        .strictObject({
+          failures: z.number().int().min(1).default(5),
+          cooldown: duration.default(30_000),
+        })
+        .default({ failures: 5, cooldown: 30_000 }),
+    ),
   })
   .transform((u) => ({ ...u, libraryPrefix: u.libraryPrefix ?? u.hosts.includes('docker.io') }));
 

@@ -2,23 +2,16 @@
 // API, either one that is running (--url) or one they start in-process on a free loopback
 // port from a config (--config), so both go through exactly the serving code path.
 import { pino } from 'pino';
-import type { Config } from '../config/schema.js';
+import { parseConfig } from '../config/load.js';
+import type { Config, UpstreamConfig } from '../config/schema.js';
 import { startServer } from '../server.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
 import { V2RegistryClient } from '../upstream/v2-client.js';
 
 export function clientFor(url: string): UpstreamRegistry {
-  return new V2RegistryClient({
-    name: 'longshore',
-    url,
-    default: false,
-    hosts: [],
-    tagTtl: 0,
-    libraryPrefix: false,
-    // Generous: a cold layer behind a slow upstream is still one request.
-    timeout: 10 * 60_000,
-    connectTimeout: 10_000,
-  });
+  // Generous timeout: a cold layer behind a slow upstream is still one request.
+  const [settings] = parseConfig({ upstreams: [{ name: 'longshore', url, timeout: '10m' }] }).upstreams;
+  return new V2RegistryClient(settings as UpstreamConfig);
 }
 
 /** Runs `work` against a Longshore: the one at `url`, or one started here from `config`. */

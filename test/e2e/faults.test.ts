@@ -178,3 +178,28 @@ test('a tag the upstream no longer has is 404 MANIFEST_UNKNOWN, and unknown repo
   assert.equal(invalid.status, 400);
   assert.equal((JSON.parse(invalid.body!.toString()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'DIGEST_INVALID');
 });
+
+test('after repeated upstream failures the circuit opens: stale tags are served without asking', async (t) => {
+  const upstream = await startFakeUpstream();
+  t.after(() => upstream.close());
+  const mirror = await startInProcess({
+    upstreams: [{ name: 'fake', url: upstream.url, default: true, tagTtl: '1ms', circuitBreaker: { failures: 3, cooldown: '1h' } }],
+  });
+  t.after(() => mirror.stop());
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: {}, layers: [] }));
+  upstream.setManifest('app', 'v1', manifest, OCI_MANIFEST);
+  await get(`${mirror.url}/v2/app/manifests/v1`, { accept: ACCEPT });
+  upstream.setFault(/\/manifests\//, { kind: 'status', status: 503 });
+  const before = upstream.requests.length;
+  for (let i = 0; i < 8; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 3));
+    const response = await get(`${mirror.url}/v2/app/manifests/v1`, { accept: ACCEPT });
+    assert.equal(response.status, 200);
+    assert.ok(response.body?.equals(manifest));
+  }
+  assert.equal(upstream.requests.length - before, 3, 'three failures opened the circuit; the other five never reached the upstream');
+  assert.deepEqual(
+    mirror.requests().slice(1).map((l) => l.cache),
+    Array(8).fill('stale'),
+  );
+});
