@@ -10,6 +10,7 @@ import { delimiter, join } from 'node:path';
 const REQUIRED_TOOLS = {
   'docker-registry': 'docker-registry',
   skopeo: 'skopeo',
+  htpasswd: 'apache2-utils',
 };
 
 function isOnPath(command) {

@@ -4,6 +4,9 @@ import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
+import { tokenRoutes } from './api/token-routes.js';
+import { LocalHandlers } from './api/v2/local-handlers.js';
+import { MirrorHandlers } from './api/v2/mirror-handlers.js';
 import { v2Routes } from './api/v2/routes.js';
 import { RegistryError } from './protocol/errors.js';
 import type { Services } from './services.js';
@@ -50,6 +53,17 @@ export function buildApp(services: Services, log: Logger) {
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
   );
 
-  void app.register(v2Routes(services));
+  if (services.config.api.v2) {
+    void app.register(
+      v2Routes({
+        mirrorHandlers: new MirrorHandlers(services.mirror, services.router),
+        localHandlers: new LocalHandlers(services.local, services.uploads, { deleteEnabled: services.config.storage.delete }),
+        policy: services.policy,
+        access: services.access,
+        publicUrl: services.config.publicUrl,
+      }),
+    );
+    void app.register(tokenRoutes(services.access, services.config.publicUrl));
+  }
   return app;
 }

@@ -3,11 +3,18 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
+import { NamespacePolicy } from './auth/access.js';
+import { HtpasswdUsers } from './auth/htpasswd.js';
+import { JwtCodec } from './auth/jwt.js';
+import { loadSigningSecret } from './auth/secret.js';
+import { RegistryAccess } from './auth/v2-access.js';
 import { CacheIndex } from './mirror/cache-index.js';
 import { InflightBlobs } from './mirror/inflight.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
 import { UpstreamRouter } from './mirror/router.js';
 import { TagRecords } from './mirror/tag-records.js';
+import { LocalRegistry } from './registry/local-registry.js';
+import { UploadSessions } from './registry/uploads.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import { FsMetadataStore } from './storage/fs-metadata-store.js';
 import { ManifestStore } from './storage/manifest-store.js';
@@ -16,6 +23,9 @@ import { PrivateBlobs } from './storage/private-blobs.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
 import { V2RegistryClient } from './upstream/v2-client.js';
+
+/** The `service` in Bearer challenges and the audience of the tokens we issue. */
+export const TOKEN_SERVICE = 'longshore';
 
 export interface Services {
   config: Config;
@@ -29,6 +39,13 @@ export interface Services {
   /** LRU over mirrored blobs: the storage.cache.maxBytes bound, and cache size figures. */
   cacheIndex: CacheIndex;
   router: UpstreamRouter;
+  policy: NamespacePolicy;
+  access: RegistryAccess;
+  users: HtpasswdUsers | undefined;
+  tokens: JwtCodec;
+  /** Private repositories (v2 pushes). */
+  local: LocalRegistry;
+  uploads: UploadSessions;
   inflight: InflightBlobs;
   close(): Promise<void>;
 }
@@ -66,6 +83,18 @@ export async function createServices(config: Config, log: Logger, options: Servi
       else cacheIndex.added(digest, bytes);
     },
   });
+  const policy = new NamespacePolicy(config.private.namespaces);
+  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd)) : undefined;
+  await users?.refresh(); // a broken users file stops start-up, with its line number
+  const tokens = new JwtCodec(await loadSigningSecret(root, config.auth.secret));
+  const access = new RegistryAccess(policy, users, tokens, {
+    anonymousPull: config.auth.anonymousPull,
+    privateAnonymousPull: config.private.anonymousPull,
+    tokenTtlMs: config.auth.tokenTtl,
+    service: TOKEN_SERVICE,
+  });
+  const local = new LocalRegistry(blobs, manifests, metadata, privateBlobs);
+  const uploads = new UploadSessions(blobs, config.storage.uploadTimeout);
   const tags = new TagRecords(metadata);
   const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
     offline: config.offline,
@@ -82,7 +111,14 @@ export async function createServices(config: Config, log: Logger, options: Servi
     cacheIndex,
     router,
     inflight,
+    policy,
+    access,
+    users,
+    tokens,
+    local,
+    uploads,
     close: async () => {
+      await uploads.close();
       await Promise.all(upstreams.map((u) => u.close()));
     },
   };

@@ -75,6 +75,10 @@ export const configSchema = z
       z
         .strictObject({
           path: z.string().min(1).default('./data'),
+          // Allow DELETE of manifests, tags and blobs in private repositories.
+          delete: z.boolean().default(false),
+          // Unfinished blob uploads idle this long are dropped with their data.
+          uploadTimeout: duration.default(60 * 60_000),
           cache: section(
             z
               .strictObject({
@@ -84,7 +88,42 @@ export const configSchema = z
               .default({}),
           ),
         })
-        .default({ path: './data', cache: {} }),
+        .default({ path: './data', delete: false, uploadTimeout: 60 * 60_000, cache: {} }),
+    ),
+    private: section(
+      z
+        .strictObject({
+          // First path component of repositories stored here (never mirrored, never evicted).
+          namespaces: z.array(z.string().regex(/^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/, 'a repository name component')).default([]),
+          // Pulls of private repositories without credentials.
+          anonymousPull: z.boolean().default(false),
+        })
+        .default({ namespaces: [], anonymousPull: false }),
+    ),
+    auth: section(
+      z
+        .strictObject({
+          // Users: an Apache htpasswd file with bcrypt entries (htpasswd -B), as the Go registry uses.
+          htpasswd: z.string().min(1).optional(),
+          // v1 POST /v1/users creates accounts only when true.
+          allowSignup: z.boolean().default(false),
+          // Pulls of mirrored content without credentials.
+          anonymousPull: z.boolean().default(true),
+          // Lifetime of issued tokens (v2 Bearer, v1 Token).
+          tokenTtl: duration.default(5 * 60_000),
+          // Token signing key; default: generated once and kept in <storage.path>/auth-secret.
+          secret: z.string().min(16).optional(),
+        })
+        .default({ allowSignup: false, anonymousPull: true, tokenTtl: 5 * 60_000 }),
+    ),
+    api: section(
+      z
+        .strictObject({
+          v1: z.boolean().default(true),
+          // false: /v2/ answers 404, so Docker 1.6–17.x clients fall back to v1.
+          v2: z.boolean().default(true),
+        })
+        .default({ v1: true, v2: true }),
     ),
     // Never contact an upstream: serve the cache only (air-gapped sites).
     offline: z.boolean().default(false),
@@ -99,6 +138,12 @@ export const configSchema = z
       seen.add(upstream.name);
       if ((upstream.username === undefined) !== (upstream.password === undefined)) {
         ctx.addIssue({ code: 'custom', path: ['upstreams', index, 'password'], message: 'username and password go together' });
+      }
+    });
+    const routingNames = new Set(config.upstreams.flatMap((u) => [u.name, ...u.hosts]));
+    config.private.namespaces.forEach((namespace, index) => {
+      if (routingNames.has(namespace)) {
+        ctx.addIssue({ code: 'custom', path: ['private', 'namespaces', index], message: `"${namespace}" is also an upstream name or host` });
       }
     });
     if (config.upstreams.filter((u) => u.default).length > 1) {

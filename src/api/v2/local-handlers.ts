@@ -1,0 +1,195 @@
+// v2 for private repositories: pulls, pushes (monolithic, single-POST and chunked uploads,
+// mounts), manifest PUT with referrers, deletes, and the catalog. Bodies are read from the
+// raw request stream: layers are streamed to disk, manifests are read with a bound.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../../protocol/errors.js';
+import { MAX_MANIFEST_BYTES } from '../../protocol/limits.js';
+import { MediaType } from '../../protocol/media-types.js';
+import type { LocalRegistry } from '../../registry/local-registry.js';
+import { paginate } from '../../registry/local-registry.js';
+import type { UploadSessions, UploadStatus } from '../../registry/uploads.js';
+import { linkNext, pageParameters, sendBlob, sendManifest, sendTagPage, BLOB_HEADERS } from './responses.js';
+
+export interface LocalOptions {
+  /** storage.delete: whether DELETE of manifests and blobs is allowed. */
+  deleteEnabled: boolean;
+}
+
+function body(request: FastifyRequest): Readable {
+  return request.raw;
+}
+
+function declaredLength(request: FastifyRequest): number | undefined {
+  const value = request.headers['content-length'];
+  return value === undefined ? undefined : Number(value);
+}
+
+/** "start-end" (the spec's form) or "bytes=start-end"; anything else is a 416. */
+function contentRange(request: FastifyRequest, status: UploadStatus): { start: number; end: number } | undefined {
+  const header = request.headers['content-range'];
+  if (header === undefined) return undefined;
+  const match = /^(?:bytes[= ])?(\d+)-(\d+)(?:\/\d+|\/\*)?$/.exec(header.trim());
+  if (!match || Number(match[2]) < Number(match[1])) {
+    throw new RegistryError('RANGE_INVALID', `invalid Content-Range "${header}"`, { status: 416, headers: { range: `0-${Math.max(status.offset - 1, 0)}` } });
+  }
+  return { start: Number(match[1]), end: Number(match[2]) };
+}
+
+async function readManifestBody(request: FastifyRequest): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body(request) as AsyncIterable<Buffer>) {
+    size += chunk.byteLength;
+    if (size > MAX_MANIFEST_BYTES) {
+      throw new RegistryError('MANIFEST_INVALID', `manifest is larger than the ${MAX_MANIFEST_BYTES}-byte limit`, { status: 413 });
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+export class LocalHandlers {
+  constructor(
+    private readonly local: LocalRegistry,
+    private readonly uploads: UploadSessions,
+    private readonly options: LocalOptions,
+  ) {}
+
+  private uploadHeaders(reply: FastifyReply, name: string, status: UploadStatus): FastifyReply {
+    return reply.headers({
+      location: `/v2/${name}/blobs/uploads/${status.id}`,
+      range: `0-${Math.max(status.offset - 1, 0)}`,
+      'docker-upload-uuid': status.id,
+      'blob-upload-session-id': status.id,
+      'content-length': '0',
+    });
+  }
+
+  private created(reply: FastifyReply, name: string, digest: string): FastifyReply {
+    return reply.code(201).headers({ location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest, 'content-length': '0' }).send();
+  }
+
+  private requireDelete(): void {
+    if (!this.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled (storage.delete: false)');
+  }
+
+  async manifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string): Promise<FastifyReply> {
+    switch (request.method) {
+      case 'GET':
+      case 'HEAD':
+        return sendManifest(request, reply, await this.local.getManifest(name, reference));
+      case 'PUT': {
+        const bytes = await readManifestBody(request);
+        const result = await this.local.putManifest(name, reference, bytes, request.headers['content-type']);
+        if (result.subject) reply.header('oci-subject', result.subject);
+        return reply
+          .code(201)
+          .headers({ location: `/v2/${name}/manifests/${result.digest}`, 'docker-content-digest': result.digest, 'content-length': '0' })
+          .send();
+      }
+      case 'DELETE':
+        this.requireDelete();
+        await this.local.deleteManifest(name, reference);
+        return reply.code(202).send();
+      default:
+        throw methodNotAllowed(request);
+    }
+  }
+
+  async blob(request: FastifyRequest, reply: FastifyReply, name: string, digest: string): Promise<FastifyReply> {
+    switch (request.method) {
+      case 'HEAD': {
+        const { size } = await this.local.statBlob(name, digest);
+        return reply.headers({ ...BLOB_HEADERS, 'docker-content-digest': digest, etag: `"${digest}"`, 'content-length': String(size) }).send();
+      }
+      case 'GET': {
+        const handle = await this.local.openBlob(name, digest);
+        return sendBlob(request, reply, digest, { size: handle.size, open: (range) => handle.stream(range), discard: () => handle.close() });
+      }
+      case 'DELETE':
+        this.requireDelete();
+        await this.local.deleteBlob(name, digest);
+        return reply.code(202).send();
+      default:
+        throw methodNotAllowed(request);
+    }
+  }
+
+  async upload(request: FastifyRequest, reply: FastifyReply, name: string, uploadId: string | undefined): Promise<FastifyReply> {
+    if (uploadId === undefined) {
+      if (request.method !== 'POST') throw methodNotAllowed(request);
+      return this.startUpload(request, reply, name);
+    }
+    switch (request.method) {
+      case 'GET':
+        return this.uploadHeaders(reply.code(204), name, this.uploads.status(name, uploadId)).send();
+      case 'PATCH': {
+        const range = contentRange(request, this.uploads.status(name, uploadId));
+        const status = await this.uploads.append(name, uploadId, body(request), range, range ? undefined : declaredLength(request));
+        return this.uploadHeaders(reply.code(202), name, status).send();
+      }
+      case 'PUT': {
+        const digest = (request.query as { digest?: string | string[] }).digest;
+        const digestText = Array.isArray(digest) ? digest[0] : digest;
+        if (!digestText) throw new RegistryError('DIGEST_INVALID', 'PUT to an upload needs ?digest=');
+        const status = this.uploads.status(name, uploadId);
+        const length = declaredLength(request);
+        if (length !== 0 && (length !== undefined || request.headers['transfer-encoding'])) {
+          await this.uploads.append(name, uploadId, body(request), contentRange(request, status), length);
+        }
+        const { digest: stored, size } = await this.uploads.finish(name, uploadId, digestText);
+        await this.local.linkBlob(name, stored, size);
+        return this.created(reply, name, stored.text);
+      }
+      case 'DELETE':
+        await this.uploads.cancel(name, uploadId);
+        return reply.code(204).send();
+      default:
+        throw methodNotAllowed(request);
+    }
+  }
+
+  private async startUpload(request: FastifyRequest, reply: FastifyReply, name: string): Promise<FastifyReply> {
+    const query = request.query as { mount?: string; from?: string; digest?: string };
+    if (query.mount) {
+      if (await this.local.mount(name, query.mount, query.from)) return this.created(reply, name, query.mount);
+      // The spec: an unsuccessful mount falls back to an ordinary upload session.
+    }
+    const status = await this.uploads.start(name);
+    if (query.digest) {
+      // Single-POST (monolithic) upload: the body is the whole blob.
+      await this.uploads.append(name, status.id, body(request), undefined, declaredLength(request));
+      const { digest, size } = await this.uploads.finish(name, status.id, query.digest);
+      await this.local.linkBlob(name, digest, size);
+      return this.created(reply, name, digest.text);
+    }
+    return this.uploadHeaders(reply.code(202), name, status).send();
+  }
+
+  async tags(request: FastifyRequest, reply: FastifyReply, name: string): Promise<FastifyReply> {
+    const tags = await this.local.listTags(name);
+    if (!tags) throw new RegistryError('NAME_UNKNOWN', `repository ${name} not found`, { detail: { name } });
+    return sendTagPage(request, reply, name, (n, last) => paginate(tags, n, last));
+  }
+
+  async referrers(request: FastifyRequest, reply: FastifyReply, name: string, digest: string): Promise<FastifyReply> {
+    const artifactType = (request.query as { artifactType?: string }).artifactType;
+    const manifests = await this.local.referrers(name, digest, artifactType);
+    if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');
+    reply.header('content-type', MediaType.ociIndex);
+    // A Buffer, so the Content-Type stays exactly the index media type (no charset added).
+    return reply.send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests })));
+  }
+
+  async catalog(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const { n, last } = pageParameters(request);
+    const { items, next } = paginate(await this.local.catalog(), n, last);
+    linkNext(request, reply, n, next);
+    return reply.send({ repositories: items });
+  }
+}
+
+function methodNotAllowed(request: FastifyRequest): RegistryError {
+  return new RegistryError('UNSUPPORTED', `${request.method} is not supported here`);
+}

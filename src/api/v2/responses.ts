@@ -1,0 +1,75 @@
+// Response writing shared by the mirror and local handlers: manifests, blobs with Range,
+// and paginated lists with a Link header.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../../protocol/errors.js';
+import { parseRange } from '../../protocol/range.js';
+import type { ByteRange } from '../../storage/blob-store.js';
+import type { Page } from '../../registry/local-registry.js';
+
+export const BLOB_HEADERS = {
+  'content-type': 'application/octet-stream',
+  'accept-ranges': 'bytes',
+  // Content-addressed: the bytes behind a digest never change.
+  'cache-control': 'max-age=31536000, immutable',
+};
+
+export function sendManifest(request: FastifyRequest, reply: FastifyReply, manifest: { mediaType: string; digest: string; bytes: Buffer }): FastifyReply {
+  reply.headers({
+    'content-type': manifest.mediaType,
+    'docker-content-digest': manifest.digest,
+    etag: `"${manifest.digest}"`,
+    'content-length': String(manifest.bytes.byteLength),
+  });
+  return request.method === 'HEAD' ? reply.send() : reply.send(manifest.bytes);
+}
+
+export interface OpenableBlob {
+  /** undefined: unknown length (a miss whose upstream streams without one). */
+  size: number | undefined;
+  open(range?: ByteRange): Readable;
+  discard(): Promise<void>;
+}
+
+export async function sendBlob(request: FastifyRequest, reply: FastifyReply, digest: string, blob: OpenableBlob): Promise<FastifyReply> {
+  reply.headers({ ...BLOB_HEADERS, 'docker-content-digest': digest, etag: `"${digest}"` });
+  if (blob.size === undefined) return reply.send(blob.open()); // chunked
+  const range = parseRange(request.headers.range, blob.size);
+  if (range.kind === 'unsatisfiable') {
+    await blob.discard();
+    throw new RegistryError('RANGE_INVALID', `range ${request.headers.range} not satisfiable for a ${blob.size}-byte blob`, {
+      headers: { 'content-range': `bytes */${blob.size}` },
+    });
+  }
+  if (range.kind === 'range') {
+    reply.code(206).headers({
+      'content-range': `bytes ${range.start}-${range.end}/${blob.size}`,
+      'content-length': String(range.end - range.start + 1),
+    });
+    return reply.send(blob.open({ start: range.start, end: range.end }));
+  }
+  reply.header('content-length', String(blob.size));
+  return reply.send(blob.open());
+}
+
+export function pageParameters(request: FastifyRequest): { n: number | undefined; last: string | undefined } {
+  const query = request.query as { n?: string; last?: string };
+  if (query.n === undefined || query.n === '') return { n: undefined, last: query.last };
+  const n = Number(query.n);
+  if (!Number.isInteger(n) || n < 0) throw new RegistryError('UNSUPPORTED', `invalid page size n=${query.n}`, { status: 400 });
+  return { n, last: query.last };
+}
+
+/** Sets the RFC 5988 Link header when more entries follow. */
+export function linkNext(request: FastifyRequest, reply: FastifyReply, n: number | undefined, next: string | undefined): void {
+  if (next === undefined || n === undefined) return;
+  const path = request.url.split('?')[0] ?? '';
+  reply.header('link', `<${path}?n=${n}&last=${encodeURIComponent(next)}>; rel="next"`);
+}
+
+export function sendTagPage(request: FastifyRequest, reply: FastifyReply, name: string, page: (n: number | undefined, last: string | undefined) => Page<string>): FastifyReply {
+  const { n, last } = pageParameters(request);
+  const { items, next } = page(n, last);
+  linkNext(request, reply, n, next);
+  return reply.send({ name, tags: items });
+}

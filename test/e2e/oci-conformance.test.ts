@@ -1,0 +1,322 @@
+// The OCI Distribution 1.1 areas (pull, push incl. chunked and resumable uploads, content
+// discovery incl. pagination and referrers, content management) against a running Longshore
+// with a private namespace, htpasswd users and Bearer tokens.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { request } from 'undici';
+import { sha256Digest } from '../harness/digests.js';
+import { startLongshore, type LongshoreHandle } from '../harness/longshore.js';
+import { makeTempDir, type TempDir } from '../harness/tmp.js';
+import { pollUntil } from '../harness/wait.js';
+import { writeHtpasswd } from '../support/users.js';
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
+const LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+let work: TempDir;
+let server: LongshoreHandle;
+let pushToken: string;
+
+before(async () => {
+  work = await makeTempDir('oci');
+  const htpasswd = path.join(work.path, 'htpasswd');
+  await writeHtpasswd(htpasswd, { alice: 'wonderland', bob: 'builder' });
+  server = await startLongshore({
+    private: { namespaces: ['corp', 'team'] },
+    auth: { htpasswd },
+    storage: { delete: true, uploadTimeout: '1s' },
+    upstreams: [{ name: 'nowhere', url: 'http://127.0.0.1:9', default: true }],
+  });
+  pushToken = await token('alice', 'wonderland', ['repository:corp/app:pull,push,delete', 'repository:corp/other:pull,push', 'repository:team/app:pull,push']);
+});
+
+after(async () => {
+  await server?.dispose();
+  await work?.remove();
+});
+
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+async function token(user: string | undefined, password: string | undefined, scopes: string[]): Promise<string> {
+  const query = scopes.map((s) => `scope=${encodeURIComponent(s)}`).join('&');
+  const response = await request(`${server.url}/token?service=longshore&${query}`, { headers: user ? { authorization: basic(user, password ?? '') } : {} });
+  assert.equal(response.statusCode, 200, `token for ${user ?? 'anonymous'}`);
+  const body = (await response.body.json()) as { token: string; access_token: string; expires_in: number };
+  assert.equal(body.token, body.access_token);
+  assert.ok(body.expires_in > 0);
+  return body.token;
+}
+
+interface Call {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  json<T>(): T;
+}
+
+async function api(method: string, urlPath: string, options: { body?: Buffer; headers?: Record<string, string>; auth?: string | null } = {}): Promise<Call> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.auth !== null) headers.authorization = options.auth ?? `Bearer ${pushToken}`;
+  const response = await request(`${server.url}${urlPath}`, { method: method as 'GET', headers, body: options.body });
+  const body = Buffer.from(await response.body.arrayBuffer());
+  return { status: response.statusCode, headers: response.headers, body, json: <T>() => JSON.parse(body.toString()) as T };
+}
+
+function errorCode(call: Call): string | undefined {
+  return call.json<{ errors: Array<{ code: string }> }>().errors[0]?.code;
+}
+
+async function pushBlob(repo: string, bytes: Buffer): Promise<string> {
+  const digest = sha256Digest(bytes);
+  const start = await api('POST', `/v2/${repo}/blobs/uploads/`);
+  assert.equal(start.status, 202);
+  const done = await api('PUT', `${String(start.headers.location)}?digest=${digest}`, { body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(done.status, 201, done.body.toString());
+  return digest;
+}
+
+function manifestFor(config: Buffer, layers: Buffer[], extra: Record<string, unknown> = {}): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, digest: sha256Digest(config), size: config.byteLength },
+      layers: layers.map((l) => ({ mediaType: LAYER, digest: sha256Digest(l), size: l.byteLength })),
+      ...extra,
+    }),
+  );
+}
+
+test('auth: /v2/ challenges, tokens come from /token for valid users, wrong passwords are refused', async () => {
+  const anonymous = await api('GET', '/v2/', { auth: null });
+  assert.equal(anonymous.status, 401);
+  assert.equal(errorCode(anonymous), 'UNAUTHORIZED');
+  assert.match(String(anonymous.headers['www-authenticate']), /^Bearer realm="http:\/\/127\.0\.0\.1:\d+\/token",service="longshore"$/);
+  assert.equal((await api('GET', '/v2/')).status, 200, 'with a Bearer token');
+  assert.equal((await api('GET', '/v2/', { auth: basic('bob', 'builder') })).status, 200, 'Basic on API requests works too');
+  assert.equal((await api('GET', '/v2/', { auth: basic('bob', 'wrong') })).status, 401);
+  const refused = await request(`${server.url}/token?service=longshore&scope=repository:corp/app:push`, { headers: { authorization: basic('alice', 'nope') } });
+  await refused.body.dump();
+  assert.equal(refused.statusCode, 401);
+
+  // Private repositories need credentials; the challenge names the scope.
+  const noCreds = await api('HEAD', '/v2/corp/app/manifests/latest', { auth: null });
+  assert.equal(noCreds.status, 401);
+  assert.match(String(noCreds.headers['www-authenticate']), /scope="repository:corp\/app:pull"/);
+  // An anonymous token grants nothing on a private repository...
+  const anonymousToken = await token(undefined, undefined, ['repository:corp/app:pull']);
+  assert.equal((await api('HEAD', '/v2/corp/app/manifests/latest', { auth: `Bearer ${anonymousToken}` })).status, 401);
+  // ...and a pull-only token cannot push: 401 with the push scope, so the client asks again.
+  const pullOnly = await token('bob', 'builder', ['repository:corp/app:pull']);
+  const push = await api('POST', '/v2/corp/app/blobs/uploads/', { auth: `Bearer ${pullOnly}` });
+  assert.equal(push.status, 401);
+  assert.match(String(push.headers['www-authenticate']), /scope="repository:corp\/app:pull,push"/);
+  // A forged token (valid shape, wrong signature) is refused.
+  const [header, payload] = pushToken.split('.');
+  assert.equal((await api('GET', '/v2/', { auth: `Bearer ${header}.${payload}.${'A'.repeat(43)}` })).status, 401);
+});
+
+test('push: monolithic, single-POST, chunked with status and 416, cancel; then pull with Range', async () => {
+  const monolithic = randomBytes(50_000);
+  assert.equal(await pushBlob('corp/app', monolithic), sha256Digest(monolithic));
+
+  const single = randomBytes(20_000);
+  const post = await api('POST', `/v2/corp/app/blobs/uploads/?digest=${sha256Digest(single)}`, { body: single, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(post.status, 201);
+  assert.equal(post.headers['docker-content-digest'], sha256Digest(single));
+  assert.equal(post.headers.location, `/v2/corp/app/blobs/${sha256Digest(single)}`);
+
+  const chunked = randomBytes(300_000);
+  const start = await api('POST', '/v2/corp/app/blobs/uploads/');
+  assert.equal(start.status, 202);
+  const location = String(start.headers.location);
+  assert.match(location, /^\/v2\/corp\/app\/blobs\/uploads\/[\w-]+$/);
+  assert.equal(start.headers.range, '0-0');
+  const first = await api('PATCH', location, { body: chunked.subarray(0, 100_000), headers: { 'content-type': 'application/octet-stream', 'content-range': '0-99999' } });
+  assert.equal(first.status, 202);
+  assert.equal(first.headers.range, '0-99999');
+  const status = await api('GET', location);
+  assert.equal(status.status, 204);
+  assert.equal(status.headers.range, '0-99999');
+  assert.equal(status.headers.location, location);
+  const repeated = await api('PATCH', location, { body: chunked.subarray(0, 100_000), headers: { 'content-range': '0-99999' } });
+  assert.equal(repeated.status, 416, 'a repeated chunk');
+  assert.equal(repeated.headers.range, '0-99999');
+  const outOfOrder = await api('PATCH', location, { body: chunked.subarray(200_000), headers: { 'content-range': '200000-299999' } });
+  assert.equal(outOfOrder.status, 416, 'an out-of-order chunk');
+  const second = await api('PATCH', location, { body: chunked.subarray(100_000, 200_000), headers: { 'content-range': '100000-199999' } });
+  assert.equal(second.status, 202);
+  const close = await api('PUT', `${location}?digest=${sha256Digest(chunked)}`, { body: chunked.subarray(200_000), headers: { 'content-range': '200000-299999' } });
+  assert.equal(close.status, 201);
+
+  const head = await api('HEAD', `/v2/corp/app/blobs/${sha256Digest(chunked)}`);
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['content-length'], String(chunked.byteLength));
+  const ranged = await api('GET', `/v2/corp/app/blobs/${sha256Digest(chunked)}`, { headers: { range: 'bytes=150000-150099' } });
+  assert.equal(ranged.status, 206);
+  assert.ok(ranged.body.equals(chunked.subarray(150_000, 150_100)));
+
+  const wrong = await api('POST', '/v2/corp/app/blobs/uploads/');
+  const bad = await api('PUT', `${String(wrong.headers.location)}?digest=${sha256Digest(Buffer.from('other'))}`, { body: Buffer.from('content') });
+  assert.equal(bad.status, 400);
+  assert.equal(errorCode(bad), 'DIGEST_INVALID');
+
+  const cancelled = await api('POST', '/v2/corp/app/blobs/uploads/');
+  assert.equal((await api('DELETE', String(cancelled.headers.location))).status, 204);
+  const gone = await api('GET', String(cancelled.headers.location));
+  assert.equal(gone.status, 404);
+  assert.equal(errorCode(gone), 'BLOB_UPLOAD_UNKNOWN');
+});
+
+test('abandoned uploads are dropped after storage.uploadTimeout', async () => {
+  const start = await api('POST', '/v2/corp/app/blobs/uploads/');
+  await api('PATCH', String(start.headers.location), { body: randomBytes(1000) });
+  await pollUntil(async () => (await api('GET', String(start.headers.location))).status === 404, { timeoutMs: 10_000, intervalMs: 250, what: 'the idle upload to expire' });
+});
+
+test('mounts: from another repository (201), automatic within the namespace, fallback to an upload (202)', async () => {
+  const blob = await pushBlob('corp/app', randomBytes(10_000));
+  const mounted = await api('POST', `/v2/corp/other/blobs/uploads/?mount=${blob}&from=corp/app`);
+  assert.equal(mounted.status, 201);
+  assert.equal(mounted.headers['docker-content-digest'], blob);
+  assert.equal((await api('HEAD', `/v2/corp/other/blobs/${blob}`)).status, 200);
+
+  const automatic = await pushBlob('corp/app', randomBytes(10_000));
+  const auto = await api('POST', `/v2/corp/other/blobs/uploads/?mount=${automatic}`);
+  assert.equal(auto.status, 201, 'the blob exists in the namespace: mounted without "from"');
+
+  const otherNamespace = await api('POST', `/v2/team/app/blobs/uploads/?mount=${automatic}`);
+  assert.equal(otherNamespace.status, 202, 'not across namespaces: an ordinary upload starts');
+  assert.match(String(otherNamespace.headers.location), /\/v2\/team\/app\/blobs\/uploads\//);
+  assert.equal((await api('HEAD', `/v2/team/app/blobs/${automatic}`)).status, 404);
+});
+
+test('manifests: image and index by tag and digest, missing blobs refused, size limit, subject and referrers', async () => {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux' }));
+  const layer = randomBytes(5000);
+  const manifest = manifestFor(config, [layer]);
+  const missing = await api('PUT', '/v2/corp/app/manifests/v1', { body: manifest, headers: { 'content-type': OCI_MANIFEST } });
+  assert.equal(missing.status, 400);
+  assert.equal(errorCode(missing), 'MANIFEST_BLOB_UNKNOWN');
+
+  await pushBlob('corp/app', config);
+  await pushBlob('corp/app', layer);
+  const put = await api('PUT', '/v2/corp/app/manifests/v1', { body: manifest, headers: { 'content-type': OCI_MANIFEST } });
+  assert.equal(put.status, 201);
+  assert.equal(put.headers['docker-content-digest'], sha256Digest(manifest));
+  assert.equal(put.headers.location, `/v2/corp/app/manifests/${sha256Digest(manifest)}`);
+
+  for (const reference of ['v1', sha256Digest(manifest)]) {
+    const got = await api('GET', `/v2/corp/app/manifests/${reference}`, { headers: { accept: OCI_MANIFEST } });
+    assert.equal(got.status, 200);
+    assert.ok(got.body.equals(manifest));
+    assert.equal(got.headers['content-type'], OCI_MANIFEST);
+    assert.equal(got.headers['docker-content-digest'], sha256Digest(manifest));
+    const head = await api('HEAD', `/v2/corp/app/manifests/${reference}`);
+    assert.equal(head.headers['content-length'], String(manifest.byteLength));
+  }
+
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: sha256Digest(manifest), size: manifest.byteLength, platform: { os: 'linux', architecture: 'amd64' } }] }));
+  const indexPut = await api('PUT', `/v2/corp/app/manifests/${sha256Digest(index)}`, { body: index, headers: { 'content-type': OCI_INDEX } });
+  assert.equal(indexPut.status, 201, 'by digest');
+  const wrongDigest = await api('PUT', `/v2/corp/app/manifests/${sha256Digest(Buffer.from('x'))}`, { body: index, headers: { 'content-type': OCI_INDEX } });
+  assert.equal(errorCode(wrongDigest), 'DIGEST_INVALID');
+
+  const huge = await api('PUT', '/v2/corp/app/manifests/huge', { body: Buffer.alloc(4 * 1024 * 1024 + 10, 0x20), headers: { 'content-type': OCI_MANIFEST } });
+  assert.equal(huge.status, 413);
+  assert.equal(errorCode(huge), 'MANIFEST_INVALID');
+  const invalid = await api('PUT', '/v2/corp/app/manifests/bad', { body: Buffer.from('{not json'), headers: { 'content-type': OCI_MANIFEST } });
+  assert.equal(invalid.status, 400);
+  assert.equal(errorCode(invalid), 'MANIFEST_INVALID');
+
+  // An artifact with a subject: OCI-Subject on the PUT, listed by the referrers API.
+  const subject = { mediaType: OCI_MANIFEST, digest: sha256Digest(manifest), size: manifest.byteLength };
+  const emptyConfig = Buffer.from('{}');
+  await pushBlob('corp/app', emptyConfig);
+  const sbom = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/spdx+json', config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256Digest(emptyConfig), size: 2 }, layers: [], subject }));
+  const sig = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.example.sig', config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256Digest(emptyConfig), size: 2 }, layers: [], subject }));
+  const sbomPut = await api('PUT', `/v2/corp/app/manifests/${sha256Digest(sbom)}`, { body: sbom, headers: { 'content-type': OCI_MANIFEST } });
+  assert.equal(sbomPut.headers['oci-subject'], sha256Digest(manifest));
+  await api('PUT', `/v2/corp/app/manifests/${sha256Digest(sig)}`, { body: sig, headers: { 'content-type': OCI_MANIFEST } });
+  const referrers = await api('GET', `/v2/corp/app/referrers/${sha256Digest(manifest)}`);
+  assert.equal(referrers.status, 200);
+  assert.equal(referrers.headers['content-type'], OCI_INDEX);
+  const all = referrers.json<{ mediaType: string; manifests: Array<{ digest: string; artifactType: string }> }>();
+  assert.equal(all.mediaType, OCI_INDEX);
+  assert.deepEqual(all.manifests.map((m) => m.digest).sort(), [sha256Digest(sbom), sha256Digest(sig)].sort());
+  const filtered = await api('GET', `/v2/corp/app/referrers/${sha256Digest(manifest)}?artifactType=application/spdx%2Bjson`);
+  assert.equal(filtered.headers['oci-filters-applied'], 'artifactType');
+  assert.deepEqual(filtered.json<{ manifests: Array<{ artifactType: string }> }>().manifests.map((m) => m.artifactType), ['application/spdx+json']);
+  const none = await api('GET', `/v2/corp/app/referrers/${sha256Digest(Buffer.from('nothing'))}`);
+  assert.deepEqual(none.json<{ manifests: unknown[] }>().manifests, []);
+});
+
+test('discovery: tags sorted with n/last and a Link header; the catalog paginates the same way', async () => {
+  const config = Buffer.from('{"os":"linux"}');
+  await pushBlob('corp/other', config);
+  const manifest = manifestFor(config, []);
+  for (const tag of ['c', 'a', 'd', 'b']) {
+    assert.equal((await api('PUT', `/v2/corp/other/manifests/${tag}`, { body: manifest, headers: { 'content-type': OCI_MANIFEST } })).status, 201);
+  }
+  const all = await api('GET', '/v2/corp/other/tags/list');
+  assert.deepEqual(all.json(), { name: 'corp/other', tags: ['a', 'b', 'c', 'd'] });
+  assert.equal(all.headers.link, undefined);
+  const first = await api('GET', '/v2/corp/other/tags/list?n=2');
+  assert.deepEqual(first.json(), { name: 'corp/other', tags: ['a', 'b'] });
+  assert.equal(first.headers.link, '</v2/corp/other/tags/list?n=2&last=b>; rel="next"');
+  const next = await api('GET', '/v2/corp/other/tags/list?n=2&last=b');
+  assert.deepEqual(next.json(), { name: 'corp/other', tags: ['c', 'd'] });
+  assert.equal(next.headers.link, undefined);
+  assert.equal(errorCode(await api('GET', '/v2/corp/nothing/tags/list', { auth: basic('bob', 'builder') })), 'NAME_UNKNOWN');
+
+  const catalog = await api('GET', '/v2/_catalog?n=1');
+  assert.deepEqual(catalog.json(), { repositories: ['corp/app'] });
+  assert.equal(catalog.headers.link, '</v2/_catalog?n=1&last=corp%2Fapp>; rel="next"');
+  const rest = await api('GET', '/v2/_catalog?n=10&last=corp/app');
+  assert.ok(rest.json<{ repositories: string[] }>().repositories.includes('corp/other'));
+});
+
+test('content management: delete by tag, by digest, blobs; deleted things are 404', async () => {
+  const config = Buffer.from('{"os":"windows"}');
+  await pushBlob('corp/app', config);
+  const manifest = manifestFor(config, []);
+  await api('PUT', '/v2/corp/app/manifests/doomed', { body: manifest, headers: { 'content-type': OCI_MANIFEST } });
+  await api('PUT', '/v2/corp/app/manifests/doomed2', { body: manifest, headers: { 'content-type': OCI_MANIFEST } });
+  assert.equal((await api('DELETE', '/v2/corp/app/manifests/doomed')).status, 202, 'a tag');
+  assert.equal((await api('GET', '/v2/corp/app/manifests/doomed')).status, 404);
+  assert.equal((await api('GET', '/v2/corp/app/manifests/doomed2')).status, 200, 'other tags stay');
+  assert.equal((await api('DELETE', `/v2/corp/app/manifests/${sha256Digest(manifest)}`)).status, 202, 'the manifest');
+  assert.equal(errorCode(await api('GET', '/v2/corp/app/manifests/doomed2')), 'MANIFEST_UNKNOWN', 'its tags went with it');
+  assert.equal((await api('DELETE', `/v2/corp/app/manifests/${sha256Digest(manifest)}`)).status, 404);
+  assert.equal((await api('DELETE', `/v2/corp/app/blobs/${sha256Digest(config)}`)).status, 202);
+  assert.equal(errorCode(await api('GET', `/v2/corp/app/blobs/${sha256Digest(config)}`)), 'BLOB_UNKNOWN');
+  assert.equal((await api('HEAD', `/v2/corp/app/blobs/${sha256Digest(config)}`)).status, 404);
+});
+
+test('errors in the OCI envelope: bad digest 400, bad name 400, mirrored namespaces are read-only', async () => {
+  const badDigest = await api('GET', '/v2/corp/app/blobs/sha256:nothex');
+  assert.equal(badDigest.status, 400);
+  assert.equal(errorCode(badDigest), 'DIGEST_INVALID');
+  const badName = await api('GET', '/v2/corp/App/manifests/v1');
+  assert.equal(badName.status, 400);
+  assert.equal(errorCode(badName), 'NAME_INVALID');
+  const mirrored = await api('POST', '/v2/library/alpine/blobs/uploads/');
+  assert.equal(mirrored.status, 403);
+  assert.equal(errorCode(mirrored), 'DENIED');
+  assert.match(mirrored.body.toString(), /read-only/);
+  const mirroredDelete = await api('DELETE', '/v2/library/alpine/manifests/latest');
+  assert.equal(errorCode(mirroredDelete), 'DENIED');
+});
+
+test('storage.delete: false refuses deletes with 405 UNSUPPORTED', async (t) => {
+  const htpasswd = path.join(work.path, 'htpasswd');
+  const strict = await startLongshore({ private: { namespaces: ['corp'] }, auth: { htpasswd } });
+  t.after(() => strict.dispose());
+  const response = await request(`${strict.url}/v2/corp/app/manifests/${sha256Digest(Buffer.from('x'))}`, { method: 'DELETE', headers: { authorization: basic('alice', 'wonderland') } });
+  assert.equal(response.statusCode, 405);
+  assert.equal(((await response.body.json()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNSUPPORTED');
+});
