@@ -15,6 +15,7 @@ import { startRegistry, type RegistryHandle } from '../harness/registry.js';
 import { copyToDir, pushOciLayout } from '../harness/skopeo.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { runCli } from '../support/cli.js';
+import { writeHtpasswd } from '../support/users.js';
 
 const MiB = 1024 * 1024;
 let registry: RegistryHandle;
@@ -65,13 +66,20 @@ async function writeConfig(name: string, config: Record<string, unknown>): Promi
   return file;
 }
 
-test('a size bound evicts the least recently used images first, and an evicted image pulls again', async (t) => {
+test('a size bound evicts the least recently used images first, keeps private images, and an evicted image pulls again', async (t) => {
   const data = await makeTempDir('lru-data');
   t.after(() => data.remove());
   const bound = 8 * MiB; // room for two of the 3 MiB images, not three
-  const mirror = await startLongshore(upstreamConfig({ storage: { path: data.path, cache: { maxBytes: bound } } }), { dataDir: data.path });
+  const htpasswd = path.join(work.path, 'lru-htpasswd');
+  await writeHtpasswd(htpasswd, { ops: 'secret-password' });
+  const mirror = await startLongshore(
+    upstreamConfig({ storage: { path: data.path, cache: { maxBytes: bound } }, private: { namespaces: ['corp'] }, auth: { htpasswd } }),
+    { dataDir: data.path },
+  );
   t.after(() => mirror.dispose());
   const [one, two, three] = images as [GeneratedImage, GeneratedImage, GeneratedImage];
+  // A private 3 MiB image, pushed before the mirrored pulls: it must not count or be evicted.
+  const privateImage = await pushDockerImage(mirror.url, 'corp/tool', 'v1', [3 * MiB], { headers: { authorization: `Basic ${Buffer.from('ops:secret-password').toString('base64')}` } });
 
   assert.equal(await pull(mirror.url, 'apps/one'), one.manifestDigest);
   assert.equal(await pull(mirror.url, 'apps/two'), two.manifestDigest);
@@ -79,8 +87,10 @@ test('a size bound evicts the least recently used images first, and an evicted i
   assert.equal(await pull(mirror.url, 'apps/three'), three.manifestDigest);
 
   const files = await blobFiles(data.path);
-  const used = [...files.values()].reduce((a, b) => a + b, 0);
-  assert.ok(used <= bound, `disk use ${used} stays within the bound ${bound}`);
+  const privateDigests = new Set([privateImage.manifestDigest, privateImage.configDigest, ...privateImage.layers.map((l) => l.digest)]);
+  for (const digest of privateDigests) assert.ok(files.has(digest), `private ${digest} stays`);
+  const used = [...files.entries()].filter(([digest]) => !privateDigests.has(digest)).reduce((a, [, size]) => a + size, 0);
+  assert.ok(used <= bound, `mirrored disk use ${used} stays within the bound ${bound}`);
   assert.ok(!files.has(two.layers[0]!.digest), 'the least recently used image went first');
   assert.ok(files.has(one.layers[0]!.digest), 'the recently re-pulled image stayed');
   assert.ok(files.has(three.layers[0]!.digest));

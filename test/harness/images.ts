@@ -292,15 +292,23 @@ export async function makeOciIndexLayout(
 // ---------------------------------------------------------------------------------------------
 // Docker schema2 images and manifest lists, pushed over plain HTTP.
 
-async function uploadImage(registryUrl: string, repo: string, blobDir: string, image: GeneratedImage): Promise<void> {
+async function uploadImage(registryUrl: string, repo: string, blobDir: string, image: GeneratedImage, headers: Record<string, string> = {}): Promise<void> {
   for (const layer of image.layers) {
-    await uploadBlob(registryUrl, repo, layer.digest, { path: join(blobDir, digestHex(layer.digest)), size: layer.size });
+    await uploadBlob(registryUrl, repo, layer.digest, { path: join(blobDir, digestHex(layer.digest)), size: layer.size }, headers);
   }
-  await uploadBlob(registryUrl, repo, image.configDigest, image.configBytes);
+  await uploadBlob(registryUrl, repo, image.configDigest, image.configBytes, headers);
 }
 
-async function putManifestChecked(registryUrl: string, repo: string, ref: string, bytes: Buffer, mediaType: string, expectedDigest: string): Promise<void> {
-  const digest = await putManifest(registryUrl, repo, ref, bytes, mediaType);
+async function putManifestChecked(
+  registryUrl: string,
+  repo: string,
+  ref: string,
+  bytes: Buffer,
+  mediaType: string,
+  expectedDigest: string,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  const digest = await putManifest(registryUrl, repo, ref, bytes, mediaType, headers);
   if (digest !== expectedDigest) {
     throw new Error(`registry stored ${repo}:${ref} as ${digest}, but the pushed bytes hash to ${expectedDigest}`);
   }
@@ -312,13 +320,14 @@ export async function pushDockerImage(
   repo: string,
   tag: string,
   layerSizes: number[],
-  opts: { platform?: Platform } = {},
+  opts: { platform?: Platform; headers?: Record<string, string> } = {},
 ): Promise<GeneratedImage> {
   const work = await makeTempDir('docker-image');
   try {
     const image = await buildImage(work.path, 'docker', tag, layerSizes, opts.platform ?? DEFAULT_PLATFORM);
-    await uploadImage(registryUrl, repo, work.path, image);
-    await putManifestChecked(registryUrl, repo, tag, image.manifestBytes, image.manifestMediaType, image.manifestDigest);
+    // headers: e.g. Authorization, for registries that need credentials to push.
+    await uploadImage(registryUrl, repo, work.path, image, opts.headers);
+    await putManifestChecked(registryUrl, repo, tag, image.manifestBytes, image.manifestMediaType, image.manifestDigest, opts.headers);
     return image;
   } finally {
     await work.remove();

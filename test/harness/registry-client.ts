@@ -76,8 +76,14 @@ async function failure(what: string, response: { statusCode: number; body: { tex
  * Monolithic blob upload: POST /v2/<repo>/blobs/uploads/ for a session, then one
  * PUT <Location>&digest=... carrying the whole blob (streamed from `source` if it is a path).
  */
-export async function uploadBlob(registryUrl: string, repo: string, digest: string, source: Buffer | { path: string; size: number }): Promise<void> {
-  const start = await request(`${registryUrl}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: { 'content-length': '0' } });
+export async function uploadBlob(
+  registryUrl: string,
+  repo: string,
+  digest: string,
+  source: Buffer | { path: string; size: number },
+  extraHeaders: Record<string, string> = {},
+): Promise<void> {
+  const start = await request(`${registryUrl}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: { ...extraHeaders, 'content-length': '0' } });
   if (start.statusCode !== 202) throw await failure(`starting blob upload to ${repo}`, start);
   await start.body.dump();
   const location = headerValue(start.headers.location);
@@ -88,7 +94,7 @@ export async function uploadBlob(registryUrl: string, repo: string, digest: stri
   const size = Buffer.isBuffer(source) ? source.length : source.size;
   const put = await request(target, {
     method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    headers: { ...extraHeaders, 'content-type': 'application/octet-stream', 'content-length': String(size) },
     body: Buffer.isBuffer(source) ? source : createReadStream(source.path),
   });
   if (put.statusCode !== 201) throw await failure(`finishing blob upload of ${digest} to ${repo}`, put);
@@ -96,10 +102,17 @@ export async function uploadBlob(registryUrl: string, repo: string, digest: stri
 }
 
 /** PUT /v2/<repo>/manifests/<ref>; returns the Docker-Content-Digest the registry answered. */
-export async function putManifest(registryUrl: string, repo: string, ref: string, bytes: Buffer, mediaType: string): Promise<string> {
+export async function putManifest(
+  registryUrl: string,
+  repo: string,
+  ref: string,
+  bytes: Buffer,
+  mediaType: string,
+  extraHeaders: Record<string, string> = {},
+): Promise<string> {
   const response = await request(`${registryUrl}/v2/${repo}/manifests/${ref}`, {
     method: 'PUT',
-    headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
+    headers: { ...extraHeaders, 'content-type': mediaType, 'content-length': String(bytes.length) },
     body: bytes,
   });
   if (response.statusCode !== 201) throw await failure(`putting manifest ${repo}:${ref} (${mediaType})`, response);
