@@ -18,7 +18,7 @@ test('a terminal gets redrawn bars per image and a total line', () => {
   progress.finish();
   const frames = out.text.split('\x1b[2K');
   assert.ok(out.text.includes('\x1b[2A'), 'moves the cursor up to redraw');
-  assert.match(frames.at(-3) ?? '', /\[#{15}-{15}\]  50% 1.0 KiB\/2.0 KiB 1\/2 blobs  alpine:3\.20/);
+  assert.match(frames.at(-3) ?? '', /\[#{15}-{15}\] {2}50% 1.0 KiB\/2.0 KiB 1\/2 blobs {2}alpine:3\.20/);
   assert.match(frames.at(-2) ?? '', /FAILED/);
   assert.match(out.text, /error: app:1: manifest not found/);
 });
