@@ -26,7 +26,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   await app.listen({ host, port });
   const bound = app.server.address();
   const address = typeof bound === 'object' && bound ? `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : config.listen;
-  log.info({ address, upstreams: config.upstreams.map((u) => u.name), storage: config.storage.path }, 'listening');
+  // The one start-up line operators and scripts wait for: printed at any level but silent.
+  const startup = config.logLevel === 'silent' ? log : log.child({}, { level: 'info' });
+  startup.info({ address, upstreams: config.upstreams.map((u) => u.name), storage: config.storage.path }, 'listening');
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
