@@ -99,6 +99,7 @@ export async function createServices(config: Config, log: Logger, options: Servi
   const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
     offline: config.offline,
     tracker: cacheIndex,
+    isPrivate: (digest) => privateBlobs.has(digest),
   });
   return {
     config,

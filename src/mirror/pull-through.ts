@@ -39,6 +39,8 @@ export interface MirrorOptions {
   /** Never contact an upstream: answer from the cache or with a 404. */
   offline: boolean;
   tracker: CacheTracker;
+  /** Digests of private content (pushed here): never served as mirrored content on their own say-so. */
+  isPrivate: (digest: string) => boolean;
   now?: () => number;
 }
 
@@ -48,6 +50,7 @@ export class PullThroughMirror {
 
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
+  private readonly isPrivate: (digest: string) => boolean;
   private readonly now: () => number;
 
   constructor(
@@ -60,7 +63,24 @@ export class PullThroughMirror {
   ) {
     this.offline = options.offline;
     this.tracker = options.tracker;
+    this.isPrivate = options.isPrivate;
     this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * The store is content-addressed and shared with private repositories. A digest that is
+   * private content is served under a mirrored name only if the upstream confirms it has it
+   * there (the bytes are then the same); otherwise knowing a digest would be enough to read
+   * a private image through any mirrored name.
+   */
+  private async mayServeStored(target: MirrorTarget, digest: Digest, kind: 'blob' | 'manifest'): Promise<boolean> {
+    if (!this.isPrivate(digest.text)) return true;
+    if (this.offline) return false;
+    const found =
+      kind === 'blob'
+        ? await target.upstream.headBlob(target.repository, digest.text)
+        : await target.upstream.headManifest(target.repository, digest.text, upstreamAcceptList([]));
+    return found !== undefined;
   }
 
   private offlineMiss(code: 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN', what: string): RegistryError {
@@ -75,6 +95,17 @@ export class PullThroughMirror {
     for (let round = 0; round < 2; round++) {
       const handle = await this.blobs.open(digest);
       if (handle) {
+        let allowed: boolean;
+        try {
+          allowed = await this.mayServeStored(target, digest, 'blob');
+        } catch (error) {
+          await handle.close();
+          throw this.blobError(error, target, digest);
+        }
+        if (!allowed) {
+          await handle.close();
+          throw this.blobError(new UpstreamBlobMissing(digest.text), target, digest);
+        }
         this.tracker.touched(digest.text);
         return { size: handle.size, outcome: 'hit', open: (range) => handle.stream(range), discard: () => handle.close() };
       }
@@ -109,10 +140,13 @@ export class PullThroughMirror {
   /** Size and presence without fetching the body. */
   async statBlob(target: MirrorTarget, digestText: string): Promise<{ size: number | undefined; outcome: CacheOutcome }> {
     const digest = parseDigest(digestText);
-    const stored = await this.blobs.stat(digest);
-    if (stored) return { size: stored.size, outcome: 'hit' };
-    if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
     try {
+      const stored = await this.blobs.stat(digest);
+      if (stored) {
+        if (await this.mayServeStored(target, digest, 'blob')) return { size: stored.size, outcome: 'hit' };
+        throw new UpstreamBlobMissing(digest.text);
+      }
+      if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
       const head = await target.upstream.headBlob(target.repository, digest.text);
       if (!head) throw new UpstreamBlobMissing(digest.text);
       return { size: head.size, outcome: 'miss' };
@@ -136,6 +170,10 @@ export class PullThroughMirror {
     const digest = parseDigest(digestText);
     const stored = await this.manifests.get(digest);
     if (stored && accepts(accept, stored.mediaType)) {
+      const allowed = await this.mayServeStored(target, digest, 'manifest').catch((error: unknown) => {
+        throw toRegistryError(error);
+      });
+      if (!allowed) throw manifestUnknown(target, digest.text);
       this.tracker.touched(stored.digest);
       return { ...stored, outcome: 'hit' };
     }

@@ -2,6 +2,7 @@
 // credentials, pulls by tag and digest, a refused push into a mirrored namespace, and two
 // real upstreams routed by containerd's ?ns= and by name prefix.
 import { test } from 'node:test';
+import { request } from 'undici';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -49,6 +50,19 @@ test('skopeo pushes a multi-arch image into a private namespace and pulls it bac
     for (const child of index.manifests) {
       const childFile = path.join(out, `${child.manifestDigest.slice('sha256:'.length)}.manifest.json`);
       assert.equal(sha256Digest(await readFile(childFile)), child.manifestDigest);
+    }
+  }
+  // The store is shared, but a private digest is not readable through a mirrored name.
+  const privateChild = index.manifests[0]!;
+  for (const url of [
+    `${mirror.url}/v2/apps/alpha/blobs/${privateChild.layers[0]!.digest}`,
+    `${mirror.url}/v2/apps/alpha/manifests/${privateChild.manifestDigest}`,
+    `${mirror.url}/v2/apps/alpha/manifests/${index.indexDigest}`,
+  ]) {
+    for (const method of ['GET', 'HEAD'] as const) {
+      const response = await request(url, { method, headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' } });
+      await response.body.dump();
+      assert.equal(response.statusCode, 404, `${method} ${url}`);
     }
   }
   await assert.rejects(
