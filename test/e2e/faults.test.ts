@@ -203,3 +203,12 @@ test('after repeated upstream failures the circuit opens: stale tags are served 
     Array(8).fill('stale'),
   );
 });
+
+test('api.v2: false answers 404 on /v2/, so old Docker clients fall back to v1', async (t) => {
+  const mirror = await startInProcess({ api: { v2: false } });
+  t.after(() => mirror.stop());
+  for (const path of ['/v2/', '/v2/library/alpine/manifests/latest']) {
+    const response = await get(`${mirror.url}${path}`);
+    assert.equal(response.status, 404, path);
+  }
+});
