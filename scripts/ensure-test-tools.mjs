@@ -11,6 +11,7 @@ const REQUIRED_TOOLS = {
   'docker-registry': 'docker-registry',
   skopeo: 'skopeo',
   htpasswd: 'apache2-utils',
+  prometheus: 'prometheus',
 };
 
 function isOnPath(command) {

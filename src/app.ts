@@ -4,11 +4,13 @@ import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
+import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
 import { LocalHandlers } from './api/v2/local-handlers.js';
 import { MirrorHandlers } from './api/v2/mirror-handlers.js';
 import { v2Routes } from './api/v2/routes.js';
 import { RegistryError } from './protocol/errors.js';
+import type { Api } from './metrics/metrics.js';
 import type { Services } from './services.js';
 
 export type App = ReturnType<typeof buildApp>;
@@ -25,12 +27,21 @@ export function buildApp(services: Services, log: Logger) {
 
   app.decorateRequest('cacheOutcome', undefined);
   app.decorateRequest('upstreamName', undefined);
+  app.decorateRequest('cacheKind', undefined);
+  app.decorateRequest('routeTemplate', undefined);
 
   // 'close' rather than fastify's onResponse: it also fires for responses torn down mid-body
   // (an upstream that broke off), which are the ones an operator most needs to see.
   app.addHook('onRequest', (request, reply, done) => {
     reply.raw.once('close', () => {
       const length = reply.getHeader('content-length');
+      const finished = reply.raw.writableFinished;
+      const route = request.routeTemplate ?? request.routeOptions.url ?? 'unmatched';
+      services.metrics.httpRequest(apiOf(request.url), request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+      if (request.cacheKind && request.cacheOutcome) {
+        const served = finished && request.method === 'GET' && length !== undefined ? Number(length) : undefined;
+        services.metrics.cacheRequest(request.cacheKind, request.cacheOutcome, served);
+      }
       request.log.info(
         {
           method: request.method,
@@ -40,7 +51,7 @@ export function buildApp(services: Services, log: Logger) {
           durationMs: Math.round(reply.elapsedTime * 100) / 100,
           cache: request.cacheOutcome,
           upstream: request.upstreamName,
-          aborted: reply.raw.writableFinished ? undefined : true,
+          aborted: finished ? undefined : true,
         },
         'request',
       );
@@ -53,6 +64,7 @@ export function buildApp(services: Services, log: Logger) {
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
   );
 
+  void app.register(operationsRoutes(services));
   if (services.config.api.v2) {
     void app.register(
       v2Routes({
@@ -66,4 +78,10 @@ export function buildApp(services: Services, log: Logger) {
     void app.register(tokenRoutes(services.access, services.config.publicUrl));
   }
   return app;
+}
+
+function apiOf(url: string): Api {
+  if (url.startsWith('/v2')) return 'v2';
+  if (url.startsWith('/v1/') || url.startsWith('/_ping')) return 'v1';
+  return 'other';
 }

@@ -8,6 +8,7 @@ import { HtpasswdUsers } from './auth/htpasswd.js';
 import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { RegistryAccess } from './auth/v2-access.js';
+import { Metrics } from './metrics/metrics.js';
 import { CacheIndex } from './mirror/cache-index.js';
 import { InflightBlobs } from './mirror/inflight.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
@@ -22,7 +23,7 @@ import type { MetadataStore } from './storage/metadata-store.js';
 import { PrivateBlobs } from './storage/private-blobs.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
-import { V2RegistryClient } from './upstream/v2-client.js';
+import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
 
 /** The `service` in Bearer challenges and the audience of the tokens we issue. */
 export const TOKEN_SERVICE = 'longshore';
@@ -47,6 +48,7 @@ export interface Services {
   local: LocalRegistry;
   uploads: UploadSessions;
   inflight: InflightBlobs;
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -66,9 +68,15 @@ export async function createServices(config: Config, log: Logger, options: Servi
   const privateBlobs = new PrivateBlobs(metadata);
   await privateBlobs.load();
   const manifests = new ManifestStore(blobs, metadata);
+  // Read at scrape time, so the sources defined below are in place by then.
+  const metrics = new Metrics({
+    cache: { stats: () => cacheIndex.stats() },
+    inflightFetches: () => inflight.count,
+    cacheMaxBytes: config.storage.cache.maxBytes,
+  });
   const upstreams: UpstreamRegistry[] = config.upstreams.map(
     (upstream) =>
-      new CircuitBreakerUpstream(new V2RegistryClient(upstream), {
+      new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), {
         failures: upstream.circuitBreaker.failures,
         cooldownMs: upstream.circuitBreaker.cooldown,
       }),
@@ -78,7 +86,8 @@ export async function createServices(config: Config, log: Logger, options: Servi
   await cacheIndex.rebuild();
   cacheIndex.onEvicted = (digest) => manifests.forget(digest);
   const inflight = new InflightBlobs({
-    fetchFinished: (digest, bytes, error) => {
+    fetchFinished: (digest, bytes, error, source) => {
+      metrics.upstreamReceived(source, bytes);
       if (error) log.warn({ digest, bytes, err: error.message }, 'upstream blob fetch failed; nothing cached');
       else cacheIndex.added(digest, bytes);
     },
@@ -118,9 +127,19 @@ export async function createServices(config: Config, log: Logger, options: Servi
     tokens,
     local,
     uploads,
+    metrics,
     close: async () => {
       await uploads.close();
       await Promise.all(upstreams.map((u) => u.close()));
     },
+  };
+}
+
+/** Upstream client events into metrics. */
+function upstreamObserver(upstream: string, metrics: Metrics): UpstreamObserver {
+  return {
+    request: (kind, status, seconds) => metrics.upstreamRequest(upstream, kind, status, seconds),
+    rateLimit: (remaining) => metrics.upstreamRateLimit(upstream, remaining),
+    received: (bytes) => metrics.upstreamReceived(upstream, bytes),
   };
 }

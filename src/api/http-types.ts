@@ -1,4 +1,5 @@
 // Per-request facts the routes learn and the access log reports.
+import type { CacheKind } from '../metrics/metrics.js';
 import type { CacheOutcome } from '../mirror/outcome.js';
 
 declare module 'fastify' {
@@ -7,6 +8,10 @@ declare module 'fastify' {
     cacheOutcome: CacheOutcome | undefined;
     /** The upstream a mirrored request was routed to. */
     upstreamName: string | undefined;
+    /** What the cache was asked for, for metrics ('tag' is a manifest by tag). */
+    cacheKind: CacheKind | undefined;
+    /** A route template for metrics labels (never a raw path: names are unbounded). */
+    routeTemplate: string | undefined;
   }
 }
 

@@ -127,6 +127,16 @@ export const configSchema = z
     ),
     // Never contact an upstream: serve the cache only (air-gapped sites).
     offline: z.boolean().default(false),
+    // On SIGTERM: how long responses in flight may take to finish before they are cut.
+    shutdownGracePeriod: duration.default(10_000),
+    metrics: section(
+      z
+        .strictObject({
+          // A second listener serving only /metrics ("host:port"); /metrics is on the main one too.
+          listen: listenAddress.optional(),
+        })
+        .default({}),
+    ),
     upstreams: section(z.array(upstreamSchema).default([])),
   })
   .superRefine((config, ctx) => {

@@ -34,8 +34,8 @@ type FetchState = 'starting' | 'streaming' | 'committed' | 'failed';
 export interface InflightObserver {
   /** Called with the number of fetches in progress whenever it changes. */
   inflightChanged?(count: number): void;
-  /** Called once per fetch with the bytes received from upstream and the result. */
-  fetchFinished?(digest: string, bytes: number, error: Error | undefined): void;
+  /** Called once per fetch with the bytes received from `source` (the upstream) and the result. */
+  fetchFinished?(digest: string, bytes: number, error: Error | undefined, source: string): void;
 }
 
 export class BlobFetch {
@@ -51,6 +51,8 @@ export class BlobFetch {
   readonly ready: Promise<{ size: number | undefined }>;
   private readonly readyControl = deferred<{ size: number | undefined }>();
   size: number | undefined;
+  /** Bytes that arrived from upstream, whether or not the fetch succeeded. */
+  received = 0;
   /**
    * The chunk written last. Readers that keep up take their bytes from it instead of reading
    * the file back: no copy and no allocation per chunk on the hot path of a cold pull.
@@ -89,6 +91,7 @@ export class BlobFetch {
       this.readyControl.resolve({ size: upstream.size });
       for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
         const start = writer.bytesWritten;
+        this.received += chunk.byteLength;
         await writer.write(chunk);
         this.recent = { start, chunk };
         if (upstream.size !== undefined && writer.bytesWritten > upstream.size) {
@@ -231,7 +234,7 @@ export class InflightBlobs {
    * Joins the fetch in progress for `digest`, or starts one (`leader`). The caller holds the
    * fetch until it calls `fetch.leave()` or hands the hold to `fetch.openReader()`.
    */
-  join(digest: Digest, store: BlobStore, openUpstream: () => Promise<UpstreamBlob | undefined>): { fetch: BlobFetch; leader: boolean } {
+  join(digest: Digest, store: BlobStore, openUpstream: () => Promise<UpstreamBlob | undefined>, source = 'upstream'): { fetch: BlobFetch; leader: boolean } {
     const existing = this.fetches.get(digest.text);
     if (existing) {
       existing.hold();
@@ -244,7 +247,7 @@ export class InflightBlobs {
     fetch.hold();
     this.fetches.set(digest.text, fetch);
     this.observer.inflightChanged?.(this.fetches.size);
-    void fetch.run(store, openUpstream).then(() => this.observer.fetchFinished?.(digest.text, fetch.size ?? 0, fetch.failed));
+    void fetch.run(store, openUpstream).then(() => this.observer.fetchFinished?.(digest.text, fetch.received, fetch.failed, source));
     return { fetch, leader: true };
   }
 }

@@ -111,7 +111,7 @@ export class PullThroughMirror {
       }
       this.tracker.forget(digest.text);
       if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
-      const { fetch, leader } = this.inflight.join(digest, this.blobs, () => target.upstream.fetchBlob(target.repository, digest.text));
+      const { fetch, leader } = this.inflight.join(digest, this.blobs, () => target.upstream.fetchBlob(target.repository, digest.text), target.upstream.name);
       try {
         const { size } = await fetch.ready;
         let taken = false;

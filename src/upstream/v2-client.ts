@@ -1,6 +1,7 @@
 // An OCI Distribution (v2) client for one upstream registry: keep-alive connection pools
 // (undici), the Bearer token flow from WWW-Authenticate, Basic credentials, and redirects
 // that never carry credentials to another origin (Docker Hub sends blobs to a CDN).
+import { performance } from 'node:perf_hooks';
 import { Agent, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
@@ -15,6 +16,21 @@ const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 type Method = 'GET' | 'HEAD';
+
+/** What the client reports per upstream request, for metrics. */
+export interface UpstreamObserver {
+  request(kind: 'manifest' | 'blob' | 'tags' | 'token' | 'other', status: number | 'error', seconds: number): void;
+  /** Docker Hub's RateLimit-Remaining, when the upstream sends it. */
+  rateLimit(remaining: number): void;
+  received(bytes: number): void;
+}
+
+function requestKind(path: string): 'manifest' | 'blob' | 'tags' | 'other' {
+  if (path.includes('/manifests/')) return 'manifest';
+  if (path.includes('/blobs/')) return 'blob';
+  if (path.includes('/tags/')) return 'tags';
+  return 'other';
+}
 
 interface SendOptions {
   method: Method;
@@ -37,7 +53,11 @@ export class V2RegistryClient implements UpstreamRegistry {
   // of paying a 401 round trip every time.
   private bearerChallenge: AuthChallenge | undefined;
 
-  constructor(config: UpstreamConfig & { url: string }, dispatcher?: Agent) {
+  constructor(
+    config: UpstreamConfig & { url: string },
+    private readonly observer?: UpstreamObserver,
+    dispatcher?: Agent,
+  ) {
     this.name = config.name;
     this.hosts = config.hosts;
     this.isDefault = config.default;
@@ -81,6 +101,7 @@ export class V2RegistryClient implements UpstreamRegistry {
     ).catch((error: unknown) => {
       throw error instanceof UpstreamError ? error : new UpstreamError(this.name, 'unavailable', `${what}: ${(error as Error).message}`, { cause: error });
     });
+    this.observer?.received(bytes.byteLength);
     const mediaType = manifestType(header(response, 'content-type'), bytes);
     if (!mediaType) throw new UpstreamError(this.name, 'invalid', `${what}: response has no manifest media type`);
     return { bytes, mediaType, statedDigest: header(response, 'docker-content-digest') };
@@ -154,11 +175,14 @@ export class V2RegistryClient implements UpstreamRegistry {
     const headers: Record<string, string> = { 'user-agent': USER_AGENT };
     if (this.basicAuth) headers.authorization = this.basicAuth;
     let response: Dispatcher.ResponseData;
+    const started = performance.now();
     try {
       response = await this.agent.request({ origin: realm.origin, path: realm.pathname + realm.search, method: 'GET', headers });
     } catch (error) {
+      this.observer?.request('token', 'error', (performance.now() - started) / 1000);
       throw new UpstreamError(this.name, 'unavailable', `token request to ${realm.origin}: ${(error as Error).message}`, { cause: error });
     }
+    this.observer?.request('token', response.statusCode, (performance.now() - started) / 1000);
     if (response.statusCode !== 200) {
       await response.body.dump();
       const kind = response.statusCode === 401 || response.statusCode === 403 ? 'denied' : response.statusCode === 429 ? 'rate-limited' : 'unavailable';
@@ -179,11 +203,16 @@ export class V2RegistryClient implements UpstreamRegistry {
       // Credentials are for the upstream only; a redirect elsewhere (a CDN) goes bare.
       if (authorization && url.origin === this.baseUrl.origin) headers.authorization = authorization;
       let response: Dispatcher.ResponseData;
+      const started = performance.now();
       try {
         response = await this.agent.request({ origin: url.origin, path: url.pathname + url.search, method, headers });
       } catch (error) {
+        this.observer?.request(requestKind(options.path), 'error', (performance.now() - started) / 1000);
         throw new UpstreamError(this.name, 'unavailable', `${method} ${url.origin}${url.pathname}: ${describeNetworkError(error)}`, { cause: error });
       }
+      this.observer?.request(requestKind(options.path), response.statusCode, (performance.now() - started) / 1000);
+      const remaining = /^\s*(\d+)/.exec(header(response, 'ratelimit-remaining') ?? '');
+      if (remaining) this.observer?.rateLimit(Number(remaining[1]));
       const location = header(response, 'location');
       if (!REDIRECT_STATUSES.has(response.statusCode) || !location) return response;
       await response.body.dump();

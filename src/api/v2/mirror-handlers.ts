@@ -34,11 +34,13 @@ export class MirrorHandlers {
     const manifest =
       ref.kind === 'tag' ? await this.mirror.getManifestByTag(target, ref.tag, accept) : await this.mirror.getManifestByDigest(target, ref.digest.text, accept);
     request.cacheOutcome = manifest.outcome;
+    request.cacheKind = ref.kind === 'tag' ? 'tag' : 'manifest';
     return sendManifest(request, reply, manifest);
   }
 
   async blob(request: FastifyRequest, reply: FastifyReply, name: string, digest: string): Promise<FastifyReply> {
     const target = this.target(request, name);
+    request.cacheKind = 'blob';
     if (request.method === 'HEAD') {
       const { size, outcome } = await this.mirror.statBlob(target, digest);
       request.cacheOutcome = outcome;

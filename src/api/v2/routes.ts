@@ -4,7 +4,7 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccessControl, AccessRequest, Action, NamespacePolicy } from '../../auth/access.js';
 import { RegistryError } from '../../protocol/errors.js';
-import { assertRepositoryName, parseV2Path } from '../../protocol/reference.js';
+import { assertRepositoryName, parseV2Path, type V2Route } from '../../protocol/reference.js';
 import type { LocalHandlers } from './local-handlers.js';
 import type { MirrorHandlers } from './mirror-handlers.js';
 
@@ -17,6 +17,16 @@ export interface V2Dependencies {
 }
 
 const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' };
+
+const ROUTE_TEMPLATES: Record<V2Route['kind'], string> = {
+  base: '/v2/',
+  catalog: '/v2/_catalog',
+  manifest: '/v2/:name/manifests/:reference',
+  blob: '/v2/:name/blobs/:digest',
+  upload: '/v2/:name/blobs/uploads/:id',
+  tags: '/v2/:name/tags/list',
+  referrers: '/v2/:name/referrers/:digest',
+};
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
 export function accessRequest(request: FastifyRequest, publicUrl: string | undefined): AccessRequest {
@@ -55,6 +65,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
   reply.headers(API_VERSION_HEADER);
   const route = parseV2Path((request.params as { '*': string })['*']);
   if (!route) throw new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 });
+  request.routeTemplate = ROUTE_TEMPLATES[route.kind];
   const access = accessRequest(request, deps.publicUrl);
   if (route.kind === 'base') return reply.send({});
   if (route.kind === 'catalog') {
