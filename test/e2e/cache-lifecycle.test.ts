@@ -157,8 +157,9 @@ test('gc: dry run reports, real run deletes unreferenced blobs only, safe beside
   // The running server serves on: the image is intact, the removed blob is fetched again.
   assert.equal(await pull(mirror.url, 'apps/one'), one.manifestDigest);
   const again = await request(`${mirror.url}/v2/apps/four/blobs/${orphan.digest}`);
-  await again.body.dump();
   assert.equal(again.statusCode, 200);
+  assert.equal(sha256Digest(Buffer.from(await again.body.arrayBuffer())), orphan.digest);
+  assert.ok((await blobFiles(data.path)).has(orphan.digest), 'and cached again');
 });
 
 test('warm fills the cache; then offline mode serves it with no upstream request, and 404s the rest', async (t) => {
