@@ -7,6 +7,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import { startCountingProxy, type CountingProxy } from '../harness/counting-proxy.js';
+import { onCleanup } from '../support/cleanup.js';
 import { sha256Digest } from '../harness/digests.js';
 import { makeOciIndexLayout, pushDockerImage, type GeneratedImage, type GeneratedIndex } from '../harness/images.js';
 import { startLongshore } from '../harness/longshore.js';
@@ -68,7 +69,7 @@ async function writeConfig(name: string, config: Record<string, unknown>): Promi
 
 test('a size bound evicts the least recently used images first, keeps private images, and an evicted image pulls again', async (t) => {
   const data = await makeTempDir('lru-data');
-  t.after(() => data.remove());
+  onCleanup(t, () => data.remove());
   const bound = 8 * MiB; // room for two of the 3 MiB images, not three
   const htpasswd = path.join(work.path, 'lru-htpasswd');
   await writeHtpasswd(htpasswd, { ops: 'secret-password' });
@@ -76,7 +77,7 @@ test('a size bound evicts the least recently used images first, keeps private im
     upstreamConfig({ storage: { path: data.path, cache: { maxBytes: bound } }, private: { namespaces: ['corp'] }, auth: { htpasswd } }),
     { dataDir: data.path },
   );
-  t.after(() => mirror.dispose());
+  onCleanup(t, () => mirror.dispose());
   const [one, two, three] = images as [GeneratedImage, GeneratedImage, GeneratedImage];
   // A private 3 MiB image, pushed before the mirrored pulls: it must not count or be evicted.
   const privateImage = await pushDockerImage(mirror.url, 'corp/tool', 'v1', [3 * MiB], { headers: { authorization: `Basic ${Buffer.from('ops:secret-password').toString('base64')}` } });
@@ -102,11 +103,11 @@ test('a size bound evicts the least recently used images first, keeps private im
 
 test('restart keeps the LRU order (access times live in the blob files)', async (t) => {
   const data = await makeTempDir('lru-restart');
-  t.after(() => data.remove());
+  onCleanup(t, () => data.remove());
   const bound = 8 * MiB;
   const config = upstreamConfig({ storage: { path: data.path, cache: { maxBytes: bound } } });
   const mirror = await startLongshore(config, { dataDir: data.path });
-  t.after(() => mirror.dispose());
+  onCleanup(t, () => mirror.dispose());
   const [one, two, three] = images as [GeneratedImage, GeneratedImage, GeneratedImage];
   await pull(mirror.url, 'apps/one');
   await pull(mirror.url, 'apps/two');
@@ -124,11 +125,11 @@ test('restart keeps the LRU order (access times live in the blob files)', async 
 
 test('gc: dry run reports, real run deletes unreferenced blobs only, safe beside a running server', async (t) => {
   const data = await makeTempDir('gc-data');
-  t.after(() => data.remove());
+  onCleanup(t, () => data.remove());
   const config = upstreamConfig({ storage: { path: data.path } });
   const configFile = await writeConfig('gc', config);
   const mirror = await startLongshore(config, { dataDir: data.path });
-  t.after(() => mirror.dispose());
+  onCleanup(t, () => mirror.dispose());
   const [one, , , four] = images as [GeneratedImage, GeneratedImage, GeneratedImage, GeneratedImage];
   await pull(mirror.url, 'apps/one');
   // A blob fetched by digest alone: no cached manifest references it.
@@ -164,9 +165,9 @@ test('gc: dry run reports, real run deletes unreferenced blobs only, safe beside
 
 test('warm fills the cache; then offline mode serves it with no upstream request, and 404s the rest', async (t) => {
   const data = await makeTempDir('warm-data');
-  t.after(() => data.remove());
+  onCleanup(t, () => data.remove());
   const mirror = await startLongshore(upstreamConfig({ storage: { path: data.path } }), { dataDir: data.path });
-  t.after(() => mirror.dispose());
+  onCleanup(t, () => mirror.dispose());
   const [one, two] = images as [GeneratedImage, GeneratedImage];
 
   const warmed = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/one:v1', 'apps/multi:multi', '--all-platforms']);
@@ -181,7 +182,7 @@ test('warm fills the cache; then offline mode serves it with no upstream request
   // Offline on the same data: the upstream is up, and must never be asked.
   proxy.reset();
   const offline = await startLongshore(upstreamConfig({ storage: { path: data.path }, offline: true }), { dataDir: data.path });
-  t.after(() => offline.dispose());
+  onCleanup(t, () => offline.dispose());
   assert.equal(await pull(offline.url, 'apps/one'), one.manifestDigest);
   assert.equal(await pull(offline.url, 'apps/multi', 'multi'), multiarch.indexDigest);
   const notCached = await fetchManifest(offline.url, 'apps/two', 'v1');
@@ -195,7 +196,7 @@ test('warm fills the cache; then offline mode serves it with no upstream request
 
 test('export on one instance, import on an offline one with no upstream, pull by the original names', async (t) => {
   const source = await startLongshore(upstreamConfig());
-  t.after(() => source.dispose());
+  onCleanup(t, () => source.dispose());
   const [one, two] = images as [GeneratedImage, GeneratedImage];
   const bundle = path.join(work.path, 'bundle.tar');
   const exported = await runCli(['export', '--url', source.url, '-o', bundle, 'registry.test/apps/one:v1', 'registry.test/apps/multi:multi']);
@@ -204,7 +205,7 @@ test('export on one instance, import on an offline one with no upstream, pull by
 
   // The offline site: no upstream is reachable (the URL points nowhere), only names to route.
   const siteData = await makeTempDir('site-data');
-  t.after(() => siteData.remove());
+  onCleanup(t, () => siteData.remove());
   const siteConfig = { upstreams: [{ name: 'origin', url: 'http://127.0.0.1:9', hosts: ['registry.test'], default: true }], offline: true, storage: { path: siteData.path } };
   const siteConfigFile = await writeConfig('site', siteConfig);
 
@@ -229,7 +230,7 @@ test('export on one instance, import on an offline one with no upstream, pull by
   assert.match(imported.stdout, /tags: registry\.test\/apps\/one:v1, registry\.test\/apps\/multi:multi/);
 
   const site = await startLongshore(siteConfig, { dataDir: siteData.path });
-  t.after(() => site.dispose());
+  onCleanup(t, () => site.dispose());
   assert.equal(await pull(site.url, 'registry.test/apps/one'), one.manifestDigest);
   assert.equal(await pull(site.url, 'apps/multi', 'multi'), multiarch.indexDigest);
   const neverExported = await fetchManifest(site.url, 'apps/two', 'v1');

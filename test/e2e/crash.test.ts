@@ -7,6 +7,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { request } from 'undici';
 import { startCountingProxy } from '../harness/counting-proxy.js';
+import { onCleanup } from '../support/cleanup.js';
 import { pushDockerImage } from '../harness/images.js';
 import { startLongshore } from '../harness/longshore.js';
 import { startRegistry } from '../harness/registry.js';
@@ -20,17 +21,17 @@ async function listFiles(dir: string): Promise<string[]> {
 
 test('a crash mid-download never leaves a partial blob to be served', async (t) => {
   const registry = await startRegistry();
-  t.after(() => registry.dispose());
+  onCleanup(t, () => registry.dispose());
   const proxy = await startCountingProxy(registry.url, { bytesPerSecond: 1024 * 1024 });
-  t.after(() => proxy.close());
+  onCleanup(t, () => proxy.close());
   const data = await makeTempDir('crash-data');
-  t.after(() => data.remove());
+  onCleanup(t, () => data.remove());
   const image = await pushDockerImage(registry.url, 'apps/crash', 'v1', [8 * 1024 * 1024]);
   const layer = image.layers[0]!;
   const hex = layer.digest.slice('sha256:'.length);
 
   const mirror = await startLongshore({ upstreams: [{ name: 'local', url: proxy.url, default: true }] }, { dataDir: data.path });
-  t.after(() => mirror.dispose());
+  onCleanup(t, () => mirror.dispose());
 
   const download = await request(`${mirror.url}/v2/apps/crash/blobs/${layer.digest}`);
   assert.equal(download.statusCode, 200);

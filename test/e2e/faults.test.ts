@@ -8,6 +8,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../harness/fake-upstream.js';
+import { onCleanup } from '../support/cleanup.js';
 import { sha256Digest } from '../harness/digests.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 
@@ -16,9 +17,9 @@ const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.
 
 async function setUp(t: test.TestContext, tagTtl = '1h'): Promise<{ upstream: FakeUpstream; mirror: InProcessLongshore }> {
   const upstream = await startFakeUpstream();
-  t.after(() => upstream.close());
+  onCleanup(t, () => upstream.close());
   const mirror = await startInProcess({ upstreams: [{ name: 'fake', url: upstream.url, default: true, tagTtl, timeout: '700ms' }] });
-  t.after(() => mirror.stop());
+  onCleanup(t, () => mirror.stop());
   return { upstream, mirror };
 }
 
@@ -181,11 +182,11 @@ test('a tag the upstream no longer has is 404 MANIFEST_UNKNOWN, and unknown repo
 
 test('after repeated upstream failures the circuit opens: stale tags are served without asking', async (t) => {
   const upstream = await startFakeUpstream();
-  t.after(() => upstream.close());
+  onCleanup(t, () => upstream.close());
   const mirror = await startInProcess({
     upstreams: [{ name: 'fake', url: upstream.url, default: true, tagTtl: '1ms', circuitBreaker: { failures: 3, cooldown: '1h' } }],
   });
-  t.after(() => mirror.stop());
+  onCleanup(t, () => mirror.stop());
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: {}, layers: [] }));
   upstream.setManifest('app', 'v1', manifest, OCI_MANIFEST);
   await get(`${mirror.url}/v2/app/manifests/v1`, { accept: ACCEPT });
@@ -206,7 +207,7 @@ test('after repeated upstream failures the circuit opens: stale tags are served 
 
 test('api.v2: false answers 404 on /v2/, so old Docker clients fall back to v1', async (t) => {
   const mirror = await startInProcess({ api: { v2: false } });
-  t.after(() => mirror.stop());
+  onCleanup(t, () => mirror.stop());
   for (const path of ['/v2/', '/v2/library/alpine/manifests/latest']) {
     const response = await get(`${mirror.url}${path}`);
     assert.equal(response.status, 404, path);

@@ -7,6 +7,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { request } from 'undici';
 import { startCountingProxy } from '../harness/counting-proxy.js';
+import { onCleanup } from '../support/cleanup.js';
 import { pushDockerImage } from '../harness/images.js';
 import { startLongshore } from '../harness/longshore.js';
 import { startRegistry } from '../harness/registry.js';
@@ -19,16 +20,16 @@ for (const { name, grace, expectComplete } of [
 ]) {
   test(`SIGTERM: ${name}; temp files are gone afterwards`, async (t) => {
     const registry = await startRegistry();
-    t.after(() => registry.dispose());
+    onCleanup(t, () => registry.dispose());
     // 3 MiB at 1 MiB/s: the download is well under way when the signal comes.
     const proxy = await startCountingProxy(registry.url, { bytesPerSecond: 1024 * 1024 });
-    t.after(() => proxy.close());
+    onCleanup(t, () => proxy.close());
     const data = await makeTempDir('shutdown');
-    t.after(() => data.remove());
+    onCleanup(t, () => data.remove());
     const image = await pushDockerImage(registry.url, 'apps/slow', 'v1', [3 * 1024 * 1024]);
     const layer = image.layers[0]!;
     const mirror = await startLongshore({ shutdownGracePeriod: grace, upstreams: [{ name: 'local', url: proxy.url, default: true }] }, { dataDir: data.path });
-    t.after(() => mirror.dispose());
+    onCleanup(t, () => mirror.dispose());
 
     const response = await request(`${mirror.url}/v2/apps/slow/blobs/${layer.digest}`);
     const hash = createHash('sha256');

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import { sha256Digest } from '../harness/digests.js';
+import { onCleanup } from '../support/cleanup.js';
 import { startFakeUpstream } from '../harness/fake-upstream.js';
 import { pushDockerImage } from '../harness/images.js';
 import { REPO_ROOT, startLongshore } from '../harness/longshore.js';
@@ -33,9 +34,9 @@ async function scrape(url: string): Promise<string> {
 
 test('cache metrics move for a miss, a hit, coalesced requests and a stale tag', async (t) => {
   const upstream = await startFakeUpstream();
-  t.after(() => upstream.close());
+  onCleanup(t, () => upstream.close());
   const mirror = await startInProcess({ upstreams: [{ name: 'fake', url: upstream.url, default: true, tagTtl: '1ms' }] });
-  t.after(() => mirror.stop());
+  onCleanup(t, () => mirror.stop());
   const blob = randomBytes(2 * 1024 * 1024);
   const digest = sha256Digest(blob);
   upstream.setBlob(digest, blob);
@@ -82,9 +83,9 @@ test('rate limits reported by the upstream are recorded per upstream', async (t)
     res.setHeader('content-type', OCI_MANIFEST);
     res.end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: {}, layers: [] }));
   });
-  t.after(() => upstream.close());
+  onCleanup(t, () => upstream.close());
   const mirror = await startInProcess({ upstreams: [{ name: 'hub', url: upstream.url, default: true }] });
-  t.after(() => mirror.stop());
+  onCleanup(t, () => mirror.stop());
   await (await request(`${mirror.url}/v2/app/manifests/v1`)).body.dump();
   assert.equal(metricValue(await scrape(mirror.url), 'longshore_upstream_rate_limit_remaining', { upstream: 'hub' }), 76);
 });
@@ -92,7 +93,7 @@ test('rate limits reported by the upstream are recorded per upstream', async (t)
 test('health: /healthz and /readyz; metrics.listen serves /metrics on its own port', async (t) => {
   const port = await freePort();
   const mirror = await startInProcess({ metrics: { listen: `127.0.0.1:${port}` } });
-  t.after(() => mirror.stop());
+  onCleanup(t, () => mirror.stop());
   assert.deepEqual(await (await request(`${mirror.url}/healthz`)).body.json(), { status: 'ok' });
   assert.deepEqual(await (await request(`${mirror.url}/readyz`)).body.json(), { status: 'ready' });
   assert.equal(mirror.server.metricsAddress, `http://127.0.0.1:${port}`);
@@ -106,12 +107,12 @@ test('health: /healthz and /readyz; metrics.listen serves /metrics on its own po
 test('a real Prometheus scrapes the mirror; its hit count equals the access log; the dashboard queries only exported metrics', async (t) => {
   const prometheusBinary = requireTool('prometheus', 'prometheus');
   const work = await makeTempDir('prometheus');
-  t.after(() => work.remove());
+  onCleanup(t, () => work.remove());
   const registry = await startRegistry();
-  t.after(() => registry.dispose());
+  onCleanup(t, () => registry.dispose());
   await pushDockerImage(registry.url, 'apps/tool', 'v1', [300_000, 50_000]);
   const mirror = await startLongshore({ upstreams: [{ name: 'local', url: registry.url, default: true }] });
-  t.after(() => mirror.dispose());
+  onCleanup(t, () => mirror.dispose());
   const mirrorHost = new URL(mirror.url).host;
   for (const round of ['cold', 'warm']) await copyToDir(`${mirrorHost}/apps/tool:v1`, path.join(work.path, round));
 
@@ -119,7 +120,7 @@ test('a real Prometheus scrapes the mirror; its hit count equals the access log;
   const config = path.join(work.path, 'prometheus.yml');
   await writeFile(config, stringify({ global: { scrape_interval: '1s', scrape_timeout: '1s' }, scrape_configs: [{ job_name: 'longshore', static_configs: [{ targets: [mirrorHost] }] }] }));
   const prometheus = spawnProcess(prometheusBinary, [`--config.file=${config}`, `--storage.tsdb.path=${path.join(work.path, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`]);
-  t.after(() => prometheus.stop());
+  onCleanup(t, () => prometheus.stop());
 
   const expectedHits = mirror.logs.filter((l) => l.msg === 'request' && l.cache === 'hit').length;
   assert.ok(expectedHits >= 3, `the warm pull hit the cache (${expectedHits} hits logged)`);

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { request } from 'undici';
 import { sha256Digest } from '../harness/digests.js';
+import { onCleanup } from '../support/cleanup.js';
 import { startLongshore, type LongshoreHandle } from '../harness/longshore.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { pollUntil } from '../harness/wait.js';
@@ -315,7 +316,7 @@ test('errors in the OCI envelope: bad digest 400, bad name 400, mirrored namespa
 test('storage.delete: false refuses deletes with 405 UNSUPPORTED', async (t) => {
   const htpasswd = path.join(work.path, 'htpasswd');
   const strict = await startLongshore({ private: { namespaces: ['corp'] }, auth: { htpasswd } });
-  t.after(() => strict.dispose());
+  onCleanup(t, () => strict.dispose());
   const response = await request(`${strict.url}/v2/corp/app/manifests/${sha256Digest(Buffer.from('x'))}`, { method: 'DELETE', headers: { authorization: basic('alice', 'wonderland') } });
   assert.equal(response.statusCode, 405);
   assert.equal(((await response.body.json()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNSUPPORTED');

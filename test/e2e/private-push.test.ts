@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { sha256Digest } from '../harness/digests.js';
+import { onCleanup } from '../support/cleanup.js';
 import { makeOciIndexLayout, pushDockerImage } from '../harness/images.js';
 import { startLongshore } from '../harness/longshore.js';
 import { fetchManifest } from '../harness/registry-client.js';
@@ -17,11 +18,11 @@ import { writeHtpasswd } from '../support/users.js';
 
 test('skopeo pushes a multi-arch image into a private namespace and pulls it back; mirrored namespaces refuse pushes; two upstreams route by ?ns= and prefix', async (t) => {
   const work = await makeTempDir('private-push');
-  t.after(() => work.remove());
+  onCleanup(t, () => work.remove());
   const upstreamA = await startRegistry();
-  t.after(() => upstreamA.dispose());
+  onCleanup(t, () => upstreamA.dispose());
   const upstreamB = await startRegistry();
-  t.after(() => upstreamB.dispose());
+  onCleanup(t, () => upstreamB.dispose());
   const onlyInA = await pushDockerImage(upstreamA.url, 'apps/alpha', 'v1', [2000]);
   const onlyInB = await pushDockerImage(upstreamB.url, 'apps/beta', 'v1', [2000]);
 
@@ -35,7 +36,7 @@ test('skopeo pushes a multi-arch image into a private namespace and pulls it bac
       { name: 'b', url: upstreamB.url, hosts: ['b.test'] },
     ],
   });
-  t.after(() => mirror.dispose());
+  onCleanup(t, () => mirror.dispose());
   const host = new URL(mirror.url).host;
 
   const layout = path.join(work.path, 'layout');
