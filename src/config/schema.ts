@@ -105,8 +105,6 @@ export const configSchema = z
         .strictObject({
           // Users: an Apache htpasswd file with bcrypt entries (htpasswd -B), as the Go registry uses.
           htpasswd: z.string().min(1).optional(),
-          // v1 POST /v1/users creates accounts only when true.
-          allowSignup: z.boolean().default(false),
           // Pulls of mirrored content without credentials.
           anonymousPull: z.boolean().default(true),
           // Lifetime of issued tokens (v2 Bearer, v1 Token).
@@ -114,16 +112,15 @@ export const configSchema = z
           // Token signing key; default: generated once and kept in <storage.path>/auth-secret.
           secret: z.string().min(16).optional(),
         })
-        .default({ allowSignup: false, anonymousPull: true, tokenTtl: 5 * 60_000 }),
+        .default({ anonymousPull: true, tokenTtl: 5 * 60_000 }),
     ),
     api: section(
       z
         .strictObject({
-          v1: z.boolean().default(true),
           // false: /v2/ answers 404, so Docker 1.6–17.x clients fall back to v1.
           v2: z.boolean().default(true),
         })
-        .default({ v1: true, v2: true }),
+        .default({ v2: true }),
     ),
     // Never contact an upstream: serve the cache only (air-gapped sites).
     offline: z.boolean().default(false),
