@@ -3,7 +3,7 @@
 // download mid-way. Only the Host header is rewritten; bodies stream both ways.
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from './ports.js';
 
 export interface ProxiedRequest {
   method: string;
@@ -145,14 +145,10 @@ export async function startCountingProxy(targetUrl: string, opts: { bytesPerSeco
   }
 
   const server = createServer(forward);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const url = await listenOnLoopback(server);
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     requests,
     upstreamFailures,
     count: (method, pathRegex) => requests.filter((r) => r.method === method && new RegExp(pathRegex.source, pathRegex.flags.replace('g', '')).test(r.path)).length,

@@ -2,8 +2,9 @@
 // test put in, and misbehaves exactly where and how the test says.
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { sha256Digest } from './digests.js';
+import { listenOnLoopback } from './ports.js';
 
 export type Fault = (
   | { kind: 'status'; status: number; retryAfter?: number }
@@ -168,14 +169,10 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   }
 
   const server = createServer(handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const url = await listenOnLoopback(server);
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     requests,
     setBlob: (digest, bytes) => {
       blobs.set(digest, bytes);

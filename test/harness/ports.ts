@@ -1,6 +1,6 @@
 // Free TCP ports on the loopback interface, for programs that need a port number up front
 // (docker-registry takes "addr: host:port" and cannot report a kernel-chosen port back).
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 
 /**
  * Asks the kernel for a free port on 127.0.0.1 by listening on port 0, then releases it.
@@ -22,4 +22,14 @@ export function freePort(): Promise<number> {
       server.close((error) => (error ? reject(error) : resolve(port)));
     });
   });
+}
+
+/** Starts an in-process server on a kernel-chosen loopback port; resolves with its base URL. */
+export async function listenOnLoopback(server: Server): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return `http://127.0.0.1:${port}`;
 }

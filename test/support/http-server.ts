@@ -1,6 +1,6 @@
 // A tiny in-process HTTP server for unit tests of edge cases (auth flows, redirects).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from '../harness/ports.js';
 
 export interface TestServer {
   url: string;
@@ -14,10 +14,9 @@ export async function startTestServer(handler: (req: http.IncomingMessage, res: 
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     handler(req, res);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const url = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     requests,
     close: () =>
       new Promise((resolve) => {
