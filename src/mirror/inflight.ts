@@ -8,9 +8,8 @@
 // corrupt sees an aborted response, never a complete-looking wrong one.
 import { Readable } from 'node:stream';
 import type { Digest } from '../protocol/digest.js';
-import type { BlobStore, BlobWriter, ByteRange } from '../storage/blob-store.js';
+import { READ_CHUNK_BYTES, type BlobStore, type BlobWriter, type ByteRange } from '../storage/blob-store.js';
 import type { UpstreamBlob } from '../upstream/upstream.js';
-import { READ_CHUNK_BYTES } from '../storage/fs-blob-store.js';
 import { deferred } from '../util/deferred.js';
 
 /** Raised to a joiner when the blob landed in the store between its lookup and its join. */

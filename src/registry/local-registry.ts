@@ -28,19 +28,6 @@ export interface PutManifestResult {
   subject: string | undefined;
 }
 
-export interface Page<T> {
-  items: T[];
-  /** The last item, when more follow (for the Link header). */
-  next: string | undefined;
-}
-
-export function paginate(sorted: string[], n: number | undefined, last: string | undefined): Page<string> {
-  const after = last === undefined ? sorted : sorted.filter((item) => item > last);
-  if (n === undefined) return { items: after, next: undefined };
-  const items = after.slice(0, n);
-  return { items, next: after.length > n && items.length > 0 ? items[items.length - 1] : undefined };
-}
-
 export class LocalRegistry {
   constructor(
     private readonly blobs: BlobStore,

@@ -4,6 +4,10 @@
 import type { Readable } from 'node:stream';
 import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
 
+// 1 MiB reads: with the 64 KiB default, serving large layers is dominated by per-chunk
+// overhead (measured: ~0.35x nginx at 64 KiB vs ~0.8x at 1 MiB with 16 streams).
+export const READ_CHUNK_BYTES = 1024 * 1024;
+
 export interface ByteRange {
   start: number;
   /** Inclusive, as in HTTP Range headers. */

@@ -3,7 +3,7 @@
 // not always inside the manifest. Hot manifests stay in memory: tag and digest lookups are
 // the most frequent requests a mirror answers.
 import { LRUCache } from 'lru-cache';
-import { digestOf, type Digest } from '../protocol/digest.js';
+import type { Digest } from '../protocol/digest.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import type { BlobStore } from './blob-store.js';
 import type { MetadataStore } from './metadata-store.js';
@@ -60,9 +60,5 @@ export class ManifestStore {
   /** Drops the in-memory copy (the blob was evicted or deleted). */
   forget(digest: string): void {
     this.memory.delete(digest);
-  }
-
-  static digestOf(bytes: Uint8Array): string {
-    return digestOf(bytes);
   }
 }

@@ -7,7 +7,7 @@ import { RegistryError } from '../../protocol/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../protocol/limits.js';
 import { MediaType } from '../../protocol/media-types.js';
 import type { LocalRegistry } from '../../registry/local-registry.js';
-import { paginate } from '../../registry/local-registry.js';
+import { paginate } from '../../protocol/pagination.js';
 import type { UploadSessions, UploadStatus } from '../../registry/uploads.js';
 import { linkNext, pageParameters, sendBlob, sendManifest, sendTagPage, BLOB_HEADERS } from './responses.js';
 

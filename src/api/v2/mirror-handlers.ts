@@ -6,7 +6,7 @@ import type { MirrorTarget, UpstreamRouter } from '../../mirror/router.js';
 import { RegistryError } from '../../protocol/errors.js';
 import { parseAccept } from '../../protocol/media-types.js';
 import { assertRepositoryName, parseManifestReference } from '../../protocol/reference.js';
-import { paginate } from '../../registry/local-registry.js';
+import { paginate } from '../../protocol/pagination.js';
 import { sendBlob, sendManifest, sendTagPage, BLOB_HEADERS } from './responses.js';
 
 export class MirrorHandlers {

@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../../protocol/errors.js';
 import { parseRange } from '../../protocol/range.js';
 import type { ByteRange } from '../../storage/blob-store.js';
-import type { Page } from '../../registry/local-registry.js';
+import type { Page } from '../../protocol/pagination.js';
 
 export const BLOB_HEADERS = {
   'content-type': 'application/octet-stream',
