@@ -6,6 +6,10 @@ import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
 import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
+import { V1ImageHandlers } from './api/v1/image-handlers.js';
+import { V1IndexHandlers } from './api/v1/index-handlers.js';
+import { v1Routes } from './api/v1/routes.js';
+import { V1Search } from './api/v1/search.js';
 import { LocalHandlers } from './api/v2/local-handlers.js';
 import { MirrorHandlers } from './api/v2/mirror-handlers.js';
 import { v2Routes } from './api/v2/routes.js';
@@ -65,6 +69,7 @@ export function buildApp(services: Services, log: Logger) {
   );
 
   void app.register(operationsRoutes(services));
+  if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services)));
   if (services.config.api.v2) {
     void app.register(
       v2Routes({
@@ -78,6 +83,22 @@ export function buildApp(services: Services, log: Logger) {
     void app.register(tokenRoutes(services.access, services.config.publicUrl));
   }
   return app;
+}
+
+function v1Dependencies(services: Services) {
+  const { v1Access: access, v1Local: registry, config } = services;
+  const localRepositories = async () => [...new Set([...(await registry.list()), ...(await services.local.catalog())])].sort();
+  return {
+    access,
+    index: new V1IndexHandlers(access, registry, services.users, {
+      allowSignup: config.auth.allowSignup,
+      deleteEnabled: config.storage.delete,
+      publicUrl: config.publicUrl,
+    }),
+    images: new V1ImageHandlers(access, registry, undefined),
+    search: new V1Search(access, localRepositories, undefined),
+    mirrored: undefined,
+  };
 }
 
 function apiOf(url: string): Api {

@@ -7,6 +7,7 @@ import { NamespacePolicy } from './auth/access.js';
 import { HtpasswdUsers } from './auth/htpasswd.js';
 import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
+import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
 import { CacheIndex } from './mirror/cache-index.js';
@@ -16,17 +17,21 @@ import { UpstreamRouter } from './mirror/router.js';
 import { TagRecords } from './mirror/tag-records.js';
 import { LocalRegistry } from './registry/local-registry.js';
 import { UploadSessions } from './registry/uploads.js';
+import { V1LocalRegistry } from './registry/v1-registry.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 import { FsMetadataStore } from './storage/fs-metadata-store.js';
 import { ManifestStore } from './storage/manifest-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { PrivateBlobs } from './storage/private-blobs.js';
+import { V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
 
 /** The `service` in Bearer challenges and the audience of the tokens we issue. */
 export const TOKEN_SERVICE = 'longshore';
+/** The audience of v1 tokens (`Authorization: Token signature=…`). */
+export const V1_TOKEN_AUDIENCE = 'longshore-v1';
 
 export interface Services {
   config: Config;
@@ -46,6 +51,9 @@ export interface Services {
   tokens: JwtCodec;
   /** Private repositories (v2 pushes). */
   local: LocalRegistry;
+  /** Private repositories pushed with v1: images by id, tags, repository image lists. */
+  v1Local: V1LocalRegistry;
+  v1Access: V1Access;
   uploads: UploadSessions;
   inflight: InflightBlobs;
   metrics: Metrics;
@@ -103,6 +111,13 @@ export async function createServices(config: Config, log: Logger, options: Servi
     service: TOKEN_SERVICE,
   });
   const local = new LocalRegistry(blobs, manifests, metadata, privateBlobs);
+  const v1Local = new V1LocalRegistry(new V1ImageStore(metadata, 'v1/images'), blobs, metadata, privateBlobs, local);
+  const v1Access = new V1Access(policy, users, tokens, {
+    anonymousPull: config.auth.anonymousPull,
+    privateAnonymousPull: config.private.anonymousPull,
+    tokenTtlMs: config.auth.tokenTtl,
+    audience: V1_TOKEN_AUDIENCE,
+  });
   const uploads = new UploadSessions(blobs, config.storage.uploadTimeout);
   const tags = new TagRecords(metadata);
   const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
@@ -126,6 +141,8 @@ export async function createServices(config: Config, log: Logger, options: Servi
     users,
     tokens,
     local,
+    v1Local,
+    v1Access,
     uploads,
     metrics,
     close: async () => {

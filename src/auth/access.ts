@@ -19,17 +19,21 @@ export interface AccessControl {
 
 /** First path component in `private.namespaces`: stored here, never mirrored. */
 export class NamespacePolicy {
-  private readonly namespaces: ReadonlySet<string>;
+  private readonly namespaceSet: ReadonlySet<string>;
 
   constructor(namespaces: readonly string[]) {
-    this.namespaces = new Set(namespaces);
+    this.namespaceSet = new Set(namespaces);
   }
 
   isPrivate(repository: string): boolean {
-    return this.namespaces.has(repository.split('/')[0] ?? '');
+    return this.namespaceSet.has(repository.split('/')[0] ?? '');
   }
 
   get hasPrivateNamespaces(): boolean {
-    return this.namespaces.size > 0;
+    return this.namespaceSet.size > 0;
+  }
+
+  get namespaces(): string[] {
+    return [...this.namespaceSet];
   }
 }

@@ -2,7 +2,7 @@
 // registry uses. The file is re-read when it changes, so users can be added without a restart.
 // Verification is bcrypt's own (constant per entry); unknown users still cost one hash.
 import { randomBytes } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import bcrypt from 'bcryptjs';
 import type { UserVerifier } from './v2-access.js';
 
@@ -48,6 +48,45 @@ export class HtpasswdUsers implements UserVerifier {
     return this.users.has(username);
   }
 
+  /** Adds a user (v1 sign-up); false when the name is taken. */
+  async add(username: string, password: string): Promise<boolean> {
+    return this.update(async () => {
+      if (this.users.has(username)) return false;
+      this.users.set(username, await hashPassword(password));
+      return true;
+    });
+  }
+
+  /** Changes an existing user's password; false when there is no such user. */
+  async setPassword(username: string, password: string): Promise<boolean> {
+    return this.update(async () => {
+      if (!this.users.has(username)) return false;
+      this.users.set(username, await hashPassword(password));
+      return true;
+    });
+  }
+
+  private writing: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Read-modify-write of the file, one at a time, replaced atomically (temp + rename) so the
+   * Go registry or another reader never sees half a file.
+   */
+  private async update(change: () => Promise<boolean>): Promise<boolean> {
+    const run = this.writing.then(async () => {
+      await this.refresh();
+      if (!(await change())) return false;
+      const text = [...this.users].map(([name, hash]) => `${name}:${hash}\n`).join('');
+      const temp = `${this.file}.${randomBytes(6).toString('hex')}.tmp`;
+      await writeFile(temp, text, { mode: 0o600 });
+      await rename(temp, this.file);
+      this.loadedMtimeMs = (await stat(this.file)).mtimeMs;
+      return true;
+    });
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
   async verify(username: string, password: string): Promise<boolean> {
     await this.refresh();
     const hash = this.users.get(username);
@@ -55,4 +94,9 @@ export class HtpasswdUsers implements UserVerifier {
     const matches = await bcrypt.compare(password, (hash ?? dummy()).replace(/^\$2y\$/, '$2b$'));
     return hash !== undefined && matches;
   }
+}
+
+/** bcrypt with Apache's $2y$ prefix, as `htpasswd -B` writes it (cost 10, its default). */
+async function hashPassword(password: string): Promise<string> {
+  return (await bcrypt.hash(password, 10)).replace(/^\$2[ab]\$/, '$2y$');
 }

@@ -105,6 +105,8 @@ export const configSchema = z
         .strictObject({
           // Users: an Apache htpasswd file with bcrypt entries (htpasswd -B), as the Go registry uses.
           htpasswd: z.string().min(1).optional(),
+          // v1 sign-up: POST /v1/users/ adds accounts to the htpasswd file (docker login ≤1.10).
+          allowSignup: z.boolean().default(false),
           // Pulls of mirrored content without credentials.
           anonymousPull: z.boolean().default(true),
           // Lifetime of issued tokens (v2 Bearer, v1 Token).
@@ -112,15 +114,17 @@ export const configSchema = z
           // Token signing key; default: generated once and kept in <storage.path>/auth-secret.
           secret: z.string().min(16).optional(),
         })
-        .default({ anonymousPull: true, tokenTtl: 5 * 60_000 }),
+        .default({ anonymousPull: true, allowSignup: false, tokenTtl: 5 * 60_000 }),
     ),
     api: section(
       z
         .strictObject({
+          // The Docker Registry v1 API under /v1/ (and /_ping).
+          v1: z.boolean().default(true),
           // false: /v2/ answers 404, so Docker 1.6–17.x clients fall back to v1.
           v2: z.boolean().default(true),
         })
-        .default({ v2: true }),
+        .default({ v1: true, v2: true }),
     ),
     // Never contact an upstream: serve the cache only (air-gapped sites).
     offline: z.boolean().default(false),
@@ -153,6 +157,9 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['private', 'namespaces', index], message: `"${namespace}" is also an upstream name or host` });
       }
     });
+    if (config.auth.allowSignup && config.auth.htpasswd === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['auth', 'allowSignup'], message: 'sign-up writes accounts to auth.htpasswd, which is not set' });
+    }
     if (config.upstreams.filter((u) => u.default).length > 1) {
       ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at most one upstream may be "default: true"' });
     }

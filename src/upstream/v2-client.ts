@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { Agent, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
+import { readBounded } from '../util/read-bounded.js';
 import { sniffManifestMediaType } from '../protocol/media-types.js';
 import { UpstreamError } from './errors.js';
 import { TokenCache } from './token-cache.js';
@@ -269,17 +270,6 @@ function manifestType(contentType: string | undefined, bytes: Buffer): string | 
 async function discard<T>(response: Dispatcher.ResponseData, value: T): Promise<T> {
   await response.body.dump().catch(() => undefined);
   return value;
-}
-
-async function readBounded(body: AsyncIterable<Buffer>, maxBytes: number, tooLarge: () => Error): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    total += chunk.byteLength;
-    if (total > maxBytes) throw tooLarge();
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
 }
 
 function describeNetworkError(error: unknown): string {

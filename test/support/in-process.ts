@@ -1,12 +1,10 @@
 // Longshore in this process, for tests that need its internals or its log lines without a
 // child process: the same services, app and listener that `longshore serve` starts.
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { makeTempDir } from '../harness/tmp.js';
 
 export interface InProcessLongshore {
   url: string;
@@ -20,7 +18,8 @@ export interface InProcessLongshore {
 }
 
 export async function startInProcess(config: Record<string, unknown>, dataDir?: string): Promise<InProcessLongshore> {
-  const dir = dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'ls-data-')));
+  // Without a directory from the test, one that the harness removes when the process exits.
+  const dir = dataDir ?? (await makeTempDir('data')).path;
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -28,7 +27,8 @@ export async function startInProcess(config: Record<string, unknown>, dataDir?: 
       callback();
     },
   });
-  const parsed = parseConfig({ listen: '127.0.0.1:0', storage: { path: dir }, ...config });
+  // `storage` is merged, so a test setting storage.delete still gets its own data directory.
+  const parsed = parseConfig({ listen: '127.0.0.1:0', ...config, storage: { path: dir, ...(config.storage as Record<string, unknown> | undefined) } });
   const server = await startServer(parsed, pino({ level: 'info' }, sink));
   return {
     url: server.address,

@@ -92,6 +92,8 @@ test('bad values name their key', () => {
     (error: Error) => /upstreams\[1\]\.name: duplicate upstream name "a"/.test(error.message) && /at most one upstream/.test(error.message),
   );
   assert.throws(() => parseConfig({ upstreams: [{ name: 'a', url: 'https://a.example', username: 'u' }] }), /upstreams\[0\]\.password: username and password go together/);
+  assert.throws(() => parseConfig({ auth: { allowSignup: true } }), /auth\.allowSignup: sign-up writes accounts to auth\.htpasswd/);
+  assert.throws(() => parseConfig({ api: { v1: 'yes' } }), /api\.v1/);
 });
 
 test('loadConfig reports unreadable files and YAML errors with the file name', async () => {

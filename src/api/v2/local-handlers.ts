@@ -5,6 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../protocol/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../protocol/limits.js';
+import { readBounded } from '../../util/read-bounded.js';
 import { MediaType } from '../../protocol/media-types.js';
 import type { LocalRegistry } from '../../registry/local-registry.js';
 import { paginate } from '../../protocol/pagination.js';
@@ -37,16 +38,11 @@ function contentRange(request: FastifyRequest, status: UploadStatus): { start: n
 }
 
 async function readManifestBody(request: FastifyRequest): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body(request) as AsyncIterable<Buffer>) {
-    size += chunk.byteLength;
-    if (size > MAX_MANIFEST_BYTES) {
-      throw new RegistryError('MANIFEST_INVALID', `manifest is larger than the ${MAX_MANIFEST_BYTES}-byte limit`, { status: 413 });
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
+  return readBounded(
+    body(request) as AsyncIterable<Buffer>,
+    MAX_MANIFEST_BYTES,
+    () => new RegistryError('MANIFEST_INVALID', `manifest is larger than the ${MAX_MANIFEST_BYTES}-byte limit`, { status: 413 }),
+  );
 }
 
 export class LocalHandlers {
