@@ -8,6 +8,7 @@ import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
 import { V1ImageHandlers } from './api/v1/image-handlers.js';
 import { V1IndexHandlers } from './api/v1/index-handlers.js';
+import { V1MirrorHandlers } from './api/v1/mirror-handlers.js';
 import { v1Routes } from './api/v1/routes.js';
 import { V1Search } from './api/v1/search.js';
 import { LocalHandlers } from './api/v2/local-handlers.js';
@@ -88,6 +89,7 @@ export function buildApp(services: Services, log: Logger) {
 function v1Dependencies(services: Services) {
   const { v1Access: access, v1Local: registry, config } = services;
   const localRepositories = async () => [...new Set([...(await registry.list()), ...(await services.local.catalog())])].sort();
+  const mirrored = services.v1Router.upstreams.length > 0 ? new V1MirrorHandlers(access, services.v1Mirror, services.v1Router, config.publicUrl) : undefined;
   return {
     access,
     index: new V1IndexHandlers(access, registry, services.users, {
@@ -95,9 +97,9 @@ function v1Dependencies(services: Services) {
       deleteEnabled: config.storage.delete,
       publicUrl: config.publicUrl,
     }),
-    images: new V1ImageHandlers(access, registry, undefined),
-    search: new V1Search(access, localRepositories, undefined),
-    mirrored: undefined,
+    images: new V1ImageHandlers(access, registry, mirrored),
+    search: new V1Search(access, localRepositories, mirrored),
+    mirrored,
   };
 }
 

@@ -2,7 +2,7 @@
 // driver or upstream kind is chosen here and nowhere else.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from './config/schema.js';
+import { speaksV2, type Config } from './config/schema.js';
 import { NamespacePolicy } from './auth/access.js';
 import { HtpasswdUsers } from './auth/htpasswd.js';
 import { JwtCodec } from './auth/jwt.js';
@@ -13,6 +13,7 @@ import { Metrics } from './metrics/metrics.js';
 import { CacheIndex } from './mirror/cache-index.js';
 import { InflightBlobs } from './mirror/inflight.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
+import { V1PullThrough, type V1Upstream } from './mirror/v1-pull-through.js';
 import { UpstreamRouter } from './mirror/router.js';
 import { TagRecords } from './mirror/tag-records.js';
 import { LocalRegistry } from './registry/local-registry.js';
@@ -23,9 +24,10 @@ import { FsMetadataStore } from './storage/fs-metadata-store.js';
 import { ManifestStore } from './storage/manifest-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { PrivateBlobs } from './storage/private-blobs.js';
-import { V1ImageStore } from './storage/v1-image-store.js';
+import { V1_IMAGE_PREFIXES, V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
+import { speaksV1, V1RegistryClient } from './upstream/v1-client.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
 
 /** The `service` in Bearer challenges and the audience of the tokens we issue. */
@@ -54,6 +56,9 @@ export interface Services {
   /** Private repositories pushed with v1: images by id, tags, repository image lists. */
   v1Local: V1LocalRegistry;
   v1Access: V1Access;
+  /** v1 pull-through: mirrored v1 images, tags and layers. */
+  v1Mirror: V1PullThrough;
+  v1Router: UpstreamRouter<V1Upstream>;
   uploads: UploadSessions;
   inflight: InflightBlobs;
   metrics: Metrics;
@@ -82,14 +87,28 @@ export async function createServices(config: Config, log: Logger, options: Servi
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
   });
-  const upstreams: UpstreamRegistry[] = config.upstreams.map(
-    (upstream) =>
-      new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), {
-        failures: upstream.circuitBreaker.failures,
-        cooldownMs: upstream.circuitBreaker.cooldown,
-      }),
-  );
+  const v2Clients = new Map<string, UpstreamRegistry>();
+  for (const upstream of config.upstreams.filter(speaksV2)) {
+    const client = new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), {
+      failures: upstream.circuitBreaker.failures,
+      cooldownMs: upstream.circuitBreaker.cooldown,
+    });
+    v2Clients.set(upstream.name, client);
+  }
+  const upstreams = [...v2Clients.values()];
   const router = new UpstreamRouter(upstreams);
+  // v1 sees every upstream: a v1 index, or v1 views of the v2 API's images (or both).
+  const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => ({
+    name: upstream.name,
+    hosts: upstream.hosts,
+    isDefault: upstream.default,
+    libraryPrefix: upstream.libraryPrefix,
+    tagTtlMs: upstream.tagTtl,
+    platform: upstream.v1.platform,
+    v2: v2Clients.get(upstream.name),
+    v1: speaksV1(upstream) ? new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)) : undefined,
+  }));
+  const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex = new CacheIndex(blobs, privateBlobs, config.storage.cache.maxBytes, log);
   await cacheIndex.rebuild();
   cacheIndex.onEvicted = (digest) => manifests.forget(digest);
@@ -111,7 +130,7 @@ export async function createServices(config: Config, log: Logger, options: Servi
     service: TOKEN_SERVICE,
   });
   const local = new LocalRegistry(blobs, manifests, metadata, privateBlobs);
-  const v1Local = new V1LocalRegistry(new V1ImageStore(metadata, 'v1/images'), blobs, metadata, privateBlobs, local);
+  const v1Local = new V1LocalRegistry(new V1ImageStore(metadata, V1_IMAGE_PREFIXES.private), blobs, metadata, privateBlobs, local);
   const v1Access = new V1Access(policy, users, tokens, {
     anonymousPull: config.auth.anonymousPull,
     privateAnonymousPull: config.private.anonymousPull,
@@ -124,6 +143,11 @@ export async function createServices(config: Config, log: Logger, options: Servi
     offline: config.offline,
     tracker: cacheIndex,
     isPrivate: (digest) => privateBlobs.has(digest),
+  });
+  const v1Mirror = new V1PullThrough(new V1ImageStore(metadata, V1_IMAGE_PREFIXES.mirrored), metadata, blobs, inflight, mirror, log, {
+    offline: config.offline,
+    tracker: cacheIndex,
+    upstreamByName: (name) => v1Router.byName(name),
   });
   return {
     config,
@@ -143,11 +167,13 @@ export async function createServices(config: Config, log: Logger, options: Servi
     local,
     v1Local,
     v1Access,
+    v1Mirror,
+    v1Router,
     uploads,
     metrics,
     close: async () => {
       await uploads.close();
-      await Promise.all(upstreams.map((u) => u.close()));
+      await Promise.all([...upstreams.map((u) => u.close()), ...v1Upstreams.map((u) => u.v1?.close())]);
     },
   };
 }

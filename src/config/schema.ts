@@ -38,10 +38,24 @@ const httpUrl = z
   .refine((u) => /^https?:\/\//.test(u), 'must be an http:// or https:// URL')
   .transform((u) => u.replace(/\/+$/, ''));
 
+const v1UpstreamSchema = z.strictObject({
+  // The v1 index: repositories, tokens, X-Docker-Endpoints, search.
+  index: httpUrl.optional(),
+  // The v1 registry holding image data; default: what the index names in X-Docker-Endpoints.
+  registry: httpUrl.optional(),
+  // Which image of a multi-platform v2 tag a v1 client gets ("os/arch" or "os/arch/variant").
+  platform: z
+    .string()
+    .regex(/^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/, 'expected "os/arch" or "os/arch/variant", e.g. "linux/amd64"')
+    .default('linux/amd64'),
+});
+
 const upstreamSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
-    url: httpUrl,
+    // The v2 API; an upstream has this, a v1 index, or both.
+    url: httpUrl.optional(),
+    v1: section(v1UpstreamSchema.default({ platform: 'linux/amd64' })),
     default: z.boolean().default(false),
     hosts: z.array(z.string().min(1)).default([]),
     username: z.string().optional(),
@@ -147,6 +161,12 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['upstreams', index, 'name'], message: `duplicate upstream name "${upstream.name}"` });
       }
       seen.add(upstream.name);
+      if (upstream.url === undefined && upstream.v1.index === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['upstreams', index, 'url'], message: 'an upstream needs url (v2), v1.index, or both' });
+      }
+      if (upstream.v1.registry !== undefined && upstream.v1.index === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['upstreams', index, 'v1', 'index'], message: 'v1.registry needs v1.index (tokens come from the index)' });
+      }
       if ((upstream.username === undefined) !== (upstream.password === undefined)) {
         ctx.addIssue({ code: 'custom', path: ['upstreams', index, 'password'], message: 'username and password go together' });
       }
@@ -167,3 +187,9 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 export type UpstreamConfig = Config['upstreams'][number];
+/** An upstream that speaks the v2 API (has `url`). */
+export type V2UpstreamConfig = UpstreamConfig & { url: string };
+
+export function speaksV2(upstream: UpstreamConfig): upstream is V2UpstreamConfig {
+  return upstream.url !== undefined;
+}

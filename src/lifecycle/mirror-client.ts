@@ -3,7 +3,7 @@
 // port from a config (--config), so both go through exactly the serving code path.
 import { pino } from 'pino';
 import { parseConfig } from '../config/load.js';
-import type { Config, UpstreamConfig } from '../config/schema.js';
+import type { Config, V2UpstreamConfig } from '../config/schema.js';
 import { startServer } from '../server.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
 import { V2RegistryClient } from '../upstream/v2-client.js';
@@ -11,7 +11,7 @@ import { V2RegistryClient } from '../upstream/v2-client.js';
 export function clientFor(url: string): UpstreamRegistry {
   // Generous timeout: a cold layer behind a slow upstream is still one request.
   const [settings] = parseConfig({ upstreams: [{ name: 'longshore', url, timeout: '10m' }] }).upstreams;
-  return new V2RegistryClient(settings as UpstreamConfig);
+  return new V2RegistryClient(settings as V2UpstreamConfig);
 }
 
 /** Runs `work` against a Longshore: the one at `url`, or one started here from `config`. */

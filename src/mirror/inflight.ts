@@ -6,11 +6,28 @@
 //
 // Readers hold back the final byte until the commit: a client whose fetch turns out to be
 // corrupt sees an aborted response, never a complete-looking wrong one.
+//
+// v2 blobs are fetched by digest and verified against it. v1 layers are fetched by image id:
+// their digest is learned on commit, and a FetchSource may add its own check (the v1 payload
+// checksum) that must pass before anything is stored.
 import { Readable } from 'node:stream';
 import type { Digest } from '../protocol/digest.js';
 import { READ_CHUNK_BYTES, type BlobStore, type BlobWriter, type ByteRange } from '../storage/blob-store.js';
 import type { UpstreamBlob } from '../upstream/upstream.js';
 import { deferred } from '../util/deferred.js';
+
+/** Where a fetch gets its bytes and how they are checked. */
+export interface FetchSource {
+  /** The digest the bytes must have (v2 blobs); undefined: learned on commit (v1 layers). */
+  expected?: Digest;
+  open(): Promise<UpstreamBlob | undefined>;
+  /** Whether the content landed meanwhile (default: the expected digest is in the store). */
+  alreadyStored?(): Promise<boolean>;
+  /** An extra check over every byte, run before the commit; throws to reject the bytes. */
+  verifier?(): { update(chunk: Buffer): void; check(size: number): void };
+  /** Runs after the commit and before anyone can miss the fetch: records where the bytes went. */
+  stored?(digest: Digest, size: number): Promise<void>;
+}
 
 /** Raised to a joiner when the blob landed in the store between its lookup and its join. */
 export class BlobAlreadyStored extends Error {
@@ -33,7 +50,10 @@ type FetchState = 'starting' | 'streaming' | 'committed' | 'failed';
 export interface InflightObserver {
   /** Called with the number of fetches in progress whenever it changes. */
   inflightChanged?(count: number): void;
-  /** Called once per fetch with the bytes received from `source` (the upstream) and the result. */
+  /**
+   * Called once per fetch with the bytes received from `source` (the upstream) and the result:
+   * the stored digest on success, the fetch's key on failure.
+   */
   fetchFinished?(digest: string, bytes: number, error: Error | undefined, source: string): void;
 }
 
@@ -58,8 +78,12 @@ export class BlobFetch {
    */
   recent: { start: number; chunk: Buffer } | undefined;
 
+  /** The digest the bytes were stored under, once committed. */
+  storedDigest: Digest | undefined;
+
   constructor(
-    readonly digest: Digest,
+    /** What the fetch is for: a digest's text, or e.g. "v1:<upstream>:<image id>". */
+    readonly key: string,
     // Called synchronously when the fetch commits or fails, so no request can join a
     // finished fetch: it finds the blob in the store, or starts afresh.
     private readonly onSettled: () => void,
@@ -77,13 +101,16 @@ export class BlobFetch {
     return this.state === 'committed';
   }
 
-  async run(store: BlobStore, openUpstream: () => Promise<UpstreamBlob | undefined>): Promise<void> {
+  async run(store: BlobStore, source: FetchSource): Promise<void> {
     let upstream: UpstreamBlob | undefined;
     try {
-      if (await store.stat(this.digest)) throw new BlobAlreadyStored(this.digest.text);
-      upstream = await openUpstream();
-      if (!upstream) throw new UpstreamBlobMissing(this.digest.text);
-      const writer = await store.createWriter(this.digest);
+      const expected = source.expected;
+      const stored = source.alreadyStored ? await source.alreadyStored() : expected !== undefined && (await store.stat(expected)) !== undefined;
+      if (stored) throw new BlobAlreadyStored(this.key);
+      upstream = await source.open();
+      if (!upstream) throw new UpstreamBlobMissing(this.key);
+      const verifier = source.verifier?.();
+      const writer = await store.createWriter(expected);
       this.writer = writer;
       this.size = upstream.size;
       this.state = 'streaming';
@@ -92,14 +119,17 @@ export class BlobFetch {
         const start = writer.bytesWritten;
         this.received += chunk.byteLength;
         await writer.write(chunk);
+        verifier?.update(chunk);
         this.recent = { start, chunk };
         if (upstream.size !== undefined && writer.bytesWritten > upstream.size) {
-          throw new Error(`upstream sent more than its Content-Length of ${upstream.size} bytes for ${this.digest.text}`);
+          throw new Error(`upstream sent more than its Content-Length of ${upstream.size} bytes for ${this.key}`);
         }
         this.notify();
       }
-      await writer.commit(upstream.size);
+      verifier?.check(writer.bytesWritten);
+      this.storedDigest = await writer.commit(upstream.size);
       this.size = writer.bytesWritten;
+      await source.stored?.(this.storedDigest, this.size);
       this.state = 'committed';
       this.onSettled();
     } catch (error) {
@@ -130,7 +160,7 @@ export class BlobFetch {
    * over the caller's hold: the reader leaves the fetch when it is destroyed.
    */
   openReader(range?: ByteRange): Readable {
-    if (!this.writer) throw new Error(`reader opened before fetch of ${this.digest.text} was ready`);
+    if (!this.writer) throw new Error(`reader opened before fetch of ${this.key} was ready`);
     return new FollowingReader(this, this.writer, range);
   }
 
@@ -219,7 +249,7 @@ class FollowingReader extends Readable {
   }
 }
 
-/** The fetches in progress, by digest: the coalescing point for both APIs. */
+/** The fetches in progress, by key (digest, or v1 image): the coalescing point for both APIs. */
 export class InflightBlobs {
   private readonly fetches = new Map<string, BlobFetch>();
 
@@ -233,20 +263,20 @@ export class InflightBlobs {
    * Joins the fetch in progress for `digest`, or starts one (`leader`). The caller holds the
    * fetch until it calls `fetch.leave()` or hands the hold to `fetch.openReader()`.
    */
-  join(digest: Digest, store: BlobStore, openUpstream: () => Promise<UpstreamBlob | undefined>, source = 'upstream'): { fetch: BlobFetch; leader: boolean } {
-    const existing = this.fetches.get(digest.text);
+  join(key: string, store: BlobStore, source: FetchSource, sourceName = 'upstream'): { fetch: BlobFetch; leader: boolean } {
+    const existing = this.fetches.get(key);
     if (existing) {
       existing.hold();
       return { fetch: existing, leader: false };
     }
-    const fetch = new BlobFetch(digest, () => {
-      this.fetches.delete(digest.text);
+    const fetch = new BlobFetch(key, () => {
+      this.fetches.delete(key);
       this.observer.inflightChanged?.(this.fetches.size);
     });
     fetch.hold();
-    this.fetches.set(digest.text, fetch);
+    this.fetches.set(key, fetch);
     this.observer.inflightChanged?.(this.fetches.size);
-    void fetch.run(store, openUpstream).then(() => this.observer.fetchFinished?.(digest.text, fetch.received, fetch.failed, source));
+    void fetch.run(store, source).then(() => this.observer.fetchFinished?.(fetch.storedDigest?.text ?? key, fetch.received, fetch.failed, sourceName));
     return { fetch, leader: true };
   }
 }

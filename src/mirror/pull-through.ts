@@ -9,7 +9,7 @@ import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
 import type { ByteRange, BlobStore } from '../storage/blob-store.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
 import { UpstreamError } from '../upstream/errors.js';
-import { BlobAlreadyStored, UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
+import { BlobAlreadyStored, UpstreamBlobMissing, type BlobFetch, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
 import type { MirrorTarget } from './router.js';
 import { SingleFlight } from './single-flight.js';
@@ -22,6 +22,27 @@ export interface BlobResult {
   /** Streams the blob or a range of it. Call exactly one of open() or discard(). */
   open(range?: ByteRange): Readable;
   discard(): Promise<void>;
+}
+
+/**
+ * A blob read from a fetch in progress (the tail-following reader); takes over the caller's
+ * hold on the fetch, released by the reader or by discard().
+ */
+export function followFetch(fetch: BlobFetch, size: number | undefined, leader: boolean): BlobResult {
+  let taken = false;
+  return {
+    size,
+    outcome: leader ? 'miss' : 'coalesced',
+    open: (range) => {
+      taken = true;
+      return fetch.openReader(range);
+    },
+    discard: () => {
+      if (!taken) fetch.leave();
+      taken = true;
+      return Promise.resolve();
+    },
+  };
 }
 
 export interface ManifestResult extends StoredManifest {
@@ -111,23 +132,15 @@ export class PullThroughMirror {
       }
       this.tracker.forget(digest.text);
       if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
-      const { fetch, leader } = this.inflight.join(digest, this.blobs, () => target.upstream.fetchBlob(target.repository, digest.text), target.upstream.name);
+      const { fetch, leader } = this.inflight.join(
+        digest.text,
+        this.blobs,
+        { expected: digest, open: () => target.upstream.fetchBlob(target.repository, digest.text) },
+        target.upstream.name,
+      );
       try {
         const { size } = await fetch.ready;
-        let taken = false;
-        return {
-          size,
-          outcome: leader ? 'miss' : 'coalesced',
-          open: (range) => {
-            taken = true;
-            return fetch.openReader(range);
-          },
-          discard: () => {
-            if (!taken) fetch.leave();
-            taken = true;
-            return Promise.resolve();
-          },
-        };
+        return followFetch(fetch, size, leader);
       } catch (error) {
         fetch.leave();
         if (error instanceof BlobAlreadyStored) continue;

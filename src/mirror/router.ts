@@ -4,17 +4,25 @@
 //   /v2/alpine            the default upstream; Docker Hub-style ones add "library/"
 import type { UpstreamRegistry } from '../upstream/upstream.js';
 
-export interface MirrorTarget {
-  upstream: UpstreamRegistry;
+/** What routing needs to know of an upstream (v2 clients, v1 upstreams). */
+export interface RoutableUpstream {
+  readonly name: string;
+  readonly hosts: readonly string[];
+  readonly isDefault: boolean;
+  readonly libraryPrefix: boolean;
+}
+
+export interface MirrorTarget<U extends RoutableUpstream = UpstreamRegistry> {
+  upstream: U;
   /** The repository name as the upstream knows it. */
   repository: string;
 }
 
-export class UpstreamRouter {
-  private readonly byKey = new Map<string, UpstreamRegistry>();
-  private readonly fallback: UpstreamRegistry | undefined;
+export class UpstreamRouter<U extends RoutableUpstream = UpstreamRegistry> {
+  private readonly byKey = new Map<string, U>();
+  private readonly fallback: U | undefined;
 
-  constructor(readonly upstreams: readonly UpstreamRegistry[]) {
+  constructor(readonly upstreams: readonly U[]) {
     for (const upstream of upstreams) {
       this.byKey.set(upstream.name, upstream);
       for (const host of upstream.hosts) this.byKey.set(host, upstream);
@@ -24,7 +32,7 @@ export class UpstreamRouter {
   }
 
   /** undefined: no upstream serves this name (the caller answers NAME_UNKNOWN). */
-  resolve(name: string, namespace: string | undefined): MirrorTarget | undefined {
+  resolve(name: string, namespace: string | undefined): MirrorTarget<U> | undefined {
     if (namespace !== undefined) {
       const upstream = this.byKey.get(namespace.toLowerCase());
       return upstream ? this.target(upstream, name) : undefined;
@@ -37,7 +45,16 @@ export class UpstreamRouter {
     return this.fallback ? this.target(this.fallback, name) : undefined;
   }
 
-  private target(upstream: UpstreamRegistry, name: string): MirrorTarget {
+  /** By upstream name only (records remember which upstream they came from). */
+  byName(name: string): U | undefined {
+    return this.upstreams.find((u) => u.name === name);
+  }
+
+  get defaultUpstream(): U | undefined {
+    return this.fallback;
+  }
+
+  private target(upstream: U, name: string): MirrorTarget<U> {
     const repository = upstream.libraryPrefix && !name.includes('/') ? `library/${name}` : name;
     return { upstream, repository };
   }

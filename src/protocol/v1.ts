@@ -151,3 +151,13 @@ export function parseImageList(body: unknown): ImageListEntry[] {
     return tag === undefined ? { id } : { id, Tag: tag };
   });
 }
+
+/** One entry of `GET /v1/search` (engine-api's registry.SearchResult). */
+export interface V1SearchResult {
+  name: string;
+  description: string;
+  star_count: number;
+  is_official: boolean;
+  is_automated: boolean;
+  is_trusted: boolean;
+}

@@ -12,11 +12,21 @@ export interface V1ImageRecord {
   /** [id, parent, …, base]: the ancestry endpoint's answer. */
   ancestry: string[];
   layer?: { digest: string; size: number };
-  /** Pushes only: what the uploaded layer hashed to, compared at PUT checksum. */
+  /**
+   * Pushes: what the uploaded layer hashed to, compared at PUT checksum. Mirrored v1 images:
+   * the upstream's X-Docker-Checksum-Payload, checked when the layer is fetched.
+   */
   computed?: { payload: string; tarsums: string[]; tarsumError?: string };
   /** Visible to pulls. Pushes become complete when their checksum is accepted. */
   complete: boolean;
+  /** Mirrored images: where the layer comes from while it is not (or no longer) stored. */
+  source?: { upstream: string; repository: string; api: 'v1' | 'v2' };
+  /** Mirrored v1 images: the layer size the upstream stated (X-Docker-Size), checked on fetch. */
+  layerSize?: number;
 }
+
+/** Where each kind of v1 image record lives in the metadata store. */
+export const V1_IMAGE_PREFIXES = { private: 'v1/images', mirrored: 'v1/mirror/images' } as const;
 
 export class V1ImageStore {
   constructor(

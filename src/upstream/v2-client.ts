@@ -3,7 +3,7 @@
 // that never carry credentials to another origin (Docker Hub sends blobs to a CDN).
 import { performance } from 'node:perf_hooks';
 import { Agent, type Dispatcher } from 'undici';
-import type { UpstreamConfig } from '../config/schema.js';
+import type { V2UpstreamConfig } from '../config/schema.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { readBounded } from '../util/read-bounded.js';
 import { sniffManifestMediaType } from '../protocol/media-types.js';
@@ -55,7 +55,7 @@ export class V2RegistryClient implements UpstreamRegistry {
   private bearerChallenge: AuthChallenge | undefined;
 
   constructor(
-    config: UpstreamConfig & { url: string },
+    config: V2UpstreamConfig,
     private readonly observer?: UpstreamObserver,
     dispatcher?: Agent,
   ) {

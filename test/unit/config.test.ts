@@ -92,6 +92,10 @@ test('bad values name their key', () => {
     (error: Error) => /upstreams\[1\]\.name: duplicate upstream name "a"/.test(error.message) && /at most one upstream/.test(error.message),
   );
   assert.throws(() => parseConfig({ upstreams: [{ name: 'a', url: 'https://a.example', username: 'u' }] }), /upstreams\[0\]\.password: username and password go together/);
+  assert.throws(() => parseConfig({ upstreams: [{ name: 'none' }] }), /upstreams\[0\]\.url: an upstream needs url \(v2\), v1\.index, or both/);
+  assert.throws(() => parseConfig({ upstreams: [{ name: 'r', v1: { registry: 'https://r.example' } }] }), /upstreams\[0\]\.v1\.index: v1\.registry needs v1\.index/);
+  assert.throws(() => parseConfig({ upstreams: [{ name: 'p', url: 'https://p.example', v1: { platform: 'amd64' } }] }), /upstreams\[0\]\.v1\.platform/);
+  assert.equal(parseConfig({ upstreams: [{ name: 'legacy', v1: { index: 'https://index.example/' } }] }).upstreams[0]?.v1.index, 'https://index.example');
   assert.throws(() => parseConfig({ auth: { allowSignup: true } }), /auth\.allowSignup: sign-up writes accounts to auth\.htpasswd/);
   assert.throws(() => parseConfig({ api: { v1: 'yes' } }), /api\.v1/);
 });

@@ -7,10 +7,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { digestOf, parseDigest } from '../../src/protocol/digest.js';
+import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { InflightBlobs, UpstreamBlobMissing } from '../../src/mirror/inflight.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import type { UpstreamBlob } from '../../src/upstream/upstream.js';
+
+/** A v2-style fetch: by digest, verified against it. */
+function joinDigest(inflight: InflightBlobs, digest: Digest, store: FsBlobStore, open: () => Promise<UpstreamBlob | undefined>) {
+  return inflight.join(digest.text, store, { expected: digest, open });
+}
 
 async function newStore(): Promise<FsBlobStore> {
   const store = new FsBlobStore(await mkdtemp(path.join(os.tmpdir(), 'ls-inflight-')));
@@ -48,7 +53,7 @@ test('concurrent requests share one upstream fetch and read bytes before it fini
     return Promise.resolve<UpstreamBlob>({ size: blob.byteLength, body });
   };
 
-  const joins = Array.from({ length: 8 }, () => inflight.join(digest, store, open));
+  const joins = Array.from({ length: 8 }, () => joinDigest(inflight, digest, store, open));
   assert.deepEqual(
     joins.map((j) => j.leader),
     [true, false, false, false, false, false, false, false],
@@ -77,7 +82,7 @@ test('the final byte is held back until the digest checks out', async () => {
   const store = await newStore();
   const blob = randomBytes(4096);
   const body = new PassThrough();
-  const { fetch } = new InflightBlobs().join(parseDigest(digestOf(blob)), store, () => Promise.resolve({ size: blob.byteLength, body }));
+  const { fetch } = joinDigest(new InflightBlobs(), parseDigest(digestOf(blob)), store, () => Promise.resolve({ size: blob.byteLength, body }));
   body.write(blob);
   await fetch.ready;
   const reader = fetch.openReader();
@@ -97,7 +102,7 @@ test('a wrong body aborts every reader and caches nothing', async () => {
   const wrong = Buffer.from(blob);
   wrong[500] = wrong[500]! ^ 0xff;
   const body = new PassThrough();
-  const joins = [inflight.join(digest, store, () => Promise.resolve({ size: wrong.byteLength, body })), inflight.join(digest, store, () => Promise.reject(new Error('not called')))];
+  const joins = [joinDigest(inflight, digest, store, () => Promise.resolve({ size: wrong.byteLength, body })), joinDigest(inflight, digest, store, () => Promise.reject(new Error('not called')))];
   await joins[0]!.fetch.ready;
   const results = joins.map((j) => settle(j.fetch.openReader()));
   body.end(wrong);
@@ -109,7 +114,7 @@ test('a wrong body aborts every reader and caches nothing', async () => {
   assert.equal(inflight.count, 0);
 
   // The next request starts afresh and succeeds.
-  const { fetch, leader } = inflight.join(digest, store, () => Promise.resolve({ size: blob.byteLength, body: PassThrough.from([blob]) }));
+  const { fetch, leader } = joinDigest(inflight, digest, store, () => Promise.resolve({ size: blob.byteLength, body: PassThrough.from([blob]) }));
   assert.ok(leader);
   await fetch.ready;
   assert.ok((await buffer(fetch.openReader())).equals(blob));
@@ -121,7 +126,7 @@ test('an upstream body that breaks off fails the readers and leaves no temp file
   const blob = randomBytes(50_000);
   const digest = parseDigest(digestOf(blob));
   const body = new PassThrough();
-  const { fetch } = new InflightBlobs().join(digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
+  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
   body.write(blob.subarray(0, 20_000));
   await fetch.ready;
   const result = settle(fetch.openReader());
@@ -136,7 +141,7 @@ test('a short body with a Content-Length is a failure even if the bytes hash rig
   const store = await newStore();
   const blob = randomBytes(1000);
   const digest = parseDigest(digestOf(blob));
-  const { fetch } = new InflightBlobs().join(digest, store, () => Promise.resolve({ size: blob.byteLength + 10, body: PassThrough.from([blob]) }));
+  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength + 10, body: PassThrough.from([blob]) }));
   await fetch.ready;
   assert.match((await settle(fetch.openReader())).error?.message ?? '', /size mismatch/);
   assert.equal(await store.stat(digest), undefined);
@@ -146,7 +151,7 @@ test('ranges follow the download and end at their last byte', async () => {
   const store = await newStore();
   const blob = randomBytes(2 * 1024 * 1024);
   const body = new PassThrough();
-  const { fetch } = new InflightBlobs().join(parseDigest(digestOf(blob)), store, () => Promise.resolve({ size: blob.byteLength, body }));
+  const { fetch } = joinDigest(new InflightBlobs(), parseDigest(digestOf(blob)), store, () => Promise.resolve({ size: blob.byteLength, body }));
   body.write(blob.subarray(0, 1000));
   await fetch.ready;
   const ranged = buffer(fetch.openReader({ start: 1_500_000, end: 1_600_000 }));
@@ -158,10 +163,10 @@ test('an upstream without the blob, or failing before the body, rejects ready', 
   const store = await newStore();
   const inflight = new InflightBlobs();
   const digest = parseDigest(digestOf(Buffer.from('missing')));
-  const missing = inflight.join(digest, store, () => Promise.resolve(undefined));
+  const missing = joinDigest(inflight, digest, store, () => Promise.resolve(undefined));
   await assert.rejects(missing.fetch.ready, UpstreamBlobMissing);
   missing.fetch.leave();
-  const failing = inflight.join(digest, store, () => Promise.reject(new Error('503 from upstream')));
+  const failing = joinDigest(inflight, digest, store, () => Promise.reject(new Error('503 from upstream')));
   await assert.rejects(failing.fetch.ready, /503 from upstream/);
   failing.fetch.leave();
   assert.equal(inflight.count, 0);
@@ -171,7 +176,7 @@ test('upstream bodies without a Content-Length stream until the end and are veri
   const store = await newStore();
   const blob = randomBytes(70_000);
   const digest = parseDigest(digestOf(blob));
-  const { fetch } = new InflightBlobs().join(digest, store, () => Promise.resolve({ size: undefined, body: PassThrough.from([blob.subarray(0, 30_000), blob.subarray(30_000)]) }));
+  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: undefined, body: PassThrough.from([blob.subarray(0, 30_000), blob.subarray(30_000)]) }));
   assert.deepEqual(await fetch.ready, { size: undefined });
   assert.ok((await buffer(fetch.openReader())).equals(blob));
   assert.equal((await store.stat(digest))?.size, blob.byteLength);

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/config/load.js';
+import type { V2UpstreamConfig } from '../../src/config/schema.js';
 import { V2RegistryClient, type UpstreamObserver } from '../../src/upstream/v2-client.js';
 import { startTestServer } from '../support/http-server.js';
 
@@ -31,7 +32,7 @@ test('a manifest request is reported with its kind, status, bytes and the RateLi
   });
   t.after(() => server.close());
   const { events, observer } = recorder();
-  const upstream = new V2RegistryClient(parseConfig({ upstreams: [{ name: 'hub', url: server.url }] }).upstreams[0]!, observer);
+  const upstream = new V2RegistryClient(parseConfig({ upstreams: [{ name: 'hub', url: server.url }] }).upstreams[0] as V2UpstreamConfig, observer);
   t.after(() => upstream.close());
 
   await upstream.getManifest('library/app', 'v1', [OCI_MANIFEST]);
@@ -49,7 +50,7 @@ test('an upstream that does not answer is reported as status "error"', async (t)
   const url = server.url;
   await server.close();
   const { events, observer } = recorder();
-  const upstream = new V2RegistryClient(parseConfig({ upstreams: [{ name: 'gone', url, timeout: '2s' }] }).upstreams[0]!, observer);
+  const upstream = new V2RegistryClient(parseConfig({ upstreams: [{ name: 'gone', url, timeout: '2s' }] }).upstreams[0] as V2UpstreamConfig, observer);
   t.after(() => upstream.close());
   await assert.rejects(upstream.getManifest('app', 'v1', [OCI_MANIFEST]));
   assert.deepEqual(events.requests, [{ kind: 'manifest', status: 'error' }]);

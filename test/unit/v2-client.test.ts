@@ -2,12 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buffer } from 'node:stream/consumers';
 import { parseConfig } from '../../src/config/load.js';
+import type { V2UpstreamConfig } from '../../src/config/schema.js';
 import type { UpstreamError } from '../../src/upstream/errors.js';
 import { V2RegistryClient } from '../../src/upstream/v2-client.js';
 import { startTestServer } from '../support/http-server.js';
 
 function client(url: string, extra: Record<string, unknown> = {}): V2RegistryClient {
-  const upstream = parseConfig({ upstreams: [{ name: 'up', url, timeout: '2s', ...extra }] }).upstreams[0]!;
+  const upstream = parseConfig({ upstreams: [{ name: 'up', url, timeout: '2s', ...extra }] }).upstreams[0] as V2UpstreamConfig;
   return new V2RegistryClient(upstream);
 }
 

@@ -6,9 +6,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { V1Access, V1Identity } from '../../auth/v1-access.js';
 import { assertImageId, V1Error, type ImageResource } from '../../protocol/v1.js';
 import type { V1LocalRegistry } from '../../registry/v1-registry.js';
-import type { BlobHandle } from '../../storage/blob-store.js';
 import { imageJsonBytes, type V1ImageRecord } from '../../storage/v1-image-store.js';
-import { sendBlob } from '../v2/responses.js';
+import { sendBlob, type OpenableBlob } from '../v2/responses.js';
 import { readRawBody, sendJson } from './http.js';
 
 /** Serves image reads that are not private content (v1 pull-through); absent: 404. */
@@ -36,7 +35,10 @@ export class V1ImageHandlers {
     const record = await this.visiblePrivateImage(identity, id);
     if (record) {
       if (!record.complete) throw new V1Error(400, 'Image is being uploaded, retry later');
-      return sendImage(request, reply, record, resource, () => this.registry.openLayer(record));
+      return sendImage(request, reply, record, resource, async () => {
+        const handle = await this.registry.openLayer(record);
+        return { size: handle.size, open: (range) => handle.stream(range), discard: () => handle.close() };
+      });
     }
     if (identity.kind === 'token' && this.access.policy.isPrivate(identity.repository)) {
       throw new V1Error(404, `Image not found in ${identity.repository}`);
@@ -108,10 +110,12 @@ export async function sendImage(
   reply: FastifyReply,
   record: V1ImageRecord,
   resource: Exclude<ImageResource, 'checksum'>,
-  openLayer: () => Promise<BlobHandle>,
+  openLayer: () => Promise<OpenableBlob>,
 ): Promise<FastifyReply> {
   reply.headers(IMAGE_CACHE_HEADERS);
-  if (record.layer) reply.header('x-docker-size', String(record.layer.size));
+  // Clients require an integer here when it is present; an unknown size is left out.
+  const size = record.layer?.size ?? record.layerSize;
+  if (size !== undefined && size >= 0) reply.header('x-docker-size', String(size));
   switch (resource) {
     case 'json':
       if (record.computed) reply.header('x-docker-checksum-payload', record.computed.payload);
@@ -119,12 +123,9 @@ export async function sendImage(
     case 'ancestry':
       return reply.header('content-type', 'application/json').send(JSON.stringify(record.ancestry));
     case 'layer': {
-      const handle = await openLayer();
-      return sendBlob(request, reply, record.layer?.digest ?? '', {
-        size: handle.size,
-        open: (range) => handle.stream(range),
-        discard: () => handle.close(),
-      });
+      const blob = await openLayer();
+      // The digest is known once the layer is stored; a v1 upstream's first fetch learns it at the end.
+      return sendBlob(request, reply, record.layer?.digest, blob);
     }
   }
 }

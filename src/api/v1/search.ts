@@ -2,17 +2,10 @@
 // with v1 or v2, merged with the upstream index's results when a v1 upstream is configured.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { V1Access, V1Identity } from '../../auth/v1-access.js';
-import { V1Error } from '../../protocol/v1.js';
+import { V1Error, type V1SearchResult } from '../../protocol/v1.js';
 import { sendJson } from './http.js';
 
-export interface SearchResult {
-  name: string;
-  description: string;
-  star_count: number;
-  is_official: boolean;
-  is_automated: boolean;
-  is_trusted: boolean;
-}
+export type SearchResult = V1SearchResult;
 
 /** Upstream index search; failures are the source's to swallow (local results still count). */
 export interface SearchSource {

@@ -31,8 +31,10 @@ export interface OpenableBlob {
   discard(): Promise<void>;
 }
 
-export async function sendBlob(request: FastifyRequest, reply: FastifyReply, digest: string, blob: OpenableBlob): Promise<FastifyReply> {
-  reply.headers({ ...BLOB_HEADERS, 'docker-content-digest': digest, etag: `"${digest}"` });
+/** `digest` is undefined only for a v1 layer fetched by image id, whose digest comes out at the end. */
+export async function sendBlob(request: FastifyRequest, reply: FastifyReply, digest: string | undefined, blob: OpenableBlob): Promise<FastifyReply> {
+  reply.headers(BLOB_HEADERS);
+  if (digest !== undefined) reply.headers({ 'docker-content-digest': digest, etag: `"${digest}"` });
   if (blob.size === undefined) return reply.send(blob.open()); // chunked
   const range = parseRange(request.headers.range, blob.size);
   if (range.kind === 'unsatisfiable') {

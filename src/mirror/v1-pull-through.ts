@@ -1,0 +1,440 @@
+// The v1 pull-through policy (docs: v1-protocol.md §8, §10, §11). Image json and ancestry are
+// immutable per id and cached forever; layers go through the same in-flight fetches (tee,
+// verification, coalescing) as v2 blobs; tags and image lists are kept for tagTtl and served
+// stale when the upstream fails. An upstream either speaks v1 (index + registry), or only v2:
+// then tags resolve through the v2 mirror and the v1 chain is derived from the schema2
+// manifest and config (§11.1) or a schema1 manifest (§11.2), its layers being v2 blobs.
+import { LRUCache } from 'lru-cache';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { parseDigest } from '../protocol/digest.js';
+import { RegistryError } from '../protocol/errors.js';
+import { parsePlatform, platformMatches, type Platform } from '../protocol/image-ref.js';
+import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
+import { parseManifest } from '../protocol/manifest.js';
+import { MediaType, MODERN_MANIFEST_TYPES } from '../protocol/media-types.js';
+import { EMPTY_GZ_TAR_DIGEST, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
+import { isValidImageId, V1Error, type V1SearchResult } from '../protocol/v1.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import type { V1ImageRecord, V1ImageStore } from '../storage/v1-image-store.js';
+import { UpstreamError } from '../upstream/errors.js';
+import type { UpstreamRegistry } from '../upstream/upstream.js';
+import type { V1RegistryClient, V1UpstreamAuth } from '../upstream/v1-client.js';
+import { readBounded } from '../util/read-bounded.js';
+import { BlobAlreadyStored, UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
+import type { CacheOutcome } from './outcome.js';
+import { followFetch, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
+import type { MirrorTarget, RoutableUpstream } from './router.js';
+import { SingleFlight } from './single-flight.js';
+
+/** The 32-byte gzip of an empty tar: the layer of empty history entries, which no upstream has to hold. */
+const EMPTY_GZ_TAR = Buffer.from([31, 139, 8, 0, 0, 9, 110, 136, 0, 255, 98, 24, 5, 163, 96, 20, 140, 88, 0, 8, 0, 0, 255, 255, 46, 175, 181, 239, 0, 4, 0, 0]);
+// `GET .../tags` of a v2-only repository resolves this many tags at most (each is a manifest
+// and a config); beyond that, tags already resolved are listed.
+const MAX_RESOLVED_TAGS = 100;
+const ACCEPT = [...MODERN_MANIFEST_TYPES, MediaType.dockerSchema1Signed, MediaType.dockerSchema1];
+
+/** One upstream as v1 sees it: a v1 index and registry, a v2 API, or both. */
+export interface V1Upstream extends RoutableUpstream {
+  readonly tagTtlMs: number;
+  readonly v1: V1RegistryClient | undefined;
+  readonly v2: UpstreamRegistry | undefined;
+  readonly platform: string;
+}
+
+export type V1Target = MirrorTarget<V1Upstream>;
+
+interface TimedRecord<T> {
+  value: T;
+  fetchedAt: number;
+}
+
+export interface V1MirrorOptions {
+  offline: boolean;
+  tracker: CacheTracker;
+  /** Finds a configured upstream by name: records remember where their layer comes from. */
+  upstreamByName: (name: string) => V1Upstream | undefined;
+  now?: () => number;
+}
+
+export class V1PullThrough {
+  private readonly imageFetches = new SingleFlight<V1ImageRecord | undefined>();
+  private readonly refreshes = new SingleFlight<unknown>();
+  /** Ancestries learned from an `ancestry` call: each ancestor's is a suffix of it. */
+  private readonly knownAncestry = new LRUCache<string, string[]>({ max: 10_000 });
+  private readonly offline: boolean;
+  private readonly tracker: CacheTracker;
+  private readonly upstreamByName: (name: string) => V1Upstream | undefined;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly images: V1ImageStore,
+    private readonly metadata: MetadataStore,
+    private readonly blobs: BlobStore,
+    private readonly inflight: InflightBlobs,
+    private readonly v2: PullThroughMirror,
+    private readonly log: Logger,
+    options: V1MirrorOptions,
+  ) {
+    this.offline = options.offline;
+    this.tracker = options.tracker;
+    this.upstreamByName = options.upstreamByName;
+    this.now = options.now ?? Date.now;
+  }
+
+  // ---- repositories and tags ---------------------------------------------------------------
+
+  /** Image ids of a repository (index call): the upstream index's list, or the v2 chains resolved so far. */
+  async repositoryImages(target: V1Target): Promise<{ ids: string[]; outcome: CacheOutcome }> {
+    const client = target.upstream.v1;
+    if (!client) {
+      const ids = (await this.metadata.get<string[]>(this.key(target, '_v2images'))) ?? [];
+      if (ids.length === 0 && !(await this.v2ListTags(target))) throw notFound(`Repository not found: ${target.repository}`);
+      return { ids, outcome: 'hit' };
+    }
+    const result = await this.timed(target, '_images', () => client.repositoryImages(target.repository));
+    if (!result) throw notFound(`Repository not found: ${target.repository} at ${target.upstream.name}`);
+    return result;
+  }
+
+  async tags(target: V1Target): Promise<{ tags: Record<string, string>; outcome: CacheOutcome }> {
+    const client = target.upstream.v1;
+    if (client) {
+      const result = await this.timed(target, '_tags', () => client.tags(target.repository));
+      if (!result) throw notFound(`Repository not found: ${target.repository} at ${target.upstream.name}`);
+      return { tags: result.ids, outcome: result.outcome };
+    }
+    const listed = await this.v2ListTags(target);
+    if (!listed) throw notFound(`Repository not found: ${target.repository} at ${target.upstream.name}`);
+    const tags: Record<string, string> = {};
+    const names = [...listed.tags].sort();
+    const resolvable = names.length <= MAX_RESOLVED_TAGS ? names : names.filter((t) => t === 'latest');
+    for (const tag of resolvable) {
+      // A tag that cannot be turned into a v1 chain (no history, other platforms) is left out.
+      const resolved = await this.resolveV2Tag(target, tag).catch((error: unknown) => {
+        this.log.debug({ repository: target.repository, tag, err: (error as Error).message }, 'tag has no v1 view');
+        return undefined;
+      });
+      if (resolved) tags[tag] = resolved.id;
+    }
+    return { tags, outcome: listed.outcome };
+  }
+
+  async tag(target: V1Target, tag: string): Promise<{ id: string; outcome: CacheOutcome }> {
+    const client = target.upstream.v1;
+    if (client) {
+      const result = await this.timed(target, `_tag/${tag}`, () => client.tag(target.repository, tag));
+      if (!result) throw notFound(`Tag not found: ${tag}`);
+      return { id: result.ids, outcome: result.outcome };
+    }
+    const resolved = await this.resolveV2Tag(target, tag);
+    if (!resolved) throw notFound(`Tag not found: ${tag}`);
+    return resolved;
+  }
+
+  async search(upstream: V1Upstream | undefined, query: string, n: number): Promise<V1SearchResult[]> {
+    if (!upstream?.v1 || this.offline) return [];
+    try {
+      return await upstream.v1.search(query, n);
+    } catch (error) {
+      this.log.warn({ upstream: upstream.name, err: (error as Error).message }, 'upstream search failed; local results only');
+      return [];
+    }
+  }
+
+  // ---- images ------------------------------------------------------------------------------
+
+  /** An image's record (json and ancestry), cached forever once fetched. */
+  async image(id: string, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<{ record: V1ImageRecord; outcome: CacheOutcome }> {
+    const cached = await this.images.get(id);
+    if (cached) return { record: cached, outcome: 'hit' };
+    const client = target?.upstream.v1;
+    if (!client || this.offline) throw notFound(`Image not found: ${id}${this.offline ? ' (not cached, and offline mode is on)' : ''}`);
+    const { promise, shared } = this.imageFetches.run(id, () => this.fetchImage(client, target, id, auth));
+    const record = await promise.catch((error: unknown) => {
+      throw toV1Error(error);
+    });
+    if (!record) throw notFound(`Image not found: ${id} at ${target.upstream.name}`);
+    return { record, outcome: shared ? 'coalesced' : 'miss' };
+  }
+
+  /** Remembers an ancestry list so each ancestor's record can be built without asking again. */
+  learnAncestry(ids: readonly string[]): void {
+    ids.forEach((id, index) => this.knownAncestry.set(id, ids.slice(index)));
+  }
+
+  private async fetchImage(client: V1RegistryClient, target: V1Target, id: string, auth: V1UpstreamAuth): Promise<V1ImageRecord | undefined> {
+    const json = await client.imageJson(id, auth);
+    if (!json) return undefined;
+    let parsed: { id?: unknown; parent?: unknown };
+    try {
+      parsed = JSON.parse(json.bytes.toString('utf8')) as { id?: unknown; parent?: unknown };
+    } catch {
+      throw new UpstreamError(client.name, 'invalid', `json of image ${id} is not JSON`);
+    }
+    if (parsed.id !== id) throw new UpstreamError(client.name, 'invalid', `json of image ${id} names id ${String(parsed.id)}`);
+    let ancestry = this.knownAncestry.get(id);
+    if (!ancestry) {
+      ancestry = await client.ancestry(id, auth);
+      if (!ancestry) return undefined;
+      this.learnAncestry(ancestry);
+    }
+    if (ancestry[0] !== id || !ancestry.every(isValidImageId)) throw new UpstreamError(client.name, 'invalid', `ancestry of ${id} does not start with it or has invalid ids`);
+    const record: V1ImageRecord = {
+      id,
+      ...(typeof parsed.parent === 'string' && parsed.parent !== '' ? { parent: parsed.parent } : {}),
+      json: json.bytes.toString('base64'),
+      ancestry,
+      complete: true,
+      source: { upstream: target.upstream.name, repository: target.repository, api: 'v1' },
+      ...(json.layerSize !== undefined ? { layerSize: json.layerSize } : {}),
+      ...(json.payloadChecksum ? { computed: { payload: json.payloadChecksum, tarsums: [] } } : {}),
+    };
+    await this.images.put(record);
+    return record;
+  }
+
+  /** The layer of an image: from the store, or teed from the upstream (coalesced per image). */
+  async layer(record: V1ImageRecord, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<BlobResult> {
+    for (let round = 0; round < 2; round++) {
+      const stored = await this.storedLayer(record);
+      if (stored) return stored;
+      if (record.source?.api === 'v2') return this.v2Layer(record, target);
+      const client = target?.upstream.v1;
+      if (!client || this.offline) throw notFound(`layer of ${record.id} is not cached${this.offline ? ', and offline mode is on' : ''}`);
+      const { fetch, leader } = this.inflight.join(
+        `v1:${client.name}:${record.id}`,
+        this.blobs,
+        {
+          open: () => client.layer(record.id, auth),
+          alreadyStored: async () => (await this.storedLayer(await this.current(record))) !== undefined,
+          verifier: () => layerVerifier(record),
+          stored: async (digest, size) => {
+            const current = await this.current(record);
+            current.layer = { digest: digest.text, size };
+            await this.images.put(current);
+            record.layer = current.layer;
+          },
+        },
+        client.name,
+      );
+      try {
+        const { size } = await fetch.ready;
+        return followFetch(fetch, size, leader);
+      } catch (error) {
+        fetch.leave();
+        if (error instanceof BlobAlreadyStored) {
+          record = await this.current(record);
+          continue;
+        }
+        if (error instanceof UpstreamBlobMissing) throw notFound(`layer of ${record.id} not found at ${client.name}`);
+        throw toV1Error(error);
+      }
+    }
+    throw new V1Error(500, `layer of ${record.id} vanished while being stored`);
+  }
+
+  private async current(record: V1ImageRecord): Promise<V1ImageRecord> {
+    return (await this.images.get(record.id)) ?? record;
+  }
+
+  private async storedLayer(record: V1ImageRecord): Promise<BlobResult | undefined> {
+    if (!record.layer) return undefined;
+    const handle = await this.blobs.open(parseDigest(record.layer.digest));
+    if (!handle) return undefined;
+    this.tracker.touched(record.layer.digest);
+    return { size: handle.size, outcome: 'hit', open: (range) => handle.stream(range), discard: () => handle.close() };
+  }
+
+  /** A layer that is a v2 blob: the v2 mirror's own path (same tee, same coalescing). */
+  private async v2Layer(record: V1ImageRecord, target: V1Target | undefined): Promise<BlobResult> {
+    const digest = record.layer?.digest as string;
+    if (digest === EMPTY_GZ_TAR_DIGEST) {
+      await this.blobs.put(parseDigest(digest), EMPTY_GZ_TAR);
+      return { size: EMPTY_GZ_TAR.length, outcome: 'hit', open: (range) => Readable.from([range ? EMPTY_GZ_TAR.subarray(range.start, range.end + 1) : EMPTY_GZ_TAR]), discard: () => Promise.resolve() };
+    }
+    const source = record.source;
+    const upstream = source?.upstream === target?.upstream.name ? target?.upstream : undefined;
+    const v2 = upstream?.v2 ?? this.upstreamByName(source?.upstream ?? '')?.v2;
+    if (!v2 || !source?.repository) throw notFound(`layer of ${record.id}: its upstream ${source?.upstream ?? '?'} is not configured any more`);
+    try {
+      return await this.v2.getBlob({ upstream: v2, repository: source.repository }, digest);
+    } catch (error) {
+      throw toV1Error(error);
+    }
+  }
+
+  // ---- v1 views of v2 images (§11) ---------------------------------------------------------
+
+  private v2Target(target: V1Target): MirrorTarget {
+    const v2 = target.upstream.v2;
+    if (!v2) throw notFound(`${target.upstream.name} has neither a v1 index nor a v2 API`);
+    return { upstream: v2, repository: target.repository };
+  }
+
+  private async v2ListTags(target: V1Target): Promise<{ tags: string[]; outcome: CacheOutcome } | undefined> {
+    try {
+      return await this.v2.listTags(this.v2Target(target));
+    } catch (error) {
+      if (error instanceof RegistryError && error.status === 404) return undefined;
+      throw toV1Error(error);
+    }
+  }
+
+  /** Tag → top v1 id, storing the chain's records; the tag's freshness is the v2 mirror's. */
+  private async resolveV2Tag(target: V1Target, tag: string): Promise<{ id: string; outcome: CacheOutcome } | undefined> {
+    const v2Target = this.v2Target(target);
+    let manifest;
+    try {
+      manifest = await this.v2.getManifestByTag(v2Target, tag, ACCEPT);
+    } catch (error) {
+      if (error instanceof RegistryError && error.status === 404) return undefined;
+      throw toV1Error(error);
+    }
+    const outcome = manifest.outcome;
+    let { bytes, mediaType, digest } = manifest;
+    const parsed = parseManifest(bytes, mediaType);
+    if (parsed.kind === 'index') {
+      const wanted: Platform = parsePlatform(target.upstream.platform);
+      const child = parsed.manifests.find((m) => platformMatches(wanted, m.platform));
+      if (!child) throw notFound(`${target.repository}:${tag} has no ${target.upstream.platform} image (v1.platform)`);
+      ({ bytes, mediaType, digest } = await this.v2.getManifestByDigest(v2Target, child.digest, ACCEPT).catch((error: unknown) => {
+        throw toV1Error(error);
+      }));
+    }
+    const known = await this.metadata.get<{ top: string }>(this.chainKey(digest));
+    if (known) return { id: known.top, outcome };
+    const chain = await this.chainOf(v2Target, bytes, mediaType);
+    const sizes = new Map(parseManifest(bytes, mediaType).kind === 'image' ? (parseManifest(bytes, mediaType) as { layers: Array<{ digest: string; size: number }> }).layers.map((l) => [l.digest, l.size]) : []);
+    sizes.set(EMPTY_GZ_TAR_DIGEST, EMPTY_GZ_TAR.length);
+    const ids = chain.map((entry) => entry.id);
+    for (const [index, entry] of chain.entries()) {
+      if (await this.images.get(entry.id)) continue;
+      await this.images.put({
+        id: entry.id,
+        ...(entry.parent ? { parent: entry.parent } : {}),
+        json: Buffer.from(entry.v1Compatibility, 'utf8').toString('base64'),
+        ancestry: ids.slice(index),
+        // The size is the manifest's (schema2); schema1 states none: unknown until fetched.
+        layer: { digest: entry.blobSum, size: sizes.get(entry.blobSum) ?? -1 },
+        complete: true,
+        source: { upstream: target.upstream.name, repository: target.repository, api: 'v2' },
+      });
+    }
+    const top = ids[0] as string;
+    await this.metadata.put(this.chainKey(digest), { top });
+    const listed = new Set((await this.metadata.get<string[]>(this.key(target, '_v2images'))) ?? []);
+    for (const id of ids) listed.add(id);
+    await this.metadata.put(this.key(target, '_v2images'), [...listed]);
+    return { id: top, outcome };
+  }
+
+  /** The v1 chain (top first) of a schema2/OCI manifest (§11.1) or a schema1 one (§11.2). */
+  private async chainOf(target: MirrorTarget, bytes: Buffer, mediaType: string): Promise<V1ChainEntry[]> {
+    const parsed = parseManifest(bytes, mediaType);
+    if (parsed.kind === 'image') {
+      const blob = await this.v2.getBlob(target, parsed.config.digest).catch((error: unknown) => {
+        throw toV1Error(error);
+      });
+      const config = await readBounded(blob.open() as AsyncIterable<Buffer>, MAX_MANIFEST_BYTES, () => new V1Error(502, 'image config over 4 MiB'));
+      try {
+        return v1ChainFromV2(config, parsed.layers.map((l) => l.digest));
+      } catch (error) {
+        throw new V1Error(404, `no v1 view of this image: ${(error as Error).message}`);
+      }
+    }
+    return chainOfSchema1(bytes);
+  }
+
+  private key(target: V1Target, ...rest: string[]): string {
+    return ['v1', 'mirror', 'repositories', target.upstream.name, target.repository, ...rest].join('/');
+  }
+
+  private chainKey(manifestDigest: string): string {
+    const digest = parseDigest(manifestDigest);
+    return `v1/mirror/chains/${digest.algorithm}/${digest.hex}`;
+  }
+
+  /**
+   * A list the upstream index or registry answers (images, tags, one tag), kept for tagTtl;
+   * within it, no upstream request. On a transient failure the last copy is served stale.
+   */
+  private async timed<T>(target: V1Target, name: string, fetch: () => Promise<T | undefined>): Promise<{ ids: T; outcome: CacheOutcome } | undefined> {
+    const key = this.key(target, name);
+    const cached = await this.metadata.get<TimedRecord<T>>(key);
+    if (cached && (this.offline || this.now() - cached.fetchedAt < target.upstream.tagTtlMs)) return { ids: cached.value, outcome: 'hit' };
+    if (this.offline) return undefined;
+    try {
+      const { promise, shared } = this.refreshes.run(key, fetch);
+      const value = (await promise) as T | undefined;
+      if (value === undefined) return undefined;
+      if (!shared) await this.metadata.put(key, { value, fetchedAt: this.now() } satisfies TimedRecord<T>);
+      return { ids: value, outcome: shared ? 'coalesced' : 'miss' };
+    } catch (error) {
+      if (cached && error instanceof UpstreamError && error.isTransient) {
+        this.log.warn({ upstream: target.upstream.name, repository: target.repository, err: error.message }, 'v1 upstream failed; serving stale');
+        return { ids: cached.value, outcome: 'stale' };
+      }
+      throw toV1Error(error);
+    }
+  }
+}
+
+/** §11.2: schema1's history[i].v1Compatibility served verbatim, adjacent duplicates collapsed. */
+function chainOfSchema1(bytes: Buffer): V1ChainEntry[] {
+  const doc = JSON.parse(bytes.toString('utf8')) as { fsLayers?: Array<{ blobSum?: string }>; history?: Array<{ v1Compatibility?: string }> };
+  const layers = doc.fsLayers ?? [];
+  const history = doc.history ?? [];
+  if (layers.length === 0 || layers.length !== history.length) throw new V1Error(404, 'no v1 view of this image: schema1 layers and history differ');
+  const chain: V1ChainEntry[] = [];
+  for (const [index, entry] of history.entries()) {
+    const v1Compatibility = entry.v1Compatibility ?? '';
+    const parsed = JSON.parse(v1Compatibility) as { id?: unknown; parent?: unknown };
+    const id = typeof parsed.id === 'string' ? parsed.id : '';
+    if (!isValidImageId(id)) throw new V1Error(404, `no v1 view of this image: invalid id in schema1 history`);
+    if (chain.length > 0 && chain[chain.length - 1]?.id === id) continue; // adjacent duplicate
+    if (chain.some((c) => c.id === id)) throw new V1Error(404, 'no v1 view of this image: a non-adjacent duplicate id');
+    chain.push({ id, parent: typeof parsed.parent === 'string' ? parsed.parent : '', blobSum: layers[index]?.blobSum ?? '', v1Compatibility });
+  }
+  for (let i = 0; i < chain.length - 1; i++) {
+    if ((chain[i] as V1ChainEntry).parent !== (chain[i + 1] as V1ChainEntry).id) throw new V1Error(404, 'no v1 view of this image: schema1 parents do not chain');
+  }
+  if (chain[chain.length - 1]?.parent) throw new V1Error(404, 'no v1 view of this image: the base has a parent');
+  return chain;
+}
+
+/**
+ * What a v1 layer must satisfy before it is stored: the upstream's X-Docker-Size and, when it
+ * sent one, X-Docker-Checksum-Payload (sha256 of json + "\n" + layer). With neither, the
+ * transfer length is all there is to check.
+ */
+function layerVerifier(record: V1ImageRecord): { update(chunk: Buffer): void; check(size: number): void } {
+  const payload = record.computed?.payload;
+  const hash = payload ? createHash('sha256').update(Buffer.from(record.json, 'base64')).update('\n') : undefined;
+  return {
+    update: (chunk) => hash?.update(chunk),
+    check: (size) => {
+      if (record.layerSize !== undefined && size !== record.layerSize) {
+        throw new Error(`layer of ${record.id}: got ${size} bytes, the upstream's X-Docker-Size says ${record.layerSize}`);
+      }
+      if (hash && `sha256:${hash.digest('hex')}` !== payload) throw new Error(`layer of ${record.id}: payload checksum mismatch (X-Docker-Checksum-Payload ${payload})`);
+    },
+  };
+}
+
+function notFound(message: string): V1Error {
+  return new V1Error(404, message);
+}
+
+/** Upstream and v2-mirror failures in v1 terms: a clean status, so old clients fall back. */
+function toV1Error(error: unknown): unknown {
+  if (error instanceof V1Error) return error;
+  if (error instanceof RegistryError) return new V1Error(error.status, error.message, error.headers);
+  if (error instanceof UpstreamError) {
+    const status = error.kind === 'rate-limited' ? 429 : error.kind === 'denied' ? (error.status === 403 ? 403 : 401) : error.status === 404 ? 404 : 502;
+    return new V1Error(status, error.message);
+  }
+  return error;
+}
