@@ -11,7 +11,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { v1ChainFromV2 } from '../../src/protocol/v1-from-v2.js';
 import { startCountingProxy, type CountingProxy } from '../harness/counting-proxy.js';
-import { pushDockerImage } from '../harness/images.js';
+import { pushDockerImage, pushDockerManifestList, type GeneratedImage } from '../harness/images.js';
 import { startRegistry } from '../harness/registry.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { V1Client, type V1Image } from '../harness/v1-client.js';
@@ -153,6 +153,19 @@ test('a v2-only upstream (docker-registry): a v1 pull gets the chain derived fro
   assert.equal(head.statusCode, 200);
   const logged = v2Mirror.requests().find((r) => r.method === 'HEAD');
   assert.equal(logged?.cache, 'hit');
+
+  // A multi-platform tag resolves to linux/amd64, or to upstreams[].v1.platform.
+  const list = await pushDockerManifestList(registry.url, 'library/multi', 'latest', {
+    platforms: [
+      { os: 'linux', architecture: 'arm64', variant: 'v8' },
+      { os: 'linux', architecture: 'amd64' },
+    ],
+  });
+  const topOf = (image: GeneratedImage | undefined) => v1ChainFromV2((image as GeneratedImage).configBytes, (image as GeneratedImage).layers.map((l) => l.digest))[0]?.id;
+  assert.deepEqual((await new V1Client(v2Mirror.url).pull('multi', 'latest')).tags, { latest: topOf(list.manifests[1]) });
+  const armMirror = await startInProcess({ upstreams: [{ name: 'hub', url: registry.url, default: true, libraryPrefix: true, v1: { platform: 'linux/arm64/v8' } }] });
+  onCleanup(t, () => armMirror.stop());
+  assert.deepEqual((await new V1Client(armMirror.url).pull('multi', 'latest')).tags, { latest: topOf(list.manifests[0]) });
 });
 
 test('after the upstream goes away, everything pulled before still pulls (tags served stale past their TTL)', async () => {

@@ -346,7 +346,7 @@ test('concurrency: two clients pushing the same chain at once, and pulls during 
 
 test('api.v2: false answers /v2/ with a plain 404 so old clients fall back to v1 (§9.2)', async (t) => {
   const data = await makeTempDir('v1-only');
-  const v1Only = await startInProcess({ api: { v2: false }, private: { namespaces: ['corp'] } }, data.path);
+  const v1Only = await startInProcess({ api: { v2: false }, private: { namespaces: ['corp'] }, auth: { htpasswd }, publicUrl: 'https://registry.example.com:8443' }, data.path);
   onCleanup(t, () => data.remove());
   onCleanup(t, () => v1Only.stop());
   const v2 = await request(`${v1Only.url}/v2/`);
@@ -354,6 +354,10 @@ test('api.v2: false answers /v2/ with a plain 404 so old clients fall back to v1
   assert.equal(v2.headers['docker-distribution-api-version'], undefined);
   await v2.body.dump();
   assert.equal((await request(`${v1Only.url}/v1/_ping`)).statusCode, 200);
+  // Self-references follow publicUrl when it is set (the request's Host otherwise, as above).
+  const start = await new V1Client(v1Only.url, { username: 'alice', password: 'wonderland' }).call('PUT', `${v1Only.url}/v1/repositories/corp/x/`, { body: '[]', indexCall: true });
+  assert.equal(start.status, 200);
+  assert.equal(start.headers['x-docker-endpoints'], 'registry.example.com:8443');
   const disabled = await startInProcess({ api: { v1: false } });
   onCleanup(t, () => disabled.stop());
   assert.equal((await request(`${disabled.url}/v1/_ping`)).statusCode, 404);
