@@ -14,7 +14,7 @@ import { parsePlatform, platformMatches, type Platform } from '../protocol/image
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { parseManifest } from '../protocol/manifest.js';
 import { MediaType, MODERN_MANIFEST_TYPES } from '../protocol/media-types.js';
-import { EMPTY_GZ_TAR_DIGEST, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
+import { EMPTY_GZ_TAR_DIGEST, v1ChainFromSchema1, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
 import { isValidImageId, V1Error, type V1SearchResult } from '../protocol/v1.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
@@ -345,7 +345,11 @@ export class V1PullThrough {
         throw new V1Error(404, `no v1 view of this image: ${(error as Error).message}`);
       }
     }
-    return chainOfSchema1(bytes);
+    try {
+      return v1ChainFromSchema1(bytes);
+    } catch (error) {
+      throw new V1Error(404, `no v1 view of this image: ${(error as Error).message}`);
+    }
   }
 
   private key(target: V1Target, ...rest: string[]): string {
@@ -380,29 +384,6 @@ export class V1PullThrough {
       throw toV1Error(error);
     }
   }
-}
-
-/** §11.2: schema1's history[i].v1Compatibility served verbatim, adjacent duplicates collapsed. */
-function chainOfSchema1(bytes: Buffer): V1ChainEntry[] {
-  const doc = JSON.parse(bytes.toString('utf8')) as { fsLayers?: Array<{ blobSum?: string }>; history?: Array<{ v1Compatibility?: string }> };
-  const layers = doc.fsLayers ?? [];
-  const history = doc.history ?? [];
-  if (layers.length === 0 || layers.length !== history.length) throw new V1Error(404, 'no v1 view of this image: schema1 layers and history differ');
-  const chain: V1ChainEntry[] = [];
-  for (const [index, entry] of history.entries()) {
-    const v1Compatibility = entry.v1Compatibility ?? '';
-    const parsed = JSON.parse(v1Compatibility) as { id?: unknown; parent?: unknown };
-    const id = typeof parsed.id === 'string' ? parsed.id : '';
-    if (!isValidImageId(id)) throw new V1Error(404, `no v1 view of this image: invalid id in schema1 history`);
-    if (chain.length > 0 && chain[chain.length - 1]?.id === id) continue; // adjacent duplicate
-    if (chain.some((c) => c.id === id)) throw new V1Error(404, 'no v1 view of this image: a non-adjacent duplicate id');
-    chain.push({ id, parent: typeof parsed.parent === 'string' ? parsed.parent : '', blobSum: layers[index]?.blobSum ?? '', v1Compatibility });
-  }
-  for (let i = 0; i < chain.length - 1; i++) {
-    if ((chain[i] as V1ChainEntry).parent !== (chain[i + 1] as V1ChainEntry).id) throw new V1Error(404, 'no v1 view of this image: schema1 parents do not chain');
-  }
-  if (chain[chain.length - 1]?.parent) throw new V1Error(404, 'no v1 view of this image: the base has a parent');
-  return chain;
 }
 
 /**

@@ -82,3 +82,35 @@ export function v1ChainFromV2(configBytes: Buffer | string, layerDigests: readon
   chain.unshift({ id: topId, parent, blobSum: topBlob, v1Compatibility: topJson });
   return chain;
 }
+
+/**
+ * §11.2: a schema1 manifest's chain, top first: `history[i].v1Compatibility` served verbatim
+ * with `fsLayers[i].blobSum`, checked the way Docker's pull did (fixManifestLayers): 64-hex
+ * ids, adjacent duplicates collapsed (old manifests repeat an id for empty layers), every
+ * parent the next id, no parent on the base, no other duplicate.
+ */
+export function v1ChainFromSchema1(manifestBytes: Buffer | string): V1ChainEntry[] {
+  const text = typeof manifestBytes === 'string' ? manifestBytes : manifestBytes.toString('utf8');
+  const doc = JSON.parse(text) as { fsLayers?: Array<{ blobSum?: string }>; history?: Array<{ v1Compatibility?: string }> };
+  const layers = doc.fsLayers ?? [];
+  const history = doc.history ?? [];
+  if (layers.length === 0 || layers.length !== history.length) throw new Error('schema1 fsLayers and history differ in length');
+  const chain: V1ChainEntry[] = [];
+  for (const [index, entry] of history.entries()) {
+    const v1Compatibility = entry.v1Compatibility ?? '';
+    const parsed = JSON.parse(v1Compatibility) as { id?: unknown; parent?: unknown };
+    const id = typeof parsed.id === 'string' ? parsed.id : '';
+    if (!/^[a-f0-9]{64}$/.test(id)) throw new Error(`invalid image id "${id}" in schema1 history`);
+    const entryOf: V1ChainEntry = { id, parent: typeof parsed.parent === 'string' ? parsed.parent : '', blobSum: layers[index]?.blobSum ?? '', v1Compatibility };
+    // Docker drops the earlier of two adjacent entries and keeps the later one's layer.
+    if (chain[chain.length - 1]?.id === id) chain[chain.length - 1] = entryOf;
+    else if (chain.some((c) => c.id === id)) throw new Error(`image id ${id} appears twice, not adjacent`);
+    else chain.push(entryOf);
+  }
+  for (let i = 0; i < chain.length - 1; i++) {
+    const entry = chain[i] as V1ChainEntry;
+    if (entry.parent !== (chain[i + 1] as V1ChainEntry).id) throw new Error(`parent of ${entry.id} is not the next image in the history`);
+  }
+  if (chain[chain.length - 1]?.parent) throw new Error('the base image has a parent');
+  return chain;
+}

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { goCompact, goString } from '../../src/protocol/go-json.js';
-import { goTime, v1ChainFromV2 } from '../../src/protocol/v1-from-v2.js';
+import { goTime, v1ChainFromSchema1, v1ChainFromV2 } from '../../src/protocol/v1-from-v2.js';
 
 const VECTORS = path.join(import.meta.dirname, '../fixtures/v1-vectors');
 
@@ -34,4 +34,28 @@ test('Go JSON: HTML characters escaped, raw values compacted with escapes and nu
 test('inconsistent inputs are refused with a reason', () => {
   assert.throws(() => v1ChainFromV2('{"history":[]}', []), /no history/);
   assert.throws(() => v1ChainFromV2('{"history":[{"created_by":"a"}]}', []), /1 non-empty entries but the manifest has 0 layers/);
+});
+
+test('schema1 (§11.2): v1Compatibility verbatim, adjacent duplicates collapsed, broken chains refused', () => {
+  const a = 'a'.repeat(64);
+  const b = 'b'.repeat(64);
+  const compat = (id: string, parent?: string) => JSON.stringify(parent ? { id, parent, created: '2015-01-01T00:00:00Z' } : { id });
+  const manifest = (entries: Array<[string, string | undefined]>) =>
+    JSON.stringify({
+      schemaVersion: 1,
+      fsLayers: entries.map((_, i) => ({ blobSum: `sha256:${String(i).repeat(64)}` })),
+      history: entries.map(([id, parent]) => ({ v1Compatibility: compat(id, parent) })),
+    });
+  const chain = v1ChainFromSchema1(manifest([[b, a], [b, a], [a, undefined]]));
+  assert.deepEqual(
+    chain.map((e) => [e.id, e.parent, e.blobSum, e.v1Compatibility]),
+    [
+      [b, a, `sha256:${'1'.repeat(64)}`, compat(b, a)],
+      [a, '', `sha256:${'2'.repeat(64)}`, compat(a)],
+    ],
+  );
+  assert.throws(() => v1ChainFromSchema1(manifest([[b, a], [a, undefined], [b, a]])), /twice, not adjacent/);
+  assert.throws(() => v1ChainFromSchema1(manifest([[b, 'c'.repeat(64)], [a, undefined]])), /not the next image/);
+  assert.throws(() => v1ChainFromSchema1(manifest([[a, b]])), /base image has a parent/);
+  assert.throws(() => v1ChainFromSchema1(manifest([['../x', undefined]])), /invalid image id/);
 });
