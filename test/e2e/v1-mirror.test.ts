@@ -17,6 +17,7 @@ import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { V1Client, type V1Image } from '../harness/v1-client.js';
 import { onCleanup } from '../support/cleanup.js';
 import { startTestServer } from '../support/http-server.js';
+import { metricValue } from '../support/prometheus-text.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 import { writeHtpasswd } from '../support/users.js';
 import { v1Chain } from '../support/v1-images.js';
@@ -78,6 +79,10 @@ test('pull through the mirror (§7.3): everything comes from the upstream once, 
   assert.deepEqual(all.tags, { latest: (chain[2] as V1Image).id, old: (chain[0] as V1Image).id });
   const hits = mirror.requests().filter((r) => String(r.path).endsWith('/layer'));
   assert.ok(hits.some((r) => r.cache === 'miss') && hits.some((r) => r.cache === 'hit'), 'access log reports misses then hits');
+  const metrics = await (await request(`${mirror.url}/metrics`)).body.text();
+  assert.equal(metricValue(metrics, 'longshore_cache_requests_total', { kind: 'v1_layer', result: 'miss' }), 3);
+  assert.ok(metricValue(metrics, 'longshore_cache_requests_total', { kind: 'v1_layer', result: 'hit' }) >= 3);
+  assert.ok(metricValue(metrics, 'longshore_http_requests_total', { api: 'v1', route: '/v1/images/:id/:resource' }) > 0);
 });
 
 test('concurrent cold pulls of one layer make one upstream layer GET, and every client gets the bytes', async () => {
