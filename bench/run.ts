@@ -66,6 +66,14 @@ function rotate<T>(items: readonly T[], run: number): T[] {
   return [...items.slice(shift), ...items.slice(0, shift)];
 }
 
+/**
+ * Writes dirty pages out before a measurement: the 200 MiB pushes and cold fetches before it
+ * would otherwise be flushed in the background, on the same two cores, in the middle of it.
+ */
+function settle(): void {
+  spawnSync('sync', [], { stdio: 'ignore' });
+}
+
 function log(message: string): void {
   console.error(`[bench] ${message}`);
 }
@@ -186,6 +194,7 @@ async function main(): Promise<void> {
   for (let run = 0; run < opts.runs; run++) {
     log(`run ${run + 1}/${opts.runs}`);
     if (opts.parts.has('hit')) {
+      settle();
       for (const system of rotate(Object.keys(hitUrls), run)) {
         const one = await parallelGets(`${hitUrls[system]}${bigPath}`, 1, bigLayer.size);
         record('hit1_MBps', system, one.mbps);
@@ -206,6 +215,7 @@ async function main(): Promise<void> {
       const digest = await pushRandomBlob(work, upstream, 'perf/cold', opts.bigBytes);
       const coldUrls: Record<string, string> = { longshore: longshore.url, reference: reference.url, direct: upstream.url };
       for (const system of rotate(Object.keys(coldUrls), run)) {
+        settle();
         const download = await curlGet(`${coldUrls[system]}/v2/perf/cold/blobs/${digest}`, opts.bigBytes);
         record('cold_total_s', system, download.total);
         record('cold_ttfb_ms', system, download.ttfb * 1000);
@@ -216,6 +226,7 @@ async function main(): Promise<void> {
       const counted: Record<string, string> = { longshore: longshoreCounted.url, reference: referenceCounted.url };
       const blobPattern = new RegExp(`/blobs/${digest}$`);
       for (const system of rotate(Object.keys(counted), run)) {
+        settle();
         proxy.reset();
         const rss = system === 'longshore' ? sampleRss(pidOf(longshoreCounted)) : undefined;
         const result = await parallelGets(`${counted[system]}/v2/perf/cold/blobs/${digest}`, opts.clients, opts.bigBytes);
