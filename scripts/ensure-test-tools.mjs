@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Makes sure the external programs the end-to-end tests drive are installed.
+// With --bench, also the ones `npm run bench` compares against and drives (bench/run.ts).
 // The tests also check (test/harness/tools.ts) and fail with the install command, but running
 // this first (npm test, CI) turns "tests fail" into "tools get installed" where we are root.
 import { spawnSync } from 'node:child_process';
@@ -13,9 +14,19 @@ const REQUIRED_TOOLS = {
   htpasswd: 'apache2-utils',
   prometheus: 'prometheus',
 };
+const BENCH_TOOLS = {
+  'docker-registry': 'docker-registry',
+  nginx: 'nginx',
+  wrk: 'wrk',
+  curl: 'curl',
+};
+const forBench = process.argv.includes('--bench');
+const TOOLS = forBench ? BENCH_TOOLS : REQUIRED_TOOLS;
+const label = forBench ? 'ensure-bench-tools' : 'ensure-test-tools';
 
 function isOnPath(command) {
-  const dirs = (process.env.PATH ?? '').split(delimiter).filter((dir) => dir !== '');
+  // nginx lives in /usr/sbin, which a non-root PATH may lack.
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin'].filter((dir) => dir !== '');
   return dirs.some((dir) => {
     try {
       accessSync(join(dir, command), constants.X_OK);
@@ -27,11 +38,11 @@ function isOnPath(command) {
 }
 
 function missingTools() {
-  return Object.entries(REQUIRED_TOOLS).filter(([command]) => !isOnPath(command));
+  return Object.entries(TOOLS).filter(([command]) => !isOnPath(command));
 }
 
 function run(command, args) {
-  console.log(`ensure-test-tools: ${command} ${args.join(' ')}`);
+  console.log(`${label}: ${command} ${args.join(' ')}`);
   const result = spawnSync(command, args, {
     stdio: 'inherit',
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
@@ -46,7 +57,7 @@ function run(command, args) {
 
 const missing = missingTools();
 if (missing.length === 0) {
-  console.log(`ensure-test-tools: all present (${Object.keys(REQUIRED_TOOLS).join(', ')})`);
+  console.log(`${label}: all present (${Object.keys(TOOLS).join(', ')})`);
   process.exit(0);
 }
 
@@ -62,13 +73,13 @@ try {
   run('apt-get', ['update']);
   run('apt-get', ['install', '-y', '--no-install-recommends', ...packages]);
 } catch (error) {
-  console.error(`ensure-test-tools: installing ${packages.join(' ')} failed: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(`${label}: installing ${packages.join(' ')} failed: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 }
 
 const stillMissing = missingTools();
 if (stillMissing.length > 0) {
-  console.error(`ensure-test-tools: still missing after install: ${stillMissing.map(([command]) => command).join(', ')}`);
+  console.error(`${label}: still missing after install: ${stillMissing.map(([command]) => command).join(', ')}`);
   process.exit(1);
 }
-console.log(`ensure-test-tools: installed ${packages.join(' ')}; all present`);
+console.log(`${label}: installed ${packages.join(' ')}; all present`);

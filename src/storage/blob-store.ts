@@ -4,9 +4,12 @@
 import type { Readable } from 'node:stream';
 import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
 
-// 1 MiB reads: with the 64 KiB default, serving large layers is dominated by per-chunk
-// overhead (measured: ~0.35x nginx at 64 KiB vs ~0.8x at 1 MiB with 16 streams).
-export const READ_CHUNK_BYTES = 1024 * 1024;
+// 512 KiB reads: with the 64 KiB default, serving large layers is dominated by per-chunk
+// overhead (~0.35x nginx with 16 streams); 1 MiB is slower again, probably the allocation of
+// a fresh buffer per read (`npm run bench -- --only hit`, 16 x 200 MiB hits on 2 CPUs: 1 MiB
+// ~0.5x nginx, 512 KiB ~0.85x, peak RSS 165 -> 145 MB; in a full run, after the cold and tag
+// phases, 512 KiB drops to ~0.5x as well, not yet understood).
+export const READ_CHUNK_BYTES = 512 * 1024;
 
 export interface ByteRange {
   start: number;

@@ -8,6 +8,7 @@ import { randomUUID, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
+import { deferred } from '../util/deferred.js';
 import {
   READ_CHUNK_BYTES,
   DigestMismatchError,
@@ -163,9 +164,24 @@ class FsBlobHandle implements BlobHandle {
   }
 }
 
+// Bytes accepted by write() but not yet in the file. Up to this many, write() returns at once
+// and the file catches up in the background with one writev per batch: a download keeps
+// receiving and hashing while the previous batch goes to disk, instead of waiting for a
+// thread-pool round trip per network chunk. Past it, write() waits (backpressure).
+const MAX_UNFLUSHED_BYTES = 8 * 1024 * 1024;
+// writev takes at most IOV_MAX (1024) buffers per call.
+const MAX_BATCH_BUFFERS = 512;
+
 class FsBlobWriter implements BlobWriter {
   private readonly hash: Hash;
-  private written = 0;
+  /** Bytes hashed and readable (from `unflushed` or the file). */
+  private accepted = 0;
+  /** Bytes in the file; `unflushed` holds [flushed, accepted) in order. */
+  private flushed = 0;
+  private unflushed: Array<{ start: number; chunk: Buffer }> = [];
+  private flushing: Promise<void> | undefined;
+  private flushProgress = deferred<void>();
+  private flushFailure: Error | undefined;
   private state: 'open' | 'committed' | 'aborted' = 'open';
   private closing: Promise<void> | undefined;
   private verified: Digest | undefined;
@@ -185,22 +201,67 @@ class FsBlobWriter implements BlobWriter {
   }
 
   get bytesWritten(): number {
-    return this.written;
+    return this.accepted;
   }
 
+  /** Keeps a reference to `chunk` until it is in the file: callers must not reuse it. */
   async write(chunk: Uint8Array): Promise<void> {
+    this.throwIfFlushFailed();
     if (this.state !== 'open' || this.verified) throw new Error(`write after ${this.verified ? 'verify' : this.state} for ${this.label}`);
     this.hash.update(chunk);
-    let offset = 0;
-    while (offset < chunk.byteLength) {
-      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.byteLength - offset, this.written + offset);
-      offset += bytesWritten;
+    if (chunk.byteLength === 0) return;
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    this.unflushed.push({ start: this.accepted, chunk: buffer });
+    this.accepted += buffer.byteLength;
+    this.flushing ??= this.flush();
+    while (this.accepted - this.flushed > MAX_UNFLUSHED_BYTES && !this.flushFailure && this.state === 'open') await this.flushProgress.promise;
+    this.throwIfFlushFailed();
+  }
+
+  // A method, not an inline check: TypeScript would keep the field narrowed across awaits.
+  private throwIfFlushFailed(): void {
+    if (this.flushFailure) throw this.flushFailure;
+  }
+
+  /** Writes batches of accepted bytes to the file until none are left (or the writer is aborted). */
+  private async flush(): Promise<void> {
+    try {
+      while (this.unflushed.length > 0 && this.state === 'open') {
+        const batch = this.unflushed.slice(0, MAX_BATCH_BUFFERS);
+        let bytes = 0;
+        for (const { chunk } of batch) bytes += chunk.byteLength;
+        await writeAllAt(
+          this.handle,
+          batch.map(({ chunk }) => chunk),
+          this.flushed,
+        );
+        this.unflushed.splice(0, batch.length);
+        this.flushed += bytes;
+        this.wakeWriters();
+      }
+    } catch (error) {
+      this.flushFailure = error instanceof Error ? error : new Error(String(error));
+      this.wakeWriters();
+    } finally {
+      this.flushing = undefined;
     }
-    this.written += chunk.byteLength;
+  }
+
+  private wakeWriters(): void {
+    const current = this.flushProgress;
+    this.flushProgress = deferred<void>();
+    current.resolve();
+  }
+
+  /** Resolves once every accepted byte is in the file; throws if writing failed. */
+  private async allFlushed(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    this.throwIfFlushFailed();
   }
 
   async readAt(position: number, length: number): Promise<Buffer> {
-    const buffer = Buffer.allocUnsafe(Math.min(length, Math.max(0, this.written - position)));
+    if (position >= this.flushed) return this.unflushedAt(position, length);
+    const buffer = Buffer.allocUnsafe(Math.min(length, this.flushed - position));
     let filled = 0;
     while (filled < buffer.byteLength) {
       const { bytesRead } = await this.handle.read(buffer, filled, buffer.byteLength - filled, position + filled);
@@ -210,18 +271,41 @@ class FsBlobWriter implements BlobWriter {
     return filled === buffer.byteLength ? buffer : buffer.subarray(0, filled);
   }
 
+  /** Bytes not yet in the file, straight from the chunk that holds them (no copy). */
+  private unflushedAt(position: number, length: number): Buffer {
+    let low = 0;
+    let high = this.unflushed.length - 1;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      const entry = this.unflushed[middle] as { start: number; chunk: Buffer };
+      if (position < entry.start) high = middle - 1;
+      else if (position >= entry.start + entry.chunk.byteLength) low = middle + 1;
+      else {
+        const offset = position - entry.start;
+        return entry.chunk.subarray(offset, offset + Math.min(length, entry.chunk.byteLength - offset));
+      }
+    }
+    return Buffer.alloc(0);
+  }
+
   async verify(expectedSize?: number): Promise<Digest> {
     if (this.verified) return this.verified;
     if (this.state !== 'open') throw new Error(`verify after ${this.state} for ${this.label}`);
+    try {
+      await this.allFlushed();
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
     const hex = this.hash.digest('hex');
     const actual: Digest = { algorithm: this.algorithm, hex, text: `${this.algorithm}:${hex}` };
-    if (expectedSize !== undefined && expectedSize !== this.written) {
+    if (expectedSize !== undefined && expectedSize !== this.accepted) {
       await this.abort();
-      throw new SizeMismatchError(this.label, expectedSize, this.written);
+      throw new SizeMismatchError(this.label, expectedSize, this.accepted);
     }
     if (this.expected && actual.text !== this.expected.text) {
       await this.abort();
-      throw new DigestMismatchError(this.expected.text, actual.text, this.written);
+      throw new DigestMismatchError(this.expected.text, actual.text, this.accepted);
     }
     this.verified = actual;
     return actual;
@@ -240,13 +324,39 @@ class FsBlobWriter implements BlobWriter {
   async abort(): Promise<void> {
     if (this.state !== 'open') return;
     this.state = 'aborted';
+    this.unflushed = [];
+    this.wakeWriters();
     await unlink(this.tempPath).catch((error: unknown) => {
       if (!isNotFound(error)) throw error;
     });
   }
 
   close(): void {
-    this.closing ??= this.handle.close().catch(() => undefined);
+    // A batch still being written must finish before the descriptor goes: a closed (and
+    // reused) descriptor number could otherwise receive it.
+    this.closing ??= this.allFlushed()
+      .catch(() => undefined)
+      .then(() => this.handle.close())
+      .catch(() => undefined);
+  }
+}
+
+/** pwritev until every byte of `buffers` is at `position` onwards (writev may write less). */
+async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let remaining = buffers;
+  let at = position;
+  while (remaining.length > 0) {
+    let { bytesWritten } = await handle.writev(remaining, at);
+    if (bytesWritten === 0) throw new Error('writev wrote nothing');
+    at += bytesWritten;
+    let done = 0;
+    while (done < remaining.length && bytesWritten >= (remaining[done] as Buffer).byteLength) {
+      bytesWritten -= (remaining[done] as Buffer).byteLength;
+      done += 1;
+    }
+    remaining = remaining.slice(done);
+    const first = remaining[0];
+    if (first !== undefined && bytesWritten > 0) remaining[0] = first.subarray(bytesWritten);
   }
 }
 

@@ -22,6 +22,8 @@ export interface LongshoreOptions {
   startTimeoutMs?: number;
   /** Script to run instead of src/main.ts, relative to the repo root (for the harness's own tests). */
   entry?: string;
+  /** Node options before the entry script (default: ["--import", "tsx"]; the bench runs dist/ with none). */
+  nodeArgs?: string[];
 }
 
 export interface LongshoreHandle {
@@ -76,6 +78,7 @@ export async function startLongshore(config: Record<string, unknown>, opts: Long
   await writeFile(configPath, stringify(effectiveConfig));
   const entry = opts.entry ?? 'src/main.ts';
   const startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const nodeArgs = opts.nodeArgs ?? ['--import', 'tsx'];
 
   const logs: LogRecord[] = [];
   let current: ProcessHandle | undefined;
@@ -83,7 +86,7 @@ export async function startLongshore(config: Record<string, unknown>, opts: Long
 
   const start = async (): Promise<void> => {
     if (current !== undefined && current.exitStatus() === undefined) throw new Error(`Longshore at ${url} is already running`);
-    const child = spawnProcess(process.execPath, ['--import', 'tsx', entry, 'serve', '--config', configPath], {
+    const child = spawnProcess(process.execPath, [...nodeArgs, entry, 'serve', '--config', configPath], {
       cwd: REPO_ROOT,
       env: { ...process.env, ...opts.env },
       logFile: join(workDir.path, 'longshore.log'),

@@ -36,7 +36,13 @@ function registryEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-export async function startRegistry(opts: { storageDir?: string } = {}): Promise<RegistryHandle> {
+export interface RegistryOptions {
+  storageDir?: string;
+  /** Run as a pull-through cache of this registry (the reference mirror in bench/run.ts). */
+  proxyRemoteUrl?: string;
+}
+
+export async function startRegistry(opts: RegistryOptions = {}): Promise<RegistryHandle> {
   const binary = requireTool('docker-registry', 'docker-registry');
   const workDir = await makeTempDir('registry');
   const storageDir = opts.storageDir ?? join(workDir.path, 'storage');
@@ -64,6 +70,7 @@ export async function startRegistry(opts: { storageDir?: string } = {}): Promise
         // proxy (the proxy rewrites Host, so absolute ones would point past it).
         relativeurls: true,
       },
+      ...(opts.proxyRemoteUrl === undefined ? {} : { proxy: { remoteurl: opts.proxyRemoteUrl } }),
     }),
   );
 

@@ -71,3 +71,29 @@ test('fs metadata: records round-trip, list one level, refuse unsafe keys', asyn
   await writeFile(path.join(root, 'meta', 'broken.json'), '{');
   await assert.rejects(meta.get('broken'), /cannot read metadata "broken"/);
 });
+
+test('fs: written bytes are readable through the writer at once, and commit waits until all are in the file', async () => {
+  const store = await newStore();
+  // More than the writer keeps in memory (8 MiB), in network-sized chunks: write() must wait
+  // for the file to catch up, and reads must come from memory and from the file.
+  const bytes = Buffer.alloc(12 * 1024 * 1024);
+  for (let i = 0; i < bytes.length; i += 4) bytes.writeUInt32LE(i, i);
+  const digest = parseDigest(digestOf(bytes));
+  const writer = await store.createWriter(digest);
+  const chunk = 64 * 1024;
+  for (let offset = 0; offset < bytes.length; offset += chunk) {
+    await writer.write(bytes.subarray(offset, offset + chunk));
+    assert.equal(writer.bytesWritten, offset + chunk);
+    const back = await writer.readAt(offset, chunk);
+    assert.ok(back.byteLength > 0 && bytes.subarray(offset, offset + back.byteLength).equals(back), `read back at ${offset}`);
+  }
+  const early = await writer.readAt(0, 1024 * 1024);
+  assert.ok(bytes.subarray(0, early.byteLength).equals(early));
+  await writer.commit(bytes.length);
+  writer.close();
+  const handle = await store.open(digest);
+  assert.ok(handle);
+  const chunks: Buffer[] = [];
+  for await (const piece of handle.stream()) chunks.push(piece as Buffer);
+  assert.ok(Buffer.concat(chunks).equals(bytes));
+});

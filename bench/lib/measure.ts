@@ -1,0 +1,149 @@
+// Measuring tools for bench/run.ts. Downloads go through curl processes rather than this
+// Node process: 16 parallel 200 MiB streams would otherwise be bound by one JavaScript thread
+// here, and the client would be what gets measured.
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { Client } from 'undici';
+
+export interface Download {
+  status: number;
+  bytes: number;
+  /** Seconds from start until the first body byte (curl's time_starttransfer). */
+  ttfb: number;
+  /** Seconds for the whole transfer. */
+  total: number;
+}
+
+/** One GET with curl, body to /dev/null. Rejects unless 200 with `expectBytes` bytes. */
+export function curlGet(url: string, expectBytes: number): Promise<Download> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'curl',
+      ['-s', '-o', '/dev/null', '--noproxy', '*', '-w', '%{http_code} %{size_download} %{time_starttransfer} %{time_total}', url],
+      { timeout: 300_000 },
+      (error, stdout, stderr) => {
+        if (error) {
+          reject(new Error(`curl ${url}: ${error.message} ${stderr}`));
+          return;
+        }
+        const [status, bytes, ttfb, total] = stdout.trim().split(' ').map(Number);
+        const result = { status: status ?? 0, bytes: bytes ?? 0, ttfb: ttfb ?? NaN, total: total ?? NaN };
+        if (result.status !== 200 || result.bytes !== expectBytes) {
+          reject(new Error(`curl ${url}: status ${result.status}, ${result.bytes} bytes (expected 200 with ${expectBytes})`));
+          return;
+        }
+        resolve(result);
+      },
+    );
+  });
+}
+
+export interface Parallel {
+  /** Wall time from the first start to the last finish, seconds. */
+  wall: number;
+  downloads: Download[];
+  /** Aggregate MB/s (10^6 bytes). */
+  mbps: number;
+}
+
+export async function parallelGets(url: string, clients: number, size: number): Promise<Parallel> {
+  const started = performance.now();
+  const downloads = await Promise.all(Array.from({ length: clients }, () => curlGet(url, size)));
+  const wall = (performance.now() - started) / 1000;
+  return { wall, downloads, mbps: (clients * size) / wall / 1e6 };
+}
+
+/**
+ * Time to first body byte of `count` sequential GETs on one keep-alive connection, in ms.
+ * Each body is read to the end so the connection stays reusable.
+ */
+export async function ttfbSeries(origin: string, path: string, count: number, headers: Record<string, string> = {}): Promise<number[]> {
+  const client = new Client(origin, { pipelining: 1 });
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const started = performance.now();
+      const response = await client.request({ path, method: 'GET', headers });
+      let first: number | undefined;
+      for await (const _chunk of response.body) first ??= performance.now();
+      if (response.statusCode !== 200) throw new Error(`GET ${origin}${path}: ${response.statusCode}`);
+      times.push((first ?? performance.now()) - started);
+    }
+  } finally {
+    await client.close();
+  }
+  return times;
+}
+
+export interface WrkResult {
+  requestsPerSecond: number;
+  non2xx: number;
+  latencyAvg: string;
+}
+
+export function runWrk(url: string, opts: { threads: number; connections: number; seconds: number; headers: Record<string, string> }): Promise<WrkResult> {
+  const args = [`-t${opts.threads}`, `-c${opts.connections}`, `-d${opts.seconds}s`];
+  for (const [name, value] of Object.entries(opts.headers)) args.push('-H', `${name}: ${value}`);
+  args.push(url);
+  return new Promise((resolve, reject) => {
+    execFile('wrk', args, { timeout: (opts.seconds + 30) * 1000 }, (error, stdout, stderr) => {
+      if (error) {
+        reject(new Error(`wrk ${args.join(' ')}: ${error.message} ${stderr}`));
+        return;
+      }
+      const rps = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
+      if (!rps?.[1]) {
+        reject(new Error(`wrk output without Requests/sec:\n${stdout}`));
+        return;
+      }
+      const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout);
+      const latency = /Latency\s+(\S+)/.exec(stdout);
+      resolve({ requestsPerSecond: Number(rps[1]), non2xx: Number(non2xx?.[1] ?? 0), latencyAvg: latency?.[1] ?? '?' });
+    });
+  });
+}
+
+/** Polls VmRSS of a process; `stop()` returns the highest value seen, in MB (10^6 bytes). */
+export function sampleRss(pid: number, intervalMs = 20): { stop(): number } {
+  let peakKb = 0;
+  const read = () => {
+    try {
+      const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (match?.[1]) peakKb = Math.max(peakKb, Number(match[1]));
+    } catch {
+      // the process went away; keep what we saw
+    }
+  };
+  read();
+  const timer = setInterval(read, intervalMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      read();
+      return (peakKb * 1024) / 1e6;
+    },
+  };
+}
+
+/** VmHWM (peak resident set since start) of a process, in MB. */
+export function highWaterMb(pid: number): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return (Number(match?.[1] ?? 0) * 1024) / 1e6;
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** Runs a command to completion with inherited output; rejects on a non-zero exit. */
+export function runInherited(command: string, args: string[], cwd: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, stdio: 'inherit' });
+    child.once('error', reject);
+    child.once('close', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code ?? signal}`))));
+  });
+}
