@@ -1,12 +1,11 @@
 // The pull-through policy, one place for every API: serve from the cache, fetch misses from
 // the upstream (coalesced), keep tags fresh within their TTL, and serve stale when the
 // upstream fails. Routes call this; it never sees HTTP.
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { parseDigest, digestOf, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
-import type { ByteRange, BlobStore } from '../storage/blob-store.js';
+import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob-store.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { BlobAlreadyStored, UpstreamBlobMissing, type BlobFetch, type InflightBlobs } from './inflight.js';
@@ -15,13 +14,9 @@ import type { MirrorTarget } from './router.js';
 import { SingleFlight } from './single-flight.js';
 import type { TagRecords, TagRecord } from './tag-records.js';
 
-export interface BlobResult {
-  /** Total blob size; undefined only for a miss whose upstream sent no Content-Length. */
-  size: number | undefined;
+/** A blob to send (hit: the stored file; miss: following the fetch) and how it was found. */
+export interface BlobResult extends SendableBlob {
   outcome: CacheOutcome;
-  /** Streams the blob or a range of it. Call exactly one of open() or discard(). */
-  open(range?: ByteRange): Readable;
-  discard(): Promise<void>;
 }
 
 /**
@@ -128,7 +123,7 @@ export class PullThroughMirror {
           throw this.blobError(new UpstreamBlobMissing(digest.text), target, digest);
         }
         this.tracker.touched(digest.text);
-        return { size: handle.size, outcome: 'hit', open: (range) => handle.stream(range), discard: () => handle.close() };
+        return { ...sendableBlob(handle), outcome: 'hit' };
       }
       this.tracker.forget(digest.text);
       if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);

@@ -16,7 +16,7 @@ import { parseManifest } from '../protocol/manifest.js';
 import { MediaType, MODERN_MANIFEST_TYPES } from '../protocol/media-types.js';
 import { EMPTY_GZ_TAR_DIGEST, v1ChainFromSchema1, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
 import { isValidImageId, V1Error, type V1SearchResult } from '../protocol/v1.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import { sendableBlob, type BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { V1ImageRecord, V1ImageStore } from '../storage/v1-image-store.js';
 import { UpstreamError } from '../upstream/errors.js';
@@ -245,7 +245,7 @@ export class V1PullThrough {
     const handle = await this.blobs.open(parseDigest(record.layer.digest));
     if (!handle) return undefined;
     this.tracker.touched(record.layer.digest);
-    return { size: handle.size, outcome: 'hit', open: (range) => handle.stream(range), discard: () => handle.close() };
+    return { ...sendableBlob(handle), outcome: 'hit' };
   }
 
   /** A layer that is a v2 blob: the v2 mirror's own path (same tee, same coalescing). */

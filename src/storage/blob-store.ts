@@ -1,7 +1,7 @@
 // The content-addressed blob store: one copy of every blob, keyed by its digest.
 // Drivers implement this interface; `test/unit/blob-store-contract.ts` is the contract
 // every driver must pass.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
 
 // 512 KiB reads: with the 64 KiB default, serving large layers is dominated by per-chunk
@@ -24,6 +24,28 @@ export interface BlobHandle {
   stream(range?: ByteRange): Readable;
   /** Releases the handle without reading (HEAD, 416). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Optional fast path: writes the blob (or a range) into `destination` and ends it, reusing
+   * pooled buffers instead of allocating one per chunk, and closes the handle. Resolves when
+   * done or when the destination went away.
+   */
+  writeTo?(destination: Writable, range?: ByteRange): Promise<void>;
+}
+
+/** A blob as the HTTP layer sends it: streamed, or (stored blobs) written with pooled buffers. */
+export interface SendableBlob {
+  /** undefined: unknown length (a miss whose upstream streams without one). */
+  size: number | undefined;
+  /** Streams the blob or a range of it. Call exactly one of open(), writeTo() or discard(). */
+  open(range?: ByteRange): Readable;
+  discard(): Promise<void>;
+  writeTo?(destination: Writable, range?: ByteRange): Promise<void>;
+}
+
+/** A stored blob's handle, ready to send. */
+export function sendableBlob(handle: BlobHandle): SendableBlob {
+  const writeTo = handle.writeTo?.bind(handle);
+  return { size: handle.size, open: (range) => handle.stream(range), discard: () => handle.close(), ...(writeTo ? { writeTo } : {}) };
 }
 
 /**

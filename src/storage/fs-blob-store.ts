@@ -2,11 +2,11 @@
 // into place once verified. rename() is atomic within one filesystem, so a blob path either
 // holds complete, verified bytes or does not exist; a crash leaves only tmp/ files, which
 // init() removes.
-import { createReadStream } from 'node:fs';
+import { createReadStream, read } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomUUID, type Hash } from 'node:crypto';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import { deferred } from '../util/deferred.js';
 import {
@@ -131,6 +131,19 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
+// Read buffers for writeTo, reused across responses: serving hits allocates nothing per
+// chunk. Bounded, so a burst of clients does not pin memory afterwards.
+const readBufferPool: Buffer[] = [];
+const MAX_POOLED_READ_BUFFERS = 32;
+
+function takeReadBuffer(): Buffer {
+  return readBufferPool.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
+}
+
+function giveReadBuffer(buffer: Buffer): void {
+  if (readBufferPool.length < MAX_POOLED_READ_BUFFERS) readBufferPool.push(buffer);
+}
+
 class FsBlobHandle implements BlobHandle {
   private closed = false;
   constructor(
@@ -155,6 +168,74 @@ class FsBlobHandle implements BlobHandle {
 
   async readFile(): Promise<Buffer> {
     return this.handle.readFile();
+  }
+
+  /**
+   * Reads into pooled buffers and writes them to `destination`, two in flight (one being
+   * read while the other is written). A buffer goes back to the pool once the destination's
+   * write callback says it is done with it.
+   */
+  writeTo(destination: Writable, range?: ByteRange): Promise<void> {
+    this.closed = true; // this call owns the descriptor from here on
+    const end = range?.end ?? this.size - 1;
+    let position = range?.start ?? 0;
+    let inFlight = 0;
+    let reading = false;
+    let settled = false;
+    return new Promise<void>((resolve) => {
+      const release = () => {
+        // Never close while a read is pending: the descriptor number could be reused under it.
+        if (reading) return;
+        void this.handle
+          .close()
+          .catch(() => undefined)
+          .then(() => resolve());
+      };
+      const settle = (error?: Error) => {
+        if (settled) return;
+        settled = true;
+        destination.off('close', onClose);
+        if (error) destination.destroy(error);
+        release();
+      };
+      const onClose = () => settle();
+      destination.on('close', onClose);
+      const pump = (): void => {
+        if (settled || reading || destination.destroyed) return;
+        if (position > end) {
+          if (inFlight === 0) {
+            destination.end();
+            settle();
+          }
+          return;
+        }
+        if (inFlight >= 2) return;
+        reading = true;
+        const buffer = takeReadBuffer();
+        read(this.handle.fd, buffer, 0, Math.min(buffer.byteLength, end - position + 1), position, (error, bytesRead) => {
+          reading = false;
+          if (settled) {
+            giveReadBuffer(buffer);
+            release();
+            return;
+          }
+          if (error || bytesRead === 0) {
+            giveReadBuffer(buffer);
+            settle(error ?? new Error(`blob file ended at ${position} of ${this.size} bytes`));
+            return;
+          }
+          position += bytesRead;
+          inFlight += 1;
+          destination.write(bytesRead === buffer.byteLength ? buffer : buffer.subarray(0, bytesRead), () => {
+            inFlight -= 1;
+            giveReadBuffer(buffer);
+            pump();
+          });
+          pump();
+        });
+      };
+      pump();
+    });
   }
 
   async close(): Promise<void> {

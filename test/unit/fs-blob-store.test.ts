@@ -1,8 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readlink, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { FsMetadataStore } from '../../src/storage/fs-metadata-store.js';
@@ -96,4 +99,64 @@ test('fs: written bytes are readable through the writer at once, and commit wait
   const chunks: Buffer[] = [];
   for await (const piece of handle.stream()) chunks.push(piece as Buffer);
   assert.ok(Buffer.concat(chunks).equals(bytes));
+});
+
+/** A destination that copies what it is given only later, the way a slow socket would hold on to it. */
+function slowSink(): { sink: Writable; bytes: () => Buffer } {
+  const parts: Buffer[] = [];
+  const sink = new Writable({
+    highWaterMark: 1,
+    write(chunk: Buffer, _encoding, callback) {
+      setImmediate(() => {
+        parts.push(Buffer.from(chunk)); // the copy is made after other work ran meanwhile
+        callback();
+      });
+    },
+  });
+  return { sink, bytes: () => Buffer.concat(parts) };
+}
+
+test('fs: writeTo sends whole blobs and ranges through pooled buffers, concurrently, without mixing bytes up', async () => {
+  const store = await newStore();
+  const blobs = [randomBytes(3 * 1024 * 1024 + 17), randomBytes(2 * 1024 * 1024 + 5)];
+  for (const bytes of blobs) await store.put(parseDigest(digestOf(bytes)), bytes);
+  const sends = blobs.flatMap((bytes) =>
+    [undefined, { start: 1000, end: 2 * 1024 * 1024 }].map(async (range) => {
+      const handle = await store.open(parseDigest(digestOf(bytes)));
+      const writeTo = handle?.writeTo?.bind(handle);
+      assert.ok(writeTo);
+      const { sink, bytes: received } = slowSink();
+      await Promise.all([writeTo(sink, range), finished(sink)]);
+      const expected = range ? bytes.subarray(range.start, range.end + 1) : bytes;
+      assert.ok(received().equals(expected), `blob of ${bytes.length} bytes, range ${JSON.stringify(range)}`);
+    }),
+  );
+  await Promise.all(sends);
+});
+
+test('fs: writeTo stops reading and closes the file when the destination goes away', async () => {
+  const store = await newStore();
+  const bytes = randomBytes(8 * 1024 * 1024);
+  await store.put(parseDigest(digestOf(bytes)), bytes);
+  const blobFile = store.blobPath(parseDigest(digestOf(bytes)));
+  // Descriptors of this process open on the blob's file (Linux: /proc/self/fd links).
+  const openOnBlob = async () => {
+    const links = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+    return links.filter((link) => link === blobFile).length;
+  };
+  const handle = await store.open(parseDigest(digestOf(bytes)));
+  const writeTo = handle?.writeTo?.bind(handle);
+  assert.ok(writeTo);
+  assert.equal(await openOnBlob(), 1);
+  let received = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      if (received > 1024 * 1024) sink.destroy();
+      callback();
+    },
+  });
+  await writeTo(sink);
+  assert.ok(received < bytes.length, 'stopped early');
+  assert.equal(await openOnBlob(), 0, 'the blob file is closed');
 });

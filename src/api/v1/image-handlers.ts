@@ -6,6 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { V1Access, V1Identity } from '../../auth/v1-access.js';
 import { assertImageId, V1Error, type ImageResource } from '../../protocol/v1.js';
 import type { V1LocalRegistry } from '../../registry/v1-registry.js';
+import { sendableBlob } from '../../storage/blob-store.js';
 import { imageJsonBytes, type V1ImageRecord } from '../../storage/v1-image-store.js';
 import { sendBlob, type OpenableBlob } from '../v2/responses.js';
 import { readRawBody, sendJson } from './http.js';
@@ -35,10 +36,7 @@ export class V1ImageHandlers {
     const record = await this.visiblePrivateImage(identity, id);
     if (record) {
       if (!record.complete) throw new V1Error(400, 'Image is being uploaded, retry later');
-      return sendImage(request, reply, record, resource, async () => {
-        const handle = await this.registry.openLayer(record);
-        return { size: handle.size, open: (range) => handle.stream(range), discard: () => handle.close() };
-      });
+      return sendImage(request, reply, record, resource, async () => sendableBlob(await this.registry.openLayer(record)));
     }
     if (identity.kind === 'token' && this.access.policy.isPrivate(identity.repository)) {
       throw new V1Error(404, `Image not found in ${identity.repository}`);

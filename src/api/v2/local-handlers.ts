@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../../protocol/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../protocol/limits.js';
 import { readBounded } from '../../util/read-bounded.js';
+import { sendableBlob } from '../../storage/blob-store.js';
 import { MediaType } from '../../protocol/media-types.js';
 import type { LocalRegistry } from '../../registry/local-registry.js';
 import { paginate } from '../../protocol/pagination.js';
@@ -101,7 +102,7 @@ export class LocalHandlers {
       }
       case 'GET': {
         const handle = await this.local.openBlob(name, digest);
-        return sendBlob(request, reply, digest, { size: handle.size, open: (range) => handle.stream(range), discard: () => handle.close() });
+        return sendBlob(request, reply, digest, sendableBlob(handle));
       }
       case 'DELETE':
         this.requireDelete();
