@@ -5,10 +5,10 @@ import type { Readable, Writable } from 'node:stream';
 import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
 
 // 512 KiB reads: with the 64 KiB default, serving large layers is dominated by per-chunk
-// overhead (~0.35x nginx with 16 streams); 1 MiB is slower again, probably the allocation of
-// a fresh buffer per read (`npm run bench -- --only hit`, 16 x 200 MiB hits on 2 CPUs: 1 MiB
-// ~0.5x nginx, 512 KiB ~0.85x, peak RSS 165 -> 145 MB; in a full run, after the cold and tag
-// phases, 512 KiB drops to ~0.5x as well, not yet understood).
+// overhead (~0.35x nginx with 16 streams). Stored blobs go out through BlobHandle.writeTo with
+// pooled buffers of this size (`npm run bench`, 16 x 200 MiB hits on 2 CPUs: ~1.1x nginx);
+// a stream allocating a fresh buffer per read reached ~0.85x in isolation and ~0.45x in full
+// bench runs, its garbage piling up between collections.
 export const READ_CHUNK_BYTES = 512 * 1024;
 
 export interface ByteRange {
