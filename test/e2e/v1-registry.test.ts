@@ -331,6 +331,13 @@ test('tags and repositories: single tag GET, delete of a tag (200 then 404) and 
   assert.equal((await client.call('GET', `${server.url}/v1/repositories/team/deleteme/tags`, { headers: auth })).status, 404);
   // The image stays: another repository may hold it.
   assert.equal((await client.call('GET', `${server.url}/v1/images/${id}/json`, { headers: auth })).status, 200);
+
+  // DELETE .../images is the Python registry's no-op (204); DELETE .../tags drops the repository.
+  await alice().push('team/second', images, { one: id });
+  assert.equal((await client.call('DELETE', `${server.url}/v1/repositories/team/second/images`, { headers: auth })).status, 204);
+  assert.deepEqual((await client.call('GET', `${server.url}/v1/repositories/team/second/tags`, { headers: auth })).json(), { one: id });
+  assert.equal((await client.call('DELETE', `${server.url}/v1/repositories/team/second/tags`, { headers: auth })).status, 200);
+  assert.equal((await client.call('GET', `${server.url}/v1/repositories/team/second/tags`, { headers: auth })).status, 404);
 });
 
 test('concurrency: two clients pushing the same chain at once, and pulls during a push, leave every layer intact', async () => {
@@ -358,6 +365,10 @@ test('api.v2: false answers /v2/ with a plain 404 so old clients fall back to v1
   const start = await new V1Client(v1Only.url, { username: 'alice', password: 'wonderland' }).call('PUT', `${v1Only.url}/v1/repositories/corp/x/`, { body: '[]', indexCall: true });
   assert.equal(start.status, 200);
   assert.equal(start.headers['x-docker-endpoints'], 'registry.example.com:8443');
+  // storage.delete is off here: deletes are refused in the v1 format.
+  const refused = await new V1Client(v1Only.url).call('DELETE', `${v1Only.url}/v1/repositories/corp/x/tags/latest`, { headers: { authorization: basic('alice', 'wonderland') } });
+  assert.equal(refused.status, 405);
+  assert.match(refused.json<{ error: string }>().error, /storage\.delete/);
   const disabled = await startInProcess({ api: { v1: false } });
   onCleanup(t, () => disabled.stop());
   assert.equal((await request(`${disabled.url}/v1/_ping`)).statusCode, 404);
