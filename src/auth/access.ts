@@ -15,6 +15,8 @@ export interface AccessControl {
   authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<void>;
   /** GET /v2/: answers 401 when credentials are configured and none valid were sent. */
   authorizeBase(request: AccessRequest): Promise<void>;
+  /** GET /v2/_catalog lists private repositories: only for those who may pull them. */
+  authorizeCatalog(request: AccessRequest): Promise<void>;
 }
 
 /** First path component in `private.namespaces`: stored here, never mirrored. */

@@ -68,8 +68,16 @@ export class RegistryAccess implements AccessControl {
 
   async authorizeBase(request: AccessRequest): Promise<void> {
     if (!this.users) return; // no accounts configured: nothing to log in to
+    // A token (even an anonymous one, for mirrored pulls) or valid Basic credentials pass;
+    // no credentials, or a scheme we do not know, get the challenge.
+    if ((await this.identify(request)).kind === 'anonymous') throw this.challenge(request, undefined, 'authentication required');
+  }
+
+  async authorizeCatalog(request: AccessRequest): Promise<void> {
+    if (this.settings.privateAnonymousPull) return;
     const identity = await this.identify(request);
-    if (identity.kind === 'anonymous' && !request.headers.authorization) throw this.challenge(request, undefined, 'authentication required');
+    if (identity.kind === 'user' || (identity.kind === 'token' && identity.subject !== '')) return;
+    throw this.challenge(request, 'registry:catalog:*', 'the catalog lists private repositories: log in');
   }
 
   /** GET /token?service=&scope=repository:NAME:pull,push (scope may repeat). */

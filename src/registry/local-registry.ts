@@ -66,12 +66,16 @@ export class LocalRegistry {
     await this.metadata.put(this.key(repository, '_layers', digest.algorithm, digest.hex), { size });
   }
 
-  /** Cross-repository mount: true when `from` holds the blob and it is now linked here too. */
-  async mount(repository: string, digestText: string, from: string | undefined): Promise<boolean> {
+  /**
+   * Cross-repository mount: true when `from` (or, without it, a repository of the same
+   * namespace) holds the blob and it is now linked here too. Only sources the client may
+   * read count: knowing a digest must not be enough to copy it out of another repository.
+   */
+  async mount(repository: string, digestText: string, from: string | undefined, mayRead: (source: string) => Promise<boolean>): Promise<boolean> {
     const digest = parseDigest(digestText);
     const sources = from ? [from] : await this.repositoriesInNamespace(repository);
     for (const source of sources) {
-      if (await this.hasBlob(source, digest)) {
+      if ((await this.hasBlob(source, digest)) && (await mayRead(source))) {
         const stat = await this.blobs.stat(digest);
         if (!stat) return false;
         await this.linkBlob(repository, digest, stat.size);

@@ -279,6 +279,15 @@ test('discovery: tags sorted with n/last and a Link header; the catalog paginate
   assert.equal(catalog.headers.link, '</v2/_catalog?n=1&last=corp%2Fapp>; rel="next"');
   const rest = await api('GET', '/v2/_catalog?n=10&last=corp/app');
   assert.ok(rest.json<{ repositories: string[] }>().repositories.includes('corp/other'));
+  // The catalog names private repositories: no credentials, an unknown scheme, or a token
+  // issued to nobody in particular are all challenged.
+  const anonymousToken = await token(undefined, undefined, ['repository:library/alpine:pull']);
+  for (const auth of [null, 'Foo bar', `Bearer ${anonymousToken}`]) {
+    const refused = await api('GET', '/v2/_catalog', { auth });
+    assert.equal(refused.status, 401, `catalog with ${String(auth)}`);
+    assert.match(String(refused.headers['www-authenticate']), /^Bearer realm=.*scope="registry:catalog:\*"/);
+  }
+  assert.equal((await api('GET', '/v2/_catalog', { auth: basic('bob', 'builder') })).status, 200);
 });
 
 test('content management: delete by tag, by digest, blobs; deleted things are 404', async () => {

@@ -120,7 +120,9 @@ test('manifests must reference blobs and child manifests the repository has', as
   // The layer exists in another repository only: still unknown here.
   await upload(env, 'corp/other', layer);
   await assert.rejects(env.registry.putManifest('corp/app', 'v1', imageManifest(config, [layer]), OCI_MANIFEST), (e: RegistryError) => e.code === 'MANIFEST_BLOB_UNKNOWN');
-  assert.equal(await env.registry.mount('corp/app', digestOf(layer), 'corp/other'), true);
+  // An automatic mount (no `from`) skips repositories the client may not read.
+  assert.equal(await env.registry.mount('corp/app', digestOf(layer), undefined, (source) => Promise.resolve(source !== 'corp/other')), false);
+  assert.equal(await env.registry.mount('corp/app', digestOf(layer), 'corp/other', () => Promise.resolve(true)), true);
   const image = await env.registry.putManifest('corp/app', 'v1', imageManifest(config, [layer]), OCI_MANIFEST);
 
   const index = (children: string[]) =>

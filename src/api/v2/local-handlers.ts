@@ -113,10 +113,11 @@ export class LocalHandlers {
     }
   }
 
-  async upload(request: FastifyRequest, reply: FastifyReply, name: string, uploadId: string | undefined): Promise<FastifyReply> {
+  /** `mayRead`: whether the client may pull a repository (mount sources). */
+  async upload(request: FastifyRequest, reply: FastifyReply, name: string, uploadId: string | undefined, mayRead: (repository: string) => Promise<boolean>): Promise<FastifyReply> {
     if (uploadId === undefined) {
       if (request.method !== 'POST') throw methodNotAllowed(request);
-      return this.startUpload(request, reply, name);
+      return this.startUpload(request, reply, name, mayRead);
     }
     switch (request.method) {
       case 'GET':
@@ -147,10 +148,10 @@ export class LocalHandlers {
     }
   }
 
-  private async startUpload(request: FastifyRequest, reply: FastifyReply, name: string): Promise<FastifyReply> {
+  private async startUpload(request: FastifyRequest, reply: FastifyReply, name: string, mayRead: (repository: string) => Promise<boolean>): Promise<FastifyReply> {
     const query = request.query as { mount?: string; from?: string; digest?: string };
     if (query.mount) {
-      if (await this.local.mount(name, query.mount, query.from)) return this.created(reply, name, query.mount);
+      if (await this.local.mount(name, query.mount, query.from, mayRead)) return this.created(reply, name, query.mount);
       // The spec: an unsuccessful mount falls back to an ordinary upload session.
     }
     const status = await this.uploads.start(name);

@@ -4,7 +4,7 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccessControl, AccessRequest, Action, NamespacePolicy } from '../../auth/access.js';
 import { RegistryError } from '../../protocol/errors.js';
-import { assertRepositoryName, parseV2Path, type V2Route } from '../../protocol/reference.js';
+import { assertRepositoryName, isValidRepositoryName, parseV2Path, type V2Route } from '../../protocol/reference.js';
 import type { LocalHandlers } from './local-handlers.js';
 import type { MirrorHandlers } from './mirror-handlers.js';
 
@@ -70,7 +70,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
   if (route.kind === 'base') return reply.send({});
   if (route.kind === 'catalog') {
     if (!READ_METHODS.has(request.method)) throw new RegistryError('UNSUPPORTED', `${request.method} is not supported on the catalog`);
-    await deps.access.authorizeBase(access);
+    await deps.access.authorizeCatalog(access);
     return deps.localHandlers.catalog(request, reply);
   }
 
@@ -78,19 +78,26 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
   if (deps.policy.isPrivate(name)) {
     assertRepositoryName(name);
     await deps.access.authorize(access, name, actionsFor(request.method));
-    if (route.kind === 'upload' && request.method === 'POST') {
-      const from = (request.query as { from?: string }).from;
-      // Mounting reads the source: the client needs pull access there too.
-      if (from && deps.policy.isPrivate(from)) await deps.access.authorize(access, from, ['pull']);
-    }
     const local = deps.localHandlers;
     switch (route.kind) {
       case 'manifest':
         return local.manifest(request, reply, name, route.reference);
       case 'blob':
         return local.blob(request, reply, name, route.digest);
-      case 'upload':
-        return local.upload(request, reply, name, route.uploadId);
+      case 'upload': {
+        const from = (request.query as { from?: unknown }).from;
+        if (from !== undefined && (typeof from !== 'string' || !isValidRepositoryName(from))) {
+          throw new RegistryError('NAME_INVALID', `invalid mount source ${JSON.stringify(from)}`, { detail: { from } });
+        }
+        // Mounting reads the source, so the client needs pull access there too; an automatic
+        // mount (no `from`) only looks at repositories this client may pull.
+        const mayRead = (source: string) =>
+          deps.access.authorize(access, source, ['pull']).then(
+            () => true,
+            () => false,
+          );
+        return local.upload(request, reply, name, route.uploadId, mayRead);
+      }
       case 'tags':
         return local.tags(request, reply, name);
       case 'referrers':
