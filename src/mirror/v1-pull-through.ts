@@ -5,27 +5,25 @@
 // then tags resolve through the v2 mirror and the v1 chain is derived from the schema2
 // manifest and config (§11.1) or a schema1 manifest (§11.2), its layers being v2 blobs.
 import { LRUCache } from 'lru-cache';
-import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { parseDigest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { parsePlatform, platformMatches, type Platform } from '../protocol/image-ref.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
-import { parseManifest } from '../protocol/manifest.js';
+import { parseManifest, type ParsedManifest } from '../protocol/manifest.js';
 import { MediaType, MODERN_MANIFEST_TYPES } from '../protocol/media-types.js';
 import { EMPTY_GZ_TAR_DIGEST, v1ChainFromSchema1, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
-import { isValidImageId, V1Error, type V1SearchResult } from '../protocol/v1.js';
+import { isValidImageId, payloadChecksum, payloadHash, V1Error, type V1SearchResult } from '../protocol/v1.js';
 import { sendableBlob, type BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import type { V1ImageRecord, V1ImageStore } from '../storage/v1-image-store.js';
+import { imageJsonBytes, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
 import type { V1RegistryClient, V1UpstreamAuth } from '../upstream/v1-client.js';
 import { readBounded } from '../util/read-bounded.js';
 import { BlobAlreadyStored, UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
-import { followFetch, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
+import { followFetch, toRegistryError, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
 import type { MirrorTarget, RoutableUpstream } from './router.js';
 import { SingleFlight } from './single-flight.js';
 
@@ -154,7 +152,7 @@ export class V1PullThrough {
     if (!client || this.offline) throw notFound(`Image not found: ${id}${this.offline ? ' (not cached, and offline mode is on)' : ''}`);
     const { promise, shared } = this.imageFetches.run(id, () => this.fetchImage(client, target, id, auth));
     const record = await promise.catch((error: unknown) => {
-      throw toV1Error(error);
+      throw toRegistryError(error);
     });
     if (!record) throw notFound(`Image not found: ${id} at ${target.upstream.name}`);
     return { record, outcome: shared ? 'coalesced' : 'miss' };
@@ -230,7 +228,7 @@ export class V1PullThrough {
           continue;
         }
         if (error instanceof UpstreamBlobMissing) throw notFound(`layer of ${record.id} not found at ${client.name}`);
-        throw toV1Error(error);
+        throw toRegistryError(error);
       }
     }
     throw new V1Error(500, `layer of ${record.id} vanished while being stored`);
@@ -252,8 +250,10 @@ export class V1PullThrough {
   private async v2Layer(record: V1ImageRecord, target: V1Target | undefined): Promise<BlobResult> {
     const digest = record.layer?.digest as string;
     if (digest === EMPTY_GZ_TAR_DIGEST) {
+      // Stored once; from then on it is served like any stored layer.
       await this.blobs.put(parseDigest(digest), EMPTY_GZ_TAR);
-      return { size: EMPTY_GZ_TAR.length, outcome: 'hit', open: (range) => Readable.from([range ? EMPTY_GZ_TAR.subarray(range.start, range.end + 1) : EMPTY_GZ_TAR]), discard: () => Promise.resolve() };
+      const stored = await this.storedLayer(record);
+      if (stored) return stored;
     }
     const source = record.source;
     const upstream = source?.upstream === target?.upstream.name ? target?.upstream : undefined;
@@ -262,7 +262,7 @@ export class V1PullThrough {
     try {
       return await this.v2.getBlob({ upstream: v2, repository: source.repository }, digest);
     } catch (error) {
-      throw toV1Error(error);
+      throw toRegistryError(error);
     }
   }
 
@@ -279,7 +279,7 @@ export class V1PullThrough {
       return await this.v2.listTags(this.v2Target(target));
     } catch (error) {
       if (error instanceof RegistryError && error.status === 404) return undefined;
-      throw toV1Error(error);
+      throw toRegistryError(error);
     }
   }
 
@@ -291,7 +291,7 @@ export class V1PullThrough {
       manifest = await this.v2.getManifestByTag(v2Target, tag, ACCEPT);
     } catch (error) {
       if (error instanceof RegistryError && error.status === 404) return undefined;
-      throw toV1Error(error);
+      throw toRegistryError(error);
     }
     const outcome = manifest.outcome;
     let { bytes, mediaType, digest } = manifest;
@@ -301,13 +301,14 @@ export class V1PullThrough {
       const child = parsed.manifests.find((m) => platformMatches(wanted, m.platform));
       if (!child) throw notFound(`${target.repository}:${tag} has no ${target.upstream.platform} image (v1.platform)`);
       ({ bytes, mediaType, digest } = await this.v2.getManifestByDigest(v2Target, child.digest, ACCEPT).catch((error: unknown) => {
-        throw toV1Error(error);
+        throw toRegistryError(error);
       }));
     }
     const known = await this.metadata.get<{ top: string }>(this.chainKey(digest));
     if (known) return { id: known.top, outcome };
-    const chain = await this.chainOf(v2Target, bytes, mediaType);
-    const sizes = new Map(parseManifest(bytes, mediaType).kind === 'image' ? (parseManifest(bytes, mediaType) as { layers: Array<{ digest: string; size: number }> }).layers.map((l) => [l.digest, l.size]) : []);
+    const image = parseManifest(bytes, mediaType);
+    const chain = await this.chainOf(v2Target, bytes, image);
+    const sizes = new Map<string, number>(image.kind === 'image' ? image.layers.map((l) => [l.digest, l.size]) : []);
     sizes.set(EMPTY_GZ_TAR_DIGEST, EMPTY_GZ_TAR.length);
     const ids = chain.map((entry) => entry.id);
     for (const [index, entry] of chain.entries()) {
@@ -332,11 +333,10 @@ export class V1PullThrough {
   }
 
   /** The v1 chain (top first) of a schema2/OCI manifest (§11.1) or a schema1 one (§11.2). */
-  private async chainOf(target: MirrorTarget, bytes: Buffer, mediaType: string): Promise<V1ChainEntry[]> {
-    const parsed = parseManifest(bytes, mediaType);
+  private async chainOf(target: MirrorTarget, bytes: Buffer, parsed: ParsedManifest): Promise<V1ChainEntry[]> {
     if (parsed.kind === 'image') {
       const blob = await this.v2.getBlob(target, parsed.config.digest).catch((error: unknown) => {
-        throw toV1Error(error);
+        throw toRegistryError(error);
       });
       const config = await readBounded(blob.open() as AsyncIterable<Buffer>, MAX_MANIFEST_BYTES, () => new V1Error(502, 'image config over 4 MiB'));
       try {
@@ -381,7 +381,7 @@ export class V1PullThrough {
         this.log.warn({ upstream: target.upstream.name, repository: target.repository, err: error.message }, 'v1 upstream failed; serving stale');
         return { ids: cached.value, outcome: 'stale' };
       }
-      throw toV1Error(error);
+      throw toRegistryError(error);
     }
   }
 }
@@ -393,29 +393,18 @@ export class V1PullThrough {
  */
 function layerVerifier(record: V1ImageRecord): { update(chunk: Buffer): void; check(size: number): void } {
   const payload = record.computed?.payload;
-  const hash = payload ? createHash('sha256').update(Buffer.from(record.json, 'base64')).update('\n') : undefined;
+  const hash = payload ? payloadHash(imageJsonBytes(record)) : undefined;
   return {
     update: (chunk) => hash?.update(chunk),
     check: (size) => {
       if (record.layerSize !== undefined && size !== record.layerSize) {
         throw new Error(`layer of ${record.id}: got ${size} bytes, the upstream's X-Docker-Size says ${record.layerSize}`);
       }
-      if (hash && `sha256:${hash.digest('hex')}` !== payload) throw new Error(`layer of ${record.id}: payload checksum mismatch (X-Docker-Checksum-Payload ${payload})`);
+      if (hash && payloadChecksum(hash) !== payload) throw new Error(`layer of ${record.id}: payload checksum mismatch (X-Docker-Checksum-Payload ${payload})`);
     },
   };
 }
 
 function notFound(message: string): V1Error {
   return new V1Error(404, message);
-}
-
-/** Upstream and v2-mirror failures in v1 terms: a clean status, so old clients fall back. */
-function toV1Error(error: unknown): unknown {
-  if (error instanceof V1Error) return error;
-  if (error instanceof RegistryError) return new V1Error(error.status, error.message, error.headers);
-  if (error instanceof UpstreamError) {
-    const status = error.kind === 'rate-limited' ? 429 : error.kind === 'denied' ? (error.status === 403 ? 403 : 401) : error.status === 404 ? 404 : 502;
-    return new V1Error(status, error.message);
-  }
-  return error;
 }

@@ -1,5 +1,6 @@
 // Docker Registry v1: names, image ids, tags, the /v1/ path grammar and the error format.
 // Pure code; the routes and the registry build on it. Spec: docs/v1-protocol.md §2, §3, §5.
+import { createHash, type Hash } from 'node:crypto';
 
 /** An error in the v1 format: `{"error": "..."}` with a status, as the Python registry sent. */
 export class V1Error extends Error {
@@ -160,4 +161,16 @@ export interface V1SearchResult {
   is_official: boolean;
   is_automated: boolean;
   is_trusted: boolean;
+}
+
+/**
+ * X-Docker-Checksum-Payload (§6): sha256 of the image json, "\n", then the layer bytes. Feed
+ * the layer to the returned hash, then read the value with `payloadChecksum`.
+ */
+export function payloadHash(imageJson: Uint8Array): Hash {
+  return createHash('sha256').update(imageJson).update('\n');
+}
+
+export function payloadChecksum(hash: Hash): string {
+  return `sha256:${hash.digest('hex')}`;
 }

@@ -4,11 +4,10 @@
 // checksum is accepted: a json without a layer, or a layer whose checksum failed, is an
 // unfinished upload. Layers go to the shared blob store (sha256 of the bytes as uploaded)
 // and are registered as private content and linked for v2, so v2 serves them by digest.
-import { createHash } from 'node:crypto';
 import { parseDigest } from '../protocol/digest.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { TarSumCalculator, tarSums } from '../protocol/tarsum.js';
-import { assertImageId, isValidV1Tag, V1Error, type ImageListEntry } from '../protocol/v1.js';
+import { assertImageId, isValidV1Tag, payloadChecksum, payloadHash, V1Error, type ImageListEntry } from '../protocol/v1.js';
 import type { BlobHandle, BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { PrivateBlobs } from '../storage/private-blobs.js';
@@ -83,7 +82,7 @@ export class V1LocalRegistry {
     const started = await this.image(id);
     if (!started) throw new V1Error(404, 'Image not found: PUT its json first');
     const json = imageJsonBytes(started);
-    const payload = createHash('sha256').update(json).update('\n');
+    const payload = payloadHash(json);
     // A complete image needs no TarSum: its upload can only be a repeat of the same layer.
     const tarsum = started.complete ? undefined : new TarSumCalculator();
     const writer = await this.blobs.createWriter();
@@ -118,10 +117,8 @@ export class V1LocalRegistry {
         throw new V1Error(409, 'the image json changed during this layer upload; push it again');
       }
       current.layer = { digest, size };
-      current.computed =
-        sums instanceof Error
-          ? { payload: `sha256:${payload.digest('hex')}`, tarsums: [], tarsumError: sums.message }
-          : { payload: `sha256:${payload.digest('hex')}`, tarsums: tarSums(sums, json) };
+      const computedPayload = payloadChecksum(payload);
+      current.computed = sums instanceof Error ? { payload: computedPayload, tarsums: [], tarsumError: sums.message } : { payload: computedPayload, tarsums: tarSums(sums, json) };
       await this.images.put(current);
     });
   }

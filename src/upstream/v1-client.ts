@@ -4,16 +4,16 @@
 // from the registry with `Authorization: Token …`. Old-Docker mirror mode passes the
 // client's own upstream token through instead (§10).
 import { performance } from 'node:perf_hooks';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import type { V1SearchResult } from '../protocol/v1.js';
 import { readBounded } from '../util/read-bounded.js';
 import { UpstreamError } from './errors.js';
+import { contentLength, discard, failWith, networkFailure, upstreamAgent, USER_AGENT } from './http.js';
 import type { UpstreamBlob } from './upstream.js';
 import type { UpstreamObserver } from './v2-client.js';
 
-const USER_AGENT = 'longshore/0.1 (+pull-through mirror)';
 // Upstream tokens are reused for this long per repository; the Hub's were short-lived, and a
 // refused token is simply fetched again.
 const TOKEN_REUSE_MS = 60_000;
@@ -63,7 +63,7 @@ export class V1RegistryClient {
     this.index = withSlash(config.v1.index);
     this.fixedRegistry = config.v1.registry ? withSlash(config.v1.registry) : undefined;
     this.basicAuth = config.username !== undefined ? `Basic ${Buffer.from(`${config.username}:${config.password ?? ''}`).toString('base64')}` : undefined;
-    this.agent = new Agent({ connect: { timeout: config.connectTimeout }, headersTimeout: config.timeout, bodyTimeout: config.timeout, keepAliveTimeout: 30_000 });
+    this.agent = upstreamAgent(config);
   }
 
   /**
@@ -73,7 +73,7 @@ export class V1RegistryClient {
   async repositoryImages(repository: string): Promise<string[] | undefined> {
     const response = await this.send(new URL(`v1/repositories/${repository}/images`, this.index), { 'x-docker-token': 'true', ...(this.basicAuth ? { authorization: this.basicAuth } : {}) });
     if (response.statusCode === 404) return discard(response, undefined);
-    if (response.statusCode !== 200) return this.fail(response, `GET images of ${repository} at the index`);
+    if (response.statusCode !== 200) return failWith(this.name, response, `GET images of ${repository} at the index`);
     const token = headerText(response, 'x-docker-token');
     const endpoint = headerText(response, 'x-docker-endpoints')?.split(',')[0]?.trim();
     const registry = this.fixedRegistry ?? (endpoint ? new URL(`${this.index.protocol}//${endpoint}/`) : this.index);
@@ -125,15 +125,14 @@ export class V1RegistryClient {
   async layer(id: string, auth: V1UpstreamAuth): Promise<UpstreamBlob | undefined> {
     const response = await this.registryCall(`images/${id}/layer`, auth);
     if (response === undefined) return undefined;
-    const length = headerText(response, 'content-length');
-    return { size: length !== undefined ? Number(length) : undefined, body: response.body };
+    return { size: contentLength(response), body: response.body };
   }
 
   /** GET /v1/search at the index. */
   async search(query: string, n: number): Promise<V1SearchResult[]> {
     const url = new URL(`v1/search?q=${encodeURIComponent(query)}&n=${n}`, this.index);
     const response = await this.send(url, { 'x-docker-token': 'true', ...(this.basicAuth ? { authorization: this.basicAuth } : {}) });
-    if (response.statusCode !== 200) return this.fail(response, 'search');
+    if (response.statusCode !== 200) return failWith(this.name, response, 'search');
     const body = (await this.json(response, 'search')) as { results?: unknown };
     return Array.isArray(body.results) ? (body.results as V1SearchResult[]).filter((r) => typeof r?.name === 'string') : [];
   }
@@ -153,6 +152,7 @@ export class V1RegistryClient {
       if (auth.kind === 'passthrough') headers.authorization = auth.authorization;
       if (auth.kind === 'repository') {
         const session = await this.session(auth.repository, attempt > 0);
+        if (!session) return undefined; // the index does not know the repository
         base = session.registry;
         if (session.token) headers.authorization = `Token ${session.token}`;
       }
@@ -163,18 +163,17 @@ export class V1RegistryClient {
         await response.body.dump();
         continue;
       }
-      return this.fail(response, `GET ${path}`);
+      return failWith(this.name, response, `GET ${path}`);
     }
     throw new UpstreamError(this.name, 'denied', `GET ${path}: the index's token was refused`);
   }
 
-  private async session(repository: string, renew: boolean): Promise<Session> {
+  /** The repository's session, from the index when missing or stale; undefined: unknown there. */
+  private async session(repository: string, renew: boolean): Promise<Session | undefined> {
     const current = this.sessions.get(repository);
     if (current && !renew && current.expires > this.now()) return current;
-    if ((await this.repositoryImages(repository)) === undefined) {
-      throw new UpstreamError(this.name, 'invalid', `the index does not know ${repository}`, { status: 404 });
-    }
-    return this.sessions.get(repository) as Session;
+    if ((await this.repositoryImages(repository)) === undefined) return undefined;
+    return this.sessions.get(repository);
   }
 
   private async send(url: URL, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
@@ -185,8 +184,7 @@ export class V1RegistryClient {
       return response;
     } catch (error) {
       this.observer?.request('other', 'error', (performance.now() - started) / 1000);
-      const err = error as { code?: string; message?: string };
-      throw new UpstreamError(this.name, 'unavailable', `GET ${url.pathname}: ${err.code ?? ''} ${err.message ?? String(error)}`.trim(), { cause: error });
+      throw networkFailure(this.name, `GET ${url.pathname}`, error);
     }
   }
 
@@ -199,25 +197,14 @@ export class V1RegistryClient {
       throw new UpstreamError(this.name, 'invalid', `${what}: not JSON`);
     }
   }
-
-  private async fail(response: Dispatcher.ResponseData, what: string): Promise<never> {
-    await response.body.dump();
-    const status = response.statusCode;
-    const kind = status === 429 ? 'rate-limited' : status === 401 || status === 403 ? 'denied' : status >= 500 ? 'unavailable' : 'invalid';
-    throw new UpstreamError(this.name, kind, `${what}: HTTP ${status}`, { status });
-  }
 }
 
 function withSlash(url: string): URL {
   return new URL(url.endsWith('/') ? url : `${url}/`);
 }
 
+/** Every value of a header, comma-joined: clients join repeated X-Docker-Token values (§4). */
 function headerText(response: Dispatcher.ResponseData, name: string): string | undefined {
   const value = response.headers[name];
   return Array.isArray(value) ? value.join(',') : value;
-}
-
-async function discard<T>(response: Dispatcher.ResponseData, value: T): Promise<T> {
-  await response.body.dump();
-  return value;
 }

@@ -2,17 +2,17 @@
 // (undici), the Bearer token flow from WWW-Authenticate, Basic credentials, and redirects
 // that never carry credentials to another origin (Docker Hub sends blobs to a CDN).
 import { performance } from 'node:perf_hooks';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import type { V2UpstreamConfig } from '../config/schema.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { readBounded } from '../util/read-bounded.js';
 import { sniffManifestMediaType } from '../protocol/media-types.js';
 import { UpstreamError } from './errors.js';
+import { contentLength, discard, failWith, header, networkFailure, upstreamAgent, USER_AGENT } from './http.js';
 import { TokenCache } from './token-cache.js';
 import type { UpstreamBlob, UpstreamManifest, UpstreamManifestHead, UpstreamRegistry } from './upstream.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
 
-const USER_AGENT = 'longshore/0.1 (+pull-through mirror)';
 const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
@@ -67,15 +67,7 @@ export class V2RegistryClient implements UpstreamRegistry {
     this.baseUrl = new URL(config.url.endsWith('/') ? config.url : `${config.url}/`);
     this.basicAuth =
       config.username !== undefined ? `Basic ${Buffer.from(`${config.username}:${config.password ?? ''}`).toString('base64')}` : undefined;
-    this.agent =
-      dispatcher ??
-      new Agent({
-        connect: { timeout: config.connectTimeout },
-        headersTimeout: config.timeout,
-        // A gap this long between body chunks is a stall: the fetch fails and nothing is cached.
-        bodyTimeout: config.timeout,
-        keepAliveTimeout: 30_000,
-      });
+    this.agent = dispatcher ?? upstreamAgent(config);
   }
 
   async fetchBlob(repository: string, digest: string): Promise<UpstreamBlob | undefined> {
@@ -209,7 +201,7 @@ export class V2RegistryClient implements UpstreamRegistry {
         response = await this.agent.request({ origin: url.origin, path: url.pathname + url.search, method, headers });
       } catch (error) {
         this.observer?.request(requestKind(options.path), 'error', (performance.now() - started) / 1000);
-        throw new UpstreamError(this.name, 'unavailable', `${method} ${url.origin}${url.pathname}: ${describeNetworkError(error)}`, { cause: error });
+        throw networkFailure(this.name, `${method} ${url.origin}${url.pathname}`, error);
       }
       this.observer?.request(requestKind(options.path), response.statusCode, (performance.now() - started) / 1000);
       const remaining = /^\s*(\d+)/.exec(header(response, 'ratelimit-remaining') ?? '');
@@ -223,35 +215,17 @@ export class V2RegistryClient implements UpstreamRegistry {
     }
   }
 
-  private async failWith(response: Dispatcher.ResponseData, what: string): Promise<never> {
-    await response.body.dump().catch(() => undefined);
-    const status = response.statusCode;
-    if (status === 429) {
-      const retryAfter = Number(header(response, 'retry-after'));
-      throw new UpstreamError(this.name, 'rate-limited', `${what}: 429 too many requests`, {
-        status,
-        retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined,
-      });
-    }
-    if (status === 401 || status === 403) throw new UpstreamError(this.name, 'denied', `${what}: access denied (${status})`, { status });
-    throw new UpstreamError(this.name, status >= 500 ? 'unavailable' : 'invalid', `${what}: unexpected status ${status}`, { status });
+  private failWith(response: Dispatcher.ResponseData, what: string): Promise<never> {
+    return failWith(this.name, response, what);
   }
+
 }
 
 function tokenKey(challenge: AuthChallenge, scope: string): string {
   return `${challenge.params.realm ?? ''}|${challenge.params.service ?? ''}|${scope}`;
 }
 
-function header(response: Dispatcher.ResponseData, name: string): string | undefined {
-  const value = response.headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
 
-function contentLength(response: Dispatcher.ResponseData): number | undefined {
-  const value = header(response, 'content-length');
-  if (value === undefined || !/^\d+$/.test(value)) return undefined;
-  return Number(value);
-}
 
 function stripParams(contentType: string): string {
   return (contentType.split(';')[0] ?? '').trim().toLowerCase();
@@ -267,12 +241,4 @@ function manifestType(contentType: string | undefined, bytes: Buffer): string | 
   return sniffManifestMediaType(bytes) ?? (contentType ? stripParams(contentType) : undefined);
 }
 
-async function discard<T>(response: Dispatcher.ResponseData, value: T): Promise<T> {
-  await response.body.dump().catch(() => undefined);
-  return value;
-}
 
-function describeNetworkError(error: unknown): string {
-  const err = error as { code?: string; message?: string };
-  return err.code ? `${err.code} ${err.message ?? ''}`.trim() : String(err.message ?? error);
-}

@@ -1,0 +1,58 @@
+// HTTP plumbing both upstream clients (v2 and v1) share: the connection pool, response
+// headers, and how an unexpected answer or a network error becomes an UpstreamError.
+import { Agent, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/schema.js';
+import { UpstreamError } from './errors.js';
+
+export const USER_AGENT = 'longshore/0.1 (+pull-through mirror)';
+
+/** A keep-alive pool for one upstream, bounded by its timeouts. */
+export function upstreamAgent(config: Pick<UpstreamConfig, 'connectTimeout' | 'timeout'>): Agent {
+  return new Agent({
+    connect: { timeout: config.connectTimeout },
+    headersTimeout: config.timeout,
+    // A gap this long between body chunks is a stall: the fetch fails and nothing is cached.
+    bodyTimeout: config.timeout,
+    keepAliveTimeout: 30_000,
+  });
+}
+
+/** The first value of a response header. */
+export function header(response: Dispatcher.ResponseData, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function contentLength(response: Dispatcher.ResponseData): number | undefined {
+  const value = header(response, 'content-length');
+  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** Drains a response whose body is not needed, then answers `value`. */
+export async function discard<T>(response: Dispatcher.ResponseData, value: T): Promise<T> {
+  await response.body.dump().catch(() => undefined);
+  return value;
+}
+
+/** An answer other than the ones the caller handles, as the pull-through policy classifies it. */
+export async function failWith(upstream: string, response: Dispatcher.ResponseData, what: string): Promise<never> {
+  await response.body.dump().catch(() => undefined);
+  const status = response.statusCode;
+  if (status === 429) {
+    const retryAfter = Number(header(response, 'retry-after'));
+    throw new UpstreamError(upstream, 'rate-limited', `${what}: 429 too many requests`, {
+      status,
+      retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined,
+    });
+  }
+  if (status === 401 || status === 403) throw new UpstreamError(upstream, 'denied', `${what}: access denied (${status})`, { status });
+  throw new UpstreamError(upstream, status >= 500 ? 'unavailable' : 'invalid', `${what}: unexpected status ${status}`, { status });
+}
+
+/** A request that got no answer (refused, reset, timed out). */
+export function networkFailure(upstream: string, what: string, error: unknown): UpstreamError {
+  const err = error as { code?: string; message?: string };
+  const detail = err.code ? `${err.code} ${err.message ?? ''}`.trim() : String(err.message ?? error);
+  return new UpstreamError(upstream, 'unavailable', `${what}: ${detail}`, { cause: error });
+}
