@@ -2,13 +2,13 @@
 // with each image's full name in `org.opencontainers.image.ref.name`, blobs/sha256/…), taken
 // through a Longshore (cache, or upstream on a miss). Blobs stream from the registry into the
 // tar, hashed on the way; the file appears under its name only when complete.
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { Progress } from '../cli/progress.js';
+import { createDigester, parseDigest } from '../protocol/digest.js';
 import { formatImageRef, type ImageRef } from '../protocol/image-ref.js';
 import type { Descriptor } from '../protocol/manifest.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
@@ -99,7 +99,8 @@ export async function exportBundle(
 async function copyBlob(client: UpstreamRegistry, repository: string, blob: Descriptor, pack: tar.Pack, counted: (bytes: number) => void): Promise<void> {
   const response = await client.fetchBlob(repository, blob.digest);
   if (!response) throw new Error(`blob ${blob.digest} not found`);
-  const hash = createHash('sha256');
+  const expected = parseDigest(blob.digest);
+  const hash = createDigester(expected.algorithm);
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
@@ -113,6 +114,6 @@ async function copyBlob(client: UpstreamRegistry, repository: string, blob: Desc
   } catch (error) {
     throw Object.assign(new Error(`blob ${blob.digest}: ${(error as Error).message}`), { fatal: true });
   }
-  const actual = `sha256:${hash.digest('hex')}`;
+  const actual = `${expected.algorithm}:${hash.digest('hex')}`;
   if (actual !== blob.digest) throw Object.assign(new Error(`blob ${blob.digest} arrived as ${actual}`), { fatal: true });
 }

@@ -37,6 +37,8 @@ interface Staged {
   writer: BlobWriter;
   digest: Digest;
   size: number;
+  /** The bytes of small JSON blobs (manifests, configs), which the plan reads back. */
+  json: Buffer | undefined;
 }
 
 export class BundleError extends Error {
@@ -65,14 +67,26 @@ export async function importBundle(file: string, targets: ImportTargets, progres
       } else if (blob) {
         const digest = tryParseDigest(`${blob[1]}:${blob[2]}`);
         if (!digest) throw new BundleError(file, `entry ${name} is not named by a valid digest`);
-        const writer = await targets.blobs.createWriter(digest);
-        staged.set(digest.text, { writer, digest, size: entry.header.size ?? 0 });
+        if (staged.has(digest.text)) {
+          entry.resume(); // the same content twice: the first copy is verified already
+          continue;
+        }
+        const size = entry.header.size ?? 0;
+        const entryStaged: Staged = { writer: await targets.blobs.createWriter(digest), digest, size, json: undefined };
+        staged.set(digest.text, entryStaged);
+        const kept: Buffer[] = [];
         for await (const chunk of entry as AsyncIterable<Buffer>) {
-          await writer.write(chunk);
+          await entryStaged.writer.write(chunk);
+          if (size <= MAX_MANIFEST_BYTES) kept.push(chunk);
           bytes += chunk.byteLength;
           progress.advance(file, chunk.byteLength);
         }
-        await writer.verify(entry.header.size);
+        await entryStaged.writer.verify(size);
+        // Verified: the temp file waits for commit without its descriptor, so a bundle of
+        // thousands of blobs does not run out of them.
+        entryStaged.writer.close();
+        const head = kept[0];
+        if (head !== undefined && head[0] === 0x7b /* { */) entryStaged.json = Buffer.concat(kept);
         progress.blobDone(file);
       } else if (name === 'oci-layout' || name === 'index.json') {
         const chunks: Buffer[] = [];
@@ -133,7 +147,10 @@ async function checkBundle(file: string, small: Map<string, Buffer>, staged: Map
   const present = async (digest: string) => staged.has(digest) || (await targets.blobs.stat(parseDigest(digest))) !== undefined;
   const readManifest = async (descriptor: Descriptor): Promise<Buffer> => {
     const stagedBlob = staged.get(descriptor.digest);
-    if (stagedBlob) return stagedBlob.writer.readAt(0, stagedBlob.size);
+    if (stagedBlob) {
+      if (!stagedBlob.json) throw new BundleError(file, `manifest ${descriptor.digest} is not JSON`);
+      return stagedBlob.json;
+    }
     const stored = await targets.blobs.readAll(parseDigest(descriptor.digest), MAX_MANIFEST_BYTES);
     if (!stored) throw new BundleError(file, `manifest ${descriptor.digest} is missing`);
     return stored;

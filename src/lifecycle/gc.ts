@@ -56,7 +56,11 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
     const [, algorithm, hex] = key.split('/');
     const digest = `${algorithm}:${hex}`;
     const record = await targets.metadata.get<{ mediaType: string }>(key);
-    const bytes = await targets.blobs.readAll(parseDigest(digest), MAX_MANIFEST_BYTES).catch(() => undefined);
+    // Only a missing file makes a record dangling: any other read error (EIO, EMFILE, a file
+    // over the limit) stops gc, rather than deleting a manifest and then its layers.
+    const bytes = await targets.blobs.readAll(parseDigest(digest), MAX_MANIFEST_BYTES).catch((error: unknown) => {
+      throw new Error(`gc stopped: cannot read manifest ${digest} (${(error as Error).message}); nothing was deleted after it`, { cause: error });
+    });
     if (!record || !bytes) {
       danglingManifests.add(digest);
       if (!options.dryRun) await targets.metadata.delete(key);

@@ -12,7 +12,8 @@
 // checksum) that must pass before anything is stored.
 import { Readable } from 'node:stream';
 import type { Digest } from '../protocol/digest.js';
-import { READ_CHUNK_BYTES, type BlobStore, type BlobWriter, type ByteRange } from '../storage/blob-store.js';
+import { READ_CHUNK_BYTES, type BlobStore, type BlobWriter, type ByteRange, type SendableBlob } from '../storage/blob-store.js';
+import type { CacheOutcome } from './outcome.js';
 import type { UpstreamBlob } from '../upstream/upstream.js';
 import { deferred } from '../util/deferred.js';
 
@@ -25,7 +26,10 @@ export interface FetchSource {
   alreadyStored?(): Promise<boolean>;
   /** An extra check over every byte, run before the commit; throws to reject the bytes. */
   verifier?(): { update(chunk: Buffer): void; check(size: number): void };
-  /** Runs after the commit and before anyone can miss the fetch: records where the bytes went. */
+  /**
+   * Runs after the commit and before anyone can miss the fetch: records where the bytes went.
+   * Must not throw: the bytes are verified and stored by then, whatever the bookkeeping does.
+   */
   stored?(digest: Digest, size: number): Promise<void>;
 }
 
@@ -48,8 +52,6 @@ export class UpstreamBlobMissing extends Error {
 type FetchState = 'starting' | 'streaming' | 'committed' | 'failed';
 
 export interface InflightObserver {
-  /** Called with the number of fetches in progress whenever it changes. */
-  inflightChanged?(count: number): void;
   /**
    * Called once per fetch with the bytes received from `source` (the upstream) and the result:
    * the stored digest on success, the fetch's key on failure.
@@ -263,19 +265,46 @@ export class InflightBlobs {
    * Joins the fetch in progress for `digest`, or starts one (`leader`). The caller holds the
    * fetch until it calls `fetch.leave()` or hands the hold to `fetch.openReader()`.
    */
+  /**
+   * Joins (or starts) the fetch for `key` and answers a blob that reads it as it lands;
+   * undefined when the content reached the store meanwhile (look there again). The one path
+   * v2 blobs and v1 layers take on a miss.
+   */
+  async follow(key: string, store: BlobStore, source: FetchSource, sourceName: string): Promise<(SendableBlob & { outcome: CacheOutcome }) | undefined> {
+    const { fetch, leader } = this.join(key, store, source, sourceName);
+    let size: number | undefined;
+    try {
+      ({ size } = await fetch.ready);
+    } catch (error) {
+      fetch.leave();
+      if (error instanceof BlobAlreadyStored) return undefined;
+      throw error;
+    }
+    let taken = false;
+    return {
+      size,
+      outcome: leader ? 'miss' : 'coalesced',
+      open: (range) => {
+        taken = true;
+        return fetch.openReader(range);
+      },
+      discard: () => {
+        if (!taken) fetch.leave();
+        taken = true;
+        return Promise.resolve();
+      },
+    };
+  }
+
   join(key: string, store: BlobStore, source: FetchSource, sourceName = 'upstream'): { fetch: BlobFetch; leader: boolean } {
     const existing = this.fetches.get(key);
     if (existing) {
       existing.hold();
       return { fetch: existing, leader: false };
     }
-    const fetch = new BlobFetch(key, () => {
-      this.fetches.delete(key);
-      this.observer.inflightChanged?.(this.fetches.size);
-    });
+    const fetch = new BlobFetch(key, () => this.fetches.delete(key));
     fetch.hold();
     this.fetches.set(key, fetch);
-    this.observer.inflightChanged?.(this.fetches.size);
     void fetch.run(store, source).then(() => this.observer.fetchFinished?.(fetch.storedDigest?.text ?? key, fetch.received, fetch.failed, sourceName));
     return { fetch, leader: true };
   }

@@ -8,7 +8,7 @@ import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
 import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob-store.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
 import { UpstreamError } from '../upstream/errors.js';
-import { BlobAlreadyStored, UpstreamBlobMissing, type BlobFetch, type InflightBlobs } from './inflight.js';
+import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
 import type { MirrorTarget } from './router.js';
 import { SingleFlight } from './single-flight.js';
@@ -17,27 +17,6 @@ import type { TagRecords, TagRecord } from './tag-records.js';
 /** A blob to send (hit: the stored file; miss: following the fetch) and how it was found. */
 export interface BlobResult extends SendableBlob {
   outcome: CacheOutcome;
-}
-
-/**
- * A blob read from a fetch in progress (the tail-following reader); takes over the caller's
- * hold on the fetch, released by the reader or by discard().
- */
-export function followFetch(fetch: BlobFetch, size: number | undefined, leader: boolean): BlobResult {
-  let taken = false;
-  return {
-    size,
-    outcome: leader ? 'miss' : 'coalesced',
-    open: (range) => {
-      taken = true;
-      return fetch.openReader(range);
-    },
-    discard: () => {
-      if (!taken) fetch.leave();
-      taken = true;
-      return Promise.resolve();
-    },
-  };
 }
 
 export interface ManifestResult extends StoredManifest {
@@ -127,20 +106,11 @@ export class PullThroughMirror {
       }
       this.tracker.forget(digest.text);
       if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
-      const { fetch, leader } = this.inflight.join(
-        digest.text,
-        this.blobs,
-        { expected: digest, open: () => target.upstream.fetchBlob(target.repository, digest.text) },
-        target.upstream.name,
-      );
-      try {
-        const { size } = await fetch.ready;
-        return followFetch(fetch, size, leader);
-      } catch (error) {
-        fetch.leave();
-        if (error instanceof BlobAlreadyStored) continue;
+      const source = { expected: digest, open: () => target.upstream.fetchBlob(target.repository, digest.text) };
+      const following = await this.inflight.follow(digest.text, this.blobs, source, target.upstream.name).catch((error: unknown) => {
         throw this.blobError(error, target, digest);
-      }
+      });
+      if (following) return following;
     }
     throw new RegistryError('UNKNOWN', `blob ${digest.text} vanished while being stored`);
   }

@@ -21,9 +21,9 @@ import { UpstreamError } from '../upstream/errors.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
 import type { V1RegistryClient, V1UpstreamAuth } from '../upstream/v1-client.js';
 import { readBounded } from '../util/read-bounded.js';
-import { BlobAlreadyStored, UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
+import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
-import { followFetch, toRegistryError, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
+import { toRegistryError, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
 import type { MirrorTarget, RoutableUpstream } from './router.js';
 import { SingleFlight } from './single-flight.js';
 
@@ -202,34 +202,29 @@ export class V1PullThrough {
       if (record.source?.api === 'v2') return this.v2Layer(record, target);
       const client = target?.upstream.v1;
       if (!client || this.offline) throw notFound(`layer of ${record.id} is not cached${this.offline ? ', and offline mode is on' : ''}`);
-      const { fetch, leader } = this.inflight.join(
-        `v1:${client.name}:${record.id}`,
-        this.blobs,
-        {
-          open: () => client.layer(record.id, auth),
-          alreadyStored: async () => (await this.storedLayer(await this.current(record))) !== undefined,
-          verifier: () => layerVerifier(record),
-          stored: async (digest, size) => {
-            const current = await this.current(record);
-            current.layer = { digest: digest.text, size };
-            await this.images.put(current);
-            record.layer = current.layer;
-          },
+      const source: FetchSource = {
+        open: () => client.layer(record.id, auth),
+        alreadyStored: async () => {
+          const layer = (await this.current(record)).layer;
+          return layer !== undefined && (await this.blobs.stat(parseDigest(layer.digest))) !== undefined;
         },
-        client.name,
-      );
-      try {
-        const { size } = await fetch.ready;
-        return followFetch(fetch, size, leader);
-      } catch (error) {
-        fetch.leave();
-        if (error instanceof BlobAlreadyStored) {
-          record = await this.current(record);
-          continue;
-        }
+        verifier: () => layerVerifier(record),
+        stored: async (digest, size) => {
+          record.layer = { digest: digest.text, size };
+          try {
+            await this.images.put({ ...(await this.current(record)), layer: record.layer });
+          } catch (error) {
+            // The verified layer is stored either way; the record learns its digest next time.
+            this.log.warn({ image: record.id, err: (error as Error).message }, 'could not record the layer digest of a v1 image');
+          }
+        },
+      };
+      const following = await this.inflight.follow(`v1:${client.name}:${record.id}`, this.blobs, source, client.name).catch((error: unknown) => {
         if (error instanceof UpstreamBlobMissing) throw notFound(`layer of ${record.id} not found at ${client.name}`);
         throw toRegistryError(error);
-      }
+      });
+      if (following) return following;
+      record = await this.current(record);
     }
     throw new V1Error(500, `layer of ${record.id} vanished while being stored`);
   }
@@ -241,7 +236,10 @@ export class V1PullThrough {
   private async storedLayer(record: V1ImageRecord): Promise<BlobResult | undefined> {
     if (!record.layer) return undefined;
     const handle = await this.blobs.open(parseDigest(record.layer.digest));
-    if (!handle) return undefined;
+    if (!handle) {
+      this.tracker.forget(record.layer.digest); // evicted or collected: no longer counted
+      return undefined;
+    }
     this.tracker.touched(record.layer.digest);
     return { ...sendableBlob(handle), outcome: 'hit' };
   }

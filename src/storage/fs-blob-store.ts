@@ -201,7 +201,12 @@ class FsBlobHandle implements BlobHandle {
       const onClose = () => settle();
       destination.on('close', onClose);
       const pump = (): void => {
-        if (settled || reading || destination.destroyed) return;
+        if (settled || reading) return;
+        // Gone already (a client that hung up before we started, whose 'close' we missed).
+        if (destination.destroyed) {
+          settle();
+          return;
+        }
         if (position > end) {
           if (inFlight === 0) {
             destination.end();

@@ -2,7 +2,11 @@
 // warm, and export/import bundles between two instances.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { buffer } from 'node:stream/consumers';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
 import path from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
@@ -45,6 +49,27 @@ const upstreamConfig = (extra: Record<string, unknown> = {}) => ({
   upstreams: [{ name: 'local', url: proxy.url, default: true, hosts: ['registry.test'], tagTtl: '1h' }],
   ...extra,
 });
+
+/** Copies a bundle, repeating its first blob entry right after itself. */
+async function withBlobEntryTwice(source: string, destination: string): Promise<void> {
+  const extract = tar.extract();
+  const pack = tar.pack();
+  const writing = pipeline(pack, createWriteStream(destination));
+  const reading = pipeline(createReadStream(source), extract);
+  let repeated = false;
+  for await (const entry of extract) {
+    const body = await buffer(entry);
+    pack.entry({ ...entry.header }, body);
+    if (!repeated && entry.header.name.includes('blobs/')) {
+      pack.entry({ ...entry.header }, body);
+      repeated = true;
+    }
+  }
+  await reading;
+  pack.finalize();
+  await writing;
+  assert.ok(repeated, 'the bundle has a blob entry');
+}
 
 async function blobFiles(dataDir: string): Promise<Map<string, number>> {
   const files = new Map<string, number>();
@@ -225,8 +250,19 @@ test('export on one instance, import on an offline one with no upstream, pull by
   assert.equal(rejectedTruncated.code, 1);
   assert.deepEqual([...(await blobFiles(siteData.path)).keys()], [], 'nothing was half-imported');
 
+  // The same blob twice in a bundle (tar allows it): imported once, no temp file left over.
+  const twiceData = await makeTempDir('twice-data');
+  onCleanup(t, () => twiceData.remove());
+  const twice = path.join(work.path, 'twice.tar');
+  await withBlobEntryTwice(bundle, twice);
+  const twiceConfigFile = await writeConfig('twice', { ...siteConfig, storage: { path: twiceData.path } });
+  const importedTwice = await runCli(['import', '--config', twiceConfigFile, twice]);
+  assert.equal(importedTwice.code, 0, importedTwice.stderr);
+  assert.deepEqual(await readdir(path.join(twiceData.path, 'tmp')), []);
+
   const imported = await runCli(['import', '--config', siteConfigFile, bundle]);
   assert.equal(imported.code, 0, imported.stderr);
+  assert.deepEqual([...(await blobFiles(siteData.path)).keys()].sort(), [...(await blobFiles(twiceData.path)).keys()].sort(), 'the duplicate changed nothing');
   assert.match(imported.stdout, /tags: registry\.test\/apps\/one:v1, registry\.test\/apps\/multi:multi/);
 
   const site = await startLongshore(siteConfig, { dataDir: siteData.path });

@@ -134,7 +134,7 @@ test('fs: writeTo sends whole blobs and ranges through pooled buffers, concurren
   await Promise.all(sends);
 });
 
-test('fs: writeTo stops reading and closes the file when the destination goes away', async () => {
+test('fs: writeTo stops reading and closes the file when the destination goes away', { timeout: 10_000 }, async () => {
   const store = await newStore();
   const bytes = randomBytes(8 * 1024 * 1024);
   await store.put(parseDigest(digestOf(bytes)), bytes);
@@ -159,4 +159,14 @@ test('fs: writeTo stops reading and closes the file when the destination goes aw
   await writeTo(sink);
   assert.ok(received < bytes.length, 'stopped early');
   assert.equal(await openOnBlob(), 0, 'the blob file is closed');
+
+  // A destination gone before the send starts (its 'close' already fired): settles, closes.
+  const late = await store.open(parseDigest(digestOf(bytes)));
+  const lateWriteTo = late?.writeTo?.bind(late);
+  assert.ok(lateWriteTo);
+  const gone = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+  gone.destroy();
+  await new Promise((resolve) => setImmediate(resolve));
+  await lateWriteTo(gone);
+  assert.equal(await openOnBlob(), 0, 'the blob file is closed after a send to a closed destination');
 });
