@@ -4,6 +4,20 @@ import type { IncomingHttpHeaders } from 'node:http';
 
 export type Action = 'pull' | 'push' | 'delete';
 
+export interface UserVerifier {
+  /** True when the user exists and the password is right. */
+  verify(username: string, password: string): Promise<boolean>;
+}
+
+/** The user named by `Basic` credentials (the base64 part), when they are valid. Both APIs use it. */
+export async function verifyBasic(users: UserVerifier | undefined, credentials: string): Promise<string | undefined> {
+  const decoded = Buffer.from(credentials, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0 || !users) return undefined;
+  const name = decoded.slice(0, colon);
+  return (await users.verify(name, decoded.slice(colon + 1))) ? name : undefined;
+}
+
 export interface AccessRequest {
   headers: IncomingHttpHeaders;
   /** Base URL the client used (publicUrl, or scheme + Host), for challenges. */

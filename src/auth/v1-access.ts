@@ -8,9 +8,8 @@
 //                       did not sign is passed upstream untouched and never opens private content
 import { V1Error } from '../protocol/v1.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { NamespacePolicy } from './access.js';
+import { verifyBasic, type NamespacePolicy, type UserVerifier } from './access.js';
 import type { JwtCodec } from './jwt.js';
-import type { UserVerifier } from './v2-access.js';
 
 export type V1AccessLevel = 'read' | 'write' | 'delete';
 
@@ -59,10 +58,8 @@ export class V1Access {
     const kind = scheme?.[1]?.toLowerCase();
     const value = scheme?.[2] ?? '';
     if (kind === 'basic') {
-      const decoded = Buffer.from(value, 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      const name = decoded.slice(0, colon);
-      if (colon > 0 && this.users && (await this.users.verify(name, decoded.slice(colon + 1)))) return { kind: 'user', name };
+      const name = await verifyBasic(this.users, value);
+      if (name !== undefined) return { kind: 'user', name };
       throw new V1Error(401, 'Wrong login/password, please try again', { 'www-authenticate': 'Basic realm="longshore",Token' });
     }
     if (kind === 'token') {

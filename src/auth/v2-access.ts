@@ -6,13 +6,8 @@
 //   private namespaces:   pull for users (or anyone with private.anonymousPull); push/delete for users
 import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
-import type { AccessControl, AccessRequest, Action, NamespacePolicy } from './access.js';
+import { verifyBasic, type AccessControl, type AccessRequest, type Action, type NamespacePolicy, type UserVerifier } from './access.js';
 import type { JwtCodec } from './jwt.js';
-
-export interface UserVerifier {
-  /** True when the user exists and the password is right. */
-  verify(username: string, password: string): Promise<boolean>;
-}
 
 export interface AccessSettings {
   /** auth.anonymousPull: pulls of mirrored content without credentials. */
@@ -103,10 +98,8 @@ export class RegistryAccess implements AccessControl {
     if (!header) return { kind: 'anonymous' };
     const [scheme, value = ''] = header.split(/\s+/, 2);
     if (scheme?.toLowerCase() === 'basic') {
-      const decoded = Buffer.from(value, 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      const name = decoded.slice(0, colon);
-      if (colon > 0 && this.users && (await this.users.verify(name, decoded.slice(colon + 1)))) return { kind: 'user', name };
+      const name = await verifyBasic(this.users, value);
+      if (name !== undefined) return { kind: 'user', name };
       throw this.challenge(request, undefined, 'invalid username or password');
     }
     if (scheme?.toLowerCase() === 'bearer' && !options.basicOnly) {

@@ -20,6 +20,7 @@ import { imageJsonBytes, type V1ImageRecord, type V1ImageStore } from '../storag
 import { UpstreamError } from '../upstream/errors.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
 import type { V1RegistryClient, V1UpstreamAuth } from '../upstream/v1-client.js';
+import { KeyedLock } from '../util/keyed-lock.js';
 import { readBounded } from '../util/read-bounded.js';
 import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
@@ -62,6 +63,7 @@ export class V1PullThrough {
   private readonly refreshes = new SingleFlight<unknown>();
   /** Ancestries learned from an `ancestry` call: each ancestor's is a suffix of it. */
   private readonly knownAncestry = new LRUCache<string, string[]>({ max: 10_000 });
+  private readonly lock = new KeyedLock();
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
   private readonly upstreamByName: (name: string) => V1Upstream | undefined;
@@ -324,9 +326,13 @@ export class V1PullThrough {
     }
     const top = ids[0] as string;
     await this.metadata.put(this.chainKey(digest), { top });
-    const listed = new Set((await this.metadata.get<string[]>(this.key(target, '_v2images'))) ?? []);
-    for (const id of ids) listed.add(id);
-    await this.metadata.put(this.key(target, '_v2images'), [...listed]);
+    // Tags of one repository resolve concurrently (a tag list); their ids must all land.
+    const listKey = this.key(target, '_v2images');
+    await this.lock.run(listKey, async () => {
+      const listed = new Set((await this.metadata.get<string[]>(listKey)) ?? []);
+      for (const id of ids) listed.add(id);
+      await this.metadata.put(listKey, [...listed]);
+    });
     return { id: top, outcome };
   }
 

@@ -42,20 +42,30 @@ export class LocalRegistry {
 
   // ---- blobs ---------------------------------------------------------------------------
 
+  /** The blob's size when the repository links it and the store holds it. */
+  private async linkedStat(repository: string, digest: Digest): Promise<{ size: number } | undefined> {
+    return (await this.isLinked(repository, digest)) ? this.blobs.stat(digest) : undefined;
+  }
+
+  private async isLinked(repository: string, digest: Digest): Promise<boolean> {
+    return (await this.metadata.get(this.key(repository, '_layers', digest.algorithm, digest.hex))) !== undefined;
+  }
+
   async hasBlob(repository: string, digest: Digest): Promise<boolean> {
-    return (await this.metadata.get(this.key(repository, '_layers', digest.algorithm, digest.hex))) !== undefined && (await this.blobs.stat(digest)) !== undefined;
+    return (await this.linkedStat(repository, digest)) !== undefined;
   }
 
   async statBlob(repository: string, digestText: string): Promise<{ size: number }> {
     const digest = parseDigest(digestText);
-    const stat = (await this.hasBlob(repository, digest)) ? await this.blobs.stat(digest) : undefined;
+    const stat = await this.linkedStat(repository, digest);
     if (!stat) throw blobUnknown(repository, digest.text);
     return stat;
   }
 
   async openBlob(repository: string, digestText: string): Promise<BlobHandle> {
     const digest = parseDigest(digestText);
-    const handle = (await this.hasBlob(repository, digest)) ? await this.blobs.open(digest) : undefined;
+    // A link is enough: open() itself finds out whether the file is there.
+    const handle = (await this.isLinked(repository, digest)) ? await this.blobs.open(digest) : undefined;
     if (!handle) throw blobUnknown(repository, digest.text);
     return handle;
   }
@@ -75,9 +85,8 @@ export class LocalRegistry {
     const digest = parseDigest(digestText);
     const sources = from ? [from] : await this.repositoriesInNamespace(repository);
     for (const source of sources) {
-      if ((await this.hasBlob(source, digest)) && (await mayRead(source))) {
-        const stat = await this.blobs.stat(digest);
-        if (!stat) return false;
+      const stat = await this.linkedStat(source, digest);
+      if (stat && (await mayRead(source))) {
         await this.linkBlob(repository, digest, stat.size);
         return true;
       }
@@ -110,12 +119,12 @@ export class LocalRegistry {
       for (const child of parsed.manifests) if (!(await this.hasManifest(repository, child.digest))) missing.push(child.digest);
       if (missing.length > 0) {
         // The Go registry's code for this case too: a child manifest is a blob of the index.
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `index references manifests not in ${repository}: ${missing.join(', ')}`, { status: 400, detail: { digests: missing } });
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `index references manifests not in ${repository}: ${missing.join(', ')}`, { detail: { digests: missing } });
       }
     } else {
       for (const blob of [parsed.config, ...parsed.layers]) if (!(await this.hasBlob(repository, parseDigest(blob.digest)))) missing.push(blob.digest);
       if (missing.length > 0) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest references blobs not in ${repository}: ${missing.join(', ')}`, { status: 400, detail: { digests: missing } });
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest references blobs not in ${repository}: ${missing.join(', ')}`, { detail: { digests: missing } });
       }
     }
 

@@ -77,7 +77,9 @@ export class UploadSessions {
     const expected = range ? range.end - range.start + 1 : declaredLength;
     if (expected !== undefined && received !== expected) {
       await this.discard(session);
-      throw new RegistryError('SIZE_INVALID', `chunk of ${received} bytes, but ${expected} were declared`, { status: 416 });
+      // A body that does not match its own Content-Range/Length is a bad request (400), not an
+      // out-of-order chunk (416, which tells the client to resume elsewhere).
+      throw new RegistryError('SIZE_INVALID', `chunk of ${received} bytes, but ${expected} were declared`);
     }
     return { id, repository, offset: session.writer.bytesWritten };
   }

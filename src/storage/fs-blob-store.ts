@@ -346,6 +346,8 @@ class FsBlobWriter implements BlobWriter {
   }
 
   async readAt(position: number, length: number): Promise<Buffer> {
+    // Aborted: the unflushed bytes are gone, and an empty answer would spin a reader.
+    if (this.state === 'aborted') throw new Error(`read after abort for ${this.label}`);
     if (position >= this.flushed) return this.unflushedAt(position, length);
     const buffer = Buffer.allocUnsafe(Math.min(length, this.flushed - position));
     let filled = 0;

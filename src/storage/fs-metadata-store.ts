@@ -29,11 +29,23 @@ export class FsMetadataStore implements MetadataStore {
 
   async put(key: string, value: unknown): Promise<void> {
     const file = this.fileFor(key);
-    await mkdir(path.dirname(file), { recursive: true });
-    await mkdir(this.tmpDir, { recursive: true });
     const temp = path.join(this.tmpDir, `meta-${randomUUID()}`);
-    await writeFile(temp, JSON.stringify(value));
-    await rename(temp, file);
+    try {
+      await writeFile(temp, JSON.stringify(value)).catch(async (error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        await mkdir(this.tmpDir, { recursive: true });
+        await writeFile(temp, JSON.stringify(value));
+      });
+      // Directories are made on the first write below them, not checked on every put.
+      await rename(temp, file).catch(async (error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        await mkdir(path.dirname(file), { recursive: true });
+        await rename(temp, file);
+      });
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      throw error;
+    }
   }
 
   async delete(key: string): Promise<boolean> {

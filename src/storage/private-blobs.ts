@@ -5,6 +5,7 @@ import type { Digest } from '../protocol/digest.js';
 import type { MetadataStore } from './metadata-store.js';
 
 const PREFIX = 'private/blobs';
+const LOAD_BATCH = 256;
 
 export class PrivateBlobs {
   private readonly sizes = new Map<string, number>();
@@ -14,9 +15,13 @@ export class PrivateBlobs {
   /** Loads the records written by earlier runs. */
   async load(): Promise<void> {
     for (const algorithm of await this.metadata.list(PREFIX)) {
-      for (const hex of await this.metadata.list(`${PREFIX}/${algorithm}`)) {
-        const record = await this.metadata.get<{ size: number }>(`${PREFIX}/${algorithm}/${hex}`);
-        if (record) this.sizes.set(`${algorithm}:${hex}`, record.size);
+      const hexes = await this.metadata.list(`${PREFIX}/${algorithm}`);
+      // Read in parallel batches: start-up with many pushed blobs is bound by these reads, and
+      // one batch at a time keeps the open files well under the descriptor limit.
+      for (let start = 0; start < hexes.length; start += LOAD_BATCH) {
+        const batch = hexes.slice(start, start + LOAD_BATCH);
+        const records = await Promise.all(batch.map((hex) => this.metadata.get<{ size: number }>(`${PREFIX}/${algorithm}/${hex}`)));
+        records.forEach((record, i) => record && this.sizes.set(`${algorithm}:${batch[i] as string}`, record.size));
       }
     }
   }

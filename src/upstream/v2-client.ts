@@ -73,14 +73,14 @@ export class V2RegistryClient implements UpstreamRegistry {
   async fetchBlob(repository: string, digest: string): Promise<UpstreamBlob | undefined> {
     const response = await this.send({ method: 'GET', path: `v2/${repository}/blobs/${digest}`, repository });
     if (response.statusCode === 404) return discard(response, undefined);
-    if (response.statusCode !== 200) return this.failWith(response, `GET blob ${repository}@${digest}`);
+    if (response.statusCode !== 200) return failWith(this.name, response, `GET blob ${repository}@${digest}`);
     return { size: contentLength(response), body: response.body };
   }
 
   async headBlob(repository: string, digest: string): Promise<{ size: number | undefined } | undefined> {
     const response = await this.send({ method: 'HEAD', path: `v2/${repository}/blobs/${digest}`, repository });
     if (response.statusCode === 404) return discard(response, undefined);
-    if (response.statusCode !== 200) return this.failWith(response, `HEAD blob ${repository}@${digest}`);
+    if (response.statusCode !== 200) return failWith(this.name, response, `HEAD blob ${repository}@${digest}`);
     return discard(response, { size: contentLength(response) });
   }
 
@@ -88,13 +88,8 @@ export class V2RegistryClient implements UpstreamRegistry {
     const what = `GET manifest ${repository}:${reference}`;
     const response = await this.send({ method: 'GET', path: `v2/${repository}/manifests/${reference}`, repository, accept });
     if (response.statusCode === 404) return discard(response, undefined);
-    if (response.statusCode !== 200) return this.failWith(response, what);
-    const bytes = await readBounded(response.body, MAX_MANIFEST_BYTES, () =>
-      new UpstreamError(this.name, 'invalid', `${what}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`),
-    ).catch((error: unknown) => {
-      throw error instanceof UpstreamError ? error : new UpstreamError(this.name, 'unavailable', `${what}: ${(error as Error).message}`, { cause: error });
-    });
-    this.observer?.received(bytes.byteLength);
+    if (response.statusCode !== 200) return failWith(this.name, response, what);
+    const bytes = await this.readSmallBody(response, what);
     const mediaType = manifestType(header(response, 'content-type'), bytes);
     if (!mediaType) throw new UpstreamError(this.name, 'invalid', `${what}: response has no manifest media type`);
     return { bytes, mediaType, statedDigest: header(response, 'docker-content-digest') };
@@ -103,7 +98,7 @@ export class V2RegistryClient implements UpstreamRegistry {
   async headManifest(repository: string, reference: string, accept: readonly string[]): Promise<UpstreamManifestHead | undefined> {
     const response = await this.send({ method: 'HEAD', path: `v2/${repository}/manifests/${reference}`, repository, accept });
     if (response.statusCode === 404) return discard(response, undefined);
-    if (response.statusCode !== 200) return this.failWith(response, `HEAD manifest ${repository}:${reference}`);
+    if (response.statusCode !== 200) return failWith(this.name, response, `HEAD manifest ${repository}:${reference}`);
     const contentType = header(response, 'content-type');
     return discard(response, {
       digest: header(response, 'docker-content-digest'),
@@ -116,14 +111,33 @@ export class V2RegistryClient implements UpstreamRegistry {
     const what = `GET tags ${repository}`;
     const response = await this.send({ method: 'GET', path: `v2/${repository}/tags/list`, repository });
     if (response.statusCode === 404) return discard(response, undefined);
-    if (response.statusCode !== 200) return this.failWith(response, what);
-    const bytes = await readBounded(response.body, MAX_MANIFEST_BYTES, () => new UpstreamError(this.name, 'invalid', `${what}: response too large`));
-    const parsed = JSON.parse(bytes.toString('utf8')) as { tags?: unknown };
+    if (response.statusCode !== 200) return failWith(this.name, response, what);
+    const bytes = await this.readSmallBody(response, what);
+    let parsed: { tags?: unknown };
+    try {
+      parsed = JSON.parse(bytes.toString('utf8')) as { tags?: unknown };
+    } catch {
+      throw new UpstreamError(this.name, 'invalid', `${what}: not JSON`);
+    }
     return Array.isArray(parsed.tags) ? parsed.tags.filter((t): t is string => typeof t === 'string') : [];
   }
 
   async close(): Promise<void> {
     await this.agent.close();
+  }
+
+  /**
+   * A manifest or list read whole, bounded; a body that breaks off is the upstream being
+   * unavailable (an UpstreamError, so the circuit breaker and stale-serving see it).
+   */
+  private async readSmallBody(response: Dispatcher.ResponseData, what: string): Promise<Buffer> {
+    const bytes = await readBounded(response.body, MAX_MANIFEST_BYTES, () => new UpstreamError(this.name, 'invalid', `${what}: over ${MAX_MANIFEST_BYTES} bytes`)).catch(
+      (error: unknown) => {
+        throw error instanceof UpstreamError ? error : networkFailure(this.name, what, error);
+      },
+    );
+    this.observer?.received(bytes.byteLength);
+    return bytes;
   }
 
   /** Sends one request, doing the auth dance and following redirects. */
@@ -215,9 +229,6 @@ export class V2RegistryClient implements UpstreamRegistry {
     }
   }
 
-  private failWith(response: Dispatcher.ResponseData, what: string): Promise<never> {
-    return failWith(this.name, response, what);
-  }
 
 }
 

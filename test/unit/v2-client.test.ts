@@ -118,3 +118,23 @@ test('manifests: upstream Accept is sent, media type taken from Content-Type or 
   const sniffed = await upstream.getManifest('generic', 'latest', []);
   assert.equal(sniffed?.mediaType, 'application/vnd.oci.image.manifest.v1+json');
 });
+
+test('tag lists: a body that is not JSON, or breaks off, is an upstream failure, not an internal error', async (t) => {
+  let mode: 'garbage' | 'cut' = 'garbage';
+  const registry = await startTestServer((_req, res) => {
+    if (mode === 'garbage') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('<html>oops</html>');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+    res.write('{"tags":[');
+    setTimeout(() => res.destroy(), 20);
+  });
+  t.after(() => registry.close());
+  const upstream = client(registry.url);
+  t.after(() => upstream.close());
+  await assert.rejects(upstream.listTags('a'), (e: UpstreamError) => e.name === 'UpstreamError' && e.kind === 'invalid');
+  mode = 'cut';
+  await assert.rejects(upstream.listTags('a'), (e: UpstreamError) => e.name === 'UpstreamError' && e.kind === 'unavailable' && e.isTransient);
+});

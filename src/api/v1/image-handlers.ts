@@ -6,9 +6,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { V1Access, V1Identity } from '../../auth/v1-access.js';
 import { assertImageId, V1Error, type ImageResource } from '../../protocol/v1.js';
 import type { V1LocalRegistry } from '../../registry/v1-registry.js';
-import { sendableBlob } from '../../storage/blob-store.js';
 import { imageJsonBytes, type V1ImageRecord } from '../../storage/v1-image-store.js';
-import { sendBlob, type OpenableBlob } from '../v2/responses.js';
+import { sendableBlob, type SendableBlob } from '../../storage/blob-store.js';
+import { sendBlob } from '../blob-response.js';
 import { readRawBody, sendJson } from './http.js';
 
 /** Serves image reads that are not private content (v1 pull-through); absent: 404. */
@@ -108,7 +108,7 @@ export async function sendImage(
   reply: FastifyReply,
   record: V1ImageRecord,
   resource: Exclude<ImageResource, 'checksum'>,
-  openLayer: () => Promise<OpenableBlob>,
+  openLayer: () => Promise<SendableBlob>,
 ): Promise<FastifyReply> {
   reply.headers(IMAGE_CACHE_HEADERS);
   // Clients require an integer here when it is present; an unknown size is left out.

@@ -11,7 +11,8 @@ import { MediaType } from '../../protocol/media-types.js';
 import type { LocalRegistry } from '../../registry/local-registry.js';
 import { paginate } from '../../protocol/pagination.js';
 import type { UploadSessions, UploadStatus } from '../../registry/uploads.js';
-import { linkNext, pageParameters, sendBlob, sendManifest, sendTagPage, BLOB_HEADERS } from './responses.js';
+import { blobHeaders, sendBlob } from '../blob-response.js';
+import { linkNext, pageParameters, sendManifest, sendTagPage } from './responses.js';
 
 export interface LocalOptions {
   /** storage.delete: whether DELETE of manifests and blobs is allowed. */
@@ -98,7 +99,7 @@ export class LocalHandlers {
     switch (request.method) {
       case 'HEAD': {
         const { size } = await this.local.statBlob(name, digest);
-        return reply.headers({ ...BLOB_HEADERS, 'docker-content-digest': digest, etag: `"${digest}"`, 'content-length': String(size) }).send();
+        return blobHeaders(reply, digest, size).send();
       }
       case 'GET': {
         const handle = await this.local.openBlob(name, digest);

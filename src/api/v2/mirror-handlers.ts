@@ -7,7 +7,8 @@ import { RegistryError } from '../../protocol/errors.js';
 import { parseAccept } from '../../protocol/media-types.js';
 import { assertRepositoryName, parseManifestReference } from '../../protocol/reference.js';
 import { paginate } from '../../protocol/pagination.js';
-import { sendBlob, sendManifest, sendTagPage, BLOB_HEADERS } from './responses.js';
+import { blobHeaders, sendBlob } from '../blob-response.js';
+import { sendManifest, sendTagPage } from './responses.js';
 
 export class MirrorHandlers {
   constructor(
@@ -44,9 +45,7 @@ export class MirrorHandlers {
     if (request.method === 'HEAD') {
       const { size, outcome } = await this.mirror.statBlob(target, digest);
       request.cacheOutcome = outcome;
-      reply.headers({ ...BLOB_HEADERS, 'docker-content-digest': digest, etag: `"${digest}"` });
-      if (size !== undefined) reply.header('content-length', String(size));
-      return reply.send();
+      return blobHeaders(reply, digest, size).send();
     }
     const blob = await this.mirror.getBlob(target, digest);
     request.cacheOutcome = blob.outcome;

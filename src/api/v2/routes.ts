@@ -45,10 +45,9 @@ export function v2Routes(deps: V2Dependencies): FastifyPluginCallback {
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, payload, next) => next(null, payload));
 
-    const base = async (request: FastifyRequest, reply: FastifyReply) => {
+    const base = (request: FastifyRequest, reply: FastifyReply) => {
       reply.headers(API_VERSION_HEADER);
-      await deps.access.authorizeBase(accessRequest(request, deps.publicUrl));
-      return reply.send({});
+      return answerBase(deps, request, reply);
     };
     app.route({ method: ['GET', 'HEAD'], url: '/v2', handler: base });
     app.route({ method: ['GET', 'HEAD'], url: '/v2/', handler: base });
@@ -61,13 +60,19 @@ export function v2Routes(deps: V2Dependencies): FastifyPluginCallback {
   };
 }
 
+/** GET /v2/: the API version check, and where `docker login` learns whether credentials work. */
+async function answerBase(deps: V2Dependencies, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  await deps.access.authorizeBase(accessRequest(request, deps.publicUrl));
+  return reply.send({});
+}
+
 async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   reply.headers(API_VERSION_HEADER);
   const route = parseV2Path((request.params as { '*': string })['*']);
   if (!route) throw new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 });
   request.routeTemplate = ROUTE_TEMPLATES[route.kind];
   const access = accessRequest(request, deps.publicUrl);
-  if (route.kind === 'base') return reply.send({});
+  if (route.kind === 'base') return answerBase(deps, request, reply);
   if (route.kind === 'catalog') {
     if (!READ_METHODS.has(request.method)) throw new RegistryError('UNSUPPORTED', `${request.method} is not supported on the catalog`);
     await deps.access.authorizeCatalog(access);
