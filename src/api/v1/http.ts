@@ -6,12 +6,12 @@ import { V1Error, v1ErrorBody } from '../../protocol/v1.js';
 import { readBounded } from '../../util/read-bounded.js';
 
 // Index and image JSON bodies are small; a layer is never read through here.
-export const MAX_V1_JSON_BYTES = 4 * 1024 * 1024;
+const MAX_V1_JSON_BYTES = 4 * 1024 * 1024;
 
 /** The Python registry's default headers for everything but image content. */
-export const NO_CACHE_HEADERS = { 'cache-control': 'no-cache', pragma: 'no-cache', expires: '-1' };
+const NO_CACHE_HEADERS = { 'cache-control': 'no-cache', pragma: 'no-cache', expires: '-1' };
 
-export function sendV1Error(reply: FastifyReply, status: number, message: string, headers: Record<string, string> = {}): FastifyReply {
+function sendV1Error(reply: FastifyReply, status: number, message: string, headers: Record<string, string> = {}): FastifyReply {
   reply.code(status).headers(NO_CACHE_HEADERS).headers(headers).header('content-type', 'application/json');
   return reply.request.method === 'HEAD' ? reply.send() : reply.send(v1ErrorBody(message));
 }
@@ -53,7 +53,7 @@ export function wantsToken(request: FastifyRequest): boolean {
  * X-Docker-Endpoints is a bare host[:port]: the client prefixes the index's own scheme, so
  * a scheme here would break every registry call (§5.3).
  */
-export function endpointHost(request: FastifyRequest, publicUrl: string | undefined): string {
+function endpointHost(request: FastifyRequest, publicUrl: string | undefined): string {
   return publicUrl ? new URL(publicUrl).host : request.host;
 }
 
