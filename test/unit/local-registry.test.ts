@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -11,24 +10,18 @@ import type { RegistryError } from '../../src/protocol/errors.js';
 import { paginate } from '../../src/protocol/pagination.js';
 import { LocalRegistry } from '../../src/registry/local-registry.js';
 import { UploadSessions } from '../../src/registry/uploads.js';
-import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
-import { FsMetadataStore } from '../../src/storage/fs-metadata-store.js';
 import { ManifestStore } from '../../src/storage/manifest-store.js';
-import { PrivateBlobs } from '../../src/storage/private-blobs.js';
+import { fsStorage } from '../support/stores.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
 async function setUp(idleMs = 60_000) {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'ls-local-'));
-  const blobs = new FsBlobStore(root);
-  await blobs.init();
-  const metadata = new FsMetadataStore(path.join(root, 'meta'), path.join(root, 'tmp'));
-  const privateBlobs = new PrivateBlobs(metadata);
+  const { root, blobs, metadata, privateContent } = await fsStorage();
   let clock = 0;
   const uploads = new UploadSessions(blobs, idleMs, () => clock);
-  const registry = new LocalRegistry(blobs, new ManifestStore(blobs, metadata), metadata, privateBlobs);
-  return { root, blobs, privateBlobs, uploads, registry, advance: (ms: number) => (clock += ms) };
+  const registry = new LocalRegistry(blobs, new ManifestStore(blobs, metadata), metadata, privateContent);
+  return { root, blobs, privateContent, uploads, registry, advance: (ms: number) => (clock += ms) };
 }
 
 type Env = Awaited<ReturnType<typeof setUp>>;
@@ -78,7 +71,7 @@ test('chunked upload in order, status offset, digest verified, then the manifest
   const got = await env.registry.getManifest('corp/app', 'v1');
   assert.ok(got.bytes.equals(manifest));
   assert.equal(got.mediaType, OCI_MANIFEST);
-  assert.ok(env.privateBlobs.has(digest) && env.privateBlobs.has(put.digest), 'pushed content is private');
+  assert.ok((await env.privateContent.has(digest)) && (await env.privateContent.has(put.digest)), 'pushed content is private');
   assert.ok((await buffer((await env.registry.openBlob('corp/app', digest.text)).stream())).equals(layer));
   assert.deepEqual(await env.registry.listTags('corp/app'), ['v1']);
   assert.deepEqual(await env.registry.catalog(), ['corp/app']);
