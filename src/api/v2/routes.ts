@@ -4,7 +4,8 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccessControl, AccessRequest, Action, NamespacePolicy } from '../../auth/access.js';
 import { RegistryError } from '../../protocol/errors.js';
-import { assertRepositoryName, isValidRepositoryName, parseV2Path, type V2Route } from '../../protocol/reference.js';
+import { assertRepositoryName, isValidRepositoryName, isValidTag, parseV2Path, type V2Route } from '../../protocol/reference.js';
+import { looksLikeDigest } from '../../protocol/digest.js';
 import type { LocalHandlers } from './local-handlers.js';
 import type { MirrorHandlers } from './mirror-handlers.js';
 
@@ -44,6 +45,7 @@ export function v2Routes(deps: V2Dependencies): FastifyPluginCallback {
     // Bodies stay raw streams: layers go to disk as they arrive, manifests are read bounded.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, payload, next) => next(null, payload));
+    app.addHook('onRequest', ignoreEmptyContentType);
 
     const base = (request: FastifyRequest, reply: FastifyReply) => {
       reply.headers(API_VERSION_HEADER);
@@ -58,6 +60,26 @@ export function v2Routes(deps: V2Dependencies): FastifyPluginCallback {
     });
     done();
   };
+}
+
+/**
+ * Docker up to 19.03 sends `Content-Type:` with nothing after it on body-less upload POSTs
+ * (and other requests); fastify would answer 415 and the push would fail. The reference
+ * registry never looks at it, so an empty type counts as none.
+ */
+function ignoreEmptyContentType(request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
+  if (request.headers['content-type']?.trim() === '') delete request.headers['content-type'];
+  done();
+}
+
+/**
+ * A reference that is neither a tag nor a digest names no manifest: reading or deleting it
+ * is a 404 MANIFEST_UNKNOWN, as with the reference registry (whose routes do not match such
+ * a reference) and as the OCI conformance suite expects. A PUT still gets the 400.
+ */
+function assertReadableReference(method: string, name: string, reference: string): void {
+  if (method === 'PUT' || isValidTag(reference) || looksLikeDigest(reference)) return;
+  throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${name}:${reference} not found: not a valid tag or digest`, { detail: { name, reference } });
 }
 
 /** GET /v2/: the API version check, and where `docker login` learns whether credentials work. */
@@ -86,6 +108,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
     const local = deps.localHandlers;
     switch (route.kind) {
       case 'manifest':
+        assertReadableReference(request.method, name, route.reference);
         return local.manifest(request, reply, name, route.reference);
       case 'blob':
         return local.blob(request, reply, name, route.digest);
@@ -117,6 +140,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
   const mirror = deps.mirrorHandlers;
   switch (route.kind) {
     case 'manifest':
+      assertReadableReference(request.method, name, route.reference);
       return mirror.manifest(request, reply, name, route.reference);
     case 'blob':
       return mirror.blob(request, reply, name, route.digest);
