@@ -13,6 +13,7 @@ import { v1Routes } from './api/v1/routes.js';
 import { V1Search } from './api/v1/search.js';
 import { LocalHandlers } from './api/v2/local-handlers.js';
 import { MirrorHandlers } from './api/v2/mirror-handlers.js';
+import { v2DisabledRoutes } from './api/v2/disabled.js';
 import { v2Routes } from './api/v2/routes.js';
 import { RegistryError } from './protocol/errors.js';
 import type { Api } from './metrics/metrics.js';
@@ -82,6 +83,8 @@ export function buildApp(services: Services, log: Logger) {
       }),
     );
     void app.register(tokenRoutes(services.access, services.config.publicUrl));
+  } else {
+    void app.register(v2DisabledRoutes());
   }
   return app;
 }

@@ -5,10 +5,10 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { request as httpRequest } from 'node:http';
 import { request } from 'undici';
 import { sha256Digest } from '../harness/digests.js';
 import { onCleanup } from '../support/cleanup.js';
+import { rawRequest } from '../support/raw-http.js';
 import { startLongshore, type LongshoreHandle } from '../harness/longshore.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { pollUntil } from '../harness/wait.js';
@@ -576,40 +576,23 @@ test('conformance 1.1.1 content management: delete a tag, then the manifest, the
   assert.equal((await suite('GET', `/v2/${SUITE_NAMES.management}/blobs/${sha256Digest(config)}`)).status, 404);
 });
 
-/**
- * A request with exactly these headers, through node:http (which sends an empty header value
- * as it is, the way Docker's Go client did).
- */
-function rawRequest(method: string, urlPath: string, headers: Record<string, string>, body?: Buffer): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const outgoing = httpRequest(`${server.url}${urlPath}`, { method, headers }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString() }));
-      response.on('error', reject);
-    });
-    outgoing.on('error', reject);
-    outgoing.end(body);
-  });
-}
-
 test('Docker up to 19.03: upload POST, PATCH and PUT with an empty Content-Type header are accepted', async () => {
   const auth = basic('alice', 'wonderland');
   // What dockerd <= 19.03 sends to start a push: `Content-Type:` with no value and no body.
-  const start = await rawRequest('POST', '/v2/corp/app/blobs/uploads/', { authorization: auth, 'content-type': '', 'content-length': '0' });
+  const start = await rawRequest(`${server.url}/v2/corp/app/blobs/uploads/`, 'POST', { authorization: auth, 'content-type': '', 'content-length': '0' });
   assert.equal(start.status, 202, start.body);
   const location = String(start.headers.location);
   assert.match(location, /^\/v2\/corp\/app\/blobs\/uploads\//);
   const blob = randomBytes(3000);
-  const patch = await rawRequest('PATCH', location, { authorization: auth, 'content-type': '', 'content-length': String(blob.byteLength) }, blob);
+  const patch = await rawRequest(`${server.url}${location}`, 'PATCH', { authorization: auth, 'content-type': '', 'content-length': String(blob.byteLength) }, blob);
   assert.equal(patch.status, 202, patch.body);
   assert.equal(patch.headers.range, `0-${blob.byteLength - 1}`);
-  const put = await rawRequest('PUT', `${location}?digest=${sha256Digest(blob)}`, { authorization: auth, 'content-type': '', 'content-length': '0' });
+  const put = await rawRequest(`${server.url}${location}?digest=${sha256Digest(blob)}`, 'PUT', { authorization: auth, 'content-type': '', 'content-length': '0' });
   assert.equal(put.status, 201, put.body);
   assert.equal(put.headers['docker-content-digest'], sha256Digest(blob));
   // Other body-less requests with the same empty header: a status check and a cancel.
-  const other = await rawRequest('POST', '/v2/corp/app/blobs/uploads/', { authorization: auth, 'content-type': '', 'content-length': '0' });
-  assert.equal((await rawRequest('GET', String(other.headers.location), { authorization: auth, 'content-type': '' })).status, 204);
-  assert.equal((await rawRequest('DELETE', String(other.headers.location), { authorization: auth, 'content-type': '', 'content-length': '0' })).status, 204);
+  const other = await rawRequest(`${server.url}/v2/corp/app/blobs/uploads/`, 'POST', { authorization: auth, 'content-type': '', 'content-length': '0' });
+  assert.equal((await rawRequest(`${server.url}${String(other.headers.location)}`, 'GET', { authorization: auth, 'content-type': '' })).status, 204);
+  assert.equal((await rawRequest(`${server.url}${String(other.headers.location)}`, 'DELETE', { authorization: auth, 'content-type': '', 'content-length': '0' })).status, 204);
   assert.equal((await api('HEAD', `/v2/corp/app/blobs/${sha256Digest(blob)}`, { auth })).status, 200);
 });

@@ -4,6 +4,7 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccessControl, AccessRequest, Action, NamespacePolicy } from '../../auth/access.js';
 import { RegistryError } from '../../protocol/errors.js';
+import { keepBodiesRaw } from '../raw-bodies.js';
 import { assertRepositoryName, isValidRepositoryName, isValidTag, parseV2Path, type V2Route } from '../../protocol/reference.js';
 import { looksLikeDigest } from '../../protocol/digest.js';
 import type { LocalHandlers } from './local-handlers.js';
@@ -42,10 +43,7 @@ function actionsFor(method: string): Action[] {
 
 export function v2Routes(deps: V2Dependencies): FastifyPluginCallback {
   return (app, _options, done) => {
-    // Bodies stay raw streams: layers go to disk as they arrive, manifests are read bounded.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', (_request, payload, next) => next(null, payload));
-    app.addHook('onRequest', ignoreEmptyContentType);
+    keepBodiesRaw(app);
 
     const base = (request: FastifyRequest, reply: FastifyReply) => {
       reply.headers(API_VERSION_HEADER);
@@ -60,16 +58,6 @@ export function v2Routes(deps: V2Dependencies): FastifyPluginCallback {
     });
     done();
   };
-}
-
-/**
- * Docker up to 19.03 sends `Content-Type:` with nothing after it on body-less upload POSTs
- * (and other requests); fastify would answer 415 and the push would fail. The reference
- * registry never looks at it, so an empty type counts as none.
- */
-function ignoreEmptyContentType(request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
-  if (request.headers['content-type']?.trim() === '') delete request.headers['content-type'];
-  done();
 }
 
 /**
