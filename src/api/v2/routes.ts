@@ -7,12 +7,14 @@ import { RegistryError } from '../../protocol/errors.js';
 import { keepBodiesRaw } from '../raw-bodies.js';
 import { assertRepositoryName, isValidRepositoryName, isValidTag, parseV2Path, type V2Route } from '../../protocol/reference.js';
 import { looksLikeDigest } from '../../protocol/digest.js';
+import type { Catalog } from './catalog.js';
 import type { LocalHandlers } from './local-handlers.js';
 import type { MirrorHandlers } from './mirror-handlers.js';
 
 export interface V2Dependencies {
   mirrorHandlers: MirrorHandlers;
   localHandlers: LocalHandlers;
+  catalog: Catalog;
   policy: NamespacePolicy;
   access: AccessControl;
   publicUrl: string | undefined;
@@ -85,8 +87,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
   if (route.kind === 'base') return answerBase(deps, request, reply);
   if (route.kind === 'catalog') {
     if (!READ_METHODS.has(request.method)) throw new RegistryError('UNSUPPORTED', `${request.method} is not supported on the catalog`);
-    await deps.access.authorizeCatalog(access);
-    return deps.localHandlers.catalog(request, reply);
+    return deps.catalog.answer(request, reply, access);
   }
 
   const name = route.name;
