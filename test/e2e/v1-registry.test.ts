@@ -373,6 +373,8 @@ test('api.v2: false: every v2 request a Docker 1.6-17.x daemon makes gets an ans
     { method: 'GET', path: '/v2/corp/app/manifests/.INVALID' },
     { method: 'DELETE', path: `/v2/corp/app/manifests/${digest}`, headers: auth },
     { method: 'GET', path: '/v2/_catalog' },
+    { method: 'OPTIONS', path: '/v2/library/busybox/manifests/latest' },
+    { method: 'GET', path: '/v2' },
   ];
   const ping = await rawRequest(`${v1Only.url}/v2/`, 'GET', {});
   assert.equal(ping.status, 404);

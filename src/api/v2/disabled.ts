@@ -18,20 +18,14 @@ import { V1Error } from '../../protocol/v1.js';
 import { handleV1Error } from '../v1/http.js';
 import { keepBodiesRaw } from '../raw-bodies.js';
 
-const ALL_METHODS = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'];
-
 export function v2DisabledRoutes(): FastifyPluginCallback {
   return (app, _options, done) => {
     // Bodies are never read: no parsing can fail (a 415 would be a registry error).
     keepBodiesRaw(app);
     app.setErrorHandler(handleV1Error);
     for (const url of ['/v2', '/v2/', '/v2/*']) {
-      app.route({
-        method: ALL_METHODS,
-        url,
-        handler: (request) => {
-          throw new V1Error(404, `the v2 API is turned off here (api.v2: false): ${request.method} ${request.url.split('?')[0] ?? ''}; use the v1 API`);
-        },
+      app.all(url, (request) => {
+        throw new V1Error(404, `the v2 API is turned off here (api.v2: false): ${request.method} ${request.url.split('?')[0] ?? ''}; use the v1 API`);
       });
     }
     done();
