@@ -138,7 +138,10 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tokenTtlMs: config.auth.tokenTtl,
     audience: V1_TOKEN_AUDIENCE,
   });
-  const uploads = new UploadSessions(blobs, config.storage.uploadTimeout);
+  const uploads = new UploadSessions(blobs, config.storage.uploadTimeout, {
+    // Every upload is a push into a private repository.
+    beforePublish: (digest, size) => privateContent.add(digest, size),
+  });
   const tags = new TagRecords(metadata);
   const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
     offline: config.offline,
