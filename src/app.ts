@@ -4,6 +4,8 @@ import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
+import { serverTimeouts } from './api/connection-limits.js';
+import { runWithClientAddress } from './auth/client-address.js';
 import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
 import { V1ImageHandlers } from './api/v1/image-handlers.js';
@@ -28,6 +30,7 @@ export function buildApp(services: Services, log: Logger) {
     exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
     routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
     return503OnClosing: true,
+    ...serverTimeouts(services.config.http),
   });
 
   app.decorateRequest('cacheOutcome', undefined);
@@ -61,7 +64,7 @@ export function buildApp(services: Services, log: Logger) {
         'request',
       );
     });
-    done();
+    runWithClientAddress(request.ip, done); // for the failed-login limits
   });
 
   app.setErrorHandler(handleError);

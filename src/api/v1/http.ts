@@ -4,6 +4,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../../protocol/errors.js';
 import { V1Error, v1ErrorBody } from '../../protocol/v1.js';
 import { readBounded } from '../../util/read-bounded.js';
+import { isClientGone, logClientGone } from '../connection-limits.js';
 
 // Index and image JSON bodies are small; a layer is never read through here.
 const MAX_V1_JSON_BYTES = 4 * 1024 * 1024;
@@ -26,6 +27,10 @@ export function handleV1Error(error: FastifyError | Error, request: FastifyReque
   }
   const status = (error as FastifyError).statusCode;
   if (status !== undefined && status >= 400 && status < 500) return sendV1Error(reply, status, error.message);
+  if (isClientGone(error, request)) {
+    logClientGone(request, error);
+    return reply.code(400).send(); // nobody reads it; fastify needs an answer to finish the request
+  }
   request.log.error({ err: error }, 'unhandled error');
   return sendV1Error(reply, 500, 'internal error; see the server log');
 }
