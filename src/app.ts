@@ -5,7 +5,9 @@ import type { Logger } from 'pino';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
 import { serverTimeouts } from './api/connection-limits.js';
+import { rejectRepeatedQueryParams } from './api/query-params.js';
 import { runWithClientAddress } from './auth/client-address.js';
+import { requestBodyMemory } from './util/read-bounded.js';
 import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
 import { V1ImageHandlers } from './api/v1/image-handlers.js';
@@ -23,6 +25,7 @@ import type { Services } from './services.js';
 export type App = ReturnType<typeof buildApp>;
 
 export function buildApp(services: Services, log: Logger) {
+  requestBodyMemory.limit = services.config.http.maxBufferedBodies;
   const app = Fastify({
     loggerInstance: log,
     // We write one line per request ourselves, with the cache outcome.
@@ -67,6 +70,7 @@ export function buildApp(services: Services, log: Logger) {
     runWithClientAddress(request.ip, done); // for the failed-login limits
   });
 
+  app.addHook('onRequest', rejectRepeatedQueryParams);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) =>
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
