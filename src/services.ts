@@ -196,6 +196,7 @@ function userVerification(config: Config, log: Logger): HtpasswdOptions {
   return {
     pool: new BcryptPool({ workers: verifyWorkers, queue: verifyQueue }),
     limiter: new LoginLimiter({ perAddress: loginFailures.perAddress, perUser: loginFailures.perUser, windowMs: loginFailures.window }),
+    signupAccess: config.auth.signupAccess,
     log,
   };
 }

@@ -41,6 +41,11 @@ export interface HtpasswdOptions {
   pool?: BcryptPool;
   /** Failed-login limits; none when not given. */
   limiter?: LoginLimiter;
+  /**
+   * auth.signupAccess: what accounts made by v1 sign-up may do in private namespaces. "pull"
+   * (the default) until an operator removes the name from `<htpasswd>.signups`.
+   */
+  signupAccess?: 'pull' | 'push';
   /** For the run-time warnings about a bad file. */
   log?: Pick<Logger, 'warn'>;
   now?: () => number;
@@ -61,6 +66,8 @@ export class HtpasswdUsers implements UserVerifier {
   private readonly pool: BcryptPool;
   private readonly now: () => number;
   private dummyHash: Promise<string> | undefined;
+  /** Self-registered accounts (see mayPush). */
+  private signups = new Set<string>();
   private dummyCost = DEFAULT_COST;
   /** Problems already warned about, so a file that stays bad is reported once. */
   private warned = new Set<string>();
@@ -79,6 +86,7 @@ export class HtpasswdUsers implements UserVerifier {
    */
   async refresh(): Promise<void> {
     this.checkedAt = this.now();
+    this.signups = await this.readSignups();
     const parsed = await this.readIfChanged();
     if (!parsed) return;
     const bad = parsed.badLines[0];
@@ -91,8 +99,42 @@ export class HtpasswdUsers implements UserVerifier {
     return this.update(async (users) => {
       if (users.has(username) || this.badLines.some((line) => line.user === username)) return false;
       users.set(username, await this.hashPassword(password));
+      // Recorded before the account exists: a crash in between leaves a listed name, never
+      // an account with more rights than sign-up gives.
+      await this.recordSignup(username);
       return true;
     });
+  }
+
+  /**
+   * False for a self-registered account while auth.signupAccess is "pull" and its name is
+   * still in `<htpasswd>.signups`: it may pull, not push or delete.
+   */
+  mayPush(username: string): boolean {
+    return this.options.signupAccess === 'push' || !this.signups.has(username);
+  }
+
+  /** The file listing self-registered accounts, one name per line (edited by operators). */
+  get signupsFile(): string {
+    return `${this.file}.signups`;
+  }
+
+  private async recordSignup(username: string): Promise<void> {
+    const names = new Set([...(await this.readSignups()), username]);
+    const temp = `${this.signupsFile}.${randomBytes(6).toString('hex')}.tmp`;
+    await writeFile(temp, [...names].map((name) => `${name}\n`).join(''), { mode: 0o600 });
+    await rename(temp, this.signupsFile);
+    this.signups = names;
+  }
+
+  private async readSignups(): Promise<Set<string>> {
+    try {
+      const text = await readFile(this.signupsFile, 'utf8');
+      return new Set(text.split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#')));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Set();
+      throw error;
+    }
   }
 
   /** Changes an existing user's password; false when there is no such user. */
@@ -156,6 +198,8 @@ export class HtpasswdUsers implements UserVerifier {
     this.checkedAt = this.now();
     let parsed: ParsedFile | undefined;
     try {
+      // Unreadable: keep the last list (a name in it stays pull-only).
+      this.signups = await this.readSignups().catch(() => this.signups);
       parsed = await this.readIfChanged();
     } catch (error) {
       if (!this.warned.has(UNREADABLE)) {

@@ -4,6 +4,7 @@
 // answered 400, and clients that go away logged at info, never at error.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { request } from 'undici';
@@ -166,4 +167,41 @@ test('a client that goes away mid-request is logged at info with the request lin
   assert.equal(gone.length, 5);
   assert.equal(gone[0]?.level, 30);
   assert.equal(gone[0]?.path, '/v1/users/');
+});
+
+test('self-registered accounts may only pull until an operator removes them from <htpasswd>.signups', async (t) => {
+  const mirror = await startWithUsers(t, { auth: { allowSignup: true } });
+  const signup = await request(`${mirror.url}/v1/users/`, { method: 'POST', body: JSON.stringify({ username: 'mallory', password: 'mallory-pw' }), headers: { 'content-type': 'application/json' } });
+  assert.equal(signup.statusCode, 201);
+  await signup.body.dump();
+  const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  const tryPushes = async (authorization: string) => {
+    const v1 = await request(`${mirror.url}/v1/repositories/corp/app/`, { method: 'PUT', body: '[]', headers: { authorization, 'x-docker-token': 'true' } });
+    const v1Body = (await v1.body.json()) as { error?: string };
+    const v2 = await request(`${mirror.url}/v2/corp/app/blobs/uploads/`, { method: 'POST', headers: { authorization } });
+    const v2Body = (await v2.body.json().catch(() => ({}))) as { errors?: Array<{ code: string }> };
+    const token = await request(`${mirror.url}/token?service=longshore&scope=repository:corp/app:pull,push`, { headers: { authorization } });
+    const { access } = JSON.parse(Buffer.from(((await token.body.json()) as { token: string }).token.split('.')[1] ?? '', 'base64url').toString()) as { access: Array<{ actions: string[] }> };
+    return { v1: v1.statusCode, v1Body, v2: v2.statusCode, v2Body, tokenActions: access[0]?.actions ?? [] };
+  };
+  const refused = await tryPushes(basic('mallory', 'mallory-pw'));
+  assert.equal(refused.v1, 403);
+  assert.match(refused.v1Body.error ?? '', /self-registered and may only pull/);
+  assert.equal(refused.v2, 403);
+  assert.equal(refused.v2Body.errors?.[0]?.code, 'DENIED');
+  assert.deepEqual(refused.tokenActions, ['pull']);
+  const pull = await request(`${mirror.url}/v2/corp/app/tags/list`, { headers: { authorization: basic('mallory', 'mallory-pw') } });
+  assert.equal(pull.statusCode, 404, 'pulls are allowed (the repository just does not exist yet)');
+  await pull.body.dump();
+  assert.equal((await tryPushes(basic('alice', 'wonderland'))).v2, 202, 'operator-made accounts push as before');
+
+  // The operator grants more: the name leaves the .signups file.
+  const users = mirror.server.services.users;
+  assert.ok(users);
+  assert.deepEqual((await readFile(users.signupsFile, 'utf8')).trim().split('\n'), ['mallory']);
+  await writeFile(users.signupsFile, '');
+  await new Promise((resolve) => setTimeout(resolve, 1100)); // the files are looked at once a second
+  const granted = await tryPushes(basic('mallory', 'mallory-pw'));
+  assert.equal(granted.v2, 202);
+  assert.deepEqual(granted.tokenActions, ['pull', 'push']);
 });
