@@ -13,6 +13,8 @@ export function rejectRepeatedQueryParams(request: FastifyRequest, _reply: Fasti
   const repeated = Object.entries(query ?? {}).find(([name, value]) => Array.isArray(value) && !MAY_REPEAT.has(name))?.[0];
   if (repeated === undefined) return done();
   const message = `query parameter "${repeated}" is given more than once`;
-  const isV1 = request.url.startsWith('/v1/') || request.url.startsWith('/_ping');
+  // By the matched route, not the path: a v1 path with a method v1 lacks is the root's 404.
+  const route = request.routeOptions.url ?? '';
+  const isV1 = route.startsWith('/v1/') || route === '/_ping';
   done(isV1 ? new V1Error(400, message) : new RegistryError('UNSUPPORTED', message, { status: 400, detail: { parameter: repeated } }));
 }

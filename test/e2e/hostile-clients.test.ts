@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import fc from 'fast-check';
 import { request } from 'undici';
 import { makeTempDir } from '../harness/tmp.js';
 import { onCleanup } from '../support/cleanup.js';
@@ -204,4 +205,40 @@ test('self-registered accounts may only pull until an operator removes them from
   const granted = await tryPushes(basic('mallory', 'mallory-pw'));
   assert.equal(granted.v2, 202);
   assert.deepEqual(granted.tokenActions, ['pull', 'push']);
+});
+
+test('property: any method, path, query and credentials get an answer below 500, in the API\'s own error format', async (t) => {
+  const mirror = await startWithUsers(t, { auth: { allowSignup: true } });
+  const segment = fc.oneof(
+    fc.constantFrom('v1', 'v2', 'corp', 'app', 'library', 'tags', 'manifests', 'blobs', 'uploads', 'images', 'repositories', 'users', 'search', '_catalog', 'json', 'layer', 'ancestry', 'checksum', 'latest', '%00', '%2F', '%2e', 'sha256:' + 'a'.repeat(64), 'a'.repeat(64), ''),
+    fc.string({ maxLength: 8 }).map(encodeURIComponent),
+  );
+  const path = fc.tuple(fc.constantFrom('/v1/', '/v2/', '/'), fc.array(segment, { maxLength: 7 })).map(([root, parts]) => root + parts.join('/'));
+  const query = fc.array(fc.tuple(fc.constantFrom('n', 'last', 'q', 'page', 'ns', 'digest', 'mount', 'from', 'scope', 'x'), fc.string({ maxLength: 6 }).map(encodeURIComponent)), { maxLength: 4 });
+  const authorization = fc.option(
+    fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc.string({ maxLength: 20 }).map((s) => `Basic ${Buffer.from(s).toString('base64')}`),
+      fc.constantFrom('Basic', 'Bearer ', 'Bearer a.b.c', 'Token signature=x,repository="corp/app",access=write', 'Basic !!!'),
+    ),
+    { nil: undefined },
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom('GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH'), path, query, authorization, fc.string({ maxLength: 40 }), async (method, url, params, auth, body) => {
+      const search = params.map(([k, v]) => `${k}=${v}`).join('&');
+      const response = await mirror.server.app.inject({
+        method: method as 'GET',
+        url: search ? `${url}?${search}` : url,
+        headers: { ...(auth === undefined ? {} : { authorization: auth }), 'content-type': 'application/json' },
+        ...(method === 'GET' || method === 'HEAD' ? {} : { payload: body }),
+      });
+      assert.ok(response.statusCode < 500, `${method} ${url}?${search} (${auth ?? 'anonymous'}) -> ${response.statusCode} ${response.body.slice(0, 300)}`);
+      if (response.statusCode >= 400 && method !== 'HEAD' && response.body) {
+        const parsed = JSON.parse(response.body) as { errors?: unknown[]; error?: unknown };
+        assert.ok(Array.isArray(parsed.errors) || typeof parsed.error === 'string', response.body);
+      }
+    }),
+    { numRuns: 400 },
+  );
+  assert.deepEqual(mirror.logs.filter((line) => (line.level as number) >= 50), []);
 });
