@@ -4,7 +4,9 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { speaksV2, type Config } from './config/schema.js';
 import { NamespacePolicy } from './auth/access.js';
-import { HtpasswdUsers } from './auth/htpasswd.js';
+import { HtpasswdUsers, type HtpasswdOptions } from './auth/htpasswd.js';
+import { BcryptPool } from './auth/bcrypt-pool.js';
+import { LoginLimiter } from './auth/login-limiter.js';
 import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
@@ -121,7 +123,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     },
   });
   const policy = new NamespacePolicy(config.private.namespaces);
-  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd)) : undefined;
+  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number
   const tokens = new JwtCodec(await loadSigningSecret(path.resolve(config.storage.path), config.auth.secret));
   const access = new RegistryAccess(policy, users, tokens, {
@@ -178,6 +180,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     metrics,
     close: async () => {
       await uploads.close();
+      await users?.close();
       await Promise.all([...upstreams.map((u) => u.close()), ...v1Upstreams.map((u) => u.v1?.close())]);
       await cacheIndex.close();
       await blobs.close();
@@ -192,5 +195,16 @@ function upstreamObserver(upstream: string, metrics: Metrics): UpstreamObserver 
     request: (kind, status, seconds) => metrics.upstreamRequest(upstream, kind, status, seconds),
     rateLimit: (remaining) => metrics.upstreamRateLimit(upstream, remaining),
     received: (bytes) => metrics.upstreamReceived(upstream, bytes),
+  };
+}
+
+/** bcrypt off the event loop and failed-login limits, as auth.* configures them. */
+function userVerification(config: Config, log: Logger): HtpasswdOptions {
+  const { verifyWorkers, verifyQueue, loginFailures } = config.auth;
+  return {
+    pool: new BcryptPool({ workers: verifyWorkers, queue: verifyQueue }),
+    limiter: new LoginLimiter({ perAddress: loginFailures.perAddress, perUser: loginFailures.perUser, windowMs: loginFailures.window }),
+    signupAccess: config.auth.signupAccess,
+    log,
   };
 }
