@@ -4,6 +4,10 @@ import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
+import { serverTimeouts } from './api/connection-limits.js';
+import { rejectRepeatedQueryParams } from './api/query-params.js';
+import { runWithClientAddress } from './auth/client-address.js';
+import { requestBodyMemory } from './util/read-bounded.js';
 import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
 import { V1ImageHandlers } from './api/v1/image-handlers.js';
@@ -24,6 +28,7 @@ import type { Services } from './services.js';
 export type App = ReturnType<typeof buildApp>;
 
 export function buildApp(services: Services, log: Logger) {
+  requestBodyMemory.limit = services.config.http.maxBufferedBodies;
   const app = Fastify({
     loggerInstance: log,
     // We write one line per request ourselves, with the cache outcome.
@@ -31,6 +36,7 @@ export function buildApp(services: Services, log: Logger) {
     exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
     routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
     return503OnClosing: true,
+    ...serverTimeouts(services.config.http),
   });
 
   app.decorateRequest('cacheOutcome', undefined);
@@ -64,9 +70,10 @@ export function buildApp(services: Services, log: Logger) {
         'request',
       );
     });
-    done();
+    runWithClientAddress(request.ip, done); // for the failed-login limits
   });
 
+  app.addHook('onRequest', rejectRepeatedQueryParams);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) =>
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),

@@ -5,7 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../protocol/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../protocol/limits.js';
-import { readBounded } from '../../util/read-bounded.js';
+import { readBounded, requestBodyMemory } from '../../util/read-bounded.js';
 import { sendableBlob } from '../../storage/blob-store.js';
 import { MediaType } from '../../protocol/media-types.js';
 import type { LocalRegistry } from '../../registry/local-registry.js';
@@ -44,6 +44,7 @@ async function readManifestBody(request: FastifyRequest): Promise<Buffer> {
     body(request) as AsyncIterable<Buffer>,
     MAX_MANIFEST_BYTES,
     () => new RegistryError('MANIFEST_INVALID', `manifest is larger than the ${MAX_MANIFEST_BYTES}-byte limit`, { status: 413 }),
+    { memory: requestBodyMemory, exhausted: () => new RegistryError('UNAVAILABLE', 'too many request bodies are being received; retry shortly', { headers: { 'retry-after': '1' } }) },
   );
 }
 
