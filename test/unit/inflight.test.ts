@@ -6,9 +6,11 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
+import { InProcessLeases } from '../../src/coordination/in-process.js';
 import { InflightBlobs, UpstreamBlobMissing } from '../../src/mirror/inflight.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
 import type { UpstreamBlob } from '../../src/upstream/upstream.js';
+import { pollUntil } from '../harness/wait.js';
 import { fsStorage, memoryStorage } from '../support/stores.js';
 
 /** A v2-style fetch: by digest, verified against it. */
@@ -178,3 +180,36 @@ function inflightSuite(driver: string, newStore: () => Promise<BlobStore>): void
 
 inflightSuite('fs', async () => (await fsStorage()).blobs);
 inflightSuite('memory', async () => (await memoryStorage()).blobs);
+
+test('a fetch holds its cluster-wide lease while it runs; a lease held elsewhere is reported and the fetch goes ahead', async () => {
+  const store = (await memoryStorage()).blobs;
+  const leases = new InProcessLeases();
+  const refused: string[] = [];
+  const inflight = new InflightBlobs({ leaseRefused: (key) => refused.push(key) }, { leases, leaseTtlMs: 60_000 });
+  const blob = randomBytes(10_000);
+  const digest = parseDigest(digestOf(blob));
+  const body = new PassThrough();
+  const { fetch } = joinDigest(inflight, digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
+  body.write(blob.subarray(0, 5000));
+  await fetch.ready;
+  assert.equal(await leases.tryAcquire(`fetch:${digest.text}`, 1000), undefined, 'taken while the fetch runs');
+  const reading = buffer(fetch.openReader());
+  body.end(blob.subarray(5000));
+  assert.ok((await reading).equals(blob));
+  await pollUntil(async () => {
+    const lease = await leases.tryAcquire(`fetch:${digest.text}`, 1000);
+    await lease?.release();
+    return lease !== undefined;
+  }, { timeoutMs: 2000, what: 'the lease released after the commit' });
+  assert.deepEqual(refused, []);
+
+  // Another replica holds the lease on a second blob: reported, and fetched all the same.
+  const other = randomBytes(3000);
+  const otherDigest = parseDigest(digestOf(other));
+  const elsewhere = await leases.tryAcquire(`fetch:${otherDigest.text}`, 60_000);
+  const second = joinDigest(inflight, otherDigest, store, () => Promise.resolve({ size: other.byteLength, body: PassThrough.from([other]) }));
+  await second.fetch.ready;
+  assert.ok((await buffer(second.fetch.openReader())).equals(other));
+  assert.deepEqual(refused, [otherDigest.text]);
+  await elsewhere?.release();
+});
