@@ -13,6 +13,7 @@ const REQUIRED_TOOLS = {
   skopeo: 'skopeo',
   htpasswd: 'apache2-utils',
   prometheus: 'prometheus',
+  podman: 'podman',
 };
 const BENCH_TOOLS = {
   'docker-registry': 'docker-registry',
