@@ -15,9 +15,12 @@ import { V1IndexHandlers } from './api/v1/index-handlers.js';
 import { V1MirrorHandlers } from './api/v1/mirror-handlers.js';
 import { v1Routes } from './api/v1/routes.js';
 import { V1Search } from './api/v1/search.js';
+import { Catalog } from './api/v2/catalog.js';
 import { LocalHandlers } from './api/v2/local-handlers.js';
 import { MirrorHandlers } from './api/v2/mirror-handlers.js';
+import { v2DisabledRoutes } from './api/v2/disabled.js';
 import { v2Routes } from './api/v2/routes.js';
+import { CachedRepositories } from './mirror/cached-repositories.js';
 import { RegistryError } from './protocol/errors.js';
 import type { Api } from './metrics/metrics.js';
 import type { Services } from './services.js';
@@ -76,24 +79,28 @@ export function buildApp(services: Services, log: Logger) {
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
   );
 
+  const cached = new CachedRepositories(services.metadata, services.blobs, services.router, services.policy);
   void app.register(operationsRoutes(services));
-  if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services)));
+  if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services, cached)));
   if (services.config.api.v2) {
     void app.register(
       v2Routes({
         mirrorHandlers: new MirrorHandlers(services.mirror, services.router),
         localHandlers: new LocalHandlers(services.local, services.uploads, { deleteEnabled: services.config.storage.delete }),
+        catalog: new Catalog(services.access, { privateRepositories: () => services.local.catalog(), cachedRepositories: () => cached.list() }),
         policy: services.policy,
         access: services.access,
         publicUrl: services.config.publicUrl,
       }),
     );
     void app.register(tokenRoutes(services.access, services.config.publicUrl));
+  } else {
+    void app.register(v2DisabledRoutes());
   }
   return app;
 }
 
-function v1Dependencies(services: Services) {
+function v1Dependencies(services: Services, cached: CachedRepositories) {
   const { v1Access: access, v1Local: registry, config } = services;
   const localRepositories = async () => [...new Set([...(await registry.list()), ...(await services.local.catalog())])].sort();
   const mirrored = services.v1Router.upstreams.length > 0 ? new V1MirrorHandlers(access, services.v1Mirror, services.v1Router, config.publicUrl) : undefined;
@@ -105,7 +112,7 @@ function v1Dependencies(services: Services) {
       publicUrl: config.publicUrl,
     }),
     images: new V1ImageHandlers(access, registry, mirrored),
-    search: new V1Search(access, localRepositories, mirrored),
+    search: new V1Search(access, { privateRepositories: localRepositories, cachedRepositories: () => cached.list() }, mirrored),
     mirrored,
   };
 }

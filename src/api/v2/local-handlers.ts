@@ -1,5 +1,5 @@
 // v2 for private repositories: pulls, pushes (monolithic, single-POST and chunked uploads,
-// mounts), manifest PUT with referrers, deletes, and the catalog. Bodies are read from the
+// mounts), manifest PUT with referrers and deletes. Bodies are read from the
 // raw request stream: layers are streamed to disk, manifests are read with a bound.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
@@ -12,7 +12,7 @@ import type { LocalRegistry } from '../../registry/local-registry.js';
 import { paginate } from '../../protocol/pagination.js';
 import type { UploadSessions, UploadStatus } from '../../registry/uploads.js';
 import { blobHeaders, sendBlob } from '../blob-response.js';
-import { linkNext, pageParameters, sendManifest, sendTagPage } from './responses.js';
+import { sendManifest, sendTagPage } from './responses.js';
 
 export interface LocalOptions {
   /** storage.delete: whether DELETE of manifests and blobs is allowed. */
@@ -180,13 +180,6 @@ export class LocalHandlers {
     reply.header('content-type', MediaType.ociIndex);
     // A Buffer, so the Content-Type stays exactly the index media type (no charset added).
     return reply.send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests })));
-  }
-
-  async catalog(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const { n, last } = pageParameters(request);
-    const { items, next } = paginate(await this.local.catalog(), n, last);
-    linkNext(request, reply, n, next);
-    return reply.send({ repositories: items });
   }
 }
 
