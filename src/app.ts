@@ -1,7 +1,8 @@
-// The fastify application: routes, error format and the access log. It never listens;
-// server.ts does, and tests build one per test with their own services.
-import Fastify, { LogController } from 'fastify';
-import type { Logger } from 'pino';
+// The fastify application as a plugin: routes, error format and the access log. It receives
+// its dependencies and never creates the Fastify instance or listens; server.ts owns the
+// instance's options, the listener, TLS and shutdown, and tests register it on an instance of
+// their own and drive it with inject().
+import type { FastifyPluginCallback } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
 import { operationsRoutes } from './api/operations.js';
@@ -18,18 +19,15 @@ import { RegistryError } from './protocol/errors.js';
 import type { Api } from './metrics/metrics.js';
 import type { Services } from './services.js';
 
-export type App = ReturnType<typeof buildApp>;
+export interface AppOptions {
+  services: Services;
+}
 
-export function buildApp(services: Services, log: Logger) {
-  const app = Fastify({
-    loggerInstance: log,
-    // We write one line per request ourselves, with the cache outcome.
-    logController: new LogController({ disableRequestLogging: true }),
-    exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
-    routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
-    return503OnClosing: true,
-  });
-
+/**
+ * Register on an instance built with `fastifyOptions()` (server.ts): the routes rely on its
+ * router settings (no implicit HEAD routes, long parameters) and on request logging being off.
+ */
+export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services }, done) => {
   app.decorateRequest('cacheOutcome', undefined);
   app.decorateRequest('upstreamName', undefined);
   app.decorateRequest('cacheKind', undefined);
@@ -83,8 +81,8 @@ export function buildApp(services: Services, log: Logger) {
     );
     void app.register(tokenRoutes(services.access, services.config.publicUrl));
   }
-  return app;
-}
+  done();
+};
 
 function v1Dependencies(services: Services) {
   const { v1Access: access, v1Local: registry, config } = services;

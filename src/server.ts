@@ -1,22 +1,37 @@
-// Starts the server: services, app, listeners, and an orderly stop on SIGTERM/SIGINT:
-// stop accepting, let responses in flight finish within the grace period, cut the rest,
-// and leave no temp files behind.
+// Starts the server: services, the Fastify instance and its options, the app plugin,
+// listeners, and an orderly stop on SIGTERM/SIGINT: stop accepting, let responses in flight
+// finish within the grace period, cut the rest, and leave no temp files behind.
 import http from 'node:http';
 import { rm, mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
-import { buildApp, type App } from './app.js';
+import { longshoreApp } from './app.js';
 import type { Config } from './config/schema.js';
 import { createServices, type Services } from './services.js';
 
 export interface RunningServer {
-  app: App;
+  app: LongshoreFastify;
   services: Services;
   address: string;
   /** The separate metrics listener's address, when `metrics.listen` is set. */
   metricsAddress: string | undefined;
   stop(): Promise<void>;
 }
+
+/** The Fastify instance the app plugin is written for (tests build theirs with this too). */
+export function createFastify(log: Logger) {
+  return Fastify({
+    loggerInstance: log,
+    // The app writes one line per request itself, with the cache outcome.
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
+    routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
+    return503OnClosing: true,
+  });
+}
+
+export type LongshoreFastify = ReturnType<typeof createFastify>;
 
 export function splitListen(listen: string): { host: string; port: number } {
   const at = listen.lastIndexOf(':');
@@ -52,7 +67,8 @@ async function startMetricsListener(services: Services, listen: string, log: Log
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const services = await createServices(config, log);
-  const app = buildApp(services, log);
+  const app = createFastify(log);
+  await app.register(longshoreApp, { services });
   const { host, port } = splitListen(config.listen);
   await app.listen({ host, port });
   const metricsServer = config.metrics.listen ? await startMetricsListener(services, config.metrics.listen, log) : undefined;
