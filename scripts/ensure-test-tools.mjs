@@ -13,6 +13,10 @@ const REQUIRED_TOOLS = {
   skopeo: 'skopeo',
   htpasswd: 'apache2-utils',
   prometheus: 'prometheus',
+  // Deployment tests: a private CA, nginx terminating TLS with it, an outbound forward proxy.
+  openssl: 'openssl',
+  nginx: 'nginx',
+  tinyproxy: 'tinyproxy',
 };
 const BENCH_TOOLS = {
   'docker-registry': 'docker-registry',

@@ -2,7 +2,7 @@
 // driver or upstream kind is chosen here and nowhere else.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { speaksV2, type Config } from './config/schema.js';
+import { speaksV2, type Config, type UpstreamConfig } from './config/schema.js';
 import { NamespacePolicy } from './auth/access.js';
 import { HtpasswdUsers } from './auth/htpasswd.js';
 import { JwtCodec } from './auth/jwt.js';
@@ -27,6 +27,7 @@ import { PrivateBlobs } from './storage/private-blobs.js';
 import { V1_IMAGE_PREFIXES, V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
+import { UpstreamProblemLog } from './upstream/problem-log.js';
 import { speaksV1, V1RegistryClient } from './upstream/v1-client.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
 
@@ -87,9 +88,16 @@ export async function createServices(config: Config, log: Logger, options: Servi
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
   });
+  const problems = new UpstreamProblemLog(log);
+  const problemSubject = (upstream: UpstreamConfig) => ({
+    name: upstream.name,
+    hasCredentials: upstream.username !== undefined,
+    cooldownMs: upstream.circuitBreaker.cooldown,
+  });
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
-    const client = new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), {
+    const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream));
+    const client = new CircuitBreakerUpstream(watched, {
       failures: upstream.circuitBreaker.failures,
       cooldownMs: upstream.circuitBreaker.cooldown,
     });
@@ -106,7 +114,7 @@ export async function createServices(config: Config, log: Logger, options: Servi
     tagTtlMs: upstream.tagTtl,
     platform: upstream.v1.platform,
     v2: v2Clients.get(upstream.name),
-    v1: speaksV1(upstream) ? new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)) : undefined,
+    v1: speaksV1(upstream) ? problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream)) : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex = new CacheIndex(blobs, privateBlobs, config.storage.cache.maxBytes, log);

@@ -76,6 +76,8 @@ export async function gcCommand(args: string[]): Promise<number> {
 /** longshore warm [--url URL | --config FILE] [--platform P]... [--all-platforms] [--file LIST] IMAGE... */
 export async function warmCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: mirrorOptions, allowPositionals: true, strict: true });
+  // Without either, warm would start a server from defaults with no upstreams and fetch nothing.
+  if (!values.url && !values.config) throw new ConfigError('warm needs --url URL of a running Longshore or --config FILE of one to start');
   const refs = await imageRefs(positionals, values.file);
   const platforms = platformChoice(values.platform, values['all-platforms'], DEFAULT_PLATFORMS);
   const config = values.url ? undefined : await configFrom(values.config);
