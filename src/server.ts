@@ -210,7 +210,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   });
   await app.register(longshoreApp, { services });
   await app.ready();
-  await listenOn(app.server, config.listen, 'listen');
+  // app.listen, not server.listen: fastify closes only a server it started itself.
+  await app.listen(splitListen(config.listen)).catch((error: unknown) => {
+    throw listenError(error, config.listen, 'listen');
+  });
   const metricsServer = config.metrics.listen ? await startMetricsListener(services, config.metrics.listen, log) : undefined;
   const address = urlOf(tlsPair ? 'https' : 'http', app.server.address(), config.listen);
   const metricsAddress = metricsServer ? urlOf('http', metricsServer.address(), config.metrics.listen ?? '') : undefined;
