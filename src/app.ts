@@ -19,6 +19,9 @@ import { RegistryError } from './protocol/errors.js';
 import type { Api } from './metrics/metrics.js';
 import type { Services } from './services.js';
 
+/** Endpoints for orchestrators and monitoring, not clients. */
+const OPERATIONS_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
+
 export interface AppOptions {
   services: Services;
 }
@@ -45,10 +48,15 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         const served = finished && request.method === 'GET' && length !== undefined ? Number(length) : undefined;
         services.metrics.cacheRequest(request.cacheKind, request.cacheOutcome, served);
       }
-      request.log.info(
+      // Probes and scrapes arrive every few seconds from the orchestrator and would drown the
+      // log: they are logged at debug.
+      const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') ? 'debug' : 'info';
+      request.log[level](
         {
           method: request.method,
           path: request.url,
+          client: request.ip,
+          userAgent: request.headers['user-agent'],
           status: reply.statusCode,
           bytes: length === undefined ? undefined : Number(length),
           durationMs: Math.round(reply.elapsedTime * 100) / 100,

@@ -87,7 +87,9 @@ export async function createServices(config: Config, log: Logger, options: Servi
     cache: { stats: () => cacheIndex.stats() },
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
+    circuits: () => [...breakers.entries()].map(([upstream, breaker]) => ({ upstream, state: breaker.circuit })),
   });
+  const breakers = new Map<string, CircuitBreakerUpstream>();
   const problems = new UpstreamProblemLog(log);
   const problemSubject = (upstream: UpstreamConfig) => ({
     name: upstream.name,
@@ -102,6 +104,7 @@ export async function createServices(config: Config, log: Logger, options: Servi
       cooldownMs: upstream.circuitBreaker.cooldown,
     });
     v2Clients.set(upstream.name, client);
+    breakers.set(upstream.name, client);
   }
   const upstreams = [...v2Clients.values()];
   const router = new UpstreamRouter(upstreams);

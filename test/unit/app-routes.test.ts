@@ -64,12 +64,29 @@ test('api.v2: false answers /v2/ with 404 so old clients fall back to v1', async
   assert.equal((await app.inject({ url: '/v1/_ping' })).statusCode, 200);
 });
 
-test('each request is one access-log line with method, path and status', async (t) => {
+test('each request is one access-log line with method, path, status, client address and user agent', async (t) => {
   const { app, logs } = await buildTestApp(t);
-  await app.inject({ method: 'GET', url: '/v2/' });
+  await app.inject({ method: 'GET', url: '/v2/', remoteAddress: '192.0.2.7', headers: { 'user-agent': 'docker/27.0 go/go1.22' } });
   const lines = logs.filter((l) => l.msg === 'request');
   assert.equal(lines.length, 1);
   assert.equal(lines[0]?.method, 'GET');
   assert.equal(lines[0]?.path, '/v2/');
   assert.equal(lines[0]?.status, 200);
+  assert.equal(lines[0]?.client, '192.0.2.7');
+  assert.equal(lines[0]?.userAgent, 'docker/27.0 go/go1.22');
+  assert.equal(lines[0]?.level, 30);
+});
+
+test('/metrics, /healthz and /readyz requests are logged at debug, not info', async (t) => {
+  const { app, logs } = await buildTestApp(t);
+  for (const url of ['/metrics', '/healthz', '/readyz?verbose=1']) await app.inject({ url });
+  const lines = logs.filter((l) => l.msg === 'request');
+  assert.deepEqual(
+    lines.map((l) => [l.path, l.level]),
+    [
+      ['/metrics', 20],
+      ['/healthz', 20],
+      ['/readyz?verbose=1', 20],
+    ],
+  );
 });

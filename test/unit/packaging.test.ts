@@ -37,6 +37,24 @@ test('Grafana provisioning points at the dashboard directory and the compose Pro
   assert.ok(dashboard.panels.length >= 10);
 });
 
+test('Grafana dashboard: an instance variable that every query filters on, so replicas can be told apart', async () => {
+  const dashboard = JSON.parse(await read('grafana/dashboards/longshore.json')) as {
+    templating: { list: Array<{ name: string; includeAll?: boolean; definition?: string }> };
+    panels: Array<{ title: string; targets?: Array<{ expr: string }> }>;
+  };
+  const instance = dashboard.templating.list.find((v) => v.name === 'instance');
+  assert.ok(instance?.includeAll);
+  assert.match(instance.definition ?? '', /label_values\(longshore_\w+, instance\)/);
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets ?? []) {
+      const selectors = target.expr.match(/\b(?:longshore|process)_[a-z_]+(\{[^}]*\})?/g) ?? [];
+      assert.ok(selectors.length > 0, `${panel.title}: a query on our metrics`);
+      for (const selector of selectors) assert.match(selector, /instance=~"\$instance"/, `${panel.title}: ${selector}`);
+    }
+  }
+  assert.ok(dashboard.panels.some((p) => p.targets?.some((t) => t.expr.includes('longshore_upstream_circuit_state'))));
+});
+
 test('Dockerfile: multi-stage, non-root, /data volume, port, health check following the config, no baked-in overrides', async () => {
   const dockerfile = await read('Dockerfile');
   assert.equal((dockerfile.match(/^FROM /gm) ?? []).length, 2);
