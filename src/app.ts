@@ -5,6 +5,9 @@
 import type { FastifyPluginCallback } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
+import { rejectRepeatedQueryParams } from './api/query-params.js';
+import { runWithClientAddress } from './auth/client-address.js';
+import { requestBodyMemory } from './util/read-bounded.js';
 import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
 import { V1ImageHandlers } from './api/v1/image-handlers.js';
@@ -12,9 +15,12 @@ import { V1IndexHandlers } from './api/v1/index-handlers.js';
 import { V1MirrorHandlers } from './api/v1/mirror-handlers.js';
 import { v1Routes } from './api/v1/routes.js';
 import { V1Search } from './api/v1/search.js';
+import { Catalog } from './api/v2/catalog.js';
 import { LocalHandlers } from './api/v2/local-handlers.js';
 import { MirrorHandlers } from './api/v2/mirror-handlers.js';
+import { v2DisabledRoutes } from './api/v2/disabled.js';
 import { v2Routes } from './api/v2/routes.js';
+import { CachedRepositories } from './mirror/cached-repositories.js';
 import { RegistryError } from './protocol/errors.js';
 import type { Api } from './metrics/metrics.js';
 import type { Services } from './services.js';
@@ -27,10 +33,11 @@ export interface AppOptions {
 }
 
 /**
- * Register on an instance built with `fastifyOptions()` (server.ts): the routes rely on its
+ * Register on an instance built with `createFastify()` (server.ts): the routes rely on its
  * router settings (no implicit HEAD routes, long parameters) and on request logging being off.
  */
 export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services }, done) => {
+  requestBodyMemory.limit = services.config.http.maxBufferedBodies;
   app.decorateRequest('cacheOutcome', undefined);
   app.decorateRequest('upstreamName', undefined);
   app.decorateRequest('cacheKind', undefined);
@@ -67,32 +74,37 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         'request',
       );
     });
-    done();
+    runWithClientAddress(request.ip, done); // for the failed-login limits
   });
 
+  app.addHook('onRequest', rejectRepeatedQueryParams);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) =>
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
   );
 
+  const cached = new CachedRepositories(services.metadata, services.blobs, services.router, services.policy);
   void app.register(operationsRoutes(services));
-  if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services)));
+  if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services, cached)));
   if (services.config.api.v2) {
     void app.register(
       v2Routes({
         mirrorHandlers: new MirrorHandlers(services.mirror, services.router),
         localHandlers: new LocalHandlers(services.local, services.uploads, { deleteEnabled: services.config.storage.delete }),
+        catalog: new Catalog(services.access, { privateRepositories: () => services.local.catalog(), cachedRepositories: () => cached.list() }),
         policy: services.policy,
         access: services.access,
         publicUrl: services.config.publicUrl,
       }),
     );
     void app.register(tokenRoutes(services.access, services.config.publicUrl));
+  } else {
+    void app.register(v2DisabledRoutes());
   }
   done();
 };
 
-function v1Dependencies(services: Services) {
+function v1Dependencies(services: Services, cached: CachedRepositories) {
   const { v1Access: access, v1Local: registry, config } = services;
   const localRepositories = async () => [...new Set([...(await registry.list()), ...(await services.local.catalog())])].sort();
   const mirrored = services.v1Router.upstreams.length > 0 ? new V1MirrorHandlers(access, services.v1Mirror, services.v1Router, config.publicUrl) : undefined;
@@ -104,7 +116,7 @@ function v1Dependencies(services: Services) {
       publicUrl: config.publicUrl,
     }),
     images: new V1ImageHandlers(access, registry, mirrored),
-    search: new V1Search(access, localRepositories, mirrored),
+    search: new V1Search(access, { privateRepositories: localRepositories, cachedRepositories: () => cached.list() }, mirrored),
     mirrored,
   };
 }

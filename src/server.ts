@@ -4,14 +4,15 @@
 // "refused"), let responses in flight finish within the grace period, cut the rest, abort
 // upstream fetches nobody reads any more, and leave no temp files behind.
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { access, mkdir, readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { longshoreApp } from './app.js';
+import { serverTimeouts } from './api/connection-limits.js';
 import { sendRegistryError } from './api/errors.js';
 import type { Config } from './config/schema.js';
 import { RegistryError } from './protocol/errors.js';
@@ -67,17 +68,20 @@ async function readTlsPair(files: { cert: string; key: string }): Promise<TlsPai
  * The Fastify instance the app plugin is written for (tests build theirs with this too);
  * HTTPS when given a certificate and key.
  */
-export function createFastify(log: Logger, tlsPair?: TlsPair) {
-  return Fastify({
+export function createFastify(log: Logger, httpLimits: Config['http'], tlsPair?: TlsPair) {
+  const options = {
     loggerInstance: log,
     // The app writes one line per request itself, with the cache outcome.
     logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
     routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
     return503OnClosing: true,
-    // Our own factory so the server type stays http.Server for both; https.Server is one.
-    serverFactory: (handler) => (tlsPair ? https.createServer({ ...tlsPair }, handler) : http.createServer(handler)) as http.Server,
-  });
+    ...serverTimeouts(httpLimits),
+  };
+  if (!tlsPair) return Fastify(options);
+  // Typed as the plain-HTTP instance so callers and the plugin see one type: an https.Server
+  // is an http.Server with TLS on its sockets (setSecureContext is reached by a cast where used).
+  return Fastify({ ...options, https: { ...tlsPair } } as unknown as typeof options);
 }
 
 export type LongshoreFastify = ReturnType<typeof createFastify>;
@@ -196,7 +200,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   for (const upstream of config.upstreams.filter((u) => u.insecure)) {
     log.warn({ upstream: upstream.name }, 'upstream certificate verification is off (insecure: true); its answers could come from anyone on the path');
   }
-  const app = createFastify(log, tlsPair);
+  const app = createFastify(log, config.http, tlsPair);
   const inFlight = new RequestsInFlight();
   let draining = false;
   // Root hook: runs before the app's routes and its 404 handler.
@@ -259,12 +263,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await app.close();
       metricsServer?.closeAllConnections();
       await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
-      // Closing the upstream clients aborts fetches whose readers were cut: their temp files go.
+      // Also removes what fetches still running staged: it will never be committed now.
       await services.close();
-      // Fetches still running wrote to temp files that will never be committed now.
-      const tmp = path.join(services.blobs.root, 'tmp');
-      await rm(tmp, { recursive: true, force: true });
-      await mkdir(tmp, { recursive: true });
     })());
   return { app, services, address, metricsAddress, reloadTls, stop };
 }

@@ -35,7 +35,7 @@ export interface MirrorOptions {
   offline: boolean;
   tracker: CacheTracker;
   /** Digests of private content (pushed here): never served as mirrored content on their own say-so. */
-  isPrivate: (digest: string) => boolean;
+  isPrivate: (digest: string) => Promise<boolean>;
   now?: () => number;
 }
 
@@ -45,7 +45,7 @@ export class PullThroughMirror {
 
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
-  private readonly isPrivate: (digest: string) => boolean;
+  private readonly isPrivate: (digest: string) => Promise<boolean>;
   private readonly now: () => number;
 
   constructor(
@@ -69,7 +69,7 @@ export class PullThroughMirror {
    * a private image through any mirrored name.
    */
   private async mayServeStored(target: MirrorTarget, digest: Digest, kind: 'blob' | 'manifest'): Promise<boolean> {
-    if (!this.isPrivate(digest.text)) return true;
+    if (!(await this.isPrivate(digest.text))) return true;
     if (this.offline) return false;
     const found =
       kind === 'blob'

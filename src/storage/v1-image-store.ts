@@ -2,7 +2,8 @@
 // and the content-addressed layer it points to. Layers themselves live in the shared blob
 // store, so a layer pushed or pulled through v1 is the same file v2 serves by digest.
 // One store per kind of content (private pushes, mirrored images), told apart by prefix.
-import type { MetadataStore } from './metadata-store.js';
+import { metadataKeys } from './keys.js';
+import type { MetadataStore, RecordChange } from './metadata-store.js';
 
 export interface V1ImageRecord {
   id: string;
@@ -26,7 +27,7 @@ export interface V1ImageRecord {
 }
 
 /** Where each kind of v1 image record lives in the metadata store. */
-export const V1_IMAGE_PREFIXES = { private: 'v1/images', mirrored: 'v1/mirror/images' } as const;
+export const V1_IMAGE_PREFIXES = { private: metadataKeys.v1PrivateImages, mirrored: metadataKeys.v1MirroredImages } as const;
 
 export class V1ImageStore {
   constructor(
@@ -50,6 +51,11 @@ export class V1ImageStore {
 
   async put(record: V1ImageRecord): Promise<void> {
     await this.metadata.put(this.key(record.id), record);
+  }
+
+  /** Read-modify-write of one record under its lock (see MetadataStore.update). */
+  async update(id: string, change: RecordChange<V1ImageRecord>): Promise<V1ImageRecord | undefined> {
+    return this.metadata.update(this.key(id), change);
   }
 
   async delete(id: string): Promise<boolean> {

@@ -35,7 +35,7 @@ export async function buildTestApp(t: TestContext, config: Record<string, unknow
   const parsed = parseConfig({ ...config, storage: { path: dir.path, ...(config.storage as Record<string, unknown> | undefined) } });
   const services = await createServices(parsed, log);
   onCleanup(t, () => services.close());
-  const app = createFastify(log);
+  const app = createFastify(log, parsed.http);
   await app.register(longshoreApp, { services });
   onCleanup(t, () => app.close());
   return { app, services, logs };
