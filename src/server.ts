@@ -16,6 +16,7 @@ import { serverTimeouts } from './api/connection-limits.js';
 import { sendRegistryError } from './api/errors.js';
 import type { Config } from './config/schema.js';
 import { RegistryError } from './protocol/errors.js';
+import { acquireDataDirectoryLock, DataDirectoryLocked } from './lifecycle/server-lock.js';
 import { createServices, type Services } from './services.js';
 
 /** A start-up failure an operator fixes (port taken, unwritable directory, bad TLS files): one line, no stack. */
@@ -196,7 +197,17 @@ function sendDraining(request: FastifyRequest, reply: FastifyReply): FastifyRepl
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const tlsPair = await preflight(config);
-  const services = await createServices(config, log);
+  const root = path.resolve(config.storage.path);
+  const lock = await acquireDataDirectoryLock(root).catch((error: unknown) => {
+    throw error instanceof DataDirectoryLocked ? new StartupError(error.code, `${error.message}; stop it, or give this server another storage.path`) : error;
+  });
+  let services: Services;
+  try {
+    services = await createServices(config, log);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   for (const upstream of config.upstreams.filter((u) => u.insecure)) {
     log.warn({ upstream: upstream.name }, 'upstream certificate verification is off (insecure: true); its answers could come from anyone on the path');
   }
@@ -215,11 +226,21 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   await app.register(longshoreApp, { services });
   await app.ready();
   // app.listen, not server.listen: fastify closes only a server it started itself.
-  await app.listen(splitListen(config.listen)).catch((error: unknown) => {
-    throw listenError(error, config.listen, 'listen');
-  });
-  const metricsServer = config.metrics.listen ? await startMetricsListener(services, config.metrics.listen, log) : undefined;
+  let metricsServer: http.Server | undefined;
+  try {
+    await app.listen(splitListen(config.listen)).catch((error: unknown) => {
+      throw listenError(error, config.listen, 'listen');
+    });
+    metricsServer = config.metrics.listen ? await startMetricsListener(services, config.metrics.listen, log) : undefined;
+  } catch (error) {
+    // Leave nothing behind for an in-process caller that goes on (tests, warm --config).
+    await app.close();
+    await services.close();
+    await lock.release();
+    throw error;
+  }
   const address = urlOf(tlsPair ? 'https' : 'http', app.server.address(), config.listen);
+  await lock.setAddress(address);
   const metricsAddress = metricsServer ? urlOf('http', metricsServer.address(), config.metrics.listen ?? '') : undefined;
   // The one start-up line operators and scripts wait for: printed at any level but silent.
   const startup = config.logLevel === 'silent' ? log : log.child({}, { level: 'info' });
@@ -265,6 +286,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
       // Also removes what fetches still running staged: it will never be committed now.
       await services.close();
+      await lock.release();
     })());
   return { app, services, address, metricsAddress, reloadTls, stop };
 }

@@ -223,3 +223,31 @@ test('CLI: --version, <command> --help, no command, warm with nowhere to warm', 
   assert.equal(warm.code, 2);
   assert.match(warm.stderr, /warm needs --url URL of a running Longshore or --config FILE/);
 });
+
+test('one server per data directory: a second serve refuses, warm --config goes through the running one, a crashed holder leaves a stale lock', async (t) => {
+  const mirror = await startLongshore({ upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'], default: true }] });
+  onCleanup(t, () => mirror.dispose());
+  const pid = mirror.process!.child.pid!;
+
+  const second = await runCli(['serve', '--config', mirror.configPath], 60_000);
+  assert.equal(second.code, 1);
+  assert.match(second.stderr.trim(), new RegExp(`^longshore: cannot start: storage\\.path .* is in use by Longshore process ${pid} on .*\\(${mirror.url.replace(/[.]/g, '\\.')}\\); stop it`));
+  assert.equal(second.stderr.trim().split('\n').length, 1);
+
+  // warm with the same config: through the running server, whose temp files it leaves alone.
+  const warmed = await runCli(['warm', '--config', mirror.configPath, 'registry.test/apps/web:v1'], 60_000);
+  assert.equal(warmed.code, 0, warmed.stderr);
+  assert.match(warmed.stderr, new RegExp(`served by process ${pid}; going through it at ${mirror.url.replace(/[.]/g, '\\.')}`));
+  assert.ok(
+    mirror.logs.some((r) => r.msg === 'request' && r.path === '/v2/registry.test/apps/web/manifests/v1' && String(r.userAgent).startsWith('longshore/')),
+    'the warm requests reached the running server',
+  );
+
+  // After a crash the lock names a process that is gone: the next start takes it over.
+  await mirror.kill9();
+  await mirror.start();
+  assert.equal((await request(`${mirror.url}/v2/`)).statusCode, 200);
+  // A clean stop removes the lock.
+  await mirror.stop();
+  assert.deepEqual((await readdir(mirror.dataDir)).filter((f) => f === 'longshore.lock'), []);
+});
