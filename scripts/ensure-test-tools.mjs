@@ -14,6 +14,10 @@ const REQUIRED_TOOLS = {
   htpasswd: 'apache2-utils',
   prometheus: 'prometheus',
   podman: 'podman',
+  // Deployment tests: a private CA, nginx terminating TLS with it, an outbound forward proxy.
+  openssl: 'openssl',
+  nginx: 'nginx',
+  tinyproxy: 'tinyproxy',
 };
 const BENCH_TOOLS = {
   'docker-registry': 'docker-registry',

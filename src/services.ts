@@ -2,7 +2,7 @@
 // driver or upstream kind is chosen here and nowhere else.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { speaksV2, type Config } from './config/schema.js';
+import { speaksV2, type Config, type UpstreamConfig } from './config/schema.js';
 import { NamespacePolicy } from './auth/access.js';
 import { HtpasswdUsers, type HtpasswdOptions } from './auth/htpasswd.js';
 import { BcryptPool } from './auth/bcrypt-pool.js';
@@ -29,6 +29,7 @@ import { openStorage } from './storage/open-storage.js';
 import { V1_IMAGE_PREFIXES, V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
+import { UpstreamProblemLog } from './upstream/problem-log.js';
 import { speaksV1, V1RegistryClient } from './upstream/v1-client.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
 
@@ -79,14 +80,24 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     cache: { stats: () => cacheIndex.stats() },
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
+    circuits: () => [...breakers.entries()].map(([upstream, breaker]) => ({ upstream, state: breaker.circuit })),
+  });
+  const breakers = new Map<string, CircuitBreakerUpstream>();
+  const problems = new UpstreamProblemLog(log);
+  const problemSubject = (upstream: UpstreamConfig) => ({
+    name: upstream.name,
+    hasCredentials: upstream.username !== undefined,
+    cooldownMs: upstream.circuitBreaker.cooldown,
   });
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
-    const client = new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), {
+    const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream));
+    const client = new CircuitBreakerUpstream(watched, {
       failures: upstream.circuitBreaker.failures,
       cooldownMs: upstream.circuitBreaker.cooldown,
     });
     v2Clients.set(upstream.name, client);
+    breakers.set(upstream.name, client);
   }
   const upstreams = [...v2Clients.values()];
   const router = new UpstreamRouter(upstreams);
@@ -99,7 +110,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tagTtlMs: upstream.tagTtl,
     platform: upstream.v1.platform,
     v2: v2Clients.get(upstream.name),
-    v1: speaksV1(upstream) ? new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)) : undefined,
+    v1: speaksV1(upstream) ? problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream)) : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = new InProcessCacheIndex({
