@@ -2,9 +2,11 @@
 // driver or upstream kind is chosen here and nowhere else.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { speaksV2, type Config } from './config/schema.js';
+import { speaksV2, type Config, type UpstreamConfig } from './config/schema.js';
 import { NamespacePolicy } from './auth/access.js';
-import { HtpasswdUsers } from './auth/htpasswd.js';
+import { HtpasswdUsers, type HtpasswdOptions } from './auth/htpasswd.js';
+import { BcryptPool } from './auth/bcrypt-pool.js';
+import { LoginLimiter } from './auth/login-limiter.js';
 import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
@@ -12,7 +14,7 @@ import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
 import { InProcessCacheIndex } from './coordination/cache-index.js';
 import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
-import { InflightBlobs } from './mirror/inflight.js';
+import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
 import { V1PullThrough, type V1Upstream } from './mirror/v1-pull-through.js';
 import { UpstreamRouter } from './mirror/router.js';
@@ -27,6 +29,7 @@ import { openStorage } from './storage/open-storage.js';
 import { V1_IMAGE_PREFIXES, V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
+import { UpstreamProblemLog } from './upstream/problem-log.js';
 import { speaksV1, V1RegistryClient } from './upstream/v1-client.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
 
@@ -77,14 +80,24 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     cache: { stats: () => cacheIndex.stats() },
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
+    circuits: () => [...breakers.entries()].map(([upstream, breaker]) => ({ upstream, state: breaker.circuit })),
+  });
+  const breakers = new Map<string, CircuitBreakerUpstream>();
+  const problems = new UpstreamProblemLog(log);
+  const problemSubject = (upstream: UpstreamConfig) => ({
+    name: upstream.name,
+    hasCredentials: upstream.username !== undefined,
+    cooldownMs: upstream.circuitBreaker.cooldown,
   });
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
-    const client = new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), {
+    const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream));
+    const client = new CircuitBreakerUpstream(watched, {
       failures: upstream.circuitBreaker.failures,
       cooldownMs: upstream.circuitBreaker.cooldown,
     });
     v2Clients.set(upstream.name, client);
+    breakers.set(upstream.name, client);
   }
   const upstreams = [...v2Clients.values()];
   const router = new UpstreamRouter(upstreams);
@@ -97,7 +110,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tagTtlMs: upstream.tagTtl,
     platform: upstream.v1.platform,
     v2: v2Clients.get(upstream.name),
-    v1: speaksV1(upstream) ? new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)) : undefined,
+    v1: speaksV1(upstream) ? problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream)) : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = new InProcessCacheIndex({
@@ -113,15 +126,18 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   coordinator.events.subscribe((event) => {
     if (event.type === 'removed') manifests.forget(event.digest);
   });
-  const inflight = new InflightBlobs({
+  const inflightObserver: InflightObserver = {
     fetchFinished: (digest, bytes, error, source) => {
       metrics.upstreamReceived(source, bytes);
       if (error) log.warn({ digest, bytes, err: error.message }, 'upstream blob fetch failed; nothing cached');
       else coordinator.events.publish({ type: 'committed', digest, size: bytes, source });
     },
-  });
+    // Debug: in one process this only happens in the instant between a commit and its lease's release.
+    leaseRefused: (key) => log.debug({ fetch: key }, 'the fetch lease is held elsewhere; fetching uncoordinated'),
+  };
+  const inflight = new InflightBlobs(inflightObserver, { leases: coordinator.leases });
   const policy = new NamespacePolicy(config.private.namespaces);
-  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd)) : undefined;
+  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number
   const tokens = new JwtCodec(await loadSigningSecret(path.resolve(config.storage.path), config.auth.secret));
   const access = new RegistryAccess(policy, users, tokens, {
@@ -138,7 +154,10 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tokenTtlMs: config.auth.tokenTtl,
     audience: V1_TOKEN_AUDIENCE,
   });
-  const uploads = new UploadSessions(blobs, config.storage.uploadTimeout);
+  const uploads = new UploadSessions(blobs, config.storage.uploadTimeout, {
+    // Every upload is a push into a private repository.
+    beforePublish: (digest, size) => privateContent.add(digest, size),
+  });
   const tags = new TagRecords(metadata);
   const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
     offline: config.offline,
@@ -175,6 +194,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     metrics,
     close: async () => {
       await uploads.close();
+      await users?.close();
       await Promise.all([...upstreams.map((u) => u.close()), ...v1Upstreams.map((u) => u.v1?.close())]);
       await cacheIndex.close();
       await blobs.close();
@@ -189,5 +209,16 @@ function upstreamObserver(upstream: string, metrics: Metrics): UpstreamObserver 
     request: (kind, status, seconds) => metrics.upstreamRequest(upstream, kind, status, seconds),
     rateLimit: (remaining) => metrics.upstreamRateLimit(upstream, remaining),
     received: (bytes) => metrics.upstreamReceived(upstream, bytes),
+  };
+}
+
+/** bcrypt off the event loop and failed-login limits, as auth.* configures them. */
+function userVerification(config: Config, log: Logger): HtpasswdOptions {
+  const { verifyWorkers, verifyQueue, loginFailures } = config.auth;
+  return {
+    pool: new BcryptPool({ workers: verifyWorkers, queue: verifyQueue }),
+    limiter: new LoginLimiter({ perAddress: loginFailures.perAddress, perUser: loginFailures.perUser, windowMs: loginFailures.window }),
+    signupAccess: config.auth.signupAccess,
+    log,
   };
 }

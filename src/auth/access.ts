@@ -7,6 +7,13 @@ export type Action = 'pull' | 'push' | 'delete';
 export interface UserVerifier {
   /** True when the user exists and the password is right. */
   verify(username: string, password: string): Promise<boolean>;
+  /** False for accounts that may only pull (self-registered, auth.signupAccess: pull). */
+  mayPush?(username: string): boolean;
+}
+
+/** Whether a user may push and delete in private namespaces (all may, but pull-only sign-ups). */
+export function userMayPush(users: UserVerifier | undefined, username: string): boolean {
+  return users?.mayPush?.(username) ?? true;
 }
 
 /** The user named by `Basic` credentials (the base64 part), when they are valid. Both APIs use it. */

@@ -8,7 +8,7 @@
 //                       did not sign is passed upstream untouched and never opens private content
 import { V1Error } from '../protocol/v1.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import { verifyBasic, type NamespacePolicy, type UserVerifier } from './access.js';
+import { userMayPush, verifyBasic, type NamespacePolicy, type UserVerifier } from './access.js';
 import type { JwtCodec } from './jwt.js';
 
 export type V1AccessLevel = 'read' | 'write' | 'delete';
@@ -88,6 +88,7 @@ export class V1Access {
     }
     switch (identity.kind) {
       case 'user':
+        if (need !== 'read') this.assertMayPush(identity.name);
         return;
       case 'token':
         if (identity.repository === repository && ALLOWED[identity.access].includes(need)) return;
@@ -99,6 +100,11 @@ export class V1Access {
         if (need === 'read' && (isPrivate ? this.settings.privateAnonymousPull : this.settings.anonymousPull)) return;
         throw this.unauthorized(need === 'read' ? 'authentication required' : 'pushing needs a login (docker login)');
     }
+  }
+
+  /** 403 for a self-registered account that may only pull (auth.signupAccess: pull). */
+  assertMayPush(user: string): void {
+    if (!userMayPush(this.users, user)) throw new V1Error(403, `account ${user} was self-registered and may only pull until an operator grants more`);
   }
 
   /**

@@ -6,7 +6,7 @@
 //   private namespaces:   pull for users (or anyone with private.anonymousPull); push/delete for users
 import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
-import { verifyBasic, type AccessControl, type AccessRequest, type Action, type NamespacePolicy, type UserVerifier } from './access.js';
+import { userMayPush, verifyBasic, type AccessControl, type AccessRequest, type Action, type NamespacePolicy, type UserVerifier } from './access.js';
 import type { JwtCodec } from './jwt.js';
 
 export interface AccessSettings {
@@ -37,7 +37,7 @@ export class RegistryAccess implements AccessControl {
   /** What a user (undefined: anonymous) may do on a repository, by policy alone. */
   allowedActions(user: string | undefined, repository: string): Action[] {
     if (this.policy.isPrivate(repository)) {
-      if (user) return ['pull', 'push', 'delete'];
+      if (user) return userMayPush(this.users, user) ? ['pull', 'push', 'delete'] : ['pull'];
       return this.settings.privateAnonymousPull ? ['pull'] : [];
     }
     return user || this.settings.anonymousPull ? ['pull'] : [];

@@ -204,7 +204,7 @@ export class V1PullThrough {
       const client = target?.upstream.v1;
       if (!client || this.offline) throw notFound(`layer of ${record.id} is not cached${this.offline ? ', and offline mode is on' : ''}`);
       const source: FetchSource = {
-        open: () => client.layer(record.id, auth),
+        open: () => client.layer(record.id, auth, record.layerSize),
         alreadyStored: async () => {
           const layer = (await this.current(record)).layer;
           return layer !== undefined && (await this.blobs.stat(parseDigest(layer.digest))) !== undefined;

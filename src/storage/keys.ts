@@ -15,6 +15,7 @@
 //   │   ├── _manifests/<alg>/<hex>                    {mediaType, size}
 //   │   ├── _tags/<tag>                               {digest}
 //   │   └── _referrers/<alg>/<hex>/<digest>           a manifest whose subject is <alg>:<hex>
+//   ├── provenance/<alg>/<hex>                        {<upstream>: repository}: who the mirror got it from
 //   ├── private/blobs/<alg>/<hex>                     {size}: private content (never evicted)
 //   ├── cache/access/<alg>/<2 hex>                    {<hex>: last access ms}: LRU order, by shard
 //   └── v1/
@@ -23,7 +24,7 @@
 //       │   ├── _index                                {images}: ids the repository contains
 //       │   └── _tags/<tag>                           {id, updated}
 //       └── mirror/
-//           ├── images/<id>                           mirrored v1 image records
+//           ├── images/<upstream>/<id>                mirrored v1 image records, per upstream
 //           ├── chains/<alg>/<hex>                    {top}: v1 chain derived from a v2 manifest
 //           └── repositories/<upstream>/<repository…>/<name…>
 //                                                     {value, fetchedAt}: upstream lists (TTL)
@@ -39,6 +40,8 @@ export const metadataKeys = {
   manifestsRoot: 'manifests',
 
   mirrorRoot: 'mirror',
+  /** A mirrored repository's directory, or (fewer segments) one above it: for walking the tree. */
+  mirrorRepository: (upstream: string, ...path: string[]) => join('mirror', upstream, ...path),
   mirrorTags: (upstream: string, repository: string) => join('mirror', upstream, repository, '_tags'),
   mirrorTag: (upstream: string, repository: string, tag: string) => join('mirror', upstream, repository, '_tags', tag),
 
@@ -51,6 +54,9 @@ export const metadataKeys = {
   localTag: (repository: string, tag: string) => join('local', repository, '_tags', tag),
   localReferrers: (repository: string, subject: Digest) => join('local', repository, '_referrers', subject.algorithm, subject.hex),
 
+  /** Provenance of a mirrored digest (kept apart from mirror/<upstream>/…, where any upstream name may sit). */
+  provenance: (digest: Digest) => join('provenance', digest.algorithm, digest.hex),
+
   privateBlobsRoot: join('private', 'blobs'),
   privateBlob: (digest: Digest) => join('private', 'blobs', digest.algorithm, digest.hex),
 
@@ -60,6 +66,8 @@ export const metadataKeys = {
 
   v1PrivateImages: join('v1', 'images'),
   v1MirroredImages: join('v1', 'mirror', 'images'),
+  /** One upstream's mirrored v1 image records: a v1 id is whatever its publisher says it is. */
+  v1MirroredImagesOf: (upstream: string) => join('v1', 'mirror', 'images', upstream),
   v1RepositoriesRoot: join('v1', 'repositories'),
   v1Repository: (repository: string, ...rest: string[]) => join('v1', 'repositories', repository, ...rest),
   v1MirrorChain: (manifest: Digest) => join('v1', 'mirror', 'chains', manifest.algorithm, manifest.hex),

@@ -70,10 +70,10 @@ export class CircuitBreakerUpstream implements UpstreamRegistry {
     this.state = failures >= this.settings.failures ? { kind: 'open', until: this.now() + this.settings.cooldownMs } : { kind: 'closed', failures };
   }
 
-  fetchBlob(repository: string, digest: string): Promise<UpstreamBlob | undefined> {
+  fetchBlob(repository: string, digest: string, expectedSize?: number): Promise<UpstreamBlob | undefined> {
     // Only the start of a blob response is guarded; a body that breaks later is the fetch's
     // own failure and does not say the upstream is down.
-    return this.guard(() => this.inner.fetchBlob(repository, digest));
+    return this.guard(() => this.inner.fetchBlob(repository, digest, expectedSize));
   }
   headBlob(repository: string, digest: string): Promise<{ size: number | undefined } | undefined> {
     return this.guard(() => this.inner.headBlob(repository, digest));

@@ -29,8 +29,11 @@ export interface UpstreamRegistry {
   readonly libraryPrefix: boolean;
   readonly tagTtlMs: number;
 
-  /** undefined: the upstream says the blob does not exist. Throws UpstreamError otherwise. */
-  fetchBlob(repository: string, digest: string): Promise<UpstreamBlob | undefined>;
+  /**
+   * undefined: the upstream says the blob does not exist. Throws UpstreamError otherwise.
+   * `expectedSize` (from a descriptor), when known, bounds a body sent without Content-Length.
+   */
+  fetchBlob(repository: string, digest: string, expectedSize?: number): Promise<UpstreamBlob | undefined>;
   headBlob(repository: string, digest: string): Promise<{ size: number | undefined } | undefined>;
   getManifest(repository: string, reference: string, accept: readonly string[]): Promise<UpstreamManifest | undefined>;
   headManifest(repository: string, reference: string, accept: readonly string[]): Promise<UpstreamManifestHead | undefined>;
