@@ -66,6 +66,15 @@ export interface S3BlobStoreOptions extends S3Location {
   describeEndpoint?: string;
 }
 
+/** The bucket cannot be used (unreachable, missing, refused): what an operator fixes at start. */
+export class S3BucketUnusable extends Error {
+  readonly code = 'S3_BUCKET_UNUSABLE';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'S3BucketUnusable';
+  }
+}
+
 /** Error thrown by the SDK for a missing object: NoSuchKey on GET, NotFound on HEAD. */
 export function isS3NotFound(error: unknown): boolean {
   return error instanceof S3ServiceException && (error.name === 'NoSuchKey' || error.name === 'NotFound' || error.$metadata.httpStatusCode === 404);
@@ -121,7 +130,7 @@ export class S3BlobStore implements BlobStore {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (error) {
-      throw new Error(`S3 ${this.where} is not reachable: ${describeS3Error(error)}`, { cause: error });
+      throw new S3BucketUnusable(`S3 ${this.where} is not reachable: ${describeS3Error(error)}; check storage.s3 (endpoint, bucket, credentials)`, { cause: error });
     }
     await this.scratch.init(options);
     if (options.clearStaging ?? true) {
