@@ -10,7 +10,7 @@ import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { after, test } from 'node:test';
 import { stringify } from 'yaml';
-import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { DigestMismatchError } from '../../src/storage/blob-store.js';
 import { MIN_PART_BYTES, S3BlobStore } from '../../src/storage/s3-blob-store.js';
@@ -114,6 +114,25 @@ test('s3: a blob whose digest comes at the end goes through a staging key and is
   assert.deepEqual(await writer.commit(), bigDigest);
   writer.close();
   assert.deepEqual(await keysUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
+  assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
+});
+
+test('s3: a staged blob over the single-copy limit is copied to its key part by part', async () => {
+  const { client, bucket } = await swiftOnce();
+  stores += 1;
+  const prefix = `store-${stores}/`;
+  const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
+  // The 5 GiB CopyObject limit, scaled down: the 10 MiB blob is copied as two ranges.
+  const store = new S3BlobStore({ client, bucket, prefix, scratchDir, partBytes: MIN_PART_BYTES, maxSingleCopyBytes: MIN_PART_BYTES });
+  await store.init();
+  const writer = await store.createWriter();
+  await writer.write(big);
+  assert.deepEqual(await writer.commit(), bigDigest);
+  writer.close();
+  assert.deepEqual(await keysUnder(prefix), [`${prefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
+  assert.deepEqual(await uploadsUnder(prefix), []);
+  const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${prefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}` }));
+  assert.match(head.ETag ?? '', /-3"$/, 'a multipart object of three copied ranges');
   assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
 });
 
