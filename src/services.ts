@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { speaksV2, type Config } from './config/schema.js';
-import { NamespacePolicy } from './auth/access.js';
+import { AccessPolicy, NamespacePolicy } from './auth/policy.js';
 import { HtpasswdUsers } from './auth/htpasswd.js';
 import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
@@ -123,17 +123,15 @@ export async function createServices(config: Config, log: Logger, options: Servi
   const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number
   const tokens = new JwtCodec(await loadSigningSecret(root, config.auth.secret));
-  const access = new RegistryAccess(policy, users, tokens, {
-    anonymousPull: config.auth.anonymousPull,
-    privateAnonymousPull: config.private.anonymousPull,
+  // One policy for both APIs; each API's edge only reads credentials and writes refusals.
+  const accessPolicy = new AccessPolicy(policy, { anonymousPull: config.auth.anonymousPull, privateAnonymousPull: config.private.anonymousPull });
+  const access = new RegistryAccess(accessPolicy, users, tokens, {
     tokenTtlMs: config.auth.tokenTtl,
     service: TOKEN_SERVICE,
   });
   const local = new LocalRegistry(blobs, manifests, metadata, privateBlobs);
   const v1Local = new V1LocalRegistry(new V1ImageStore(metadata, V1_IMAGE_PREFIXES.private), blobs, metadata, privateBlobs, local);
-  const v1Access = new V1Access(policy, users, tokens, {
-    anonymousPull: config.auth.anonymousPull,
-    privateAnonymousPull: config.private.anonymousPull,
+  const v1Access = new V1Access(accessPolicy, users, tokens, {
     tokenTtlMs: config.auth.tokenTtl,
     audience: V1_TOKEN_AUDIENCE,
   });
@@ -144,7 +142,7 @@ export async function createServices(config: Config, log: Logger, options: Servi
     tracker: cacheIndex,
     isPrivate: (digest) => privateBlobs.has(digest),
   });
-  const v1Mirror = new V1PullThrough(new V1ImageStore(metadata, V1_IMAGE_PREFIXES.mirrored), metadata, blobs, inflight, mirror, log, {
+  const v1Mirror = new V1PullThrough(metadata, blobs, inflight, mirror, log, {
     offline: config.offline,
     tracker: cacheIndex,
     upstreamByName: (name) => v1Router.byName(name),

@@ -16,7 +16,7 @@ import { EMPTY_GZ_TAR_DIGEST, v1ChainFromSchema1, v1ChainFromV2, type V1ChainEnt
 import { isValidImageId, payloadChecksum, payloadHash, V1Error, type V1SearchResult } from '../protocol/v1.js';
 import { sendableBlob, type BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import { imageJsonBytes, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
+import { imageJsonBytes, mirroredImageStore, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
 import type { V1RegistryClient, V1UpstreamAuth } from '../upstream/v1-client.js';
@@ -68,9 +68,10 @@ export class V1PullThrough {
   private readonly tracker: CacheTracker;
   private readonly upstreamByName: (name: string) => V1Upstream | undefined;
   private readonly now: () => number;
+  /** Mirrored image records, one store per upstream: one upstream never answers for another. */
+  private readonly imageStores = new Map<string, V1ImageStore>();
 
   constructor(
-    private readonly images: V1ImageStore,
     private readonly metadata: MetadataStore,
     private readonly blobs: BlobStore,
     private readonly inflight: InflightBlobs,
@@ -148,16 +149,30 @@ export class V1PullThrough {
 
   /** An image's record (json and ancestry), cached forever once fetched. */
   async image(id: string, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<{ record: V1ImageRecord; outcome: CacheOutcome }> {
-    const cached = await this.images.get(id);
+    const cached = target ? await this.images(target.upstream.name).get(id) : undefined;
     if (cached) return { record: cached, outcome: 'hit' };
     const client = target?.upstream.v1;
     if (!client || this.offline) throw notFound(`Image not found: ${id}${this.offline ? ' (not cached, and offline mode is on)' : ''}`);
-    const { promise, shared } = this.imageFetches.run(id, () => this.fetchImage(client, target, id, auth));
+    const { promise, shared } = this.imageFetches.run(`${client.name}|${id}`, () => this.fetchImage(client, target, id, auth));
     const record = await promise.catch((error: unknown) => {
       throw toRegistryError(error);
     });
     if (!record) throw notFound(`Image not found: ${id} at ${target.upstream.name}`);
     return { record, outcome: shared ? 'coalesced' : 'miss' };
+  }
+
+  /**
+   * Old-Docker mirror mode with a token the mirror did not issue, when mirrored content is not
+   * open to anyone: the upstream decides whether the token's holder may read this image (a
+   * json GET with their token); only then is it served, from the cache if it is there.
+   */
+  async confirmImage(id: string, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<void> {
+    const client = target?.upstream.v1;
+    if (!client || this.offline) throw new V1Error(401, 'a token this mirror did not issue is checked by the upstream, and no upstream can be asked', { 'www-authenticate': 'Token' });
+    const json = await client.imageJson(id, auth).catch((error: unknown) => {
+      throw toRegistryError(error);
+    });
+    if (!json) throw notFound(`Image not found: ${id} at ${client.name}`);
   }
 
   /** Remembers an ancestry list so each ancestor's record can be built without asking again. */
@@ -192,7 +207,7 @@ export class V1PullThrough {
       ...(json.layerSize !== undefined ? { layerSize: json.layerSize } : {}),
       ...(json.payloadChecksum ? { computed: { payload: json.payloadChecksum, tarsums: [] } } : {}),
     };
-    await this.images.put(record);
+    await this.images(target.upstream.name).put(record);
     return record;
   }
 
@@ -214,7 +229,7 @@ export class V1PullThrough {
         stored: async (digest, size) => {
           record.layer = { digest: digest.text, size };
           try {
-            await this.images.put({ ...(await this.current(record)), layer: record.layer });
+            await this.images(client.name).put({ ...(await this.current(record)), layer: record.layer });
           } catch (error) {
             // The verified layer is stored either way; the record learns its digest next time.
             this.log.warn({ image: record.id, err: (error as Error).message }, 'could not record the layer digest of a v1 image');
@@ -232,7 +247,17 @@ export class V1PullThrough {
   }
 
   private async current(record: V1ImageRecord): Promise<V1ImageRecord> {
-    return (await this.images.get(record.id)) ?? record;
+    const upstream = record.source?.upstream;
+    return (upstream !== undefined ? await this.images(upstream).get(record.id) : undefined) ?? record;
+  }
+
+  private images(upstream: string): V1ImageStore {
+    let store = this.imageStores.get(upstream);
+    if (!store) {
+      store = mirroredImageStore(this.metadata, upstream);
+      this.imageStores.set(upstream, store);
+    }
+    return store;
   }
 
   private async storedLayer(record: V1ImageRecord): Promise<BlobResult | undefined> {
@@ -304,16 +329,18 @@ export class V1PullThrough {
         throw toRegistryError(error);
       }));
     }
-    const known = await this.metadata.get<{ top: string }>(this.chainKey(digest));
+    const chainKey = this.chainKey(target, digest);
+    const known = await this.metadata.get<{ top: string }>(chainKey);
     if (known) return { id: known.top, outcome };
     const image = parseManifest(bytes, mediaType);
     const chain = await this.chainOf(v2Target, bytes, image);
     const sizes = new Map<string, number>(image.kind === 'image' ? image.layers.map((l) => [l.digest, l.size]) : []);
     sizes.set(EMPTY_GZ_TAR_DIGEST, EMPTY_GZ_TAR.length);
     const ids = chain.map((entry) => entry.id);
+    const images = this.images(target.upstream.name);
     for (const [index, entry] of chain.entries()) {
-      if (await this.images.get(entry.id)) continue;
-      await this.images.put({
+      if (await images.get(entry.id)) continue;
+      await images.put({
         id: entry.id,
         ...(entry.parent ? { parent: entry.parent } : {}),
         json: Buffer.from(entry.v1Compatibility, 'utf8').toString('base64'),
@@ -325,7 +352,7 @@ export class V1PullThrough {
       });
     }
     const top = ids[0] as string;
-    await this.metadata.put(this.chainKey(digest), { top });
+    await this.metadata.put(chainKey, { top });
     // Tags of one repository resolve concurrently (a tag list); their ids must all land.
     const listKey = this.key(target, '_v2images');
     await this.lock.run(listKey, async () => {
@@ -360,9 +387,10 @@ export class V1PullThrough {
     return ['v1', 'mirror', 'repositories', target.upstream.name, target.repository, ...rest].join('/');
   }
 
-  private chainKey(manifestDigest: string): string {
+  /** Per upstream, like the records the chain's ids name. */
+  private chainKey(target: V1Target, manifestDigest: string): string {
     const digest = parseDigest(manifestDigest);
-    return `v1/mirror/chains/${digest.algorithm}/${digest.hex}`;
+    return `v1/mirror/chains/${target.upstream.name}/${digest.algorithm}/${digest.hex}`;
   }
 
   /**
