@@ -12,6 +12,7 @@ import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
 import { CacheIndex } from './mirror/cache-index.js';
 import { InflightBlobs } from './mirror/inflight.js';
+import { MetadataProvenance } from './mirror/provenance.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
 import { V1PullThrough, type V1Upstream } from './mirror/v1-pull-through.js';
 import { UpstreamRouter } from './mirror/router.js';
@@ -137,15 +138,18 @@ export async function createServices(config: Config, log: Logger, options: Servi
   });
   const uploads = new UploadSessions(blobs, config.storage.uploadTimeout);
   const tags = new TagRecords(metadata);
+  const provenance = new MetadataProvenance(metadata);
   const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
     offline: config.offline,
     tracker: cacheIndex,
     isPrivate: (digest) => privateBlobs.has(digest),
+    provenance,
   });
   const v1Mirror = new V1PullThrough(metadata, blobs, inflight, mirror, log, {
     offline: config.offline,
     tracker: cacheIndex,
     upstreamByName: (name) => v1Router.byName(name),
+    provenance,
   });
   return {
     config,

@@ -8,8 +8,9 @@ import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
 import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob-store.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
 import { UpstreamError } from '../upstream/errors.js';
-import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
+import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
+import type { Origin, ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget } from './router.js';
 import { SingleFlight } from './single-flight.js';
 import type { TagRecords, TagRecord } from './tag-records.js';
@@ -36,6 +37,8 @@ export interface MirrorOptions {
   tracker: CacheTracker;
   /** Digests of private content (pushed here): never served as mirrored content on their own say-so. */
   isPrivate: (digest: string) => boolean;
+  /** Which upstream each fetched digest came from: private digests are served under those upstreams' names. */
+  provenance: ProvenanceIndex;
   now?: () => number;
 }
 
@@ -46,6 +49,7 @@ export class PullThroughMirror {
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
   private readonly isPrivate: (digest: string) => boolean;
+  private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
 
   constructor(
@@ -59,23 +63,36 @@ export class PullThroughMirror {
     this.offline = options.offline;
     this.tracker = options.tracker;
     this.isPrivate = options.isPrivate;
+    this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
   }
 
   /**
    * The store is content-addressed and shared with private repositories. A digest that is
-   * private content is served under a mirrored name only if the upstream confirms it has it
-   * there (the bytes are then the same); otherwise knowing a digest would be enough to read
-   * a private image through any mirrored name.
+   * private content is served under an upstream's names only if the mirror got it from that
+   * upstream (provenance: fetched, or confirmed before), or the upstream confirms it has it
+   * there now (the bytes are then the same); otherwise knowing a digest would be enough to
+   * read a private image through any mirrored name.
    */
   private async mayServeStored(target: MirrorTarget, digest: Digest, kind: 'blob' | 'manifest'): Promise<boolean> {
     if (!this.isPrivate(digest.text)) return true;
+    if (await this.provenance.fetchedFrom(digest, target.upstream.name)) return true;
     if (this.offline) return false;
     const found =
       kind === 'blob'
         ? await target.upstream.headBlob(target.repository, digest.text)
         : await target.upstream.headManifest(target.repository, digest.text, upstreamAcceptList([]));
-    return found !== undefined;
+    if (found === undefined) return false;
+    await this.recordOrigin(digest, target);
+    return true;
+  }
+
+  /** Provenance is bookkeeping: failing to write it costs an upstream confirmation later, never a request. */
+  private async recordOrigin(digest: Digest, target: MirrorTarget): Promise<void> {
+    const origin: Origin = { upstream: target.upstream.name, repository: target.repository };
+    await this.provenance.record(digest, origin).catch((error: unknown) => {
+      this.log.warn({ digest: digest.text, upstream: origin.upstream, err: (error as Error).message }, 'could not record where a digest came from');
+    });
   }
 
   private offlineMiss(code: 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN', what: string): RegistryError {
@@ -106,7 +123,11 @@ export class PullThroughMirror {
       }
       this.tracker.forget(digest.text);
       if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
-      const source = { expected: digest, open: () => target.upstream.fetchBlob(target.repository, digest.text) };
+      const source: FetchSource = {
+        expected: digest,
+        open: () => target.upstream.fetchBlob(target.repository, digest.text),
+        stored: (stored) => this.recordOrigin(stored, target),
+      };
       const following = await this.inflight.follow(digest.text, this.blobs, source, target.upstream.name).catch((error: unknown) => {
         throw this.blobError(error, target, digest);
       });
@@ -258,7 +279,9 @@ export class PullThroughMirror {
     if (claimed !== undefined && claimed.startsWith(`${expected?.algorithm ?? 'sha256'}:`) && claimed !== actual) {
       throw new UpstreamError(target.upstream.name, 'invalid', `manifest ${target.repository}:${reference} has digest ${actual}, expected ${claimed}`);
     }
-    const stored = await this.manifests.put(parseDigest(actual), fetched.bytes, fetched.mediaType);
+    const digest = parseDigest(actual);
+    const stored = await this.manifests.put(digest, fetched.bytes, fetched.mediaType);
+    await this.recordOrigin(digest, target);
     this.tracker.added(stored.digest, stored.bytes.byteLength);
     return stored;
   }

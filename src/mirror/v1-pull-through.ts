@@ -25,6 +25,7 @@ import { readBounded } from '../util/read-bounded.js';
 import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
 import { toRegistryError, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
+import type { ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget, RoutableUpstream } from './router.js';
 import { SingleFlight } from './single-flight.js';
 
@@ -55,6 +56,8 @@ export interface V1MirrorOptions {
   tracker: CacheTracker;
   /** Finds a configured upstream by name: records remember where their layer comes from. */
   upstreamByName: (name: string) => V1Upstream | undefined;
+  /** Layers fetched from a v1 upstream are recorded like v2 blobs: that upstream's names may serve them. */
+  provenance: ProvenanceIndex;
   now?: () => number;
 }
 
@@ -67,6 +70,7 @@ export class V1PullThrough {
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
   private readonly upstreamByName: (name: string) => V1Upstream | undefined;
+  private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
   /** Mirrored image records, one store per upstream: one upstream never answers for another. */
   private readonly imageStores = new Map<string, V1ImageStore>();
@@ -82,6 +86,7 @@ export class V1PullThrough {
     this.offline = options.offline;
     this.tracker = options.tracker;
     this.upstreamByName = options.upstreamByName;
+    this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
   }
 
@@ -229,10 +234,11 @@ export class V1PullThrough {
         stored: async (digest, size) => {
           record.layer = { digest: digest.text, size };
           try {
+            await this.provenance.record(digest, { upstream: client.name, repository: record.source?.repository ?? '' });
             await this.images(client.name).put({ ...(await this.current(record)), layer: record.layer });
           } catch (error) {
             // The verified layer is stored either way; the record learns its digest next time.
-            this.log.warn({ image: record.id, err: (error as Error).message }, 'could not record the layer digest of a v1 image');
+            this.log.warn({ image: record.id, err: (error as Error).message }, 'could not record the layer digest or origin of a v1 image');
           }
         },
       };
