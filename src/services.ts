@@ -27,7 +27,7 @@ import type { MetadataStore } from './storage/metadata-store.js';
 import { PrivateBlobs } from './storage/private-blobs.js';
 import { V1_IMAGE_PREFIXES, V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
-import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
+import { CircuitBreakerUpstream, CircuitBreakerV1Upstream } from './upstream/circuit-breaker.js';
 import { speaksV1, V1RegistryClient } from './upstream/v1-client.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
 
@@ -107,7 +107,12 @@ export async function createServices(config: Config, log: Logger, options: Servi
     tagTtlMs: upstream.tagTtl,
     platform: upstream.v1.platform,
     v2: v2Clients.get(upstream.name),
-    v1: speaksV1(upstream) ? new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)) : undefined,
+    v1: speaksV1(upstream)
+      ? new CircuitBreakerV1Upstream(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), {
+          failures: upstream.circuitBreaker.failures,
+          cooldownMs: upstream.circuitBreaker.cooldown,
+        })
+      : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex = new CacheIndex(blobs, privateBlobs, config.storage.cache.maxBytes, log);

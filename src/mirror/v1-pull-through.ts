@@ -18,8 +18,8 @@ import { sendableBlob, type BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { imageJsonBytes, mirroredImageStore, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
 import { UpstreamError } from '../upstream/errors.js';
-import type { UpstreamRegistry } from '../upstream/upstream.js';
-import type { V1RegistryClient, V1UpstreamAuth } from '../upstream/v1-client.js';
+import type { UpstreamRegistry, V1UpstreamRegistry } from '../upstream/upstream.js';
+import type { V1UpstreamAuth } from '../upstream/v1-client.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { readBounded } from '../util/read-bounded.js';
 import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
@@ -39,7 +39,7 @@ const ACCEPT = [...MODERN_MANIFEST_TYPES, MediaType.dockerSchema1Signed, MediaTy
 /** One upstream as v1 sees it: a v1 index and registry, a v2 API, or both. */
 export interface V1Upstream extends RoutableUpstream {
   readonly tagTtlMs: number;
-  readonly v1: V1RegistryClient | undefined;
+  readonly v1: V1UpstreamRegistry | undefined;
   readonly v2: UpstreamRegistry | undefined;
   readonly platform: string;
 }
@@ -185,7 +185,7 @@ export class V1PullThrough {
     ids.forEach((id, index) => this.knownAncestry.set(id, ids.slice(index)));
   }
 
-  private async fetchImage(client: V1RegistryClient, target: V1Target, id: string, auth: V1UpstreamAuth): Promise<V1ImageRecord | undefined> {
+  private async fetchImage(client: V1UpstreamRegistry, target: V1Target, id: string, auth: V1UpstreamAuth): Promise<V1ImageRecord | undefined> {
     const json = await client.imageJson(id, auth);
     if (!json) return undefined;
     let parsed: { id?: unknown; parent?: unknown };
