@@ -9,6 +9,7 @@ import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
+import { CachedLookup } from './cached-lookup.js';
 import type { CacheOutcome } from './outcome.js';
 import type { Origin, ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget } from './router.js';
@@ -18,6 +19,12 @@ import type { TagRecords, TagRecord } from './tag-records.js';
 /** A blob to send (hit: the stored file; miss: following the fetch) and how it was found. */
 export interface BlobResult extends SendableBlob {
   outcome: CacheOutcome;
+}
+
+/** A mirrored tag: what we last learned of it, and the manifest it points at. */
+interface TaggedManifest {
+  record: TagRecord;
+  manifest: StoredManifest;
 }
 
 export interface ManifestResult extends StoredManifest {
@@ -44,13 +51,13 @@ export interface MirrorOptions {
 
 export class PullThroughMirror {
   private readonly manifestFetches = new SingleFlight<StoredManifest | undefined>();
-  private readonly tagChecks = new SingleFlight<StoredManifest | undefined>();
 
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
   private readonly isPrivate: (digest: string) => boolean;
   private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
+  private readonly lookups: CachedLookup;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -65,6 +72,7 @@ export class PullThroughMirror {
     this.isPrivate = options.isPrivate;
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
+    this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
   }
 
   /**
@@ -195,56 +203,56 @@ export class PullThroughMirror {
    */
   async getManifestByTag(target: MirrorTarget, tag: string, accept: readonly string[]): Promise<ManifestResult> {
     const { upstream, repository } = target;
-    const record = await this.tags.get(upstream.name, repository, tag);
-    const known = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
-    const fresh = record !== undefined && this.now() - record.checkedAt < upstream.tagTtlMs;
-    if (known && (fresh || this.offline)) {
-      if (accepts(accept, known.mediaType)) {
-        this.tracker.touched(known.digest);
-        return { ...known, outcome: fresh ? 'hit' : 'stale' };
-      }
-      if (!this.offline) return this.passThroughTag(target, tag, accept);
+    const found = await this.lookups
+      .get<TaggedManifest>({
+        key: `v2-tag|${upstream.name}|${repository}|${tag}`,
+        ttlMs: upstream.tagTtlMs,
+        cached: async () => {
+          const record = await this.tags.get(upstream.name, repository, tag);
+          const manifest = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
+          return record && manifest ? { value: { record, manifest }, fetchedAt: record.checkedAt } : undefined;
+        },
+        refresh: (previous) => this.refreshTag(target, tag, previous?.value),
+        same: (known, fresh) => known.manifest.digest === fresh.manifest.digest,
+        context: { upstream: upstream.name, repository, tag },
+        describe: (known) => ({ digest: known.manifest.digest }),
+      })
+      .catch((error: unknown) => {
+        throw toRegistryError(error);
+      });
+    if (!found) throw this.offline ? this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${repository}:${tag}`) : manifestUnknown(target, tag);
+    const { manifest } = found.value;
+    if (accepts(accept, manifest.mediaType)) {
+      this.tracker.touched(manifest.digest);
+      return { ...manifest, outcome: found.outcome };
     }
-    if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${target.repository}:${tag}${known ? ' in an accepted media type' : ''}`);
-
-    const { promise, shared } = this.tagChecks.run(`${upstream.name}|${repository}|${tag}`, () => this.refreshTag(target, tag, record, known));
-    let manifest: StoredManifest | undefined;
-    try {
-      manifest = await promise;
-    } catch (error) {
-      if (known && error instanceof UpstreamError && error.isTransient) {
-        this.log.warn({ upstream: upstream.name, repository, tag, digest: known.digest, err: error.message }, 'upstream failed; serving stale tag');
-        if (accepts(accept, known.mediaType)) return { ...known, outcome: 'stale' };
-      }
-      throw toRegistryError(error);
-    }
-    if (!manifest) throw manifestUnknown(target, tag);
-    if (!accepts(accept, manifest.mediaType)) return this.passThroughTag(target, tag, accept);
-    const outcome: CacheOutcome = shared ? 'coalesced' : known?.digest === manifest.digest ? 'hit' : 'miss';
-    return { ...manifest, outcome };
+    if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${repository}:${tag} in an accepted media type`);
+    return this.passThroughTag(target, tag, accept);
   }
 
-  private async refreshTag(target: MirrorTarget, tag: string, record: TagRecord | undefined, known: StoredManifest | undefined): Promise<StoredManifest | undefined> {
+  private async refreshTag(target: MirrorTarget, tag: string, known: TaggedManifest | undefined): Promise<TaggedManifest | undefined> {
     const { upstream, repository } = target;
     const acceptList = upstreamAcceptList([]);
-    if (record && known) {
+    if (known) {
       const head = await upstream.headManifest(repository, tag, acceptList);
       if (!head) {
         await this.tags.delete(upstream.name, repository, tag);
         return undefined;
       }
-      if (head.digest === known.digest) {
-        await this.tags.put(upstream.name, repository, tag, { ...record, checkedAt: this.now() });
-        return known;
+      if (head.digest === known.manifest.digest) {
+        const record = { ...known.record, checkedAt: this.now() };
+        await this.tags.put(upstream.name, repository, tag, record);
+        return { record, manifest: known.manifest };
       }
     }
     const fetched = await this.fetchManifest(target, tag, []);
     if (!fetched) {
-      if (record) await this.tags.delete(upstream.name, repository, tag);
+      if (known) await this.tags.delete(upstream.name, repository, tag);
       return undefined;
     }
-    await this.tags.put(upstream.name, repository, tag, { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: this.now() });
-    return fetched;
+    const record: TagRecord = { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: this.now() };
+    await this.tags.put(upstream.name, repository, tag, record);
+    return { record, manifest: fetched };
   }
 
   /**

@@ -27,7 +27,7 @@ import type { CacheOutcome } from './outcome.js';
 import { toRegistryError, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
 import type { ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget, RoutableUpstream } from './router.js';
-import { SingleFlight } from './single-flight.js';
+import { CachedLookup, type CachedEntry } from './cached-lookup.js';
 
 /** The 32-byte gzip of an empty tar: the layer of empty history entries, which no upstream has to hold. */
 const EMPTY_GZ_TAR = Buffer.from([31, 139, 8, 0, 0, 9, 110, 136, 0, 255, 98, 24, 5, 163, 96, 20, 140, 88, 0, 8, 0, 0, 255, 255, 46, 175, 181, 239, 0, 4, 0, 0]);
@@ -46,11 +46,6 @@ export interface V1Upstream extends RoutableUpstream {
 
 export type V1Target = MirrorTarget<V1Upstream>;
 
-interface TimedRecord<T> {
-  value: T;
-  fetchedAt: number;
-}
-
 export interface V1MirrorOptions {
   offline: boolean;
   tracker: CacheTracker;
@@ -62,8 +57,6 @@ export interface V1MirrorOptions {
 }
 
 export class V1PullThrough {
-  private readonly imageFetches = new SingleFlight<V1ImageRecord | undefined>();
-  private readonly refreshes = new SingleFlight<unknown>();
   /** Ancestries learned from an `ancestry` call: each ancestor's is a suffix of it. */
   private readonly knownAncestry = new LRUCache<string, string[]>({ max: 10_000 });
   private readonly lock = new KeyedLock();
@@ -72,6 +65,7 @@ export class V1PullThrough {
   private readonly upstreamByName: (name: string) => V1Upstream | undefined;
   private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
+  private readonly lookups: CachedLookup;
   /** Mirrored image records, one store per upstream: one upstream never answers for another. */
   private readonly imageStores = new Map<string, V1ImageStore>();
 
@@ -88,6 +82,7 @@ export class V1PullThrough {
     this.upstreamByName = options.upstreamByName;
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
+    this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
   }
 
   // ---- repositories and tags ---------------------------------------------------------------
@@ -152,18 +147,29 @@ export class V1PullThrough {
 
   // ---- images ------------------------------------------------------------------------------
 
-  /** An image's record (json and ancestry), cached forever once fetched. */
+  /** An image's record (json and ancestry), cached forever once fetched; per upstream. */
   async image(id: string, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<{ record: V1ImageRecord; outcome: CacheOutcome }> {
-    const cached = target ? await this.images(target.upstream.name).get(id) : undefined;
-    if (cached) return { record: cached, outcome: 'hit' };
     const client = target?.upstream.v1;
-    if (!client || this.offline) throw notFound(`Image not found: ${id}${this.offline ? ' (not cached, and offline mode is on)' : ''}`);
-    const { promise, shared } = this.imageFetches.run(`${client.name}|${id}`, () => this.fetchImage(client, target, id, auth));
-    const record = await promise.catch((error: unknown) => {
-      throw toRegistryError(error);
-    });
-    if (!record) throw notFound(`Image not found: ${id} at ${target.upstream.name}`);
-    return { record, outcome: shared ? 'coalesced' : 'miss' };
+    const images = target ? this.images(target.upstream.name) : undefined;
+    const found =
+      target && images
+        ? await this.lookups
+            .get<V1ImageRecord>({
+              key: `v1-image|${target.upstream.name}|${id}`,
+              ttlMs: Number.POSITIVE_INFINITY, // an id's json and ancestry never change
+              cached: async () => {
+                const record = await images.get(id);
+                return record && { value: record, fetchedAt: 0 };
+              },
+              refresh: async () => (client ? this.fetchImage(client, target, id, auth) : undefined),
+              context: { upstream: target.upstream.name, image: id },
+            })
+            .catch((error: unknown) => {
+              throw toRegistryError(error);
+            })
+        : undefined;
+    if (!found) throw notFound(`Image not found: ${id}${this.offline ? ' (not cached, and offline mode is on)' : target ? ` at ${target.upstream.name}` : ''}`);
+    return { record: found.value, outcome: found.outcome };
   }
 
   /**
@@ -405,22 +411,22 @@ export class V1PullThrough {
    */
   private async timed<T>(target: V1Target, name: string, fetch: () => Promise<T | undefined>): Promise<{ ids: T; outcome: CacheOutcome } | undefined> {
     const key = this.key(target, name);
-    const cached = await this.metadata.get<TimedRecord<T>>(key);
-    if (cached && (this.offline || this.now() - cached.fetchedAt < target.upstream.tagTtlMs)) return { ids: cached.value, outcome: 'hit' };
-    if (this.offline) return undefined;
-    try {
-      const { promise, shared } = this.refreshes.run(key, fetch);
-      const value = (await promise) as T | undefined;
-      if (value === undefined) return undefined;
-      if (!shared) await this.metadata.put(key, { value, fetchedAt: this.now() } satisfies TimedRecord<T>);
-      return { ids: value, outcome: shared ? 'coalesced' : 'miss' };
-    } catch (error) {
-      if (cached && error instanceof UpstreamError && error.isTransient) {
-        this.log.warn({ upstream: target.upstream.name, repository: target.repository, err: error.message }, 'v1 upstream failed; serving stale');
-        return { ids: cached.value, outcome: 'stale' };
-      }
-      throw toRegistryError(error);
-    }
+    const found = await this.lookups
+      .get<T>({
+        key,
+        ttlMs: target.upstream.tagTtlMs,
+        cached: () => this.metadata.get<CachedEntry<T>>(key),
+        refresh: async () => {
+          const value = await fetch();
+          if (value !== undefined) await this.metadata.put(key, { value, fetchedAt: this.now() } satisfies CachedEntry<T>);
+          return value;
+        },
+        context: { upstream: target.upstream.name, repository: target.repository },
+      })
+      .catch((error: unknown) => {
+        throw toRegistryError(error);
+      });
+    return found && { ids: found.value, outcome: found.outcome };
   }
 }
 
