@@ -1,6 +1,7 @@
 // Wires storage, upstream clients and the pull-through policy from a config. A new storage
 // driver or upstream kind is chosen here and nowhere else.
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { speaksV2, type Config } from './config/schema.js';
 import { AccessPolicy, NamespacePolicy } from './auth/policy.js';
@@ -30,6 +31,9 @@ import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream, CircuitBreakerV1Upstream } from './upstream/circuit-breaker.js';
 import { speaksV1, V1RegistryClient } from './upstream/v1-client.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
+
+/** How long closing waits for fetches to finish their bookkeeping once the upstreams are closed. */
+const FETCH_SETTLE_MS = 5_000;
 
 /** The `service` in Bearer challenges and the audience of the tokens we issue. */
 export const TOKEN_SERVICE = 'longshore';
@@ -150,9 +154,8 @@ export async function createServices(config: Config, log: Logger, options: Servi
     isPrivate: (digest) => privateBlobs.has(digest),
     provenance,
   });
-  const v1Mirror = new V1PullThrough(metadata, blobs, inflight, mirror, log, {
+  const v1Mirror = new V1PullThrough(metadata, blobs, mirror, log, {
     offline: config.offline,
-    tracker: cacheIndex,
     upstreamByName: (name) => v1Router.byName(name),
     provenance,
   });
@@ -181,6 +184,11 @@ export async function createServices(config: Config, log: Logger, options: Servi
     close: async () => {
       await uploads.close();
       await Promise.all([...upstreams.map((u) => u.close()), ...v1Upstreams.map((u) => u.v1?.close())]);
+      // Closing the upstreams ends their responses; the fetches reading them still commit or
+      // abort and write their records (provenance, layer digests). Let them, within a bound,
+      // so no metadata write is cut half-way by the exit.
+      const settleBy = Date.now() + FETCH_SETTLE_MS;
+      while (inflight.count > 0 && Date.now() < settleBy) await delay(10);
     },
   };
 }

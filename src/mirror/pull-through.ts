@@ -5,10 +5,11 @@ import type { Logger } from 'pino';
 import { parseDigest, digestOf, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
-import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
 import { UpstreamError } from '../upstream/errors.js';
-import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
+import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
+import { BlobMisses, type BlobResult, type CacheTracker } from './blob-miss.js';
 import { CachedLookup } from './cached-lookup.js';
 import type { CacheOutcome } from './outcome.js';
 import type { Origin, ProvenanceIndex } from './provenance.js';
@@ -16,10 +17,7 @@ import type { MirrorTarget } from './router.js';
 import { SingleFlight } from './single-flight.js';
 import type { TagRecords, TagRecord } from './tag-records.js';
 
-/** A blob to send (hit: the stored file; miss: following the fetch) and how it was found. */
-export interface BlobResult extends SendableBlob {
-  outcome: CacheOutcome;
-}
+export type { BlobResult, CacheTracker } from './blob-miss.js';
 
 /** A mirrored tag: what we last learned of it, and the manifest it points at. */
 interface TaggedManifest {
@@ -29,13 +27,6 @@ interface TaggedManifest {
 
 export interface ManifestResult extends StoredManifest {
   outcome: CacheOutcome;
-}
-
-/** Where the mirror reports cache traffic, for the size bound (CacheIndex implements it). */
-export interface CacheTracker {
-  added(digest: string, size: number): void;
-  touched(digest: string): void;
-  forget(digest: string): void;
 }
 
 export interface MirrorOptions {
@@ -58,6 +49,8 @@ export class PullThroughMirror {
   private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
   private readonly lookups: CachedLookup;
+  /** The one blob path, shared with the v1 engine's layers. */
+  readonly blobMisses: BlobMisses;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -73,6 +66,7 @@ export class PullThroughMirror {
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
     this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
+    this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline);
   }
 
   /**
@@ -111,37 +105,23 @@ export class PullThroughMirror {
 
   async getBlob(target: MirrorTarget, digestText: string): Promise<BlobResult> {
     const digest = parseDigest(digestText);
-    // Two rounds at most: a fetch can commit between our store lookup and our join.
-    for (let round = 0; round < 2; round++) {
-      const handle = await this.blobs.open(digest);
-      if (handle) {
-        let allowed: boolean;
-        try {
-          allowed = await this.mayServeStored(target, digest, 'blob');
-        } catch (error) {
-          await handle.close();
-          throw this.blobError(error, target, digest);
-        }
-        if (!allowed) {
-          await handle.close();
-          throw this.blobError(new UpstreamBlobMissing(digest.text), target, digest);
-        }
-        this.tracker.touched(digest.text);
-        return { ...sendableBlob(handle), outcome: 'hit' };
-      }
-      this.tracker.forget(digest.text);
-      if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
-      const source: FetchSource = {
-        expected: digest,
-        open: () => target.upstream.fetchBlob(target.repository, digest.text),
-        stored: (stored) => this.recordOrigin(stored, target),
-      };
-      const following = await this.inflight.follow(digest.text, this.blobs, source, target.upstream.name).catch((error: unknown) => {
+    return this.blobMisses
+      .serve({
+        key: digest.text,
+        upstream: target.upstream.name,
+        storedDigest: () => Promise.resolve(digest),
+        mayServe: () => this.mayServeStored(target, digest, 'blob'),
+        source: {
+          expected: digest,
+          open: () => target.upstream.fetchBlob(target.repository, digest.text),
+          stored: (stored) => this.recordOrigin(stored, target),
+        },
+        missing: () => new UpstreamBlobMissing(digest.text),
+        offlineMiss: () => this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`),
+      })
+      .catch((error: unknown) => {
         throw this.blobError(error, target, digest);
       });
-      if (following) return following;
-    }
-    throw new RegistryError('UNKNOWN', `blob ${digest.text} vanished while being stored`);
   }
 
   /** Size and presence without fetching the body. */

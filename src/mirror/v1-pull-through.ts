@@ -6,7 +6,7 @@
 // manifest and config (§11.1) or a schema1 manifest (§11.2), its layers being v2 blobs.
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import { parseDigest } from '../protocol/digest.js';
+import { parseDigest, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { parsePlatform, platformMatches, type Platform } from '../protocol/image-ref.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
@@ -14,7 +14,7 @@ import { parseManifest, type ParsedManifest } from '../protocol/manifest.js';
 import { MediaType, MODERN_MANIFEST_TYPES } from '../protocol/media-types.js';
 import { EMPTY_GZ_TAR_DIGEST, v1ChainFromSchema1, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
 import { isValidImageId, payloadChecksum, payloadHash, V1Error, type V1SearchResult } from '../protocol/v1.js';
-import { sendableBlob, type BlobStore } from '../storage/blob-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { imageJsonBytes, mirroredImageStore, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
 import { UpstreamError } from '../upstream/errors.js';
@@ -22,9 +22,9 @@ import type { UpstreamRegistry, V1UpstreamRegistry } from '../upstream/upstream.
 import type { V1UpstreamAuth } from '../upstream/v1-client.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { readBounded } from '../util/read-bounded.js';
-import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
+import type { FetchSource } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
-import { toRegistryError, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
+import { toRegistryError, type BlobResult, type PullThroughMirror } from './pull-through.js';
 import type { ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget, RoutableUpstream } from './router.js';
 import { CachedLookup, type CachedEntry } from './cached-lookup.js';
@@ -48,7 +48,6 @@ export type V1Target = MirrorTarget<V1Upstream>;
 
 export interface V1MirrorOptions {
   offline: boolean;
-  tracker: CacheTracker;
   /** Finds a configured upstream by name: records remember where their layer comes from. */
   upstreamByName: (name: string) => V1Upstream | undefined;
   /** Layers fetched from a v1 upstream are recorded like v2 blobs: that upstream's names may serve them. */
@@ -61,7 +60,6 @@ export class V1PullThrough {
   private readonly knownAncestry = new LRUCache<string, string[]>({ max: 10_000 });
   private readonly lock = new KeyedLock();
   private readonly offline: boolean;
-  private readonly tracker: CacheTracker;
   private readonly upstreamByName: (name: string) => V1Upstream | undefined;
   private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
@@ -72,13 +70,11 @@ export class V1PullThrough {
   constructor(
     private readonly metadata: MetadataStore,
     private readonly blobs: BlobStore,
-    private readonly inflight: InflightBlobs,
     private readonly v2: PullThroughMirror,
     private readonly log: Logger,
     options: V1MirrorOptions,
   ) {
     this.offline = options.offline;
-    this.tracker = options.tracker;
     this.upstreamByName = options.upstreamByName;
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
@@ -224,38 +220,44 @@ export class V1PullThrough {
 
   /** The layer of an image: from the store, or teed from the upstream (coalesced per image). */
   async layer(record: V1ImageRecord, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<BlobResult> {
-    for (let round = 0; round < 2; round++) {
-      const stored = await this.storedLayer(record);
-      if (stored) return stored;
-      if (record.source?.api === 'v2') return this.v2Layer(record, target);
-      const client = target?.upstream.v1;
-      if (!client || this.offline) throw notFound(`layer of ${record.id} is not cached${this.offline ? ', and offline mode is on' : ''}`);
-      const source: FetchSource = {
-        open: () => client.layer(record.id, auth),
-        alreadyStored: async () => {
-          const layer = (await this.current(record)).layer;
-          return layer !== undefined && (await this.blobs.stat(parseDigest(layer.digest))) !== undefined;
+    if (record.source?.api === 'v2') return this.v2Layer(record, target);
+    const client = target?.upstream.v1;
+    const upstream = client?.name ?? record.source?.upstream ?? '';
+    let current = record;
+    const source: FetchSource = {
+      open: async () => (client ? client.layer(record.id, auth) : undefined),
+      alreadyStored: async () => {
+        const layer = (await this.current(record)).layer;
+        return layer !== undefined && (await this.blobs.stat(parseDigest(layer.digest))) !== undefined;
+      },
+      verifier: () => layerVerifier(record),
+      stored: async (digest, size) => {
+        record.layer = { digest: digest.text, size };
+        try {
+          await this.provenance.record(digest, { upstream, repository: record.source?.repository ?? '' });
+          await this.images(upstream).put({ ...(await this.current(record)), layer: record.layer });
+        } catch (error) {
+          // The verified layer is stored either way; the record learns its digest next time.
+          this.log.warn({ image: record.id, err: (error as Error).message }, 'could not record the layer digest or origin of a v1 image');
+        }
+      },
+    };
+    return this.v2.blobMisses
+      .serve({
+        key: `v1:${upstream}:${record.id}`,
+        upstream,
+        // A fetch that committed meanwhile wrote the layer's digest into the record.
+        storedDigest: async (round) => {
+          if (round > 0) current = await this.current(current);
+          return current.layer ? parseDigest(current.layer.digest) : undefined;
         },
-        verifier: () => layerVerifier(record),
-        stored: async (digest, size) => {
-          record.layer = { digest: digest.text, size };
-          try {
-            await this.provenance.record(digest, { upstream: client.name, repository: record.source?.repository ?? '' });
-            await this.images(client.name).put({ ...(await this.current(record)), layer: record.layer });
-          } catch (error) {
-            // The verified layer is stored either way; the record learns its digest next time.
-            this.log.warn({ image: record.id, err: (error as Error).message }, 'could not record the layer digest or origin of a v1 image');
-          }
-        },
-      };
-      const following = await this.inflight.follow(`v1:${client.name}:${record.id}`, this.blobs, source, client.name).catch((error: unknown) => {
-        if (error instanceof UpstreamBlobMissing) throw notFound(`layer of ${record.id} not found at ${client.name}`);
+        source,
+        missing: () => notFound(`layer of ${record.id} not found at ${client ? client.name : `${upstream} (no v1 registry configured)`}`),
+        offlineMiss: () => notFound(`layer of ${record.id} is not cached, and offline mode is on`),
+      })
+      .catch((error: unknown) => {
         throw toRegistryError(error);
       });
-      if (following) return following;
-      record = await this.current(record);
-    }
-    throw new V1Error(500, `layer of ${record.id} vanished while being stored`);
   }
 
   private async current(record: V1ImageRecord): Promise<V1ImageRecord> {
@@ -272,35 +274,36 @@ export class V1PullThrough {
     return store;
   }
 
-  private async storedLayer(record: V1ImageRecord): Promise<BlobResult | undefined> {
-    if (!record.layer) return undefined;
-    const handle = await this.blobs.open(parseDigest(record.layer.digest));
-    if (!handle) {
-      this.tracker.forget(record.layer.digest); // evicted or collected: no longer counted
-      return undefined;
-    }
-    this.tracker.touched(record.layer.digest);
-    return { ...sendableBlob(handle), outcome: 'hit' };
-  }
-
-  /** A layer that is a v2 blob: the v2 mirror's own path (same tee, same coalescing). */
+  /** A layer that is a v2 blob: the v2 mirror's own path (same tee, same coalescing, same guard). */
   private async v2Layer(record: V1ImageRecord, target: V1Target | undefined): Promise<BlobResult> {
-    const digest = record.layer?.digest as string;
-    if (digest === EMPTY_GZ_TAR_DIGEST) {
-      // Stored once; from then on it is served like any stored layer.
-      await this.blobs.put(parseDigest(digest), EMPTY_GZ_TAR);
-      const stored = await this.storedLayer(record);
-      if (stored) return stored;
+    const digest = parseDigest(record.layer?.digest as string);
+    if (digest.text === EMPTY_GZ_TAR_DIGEST) {
+      // Stored once, and served to anyone: it is a constant, not anybody's content.
+      await this.blobs.put(digest, EMPTY_GZ_TAR);
+      return this.storedOnly(digest, `the empty layer ${digest.text} could not be stored`);
     }
     const source = record.source;
     const upstream = source?.upstream === target?.upstream.name ? target?.upstream : undefined;
     const v2 = upstream?.v2 ?? this.upstreamByName(source?.upstream ?? '')?.v2;
-    if (!v2 || !source?.repository) throw notFound(`layer of ${record.id}: its upstream ${source?.upstream ?? '?'} is not configured any more`);
+    // Its upstream is gone from the config: what is stored is still served.
+    if (!v2 || !source?.repository) return this.storedOnly(digest, `layer of ${record.id}: its upstream ${source?.upstream ?? '?'} is not configured any more`);
     try {
-      return await this.v2.getBlob({ upstream: v2, repository: source.repository }, digest);
+      return await this.v2.getBlob({ upstream: v2, repository: source.repository }, digest.text);
     } catch (error) {
       throw toRegistryError(error);
     }
+  }
+
+  /** A stored blob, or `notFound(why)`: no upstream to ask. */
+  private storedOnly(digest: Digest, why: string): Promise<BlobResult> {
+    return this.v2.blobMisses.serve({
+      key: digest.text,
+      upstream: '',
+      storedDigest: () => Promise.resolve(digest),
+      source: { expected: digest, open: () => Promise.resolve(undefined) },
+      missing: () => notFound(why),
+      offlineMiss: () => notFound(why),
+    });
   }
 
   // ---- v1 views of v2 images (§11) ---------------------------------------------------------
