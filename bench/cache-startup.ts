@@ -1,6 +1,6 @@
 // Start-up time with a large cache: writes N small blobs straight into a data directory's
 // layout, then times what `longshore serve` does before it listens (store init, private
-// blob load, LRU index rebuild from file mtimes). Target (issue: cache lifecycle): 100,000
+// blob load, LRU index rebuild from the stored access times). Target (issue: cache lifecycle): 100,000
 // blobs in under 5 s. Usage: node --import tsx bench/cache-startup.ts [count] [runs]
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -43,7 +43,7 @@ try {
     const started = performance.now();
     const services = await createServices(config, pino({ level: 'silent' }));
     times.push((performance.now() - started) / 1000);
-    const indexed = services.cacheIndex.stats().mirrored.objects;
+    const indexed = (await services.cacheIndex.stats()).mirrored.objects;
     await services.close();
     if (indexed !== count) throw new Error(`index holds ${indexed} blobs, expected ${count}`);
   }

@@ -2,8 +2,6 @@
 // stop accepting, let responses in flight finish within the grace period, cut the rest,
 // and leave no temp files behind.
 import http from 'node:http';
-import { rm, mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { buildApp, type App } from './app.js';
 import type { Config } from './config/schema.js';
@@ -75,11 +73,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       clearTimeout(timer);
       metricsServer?.closeAllConnections();
       await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
+      // Also removes what fetches still running staged: it will never be committed now.
       await services.close();
-      // Fetches still running wrote to temp files that will never be committed now.
-      const tmp = path.join(services.blobs.root, 'tmp');
-      await rm(tmp, { recursive: true, force: true });
-      await mkdir(tmp, { recursive: true });
     })());
   return { app, services, address, metricsAddress, stop };
 }

@@ -5,13 +5,16 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { speaksV2, type Config } from './config/schema.js';
 import { AccessPolicy, NamespacePolicy } from './auth/policy.js';
-import { HtpasswdUsers } from './auth/htpasswd.js';
+import { HtpasswdUsers, type HtpasswdOptions } from './auth/htpasswd.js';
+import { BcryptPool } from './auth/bcrypt-pool.js';
+import { LoginLimiter } from './auth/login-limiter.js';
 import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
-import { CacheIndex } from './mirror/cache-index.js';
+import { InProcessCacheIndex } from './coordination/cache-index.js';
+import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
 import { InflightBlobs } from './mirror/inflight.js';
 import { MetadataProvenance } from './mirror/provenance.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
@@ -21,11 +24,10 @@ import { TagRecords } from './mirror/tag-records.js';
 import { LocalRegistry } from './registry/local-registry.js';
 import { UploadSessions } from './registry/uploads.js';
 import { V1LocalRegistry } from './registry/v1-registry.js';
-import { FsBlobStore } from './storage/fs-blob-store.js';
-import { FsMetadataStore } from './storage/fs-metadata-store.js';
+import type { BlobStore } from './storage/blob-store.js';
 import { ManifestStore } from './storage/manifest-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
-import { PrivateBlobs } from './storage/private-blobs.js';
+import { openStorage } from './storage/open-storage.js';
 import { V1_IMAGE_PREFIXES, V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream, CircuitBreakerV1Upstream } from './upstream/circuit-breaker.js';
@@ -42,12 +44,14 @@ export const V1_TOKEN_AUDIENCE = 'longshore-v1';
 
 export interface Services {
   config: Config;
-  blobs: FsBlobStore;
+  blobs: BlobStore;
   metadata: MetadataStore;
+  /** Locks, leases and blob events shared by the replicas of one storage. */
+  coordinator: Coordinator;
   manifests: ManifestStore;
   tags: TagRecords;
   /** Blobs of private repositories: never evicted, never sent upstream. */
-  privateBlobs: PrivateBlobs;
+  privateContent: PrivateContent;
   mirror: PullThroughMirror;
   /** LRU over mirrored blobs: the storage.cache.maxBytes bound, and cache size figures. */
   cacheIndex: CacheIndex;
@@ -70,21 +74,10 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export interface ServiceOptions {
-  /**
-   * True for the serving process: it owns the data directory's temp files and clears what a
-   * crash left. Tools that may run beside a server (gc, import) pass false.
-   */
-  ownsTempFiles?: boolean;
-}
-
-export async function createServices(config: Config, log: Logger, options: ServiceOptions = {}): Promise<Services> {
-  const root = path.resolve(config.storage.path);
-  const blobs = new FsBlobStore(root);
-  await blobs.init({ clearTemp: options.ownsTempFiles ?? true });
-  const metadata = new FsMetadataStore(path.join(root, 'meta'), path.join(root, 'tmp'));
-  const privateBlobs = new PrivateBlobs(metadata);
-  await privateBlobs.load();
+/** The serving process's whole graph. Commands that need less (gc, import) open storage alone. */
+export async function createServices(config: Config, log: Logger): Promise<Services> {
+  const storage = await openStorage(config, log, { ownsStaging: true });
+  const { blobs, metadata, coordinator, privateContent } = storage;
   const manifests = new ManifestStore(blobs, metadata);
   // Read at scrape time, so the sources defined below are in place by then.
   const metrics = new Metrics({
@@ -119,39 +112,52 @@ export async function createServices(config: Config, log: Logger, options: Servi
       : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
-  const cacheIndex = new CacheIndex(blobs, privateBlobs, config.storage.cache.maxBytes, log);
+  const cacheIndex: CacheIndex = new InProcessCacheIndex({
+    blobs,
+    metadata,
+    privateContent,
+    events: coordinator.events,
+    maxBytes: config.storage.cache.maxBytes,
+    log,
+  });
   await cacheIndex.rebuild();
-  cacheIndex.onEvicted = (digest) => manifests.forget(digest);
+  // Evicted here or collected by gc (in any replica): the in-memory manifest copy goes too.
+  coordinator.events.subscribe((event) => {
+    if (event.type === 'removed') manifests.forget(event.digest);
+  });
   const inflight = new InflightBlobs({
     fetchFinished: (digest, bytes, error, source) => {
       metrics.upstreamReceived(source, bytes);
       if (error) log.warn({ digest, bytes, err: error.message }, 'upstream blob fetch failed; nothing cached');
-      else cacheIndex.added(digest, bytes);
+      else coordinator.events.publish({ type: 'committed', digest, size: bytes, source });
     },
   });
   const policy = new NamespacePolicy(config.private.namespaces);
-  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd)) : undefined;
+  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number
-  const tokens = new JwtCodec(await loadSigningSecret(root, config.auth.secret));
+  const tokens = new JwtCodec(await loadSigningSecret(path.resolve(config.storage.path), config.auth.secret));
   // One policy for both APIs; each API's edge only reads credentials and writes refusals.
-  const accessPolicy = new AccessPolicy(policy, { anonymousPull: config.auth.anonymousPull, privateAnonymousPull: config.private.anonymousPull });
+  const accessPolicy = new AccessPolicy(policy, { anonymousPull: config.auth.anonymousPull, privateAnonymousPull: config.private.anonymousPull }, users);
   const access = new RegistryAccess(accessPolicy, users, tokens, {
     tokenTtlMs: config.auth.tokenTtl,
     service: TOKEN_SERVICE,
   });
-  const local = new LocalRegistry(blobs, manifests, metadata, privateBlobs);
-  const v1Local = new V1LocalRegistry(new V1ImageStore(metadata, V1_IMAGE_PREFIXES.private), blobs, metadata, privateBlobs, local);
+  const local = new LocalRegistry(blobs, manifests, metadata, privateContent);
+  const v1Local = new V1LocalRegistry(new V1ImageStore(metadata, V1_IMAGE_PREFIXES.private), blobs, metadata, privateContent, local);
   const v1Access = new V1Access(accessPolicy, users, tokens, {
     tokenTtlMs: config.auth.tokenTtl,
     audience: V1_TOKEN_AUDIENCE,
   });
-  const uploads = new UploadSessions(blobs, config.storage.uploadTimeout);
+  const uploads = new UploadSessions(blobs, config.storage.uploadTimeout, {
+    // Every upload is a push into a private repository.
+    beforePublish: (digest, size) => privateContent.add(digest, size),
+  });
   const tags = new TagRecords(metadata);
   const provenance = new MetadataProvenance(metadata);
   const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
     offline: config.offline,
     tracker: cacheIndex,
-    isPrivate: (digest) => privateBlobs.has(digest),
+    isPrivate: (digest) => privateContent.has(digest),
     provenance,
   });
   const v1Mirror = new V1PullThrough(metadata, blobs, mirror, log, {
@@ -163,9 +169,10 @@ export async function createServices(config: Config, log: Logger, options: Servi
     config,
     blobs,
     metadata,
+    coordinator,
     manifests,
     tags,
-    privateBlobs,
+    privateContent,
     mirror,
     cacheIndex,
     router,
@@ -183,12 +190,16 @@ export async function createServices(config: Config, log: Logger, options: Servi
     metrics,
     close: async () => {
       await uploads.close();
+      await users?.close();
       await Promise.all([...upstreams.map((u) => u.close()), ...v1Upstreams.map((u) => u.v1?.close())]);
       // Closing the upstreams ends their responses; the fetches reading them still commit or
       // abort and write their records (provenance, layer digests). Let them, within a bound,
       // so no metadata write is cut half-way by the exit.
       const settleBy = Date.now() + FETCH_SETTLE_MS;
       while (inflight.count > 0 && Date.now() < settleBy) await delay(10);
+      await cacheIndex.close();
+      await blobs.close();
+      await storage.close();
     },
   };
 }
@@ -199,5 +210,16 @@ function upstreamObserver(upstream: string, metrics: Metrics): UpstreamObserver 
     request: (kind, status, seconds) => metrics.upstreamRequest(upstream, kind, status, seconds),
     rateLimit: (remaining) => metrics.upstreamRateLimit(upstream, remaining),
     received: (bytes) => metrics.upstreamReceived(upstream, bytes),
+  };
+}
+
+/** bcrypt off the event loop and failed-login limits, as auth.* configures them. */
+function userVerification(config: Config, log: Logger): HtpasswdOptions {
+  const { verifyWorkers, verifyQueue, loginFailures } = config.auth;
+  return {
+    pool: new BcryptPool({ workers: verifyWorkers, queue: verifyQueue }),
+    limiter: new LoginLimiter({ perAddress: loginFailures.perAddress, perUser: loginFailures.perUser, windowMs: loginFailures.window }),
+    signupAccess: config.auth.signupAccess,
+    log,
   };
 }

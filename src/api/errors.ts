@@ -3,6 +3,7 @@
 // a 500 that is logged with its stack and answered without internals.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ociErrorBody, RegistryError } from '../protocol/errors.js';
+import { isClientGone, logClientGone } from './connection-limits.js';
 
 export function sendRegistryError(reply: FastifyReply, error: RegistryError): FastifyReply {
   reply.code(error.status).headers(error.headers).header('content-type', 'application/json; charset=utf-8');
@@ -19,6 +20,10 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
   if (status !== undefined && status >= 400 && status < 500) {
     const code = status === 413 ? 'SIZE_INVALID' : status === 415 ? 'UNSUPPORTED' : 'UNKNOWN';
     return sendRegistryError(reply, new RegistryError(code, error.message, { status }));
+  }
+  if (isClientGone(error, request)) {
+    logClientGone(request, error);
+    return reply.code(400).send(); // nobody reads it; fastify needs an answer to finish the request
   }
   request.log.error({ err: error }, 'unhandled error');
   return sendRegistryError(reply, new RegistryError('UNKNOWN', 'internal error; see the server log', { status: 500 }));

@@ -9,7 +9,7 @@ export function operationsRoutes(services: Services): FastifyPluginCallback {
       reply.header('content-type', services.metrics.registry.contentType);
       return reply.send(await services.metrics.registry.metrics());
     });
-    void app.register(healthRoutes(services.blobs.root));
+    void app.register(healthRoutes(services.blobs));
     done();
   };
 }

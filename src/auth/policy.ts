@@ -16,6 +16,13 @@ export type Action = 'pull' | 'push' | 'delete';
 export interface UserVerifier {
   /** True when the user exists and the password is right. */
   verify(username: string, password: string): Promise<boolean>;
+  /** False for accounts that may only pull (self-registered, auth.signupAccess: pull). */
+  mayPush?(username: string): boolean;
+}
+
+/** Whether a user may push and delete in private namespaces (all may, but pull-only sign-ups). */
+export function userMayPush(users: UserVerifier | undefined, username: string): boolean {
+  return users?.mayPush?.(username) ?? true;
 }
 
 /** The user named by `Basic` credentials (the base64 part), when they are valid. Both APIs use it. */
@@ -88,6 +95,8 @@ export class AccessPolicy {
   constructor(
     readonly namespaces: NamespacePolicy,
     private readonly settings: PolicySettings,
+    /** Who may push: every user, but self-registered ones while auth.signupAccess is "pull". */
+    private readonly users?: UserVerifier,
   ) {}
 
   isPrivate(repository: string): boolean {
@@ -97,7 +106,7 @@ export class AccessPolicy {
   /** What a user (undefined: anonymous) may do on a repository: the rules, and what tokens are minted from. */
   allowedActions(user: string | undefined, repository: string): Action[] {
     if (this.isPrivate(repository)) {
-      if (user) return ['pull', 'push', 'delete'];
+      if (user) return userMayPush(this.users, user) ? ['pull', 'push', 'delete'] : ['pull'];
       return this.settings.privateAnonymousPull ? ['pull'] : [];
     }
     return user || this.settings.anonymousPull ? ['pull'] : [];
@@ -118,7 +127,7 @@ export class AccessPolicy {
     switch (credential.kind) {
       case 'user': {
         const allowed = this.allowedActions(credential.name, repository);
-        return actions.every((a) => allowed.includes(a)) ? ALLOWED : this.refuse('forbidden', `${wanted} on ${repository} is not allowed for ${credential.name}`);
+        return actions.every((a) => allowed.includes(a)) ? ALLOWED : this.refuse('forbidden', this.notForUser(credential.name, wanted, repository));
       }
       case 'token': {
         const granted = credential.grants.filter((g) => g.repository === repository).flatMap((g) => g.actions);
@@ -126,7 +135,7 @@ export class AccessPolicy {
         const subject = credential.subject === '' ? undefined : credential.subject;
         const byRules = this.allowedActions(subject, repository);
         // A signed-in user's token asking for what the rules never give them: no token would help.
-        if (subject !== undefined && !actions.every((a) => byRules.includes(a))) return this.refuse('forbidden', `${wanted} on ${repository} is not allowed for ${subject}`);
+        if (subject !== undefined && !actions.every((a) => byRules.includes(a))) return this.refuse('forbidden', this.notForUser(subject, wanted, repository));
         return this.refuse('insufficient_scope', `the token does not grant ${wanted} on ${repository}`);
       }
       case 'foreign': {
@@ -167,6 +176,16 @@ export class AccessPolicy {
       case 'foreign':
         return this.settings.anonymousPull;
     }
+  }
+
+  /** Whether a user may push at all (v1 image writes name no repository). */
+  mayPush(user: string): boolean {
+    return userMayPush(this.users, user);
+  }
+
+  private notForUser(user: string, wanted: string, repository: string): string {
+    if (this.isPrivate(repository) && !this.mayPush(user)) return `account ${user} was self-registered and may only pull until an operator grants more`;
+    return `${wanted} on ${repository} is not allowed for ${user}`;
   }
 
   private refuse(reason: Exclude<Decision, { allowed: true }>['reason'], message: string): Decision {

@@ -95,6 +95,11 @@ export class V1Access {
     throw this.unauthorized(decision.message);
   }
 
+  /** 403 for a self-registered account that may only pull (auth.signupAccess: pull). */
+  assertMayPush(user: string): void {
+    if (!this.policy.mayPush(user)) throw new V1Error(403, `account ${user} was self-registered and may only pull until an operator grants more`);
+  }
+
   /**
    * Whether this identity may see private images at all on image routes (which name no
    * repository); the caller still checks a token's repository contains the image.

@@ -6,13 +6,13 @@ import { ConfigError, loadConfig, parseConfig } from '../config/load.js';
 import { parseDuration } from '../config/units.js';
 import type { Config } from '../config/schema.js';
 import { exportBundle } from '../lifecycle/bundle-export.js';
-import { importBundle } from '../lifecycle/bundle-import.js';
+import { importBundle, openImportTargets } from '../lifecycle/bundle-import.js';
 import { collectGarbage } from '../lifecycle/gc.js';
 import { DEFAULT_PLATFORMS, type PlatformChoice } from '../lifecycle/image-walker.js';
 import { withMirror } from '../lifecycle/mirror-client.js';
 import { warmImage } from '../lifecycle/warm.js';
 import { parseImageRef, parsePlatform, type ImageRef } from '../protocol/image-ref.js';
-import { createServices } from '../services.js';
+import { openStorage } from '../storage/open-storage.js';
 import { createProgress, formatBytes } from './progress.js';
 
 const DEFAULT_GC_GRACE = '1h';
@@ -58,9 +58,10 @@ export async function gcCommand(args: string[]): Promise<number> {
   const graceMs = parseDuration(values.grace ?? DEFAULT_GC_GRACE);
   if (graceMs === undefined) throw new ConfigError(`--grace: not a duration: "${values.grace}"`);
   const config = await configFrom(values.config);
-  const services = await createServices(config, pino({ level: 'warn' }), { ownsTempFiles: false });
+  // The storage ports alone: gc may run beside a server, so it leaves the staging area to it.
+  const storage = await openStorage(config, pino({ level: 'warn' }), { ownsStaging: false });
   try {
-    const report = await collectGarbage({ root: services.blobs.root, ...services }, { dryRun: values['dry-run'] ?? false, graceMs });
+    const report = await collectGarbage({ ...storage, events: storage.coordinator.events }, { dryRun: values['dry-run'] ?? false, graceMs });
     const verb = report.dryRun ? 'would remove' : 'removed';
     process.stdout.write(
       `gc${report.dryRun ? ' (dry run)' : ''}: scanned ${report.scannedBlobs} blobs, kept ${report.keptBlobs}, ${verb} ${report.removedBlobs.length} ` +
@@ -69,7 +70,7 @@ export async function gcCommand(args: string[]): Promise<number> {
     for (const blob of report.removedBlobs) process.stdout.write(`  ${verb} ${blob.digest} ${formatBytes(blob.size)}\n`);
     return 0;
   } finally {
-    await services.close();
+    await storage.close();
   }
 }
 
@@ -119,13 +120,13 @@ export async function importCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true, strict: true });
   if (positionals.length === 0) throw new ConfigError('name at least one bundle file');
   const config = await configFrom(values.config);
-  const services = await createServices(config, pino({ level: 'warn' }), { ownsTempFiles: false });
+  const targets = await openImportTargets(config, pino({ level: 'warn' }));
   const progress = createProgress(process.stdout);
   let failures = 0;
   try {
     for (const file of positionals) {
       try {
-        const result = await importBundle(file, { ...services, tracker: services.cacheIndex }, progress);
+        const result = await importBundle(file, targets, progress);
         process.stdout.write(`imported ${file}: ${result.blobs} blobs (${formatBytes(result.bytes)}), tags: ${result.tags.join(', ') || 'none'}\n`);
       } catch (error) {
         failures += 1;
@@ -134,7 +135,7 @@ export async function importCommand(args: string[]): Promise<number> {
     }
   } finally {
     progress.finish();
-    await services.close();
+    await targets.close();
   }
   return failures > 0 ? 1 : 0;
 }

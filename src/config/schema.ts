@@ -50,6 +50,9 @@ const v1UpstreamSchema = z.strictObject({
     .default('linux/amd64'),
 });
 
+const LOGIN_FAILURE_DEFAULTS = { perAddress: 20, perUser: 10, window: 5 * 60_000 };
+const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024 };
+
 const upstreamSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
@@ -64,6 +67,10 @@ const upstreamSchema = z
     // Docker Hub keeps official images under "library/": "/v2/alpine" means "library/alpine".
     // Defaults to true when the upstream answers for docker.io.
     libraryPrefix: z.boolean().optional(),
+    // Token servers (WWW-Authenticate realms) on another origin that may receive the
+    // configured credentials over plain http; by default they go only to this upstream's own
+    // origin or over https. Origins, e.g. "http://auth.internal:5001".
+    tokenRealms: z.array(httpUrl.transform((u) => new URL(u).origin)).default([]),
     // Bounds waiting for response headers and any gap between body chunks (a stalled upstream).
     timeout: duration.default(30_000),
     connectTimeout: duration.default(10_000),
@@ -127,8 +134,52 @@ export const configSchema = z
           tokenTtl: duration.default(5 * 60_000),
           // Token signing key; default: generated once and kept in <storage.path>/auth-secret.
           secret: z.string().min(16).optional(),
+          // What self-registered (v1 sign-up) accounts may do in private namespaces until an
+          // operator grants more: "pull", or "push" (pull, push and delete, like any user).
+          signupAccess: z.enum(['pull', 'push']).default('pull'),
+          // bcrypt runs in worker threads: this many at once; `verifyQueue` more may wait,
+          // past that a login is answered 429.
+          verifyWorkers: z.number().int().min(1).max(64).default(2),
+          verifyQueue: z.number().int().min(1).default(64),
+          // Failed logins allowed per client address and per user name in `window`; past the
+          // limit, logins are answered 429 with Retry-After until the window ends. 0: no limit.
+          loginFailures: section(
+            z
+              .strictObject({
+                perAddress: z.number().int().min(0).default(20),
+                perUser: z.number().int().min(0).default(10),
+                window: duration.default(5 * 60_000),
+              })
+              .default(LOGIN_FAILURE_DEFAULTS),
+          ),
         })
-        .default({ anonymousPull: true, allowSignup: false, tokenTtl: 5 * 60_000 }),
+        .default({
+          anonymousPull: true,
+          allowSignup: false,
+          tokenTtl: 5 * 60_000,
+          signupAccess: 'pull',
+          verifyWorkers: 2,
+          verifyQueue: 64,
+          loginFailures: LOGIN_FAILURE_DEFAULTS,
+        }),
+    ),
+    // Limits on what a client connection may hold (slow senders, buffered bodies).
+    http: section(
+      z
+        .strictObject({
+          // The request line and headers must arrive within this (slow-header attacks).
+          headersTimeout: duration.default(HTTP_DEFAULTS.headersTimeout),
+          // The whole request, body included, must arrive within this (0: no bound). Large
+          // layer pushes need time: keep it above the biggest push at the slowest link.
+          requestTimeout: duration.default(HTTP_DEFAULTS.requestTimeout),
+          // A connection with no bytes moving either way for this long is closed: a stalled
+          // sender, or a client that stopped reading. Keep it above upstreams[].timeout.
+          bodyIdleTimeout: duration.default(HTTP_DEFAULTS.bodyIdleTimeout),
+          // Total memory all requests together may hold in buffered bodies (manifests, v1
+          // JSON); past it, such requests are answered 503 until memory frees.
+          maxBufferedBodies: byteSize.default(HTTP_DEFAULTS.maxBufferedBodies),
+        })
+        .default(HTTP_DEFAULTS),
     ),
     api: section(
       z
@@ -179,6 +230,9 @@ export const configSchema = z
     });
     if (config.auth.allowSignup && config.auth.htpasswd === undefined) {
       ctx.addIssue({ code: 'custom', path: ['auth', 'allowSignup'], message: 'sign-up writes accounts to auth.htpasswd, which is not set' });
+    }
+    if (config.http.requestTimeout > 0 && config.http.headersTimeout > config.http.requestTimeout) {
+      ctx.addIssue({ code: 'custom', path: ['http', 'headersTimeout'], message: 'must not be longer than http.requestTimeout' });
     }
     if (config.upstreams.filter((u) => u.default).length > 1) {
       ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at most one upstream may be "default: true"' });

@@ -97,7 +97,7 @@ export async function exportBundle(
 }
 
 async function copyBlob(client: UpstreamRegistry, repository: string, blob: Descriptor, pack: tar.Pack, counted: (bytes: number) => void): Promise<void> {
-  const response = await client.fetchBlob(repository, blob.digest);
+  const response = await client.fetchBlob(repository, blob.digest, blob.size);
   if (!response) throw new Error(`blob ${blob.digest} not found`);
   const expected = parseDigest(blob.digest);
   const hash = createDigester(expected.algorithm);

@@ -5,26 +5,57 @@
 // corrupted bundle changes nothing.
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
 import tar from 'tar-stream';
 import type { Progress } from '../cli/progress.js';
+import { speaksV2, type Config } from '../config/schema.js';
+import { InProcessCacheIndex } from '../coordination/cache-index.js';
 import type { CacheTracker } from '../mirror/pull-through.js';
-import type { UpstreamRouter } from '../mirror/router.js';
-import type { TagRecords } from '../mirror/tag-records.js';
+import { UpstreamRouter, type RoutableUpstream } from '../mirror/router.js';
+import { TagRecords } from '../mirror/tag-records.js';
 import { parseDigest, tryParseDigest, type Digest } from '../protocol/digest.js';
 import { parseImageRef, mirrorRepositoryName } from '../protocol/image-ref.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { parseManifest, type Descriptor } from '../protocol/manifest.js';
 import { sniffManifestMediaType } from '../protocol/media-types.js';
 import type { BlobStore, BlobWriter } from '../storage/blob-store.js';
-import type { ManifestStore } from '../storage/manifest-store.js';
+import { ManifestStore } from '../storage/manifest-store.js';
+import { openStorage } from '../storage/open-storage.js';
 import { REF_NAME_ANNOTATION } from './bundle-export.js';
 
 export interface ImportTargets {
   blobs: BlobStore;
   manifests: ManifestStore;
   tags: TagRecords;
-  router: UpstreamRouter;
+  /** Routing only (names to upstreams): import never contacts an upstream. */
+  router: UpstreamRouter<RoutableUpstream>;
   tracker: CacheTracker;
+}
+
+/**
+ * What `longshore import` works on, and nothing more: the storage ports, the manifest and tag
+ * records, a router built from the configured names, and a cache index that records the
+ * imported blobs' access times. It neither rebuilds nor bounds: this process sees only what
+ * it imports, and the server's index orders and bounds them when it starts.
+ */
+export async function openImportTargets(config: Config, log: Logger): Promise<ImportTargets & { close(): Promise<void> }> {
+  const storage = await openStorage(config, log, { ownsStaging: false });
+  const { blobs, metadata } = storage;
+  const tracker = new InProcessCacheIndex({ ...storage, events: storage.coordinator.events, maxBytes: undefined, log });
+  const router = new UpstreamRouter<RoutableUpstream>(
+    config.upstreams.filter(speaksV2).map((u) => ({ name: u.name, hosts: u.hosts, isDefault: u.default, libraryPrefix: u.libraryPrefix })),
+  );
+  return {
+    blobs,
+    manifests: new ManifestStore(blobs, metadata),
+    tags: new TagRecords(metadata),
+    router,
+    tracker,
+    close: async () => {
+      await tracker.close();
+      await storage.close();
+    },
+  };
 }
 
 export interface ImportResult {

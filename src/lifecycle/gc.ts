@@ -2,14 +2,13 @@
 // period, deletes records that point at deleted manifests, and clears abandoned temp files.
 // Safe while a server runs on the same data: the server treats a vanished blob as a miss,
 // and the grace period protects blobs that are being fetched or were just fetched.
-import { readdir, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
+import type { BlobEvents, PrivateContent } from '../coordination/ports.js';
 import { parseDigest } from '../protocol/digest.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { referencedDigests } from '../protocol/manifest.js';
-import type { FsBlobStore } from '../storage/fs-blob-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import type { PrivateBlobs } from '../storage/private-blobs.js';
 import { allMirroredImages } from '../storage/v1-image-store.js';
 
 export interface GcOptions {
@@ -29,11 +28,13 @@ export interface GcReport {
   removedRecords: number;
 }
 
-interface GcTargets {
-  root: string;
-  blobs: FsBlobStore;
+/** The storage ports gc works on: nothing of the serving graph. */
+export interface GcTargets {
+  blobs: BlobStore;
   metadata: MetadataStore;
-  privateBlobs: PrivateBlobs;
+  privateContent: PrivateContent;
+  /** Told of every deleted blob, so the caches of a server beside gc can forget it. */
+  events?: BlobEvents;
 }
 
 async function* walkRecords(metadata: MetadataStore, prefix: string): AsyncGenerator<string> {
@@ -52,7 +53,7 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
   // Roots: every manifest we hold a record for, and everything it references.
   const referenced = new Set<string>();
   const danglingManifests = new Set<string>();
-  for (const key of await collect(walkRecords(targets.metadata, 'manifests'))) {
+  for (const key of await collect(walkRecords(targets.metadata, metadataKeys.manifestsRoot))) {
     const [, algorithm, hex] = key.split('/');
     const digest = `${algorithm}:${hex}`;
     const record = await targets.metadata.get<{ mediaType: string }>(key);
@@ -77,7 +78,7 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
   }
 
   // Tags that point at a manifest that is gone would answer with nothing: drop them.
-  for (const key of await collect(walkRecords(targets.metadata, 'mirror'))) {
+  for (const key of await collect(walkRecords(targets.metadata, metadataKeys.mirrorRoot))) {
     if (!key.includes('/_tags/')) continue;
     const tag = await targets.metadata.get<{ digest: string }>(key);
     if (tag && (danglingManifests.has(tag.digest) || !(await targets.blobs.stat(parseDigest(tag.digest))))) {
@@ -88,23 +89,19 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
 
   for await (const blob of targets.blobs.list()) {
     report.scannedBlobs += 1;
-    const keep = referenced.has(blob.digest) || targets.privateBlobs.has(blob.digest) || now - blob.mtimeMs < options.graceMs;
+    const keep = referenced.has(blob.digest) || (await targets.privateContent.has(blob.digest)) || now - blob.storedAt < options.graceMs;
     if (keep) {
       report.keptBlobs += 1;
       continue;
     }
-    if (!options.dryRun) await targets.blobs.delete(parseDigest(blob.digest));
+    if (!options.dryRun && (await targets.blobs.delete(parseDigest(blob.digest)))) {
+      targets.events?.publish({ type: 'removed', digest: blob.digest, reason: 'collected' });
+    }
     report.removedBlobs.push({ digest: blob.digest, size: blob.size });
     report.freedBytes += blob.size;
   }
 
-  const tmp = path.join(targets.root, 'tmp');
-  for (const name of await readdir(tmp).catch(() => [] as string[])) {
-    const info = await stat(path.join(tmp, name)).catch(() => undefined);
-    if (!info || now - info.mtimeMs < options.graceMs) continue;
-    if (!options.dryRun) await rm(path.join(tmp, name), { recursive: true, force: true });
-    report.removedTempFiles += 1;
-  }
+  report.removedTempFiles = await targets.blobs.sweepStaging({ olderThanMs: options.graceMs, dryRun: options.dryRun, now });
   return report;
 }
 

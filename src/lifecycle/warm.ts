@@ -23,7 +23,7 @@ export async function warmImage(client: UpstreamRegistry, ref: ImageRef, platfor
     const queue = [...plan.blobs];
     const worker = async () => {
       for (let blob = queue.shift(); blob; blob = queue.shift()) {
-        const response = await client.fetchBlob(plan.repository, blob.digest);
+        const response = await client.fetchBlob(plan.repository, blob.digest, blob.size);
         if (!response) throw new Error(`blob ${blob.digest} not found`);
         for await (const chunk of response.body as AsyncIterable<Buffer>) {
           bytes += chunk.byteLength;

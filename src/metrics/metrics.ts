@@ -9,7 +9,8 @@ export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'stale';
 export type UpstreamRequestKind = 'manifest' | 'blob' | 'tags' | 'token' | 'other';
 
 export interface CacheStatsSource {
-  stats(): { mirrored: { bytes: number; objects: number }; private: { bytes: number; objects: number }; evictions: number };
+  /** Asynchronous: with several replicas the figures come from the shared cache index. */
+  stats(): Promise<{ mirrored: { bytes: number; objects: number }; private: { bytes: number; objects: number }; evictions: number }>;
 }
 
 export interface MetricSources {
@@ -54,8 +55,8 @@ export class Metrics {
         help,
         labelNames: ['class'],
         registers,
-        collect() {
-          const stats = sources.cache.stats();
+        async collect() {
+          const stats = await sources.cache.stats();
           this.set({ class: 'mirrored' }, stats.mirrored[figure]);
           this.set({ class: 'private' }, stats.private[figure]);
         },
@@ -69,9 +70,10 @@ export class Metrics {
       name: 'longshore_cache_evictions_total',
       help: 'Mirrored blobs evicted to keep the cache within its bound',
       registers,
-      collect() {
+      async collect() {
+        const { evictions } = await sources.cache.stats();
         this.reset();
-        this.inc(sources.cache.stats().evictions);
+        this.inc(evictions);
       },
     });
     new Gauge({

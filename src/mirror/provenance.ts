@@ -10,8 +10,8 @@
 // theirs (storage/v1-image-store.ts); this covers the digests.
 import { LRUCache } from 'lru-cache';
 import { parseDigest, type Digest } from '../protocol/digest.js';
+import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import { KeyedLock } from '../util/keyed-lock.js';
 
 export interface Origin {
   upstream: string;
@@ -30,45 +30,38 @@ export interface ProvenanceIndex {
 /** Per digest: upstream name → repository. Bounded by the number of configured upstreams. */
 type ProvenanceRecord = Record<string, string>;
 
-const PREFIX = 'mirror/provenance';
 const MEMORY_ENTRIES = 50_000;
 
-/** Provenance in the metadata store (`mirror/provenance/<algorithm>/<hex>`), with an LRU in front. */
+/**
+ * Provenance in the metadata store (keys.ts: provenance/<algorithm>/<hex>), with an LRU in
+ * front. Entries are only ever added, so a cached "yes" stays true; a "no" is re-read.
+ */
 export class MetadataProvenance implements ProvenanceIndex {
   private readonly memory = new LRUCache<string, ProvenanceRecord>({ max: MEMORY_ENTRIES });
-  // In-process serialisation of one digest's read-modify-write; several replicas need the
-  // coordinator's lock here (the metadata port's update-under-lock).
-  private readonly lock = new KeyedLock();
 
   constructor(private readonly metadata: MetadataStore) {}
 
-  private key(digest: Digest): string {
-    return `${PREFIX}/${digest.algorithm}/${digest.hex}`;
-  }
-
-  private async read(digest: Digest): Promise<ProvenanceRecord> {
+  private async read(digest: Digest, upstream: string): Promise<ProvenanceRecord> {
     const cached = this.memory.get(digest.text);
-    if (cached) return cached;
-    const stored = (await this.metadata.get<ProvenanceRecord>(this.key(digest))) ?? {};
+    // Another replica (or an earlier run) may have added this upstream since we cached.
+    if (cached?.[upstream] !== undefined) return cached;
+    const stored = (await this.metadata.get<ProvenanceRecord>(metadataKeys.provenance(digest))) ?? {};
     this.memory.set(digest.text, stored);
     return stored;
   }
 
   async record(digestOrText: Digest | string, origin: Origin): Promise<void> {
     const digest = typeof digestOrText === 'string' ? parseDigest(digestOrText) : digestOrText;
-    if ((await this.read(digest))[origin.upstream] !== undefined) return;
-    await this.lock.run(digest.text, async () => {
-      this.memory.delete(digest.text); // re-read under the lock
-      const current = await this.read(digest);
-      if (current[origin.upstream] !== undefined) return;
-      const updated = { ...current, [origin.upstream]: origin.repository };
-      await this.metadata.put(this.key(digest), updated);
-      this.memory.set(digest.text, updated);
-    });
+    if (this.memory.get(digest.text)?.[origin.upstream] !== undefined) return;
+    // Under the key's lock (the coordinator's): another upstream's entry is never lost.
+    const updated = await this.metadata.update<ProvenanceRecord>(metadataKeys.provenance(digest), (current) =>
+      current?.[origin.upstream] !== undefined ? undefined : { ...current, [origin.upstream]: origin.repository },
+    );
+    if (updated) this.memory.set(digest.text, updated);
   }
 
   async fetchedFrom(digestOrText: Digest | string, upstream: string): Promise<boolean> {
     const digest = typeof digestOrText === 'string' ? parseDigest(digestOrText) : digestOrText;
-    return (await this.read(digest))[upstream] !== undefined;
+    return (await this.read(digest, upstream))[upstream] !== undefined;
   }
 }

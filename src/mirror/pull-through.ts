@@ -34,7 +34,7 @@ export interface MirrorOptions {
   offline: boolean;
   tracker: CacheTracker;
   /** Digests of private content (pushed here): never served as mirrored content on their own say-so. */
-  isPrivate: (digest: string) => boolean;
+  isPrivate: (digest: string) => Promise<boolean>;
   /** Which upstream each fetched digest came from: private digests are served under those upstreams' names. */
   provenance: ProvenanceIndex;
   now?: () => number;
@@ -45,7 +45,7 @@ export class PullThroughMirror {
 
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
-  private readonly isPrivate: (digest: string) => boolean;
+  private readonly isPrivate: (digest: string) => Promise<boolean>;
   private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
   private readonly lookups: CachedLookup;
@@ -77,7 +77,7 @@ export class PullThroughMirror {
    * read a private image through any mirrored name.
    */
   private async mayServeStored(target: MirrorTarget, digest: Digest, kind: 'blob' | 'manifest'): Promise<boolean> {
-    if (!this.isPrivate(digest.text)) return true;
+    if (!(await this.isPrivate(digest.text))) return true;
     if (await this.provenance.fetchedFrom(digest, target.upstream.name)) return true;
     if (this.offline) return false;
     const found =

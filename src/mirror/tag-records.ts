@@ -2,6 +2,7 @@
 // Kept on disk (restart, offline and stale serving need it) with an in-memory LRU in front,
 // so a tag within its TTL is answered without touching the disk or the upstream.
 import { LRUCache } from 'lru-cache';
+import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 
 export interface TagRecord {
@@ -18,9 +19,8 @@ export class TagRecords {
 
   constructor(private readonly metadata: MetadataStore) {}
 
-  // "_tags" cannot clash with a repository component: components never start with "_".
   private key(upstream: string, repository: string, tag: string): string {
-    return `mirror/${upstream}/${repository}/_tags/${tag}`;
+    return metadataKeys.mirrorTag(upstream, repository, tag);
   }
 
   async get(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
@@ -46,6 +46,6 @@ export class TagRecords {
 
   /** Tags we know for a repository, for serving tags/list when the upstream is away. */
   async list(upstream: string, repository: string): Promise<string[]> {
-    return this.metadata.list(`mirror/${upstream}/${repository}/_tags`);
+    return this.metadata.list(metadataKeys.mirrorTags(upstream, repository));
   }
 }

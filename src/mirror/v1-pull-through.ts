@@ -15,12 +15,12 @@ import { MediaType, MODERN_MANIFEST_TYPES } from '../protocol/media-types.js';
 import { EMPTY_GZ_TAR_DIGEST, v1ChainFromSchema1, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
 import { isValidImageId, payloadChecksum, payloadHash, V1Error, type V1SearchResult } from '../protocol/v1.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { imageJsonBytes, mirroredImageStore, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
 import { UpstreamError } from '../upstream/errors.js';
 import type { UpstreamRegistry, V1UpstreamRegistry } from '../upstream/upstream.js';
 import type { V1UpstreamAuth } from '../upstream/v1-client.js';
-import { KeyedLock } from '../util/keyed-lock.js';
 import { readBounded } from '../util/read-bounded.js';
 import type { FetchSource } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
@@ -58,7 +58,6 @@ export interface V1MirrorOptions {
 export class V1PullThrough {
   /** Ancestries learned from an `ancestry` call: each ancestor's is a suffix of it. */
   private readonly knownAncestry = new LRUCache<string, string[]>({ max: 10_000 });
-  private readonly lock = new KeyedLock();
   private readonly offline: boolean;
   private readonly upstreamByName: (name: string) => V1Upstream | undefined;
   private readonly provenance: ProvenanceIndex;
@@ -225,7 +224,7 @@ export class V1PullThrough {
     const upstream = client?.name ?? record.source?.upstream ?? '';
     let current = record;
     const source: FetchSource = {
-      open: async () => (client ? client.layer(record.id, auth) : undefined),
+      open: async () => (client ? client.layer(record.id, auth, record.layerSize) : undefined),
       alreadyStored: async () => {
         const layer = (await this.current(record)).layer;
         return layer !== undefined && (await this.blobs.stat(parseDigest(layer.digest))) !== undefined;
@@ -370,10 +369,10 @@ export class V1PullThrough {
     await this.metadata.put(chainKey, { top });
     // Tags of one repository resolve concurrently (a tag list); their ids must all land.
     const listKey = this.key(target, '_v2images');
-    await this.lock.run(listKey, async () => {
-      const listed = new Set((await this.metadata.get<string[]>(listKey)) ?? []);
+    await this.metadata.update<string[]>(listKey, (current) => {
+      const listed = new Set(current ?? []);
       for (const id of ids) listed.add(id);
-      await this.metadata.put(listKey, [...listed]);
+      return [...listed];
     });
     return { id: top, outcome };
   }
@@ -399,13 +398,12 @@ export class V1PullThrough {
   }
 
   private key(target: V1Target, ...rest: string[]): string {
-    return ['v1', 'mirror', 'repositories', target.upstream.name, target.repository, ...rest].join('/');
+    return metadataKeys.v1MirrorList(target.upstream.name, target.repository, ...rest);
   }
 
   /** Per upstream, like the records the chain's ids name. */
   private chainKey(target: V1Target, manifestDigest: string): string {
-    const digest = parseDigest(manifestDigest);
-    return `v1/mirror/chains/${target.upstream.name}/${digest.algorithm}/${digest.hex}`;
+    return metadataKeys.v1MirrorChain(target.upstream.name, parseDigest(manifestDigest));
   }
 
   /**

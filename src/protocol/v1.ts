@@ -78,7 +78,7 @@ export function parseV1Path(path: string): V1Route | undefined {
   if (rest === 'users' || rest === 'users/') return { kind: 'users' };
   if (rest === 'search') return { kind: 'search' };
   const user = /^users\/([^/]+)\/?$/.exec(rest);
-  if (user) return { kind: 'user', username: decodeURIComponent(user[1] as string) };
+  if (user) return { kind: 'user', username: decodePathSegment(user[1] as string, 'user name') };
   const image = /^images\/([^/]+)\/([a-z]+)$/.exec(rest);
   if (image) {
     const resource = image[2] as string;
@@ -108,11 +108,32 @@ function parseRepositoryPath(segments: string[]): V1Route | undefined {
   }
   if (n >= 3 && segments[n - 2] === 'tags' && last !== '') {
     const repository = repo(n - 2);
-    push(repository ? { kind: 'tag', repository, tag: decodeURIComponent(last as string) } : undefined);
+    push(repository ? { kind: 'tag', repository, tag: decodeTag(last as string) } : undefined);
   }
   // Prefer the reading whose repository was written with its namespace.
   const explicitNamespace = candidates.find((route) => 'repository' in route && repositoryComponents(route, segments) === 2);
   return explicitNamespace ?? candidates[0];
+}
+
+/**
+ * A percent-encoded path segment, decoded. Broken escapes ("%E0"), NUL and "/" (which would
+ * name another path once decoded) are the client's error: 400, never a 500 from deeper down.
+ */
+function decodePathSegment(segment: string, what: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(segment);
+  } catch {
+    throw new V1Error(400, `invalid ${what} "${truncate(segment)}": broken percent-encoding`);
+  }
+  if (/[\0/\\]/.test(decoded)) throw new V1Error(400, `invalid ${what} "${truncate(segment)}": encoded NUL, "/" or "\\"`);
+  return decoded;
+}
+
+function decodeTag(segment: string): string {
+  const tag = decodePathSegment(segment, 'tag');
+  if (!isValidV1Tag(tag)) throw new V1Error(400, `invalid tag "${truncate(tag)}": letters, digits, "_", "." and "-", up to 128, not starting with "." or "-"`);
+  return tag;
 }
 
 function repositoryComponents(route: V1Route, segments: string[]): number {

@@ -9,10 +9,11 @@ import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { parseManifest, type Descriptor } from '../protocol/manifest.js';
 import { MediaType, sniffManifestMediaType } from '../protocol/media-types.js';
 import { isValidTag, parseManifestReference } from '../protocol/reference.js';
+import type { PrivateContent } from '../coordination/ports.js';
 import type { BlobHandle, BlobStore } from '../storage/blob-store.js';
+import { metadataKeys } from '../storage/keys.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
-import type { MetadataStore } from '../storage/metadata-store.js';
-import type { PrivateBlobs } from '../storage/private-blobs.js';
+import { DELETE_RECORD, type MetadataStore } from '../storage/metadata-store.js';
 
 const PUSHABLE_MANIFEST_TYPES = new Set<string>([MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList]);
 
@@ -33,12 +34,8 @@ export class LocalRegistry {
     private readonly blobs: BlobStore,
     private readonly manifests: ManifestStore,
     private readonly metadata: MetadataStore,
-    private readonly privateBlobs: PrivateBlobs,
+    private readonly privateContent: PrivateContent,
   ) {}
-
-  private key(repository: string, ...rest: string[]): string {
-    return ['local', repository, ...rest].join('/');
-  }
 
   // ---- blobs ---------------------------------------------------------------------------
 
@@ -48,7 +45,7 @@ export class LocalRegistry {
   }
 
   private async isLinked(repository: string, digest: Digest): Promise<boolean> {
-    return (await this.metadata.get(this.key(repository, '_layers', digest.algorithm, digest.hex))) !== undefined;
+    return (await this.metadata.get(metadataKeys.localLayer(repository, digest))) !== undefined;
   }
 
   async hasBlob(repository: string, digest: Digest): Promise<boolean> {
@@ -72,8 +69,8 @@ export class LocalRegistry {
 
   /** Makes a stored blob part of a repository (after an upload or a mount). */
   async linkBlob(repository: string, digest: Digest, size: number): Promise<void> {
-    await this.privateBlobs.add(digest, size);
-    await this.metadata.put(this.key(repository, '_layers', digest.algorithm, digest.hex), { size });
+    await this.privateContent.add(digest, size);
+    await this.metadata.put(metadataKeys.localLayer(repository, digest), { size });
   }
 
   /**
@@ -97,7 +94,7 @@ export class LocalRegistry {
   async deleteBlob(repository: string, digestText: string): Promise<void> {
     const digest = parseDigest(digestText);
     // Unlinked from this repository; the bytes stay while other repositories may link them.
-    if (!(await this.metadata.delete(this.key(repository, '_layers', digest.algorithm, digest.hex)))) throw blobUnknown(repository, digest.text);
+    if (!(await this.metadata.delete(metadataKeys.localLayer(repository, digest)))) throw blobUnknown(repository, digest.text);
   }
 
   // ---- manifests -----------------------------------------------------------------------
@@ -128,10 +125,12 @@ export class LocalRegistry {
       }
     }
 
+    // Marked private before the bytes can be read: a crash in between leaves a mark on nothing
+    // (harmless), never a private manifest readable through a mirrored name.
+    await this.privateContent.add(digest, bytes.byteLength);
     await this.manifests.put(digest, bytes, mediaType);
-    await this.privateBlobs.add(digest, bytes.byteLength);
-    await this.metadata.put(this.key(repository, '_manifests', digest.algorithm, digest.hex), { mediaType, size: bytes.byteLength });
-    if (ref.kind === 'tag') await this.metadata.put(this.key(repository, '_tags', ref.tag), { digest: digest.text });
+    await this.metadata.put(metadataKeys.localManifest(repository, digest), { mediaType, size: bytes.byteLength });
+    if (ref.kind === 'tag') await this.metadata.put(metadataKeys.localTag(repository, ref.tag), { digest: digest.text });
 
     const document = JSON.parse(bytes.toString('utf8')) as { subject?: Descriptor; artifactType?: string; annotations?: Record<string, string>; config?: Descriptor };
     const subject = document.subject?.digest;
@@ -143,14 +142,14 @@ export class LocalRegistry {
         artifactType: document.artifactType ?? (parsed.kind === 'image' ? parsed.config.mediaType : undefined),
         annotations: document.annotations,
       };
-      await this.metadata.put(this.key(repository, '_referrers', subjectDigest.algorithm, subjectDigest.hex, digest.text), record);
+      await this.metadata.put(`${metadataKeys.localReferrers(repository, subjectDigest)}/${digest.text}`, record);
     }
     return { digest: digest.text, subject };
   }
 
   private async hasManifest(repository: string, digestText: string): Promise<boolean> {
     const digest = parseDigest(digestText);
-    return (await this.metadata.get(this.key(repository, '_manifests', digest.algorithm, digest.hex))) !== undefined;
+    return (await this.metadata.get(metadataKeys.localManifest(repository, digest))) !== undefined;
   }
 
   async resolve(repository: string, reference: string): Promise<Digest> {
@@ -159,7 +158,7 @@ export class LocalRegistry {
       if (!(await this.hasManifest(repository, ref.digest.text))) throw manifestUnknown(repository, reference);
       return ref.digest;
     }
-    const tag = await this.metadata.get<{ digest: string }>(this.key(repository, '_tags', ref.tag));
+    const tag = await this.metadata.get<{ digest: string }>(metadataKeys.localTag(repository, ref.tag));
     if (!tag) throw manifestUnknown(repository, reference);
     return parseDigest(tag.digest);
   }
@@ -175,21 +174,21 @@ export class LocalRegistry {
   async deleteManifest(repository: string, reference: string): Promise<void> {
     const ref = parseManifestReference(reference);
     if (ref.kind === 'tag') {
-      if (!(await this.metadata.delete(this.key(repository, '_tags', ref.tag)))) throw manifestUnknown(repository, reference);
+      if (!(await this.metadata.delete(metadataKeys.localTag(repository, ref.tag)))) throw manifestUnknown(repository, reference);
       return;
     }
     const digest = ref.digest;
     const manifest = await this.manifests.get(digest);
-    if (!(await this.metadata.delete(this.key(repository, '_manifests', digest.algorithm, digest.hex)))) throw manifestUnknown(repository, reference);
-    for (const tag of await this.metadata.list(this.key(repository, '_tags'))) {
-      const record = await this.metadata.get<{ digest: string }>(this.key(repository, '_tags', tag));
-      if (record?.digest === digest.text) await this.metadata.delete(this.key(repository, '_tags', tag));
+    if (!(await this.metadata.delete(metadataKeys.localManifest(repository, digest)))) throw manifestUnknown(repository, reference);
+    for (const tag of await this.metadata.list(metadataKeys.localTags(repository))) {
+      // Under the tag's lock: a tag moved to another manifest meanwhile stays.
+      await this.metadata.update<{ digest: string }>(metadataKeys.localTag(repository, tag), (record) => (record?.digest === digest.text ? DELETE_RECORD : undefined));
     }
     if (manifest) {
       const subject = (JSON.parse(manifest.bytes.toString('utf8')) as { subject?: Descriptor }).subject?.digest;
       if (subject) {
         const s = parseDigest(subject);
-        await this.metadata.delete(this.key(repository, '_referrers', s.algorithm, s.hex, digest.text));
+        await this.metadata.delete(`${metadataKeys.localReferrers(repository, s)}/${digest.text}`);
       }
     }
   }
@@ -197,13 +196,13 @@ export class LocalRegistry {
   // ---- discovery -----------------------------------------------------------------------
 
   async listTags(repository: string): Promise<string[] | undefined> {
-    const tags = (await this.metadata.list(this.key(repository, '_tags'))).filter(isValidTag);
+    const tags = (await this.metadata.list(metadataKeys.localTags(repository))).filter(isValidTag);
     if (tags.length === 0 && !(await this.exists(repository))) return undefined;
     return tags.sort();
   }
 
   private async exists(repository: string): Promise<boolean> {
-    const entries = await this.metadata.list(this.key(repository));
+    const entries = await this.metadata.list(metadataKeys.localRepository(repository));
     return entries.some((e) => e === '_manifests' || e === '_layers' || e === '_tags');
   }
 
@@ -211,7 +210,7 @@ export class LocalRegistry {
   async catalog(): Promise<string[]> {
     const found: string[] = [];
     const walk = async (prefix: string[]): Promise<void> => {
-      const entries = await this.metadata.list(['local', ...prefix].join('/'));
+      const entries = await this.metadata.list([metadataKeys.localRoot, ...prefix].join('/'));
       if (entries.some((e) => e.startsWith('_'))) found.push(prefix.join('/'));
       for (const entry of entries) if (!entry.startsWith('_')) await walk([...prefix, entry]);
     };
@@ -221,7 +220,7 @@ export class LocalRegistry {
 
   async referrers(repository: string, subjectText: string, artifactType: string | undefined): Promise<Descriptor[]> {
     const subject = parseDigest(subjectText);
-    const prefix = this.key(repository, '_referrers', subject.algorithm, subject.hex);
+    const prefix = metadataKeys.localReferrers(repository, subject);
     const descriptors: Descriptor[] = [];
     for (const digest of await this.metadata.list(prefix)) {
       const record = await this.metadata.get<ReferrerRecord>(`${prefix}/${digest}`);

@@ -24,15 +24,29 @@ export interface UploadStatus {
   offset: number;
 }
 
+export interface UploadOptions {
+  now?: () => number;
+  /**
+   * Runs once the bytes are verified and before they are published under their digest: pushes
+   * mark their content private here, so a crash at any point leaves it invisible or marked,
+   * never readable through a mirrored name unmarked.
+   */
+  beforePublish?: (digest: Digest, size: number) => Promise<void>;
+}
+
 export class UploadSessions {
   private readonly sessions = new Map<string, Session>();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly now: () => number;
+  private readonly beforePublish: (digest: Digest, size: number) => Promise<void>;
 
   constructor(
     private readonly blobs: BlobStore,
     private readonly idleTimeoutMs: number,
-    private readonly now: () => number = Date.now,
+    options: UploadOptions = {},
   ) {
+    this.now = options.now ?? Date.now;
+    this.beforePublish = options.beforePublish ?? (() => Promise.resolve());
     this.sweeper = setInterval(() => void this.sweep(), Math.min(idleTimeoutMs, 60_000));
     this.sweeper.unref();
   }
@@ -95,6 +109,12 @@ export class UploadSessions {
       if (actual.text !== digest.text) {
         await session.writer.abort();
         throw new RegistryError('DIGEST_INVALID', `uploaded content has digest ${actual.text}, not ${digest.text}`, { detail: { digest: digest.text } });
+      }
+      try {
+        await this.beforePublish(actual, size);
+      } catch (error) {
+        await session.writer.abort();
+        throw error;
       }
       await session.writer.commit();
       return { digest, size };

@@ -8,11 +8,11 @@ import { parseDigest } from '../protocol/digest.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { TarSumCalculator, tarSums } from '../protocol/tarsum.js';
 import { assertImageId, isValidV1Tag, payloadChecksum, payloadHash, V1Error, type ImageListEntry } from '../protocol/v1.js';
+import type { PrivateContent } from '../coordination/ports.js';
 import type { BlobHandle, BlobStore } from '../storage/blob-store.js';
+import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import type { PrivateBlobs } from '../storage/private-blobs.js';
 import { imageJsonBytes, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
-import { KeyedLock } from '../util/keyed-lock.js';
 import type { LocalRegistry } from './local-registry.js';
 
 const ALREADY_EXISTS = 'Image already exists'; // the exact text clients treat as "skip" (§2)
@@ -30,13 +30,11 @@ export interface ChecksumHeaders {
 }
 
 export class V1LocalRegistry {
-  private readonly lock = new KeyedLock();
-
   constructor(
     readonly images: V1ImageStore,
     private readonly blobs: BlobStore,
     private readonly metadata: MetadataStore,
-    private readonly privateBlobs: PrivateBlobs,
+    private readonly privateContent: PrivateContent,
     private readonly v2: LocalRegistry,
   ) {}
 
@@ -58,19 +56,18 @@ export class V1LocalRegistry {
       parent = await this.images.getComplete(assertImageId(json.parent));
       if (!parent) throw new V1Error(400, 'Image depends on a non existing parent');
     }
-    await this.lock.run(id, async () => {
-      const existing = await this.images.get(id);
+    await this.images.update(id, (existing) => {
       if (existing?.complete) throw new V1Error(409, ALREADY_EXISTS);
       // The same json again (a second client pushing the same image) keeps the upload's
       // progress; different bytes restart it, as in the Python registry.
-      if (existing && existing.json === bytes.toString('base64')) return;
-      await this.images.put({
+      if (existing && existing.json === bytes.toString('base64')) return undefined;
+      return {
         id,
         ...(parent ? { parent: parent.id } : {}),
         json: bytes.toString('base64'),
         ancestry: [id, ...(parent?.ancestry ?? [])],
         complete: false,
-      });
+      };
     });
   }
 
@@ -93,6 +90,10 @@ export class V1LocalRegistry {
         payload.update(chunk);
         await tarsum?.write(chunk);
       }
+      const verified = await writer.verify();
+      // Marked private before the layer is visible in the store: a crash at any point leaves
+      // it invisible or marked, never a private layer that eviction or a mirrored name could take.
+      await this.privateContent.add(verified, writer.bytesWritten);
       digest = (await writer.commit()).text;
     } catch (error) {
       tarsum?.abort();
@@ -102,15 +103,11 @@ export class V1LocalRegistry {
       writer.close();
     }
     const size = writer.bytesWritten;
-    // Registered before any record points at it, so a crash never leaves a private layer
-    // that the cache's eviction could take.
-    await this.privateBlobs.add(parseDigest(digest), size);
     const sums = await tarsum?.end();
-    await this.lock.run(id, async () => {
-      const current = await this.images.get(id);
+    await this.images.update(id, (current) => {
       if (current?.complete) {
         // Two clients pushing one image: the slower one's identical layer is a success.
-        if (current.layer?.digest === digest) return;
+        if (current.layer?.digest === digest) return undefined;
         throw new V1Error(409, ALREADY_EXISTS);
       }
       if (!current || current.json !== started.json || sums === undefined) {
@@ -119,7 +116,7 @@ export class V1LocalRegistry {
       current.layer = { digest, size };
       const computedPayload = payloadChecksum(payload);
       current.computed = sums instanceof Error ? { payload: computedPayload, tarsums: [], tarsumError: sums.message } : { payload: computedPayload, tarsums: tarSums(sums, json) };
-      await this.images.put(current);
+      return current;
     });
   }
 
@@ -129,13 +126,12 @@ export class V1LocalRegistry {
     if (claimed.payload === undefined && claimed.tarsum === undefined) {
       throw new V1Error(412, 'missing checksum: send X-Docker-Checksum-Payload (and X-Docker-Checksum)');
     }
-    await this.lock.run(id, async () => {
-      const record = await this.images.get(id);
+    await this.images.update(id, (record) => {
       if (!record) throw new V1Error(404, 'Image not found');
       const computed = record.computed;
       if (record.complete) {
         // A second client confirming the same checksums (concurrent push of one image).
-        if (computed && matches(claimed, computed)) return;
+        if (computed && matches(claimed, computed)) return undefined;
         throw new V1Error(409, 'Cannot set this image checksum: the image is complete');
       }
       if (!record.layer || !computed) throw new V1Error(400, 'no layer uploaded for this image yet');
@@ -149,7 +145,7 @@ export class V1LocalRegistry {
       }
       record.complete = true;
       record.computed = { payload: computed.payload, tarsums: computed.tarsums };
-      await this.images.put(record);
+      return record;
     });
   }
 
@@ -162,7 +158,7 @@ export class V1LocalRegistry {
   // ---- repositories ----------------------------------------------------------------------
 
   private key(repository: string, ...rest: string[]): string {
-    return ['v1', 'repositories', repository, ...rest].join('/');
+    return metadataKeys.v1Repository(repository, ...rest);
   }
 
   private async index(repository: string): Promise<RepositoryIndex | undefined> {
@@ -170,10 +166,10 @@ export class V1LocalRegistry {
   }
 
   private async addImages(repository: string, ids: readonly string[]): Promise<void> {
-    await this.lock.run(`repo:${repository}`, async () => {
-      const images = new Set((await this.index(repository))?.images ?? []);
+    await this.metadata.update<RepositoryIndex>(this.key(repository, '_index'), (index) => {
+      const images = new Set(index?.images ?? []);
       for (const id of ids) images.add(id);
-      await this.metadata.put(this.key(repository, '_index'), { images: [...images] } satisfies RepositoryIndex);
+      return { images: [...images] };
     });
   }
 
@@ -241,8 +237,8 @@ export class V1LocalRegistry {
   /** Every v1 repository ("ns/repo"), sorted. */
   async list(): Promise<string[]> {
     const found: string[] = [];
-    for (const namespace of await this.metadata.list('v1/repositories')) {
-      for (const name of await this.metadata.list(`v1/repositories/${namespace}`)) {
+    for (const namespace of await this.metadata.list(metadataKeys.v1RepositoriesRoot)) {
+      for (const name of await this.metadata.list(`${metadataKeys.v1RepositoriesRoot}/${namespace}`)) {
         if (await this.exists(`${namespace}/${name}`)) found.push(`${namespace}/${name}`);
       }
     }

@@ -1,5 +1,5 @@
 // The content-addressed blob store: one copy of every blob, keyed by its digest.
-// Drivers implement this interface; `test/unit/blob-store-contract.ts` is the contract
+// Drivers implement this interface; `test/support/blob-store-contract.ts` is the contract
 // every driver must pass.
 import type { Readable, Writable } from 'node:stream';
 import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
@@ -99,10 +99,30 @@ export class SizeMismatchError extends Error {
   }
 }
 
+/** A committed blob as listing finds it. */
+export interface StoredBlob {
+  digest: string;
+  size: number;
+  /** When the blob was published (ms since epoch): gc's grace period counts from it. */
+  storedAt: number;
+}
+
+/**
+ * The port every caller stores blobs through; drivers (fs, memory; s3 next) implement it and
+ * pass test/support/blob-store-contract.ts. Nothing outside a driver knows where bytes live.
+ *
+ * Guarantees: a digest's blob is either absent or complete and verified (writes are staged
+ * and published only once their digest checks out); staged bytes are readable through their
+ * writer before the commit (followers of a fetch); a handle stays readable after a delete.
+ */
 export interface BlobStore {
-  /** Prepares the store; removes temp files a crash left behind. */
-  init(): Promise<void>;
+  /**
+   * Prepares the store. The serving process owns the staging area and clears what a crash
+   * left there (`clearStaging`, the default); tools that may run beside a server pass false.
+   */
+  init(options?: { clearStaging?: boolean }): Promise<void>;
   stat(digest: Digest): Promise<{ size: number } | undefined>;
+  /** A handle on a committed blob, to stream whole or by range (`handle.stream(range)`). */
   open(digest: Digest): Promise<BlobHandle | undefined>;
   /** Small blobs (manifests, configs) read whole; refuses anything over `maxBytes`. */
   readAll(digest: Digest, maxBytes: number): Promise<Buffer | undefined>;
@@ -111,4 +131,15 @@ export interface BlobStore {
   /** Stores bytes already in memory (manifests) with the same verification as streams. */
   put(digest: Digest, bytes: Uint8Array): Promise<void>;
   delete(digest: Digest): Promise<boolean>;
+  /** Every committed blob, in no particular order (index rebuilds, gc). */
+  list(): AsyncIterable<StoredBlob>;
+  /**
+   * Removes staged writes (temp files, incomplete uploads) older than `olderThanMs` that a
+   * crash or a killed process left behind; with `dryRun`, only counts them. Returns the count.
+   */
+  sweepStaging(options: { olderThanMs: number; dryRun?: boolean; now?: number }): Promise<number>;
+  /** Readiness: undefined when the store takes a write, else what is wrong. Leaves nothing behind. */
+  checkWritable(): Promise<string | undefined>;
+  /** Shutdown of the serving process: staged writes that will never commit now are removed. */
+  close(): Promise<void>;
 }

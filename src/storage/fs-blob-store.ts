@@ -3,7 +3,7 @@
 // holds complete, verified bytes or does not exist; a crash leaves only tmp/ files, which
 // init() removes.
 import { createReadStream, read } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomUUID, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -17,6 +17,7 @@ import {
   type BlobStore,
   type BlobWriter,
   type ByteRange,
+  type StoredBlob,
 } from './blob-store.js';
 
 
@@ -31,14 +32,15 @@ export class FsBlobStore implements BlobStore {
 
   /**
    * Prepares the directories. The serving process owns tmp/ and clears what a crash left
-   * there; tools that may run beside a server (gc, import) pass `clearTemp: false`.
+   * there; tools that may run beside a server (gc, import) pass `clearStaging: false`.
    */
-  async init(options: { clearTemp?: boolean } = {}): Promise<void> {
+  async init(options: { clearStaging?: boolean } = {}): Promise<void> {
     await mkdir(this.blobsDir, { recursive: true });
-    if (options.clearTemp ?? true) await rm(this.tmpDir, { recursive: true, force: true });
+    if (options.clearStaging ?? true) await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
   }
 
+  /** Where a blob's file is. Private to the driver (and its own tests): callers go through the port. */
   blobPath(digest: Digest): string {
     return path.join(this.blobsDir, digest.algorithm, digest.hex.slice(0, 2), digest.hex);
   }
@@ -113,21 +115,53 @@ export class FsBlobStore implements BlobStore {
   }
 
   /**
-   * Every committed blob with its size and mtime (the cache index keeps access order in
-   * mtime), for index rebuilds and garbage collection. Stats run in parallel per directory:
-   * a cold start over 100,000 blobs is bound by these syscalls.
+   * Every committed blob with its size and publication time (the file's mtime: the last
+   * write before the rename). Stats run in parallel per directory: a cold start over 100,000
+   * blobs is bound by these syscalls.
    */
-  async *list(): AsyncGenerator<{ digest: string; size: number; mtimeMs: number }> {
+  async *list(): AsyncGenerator<StoredBlob> {
     for (const algorithm of await readdirOrEmpty(this.blobsDir)) {
       for (const prefix of await readdirOrEmpty(path.join(this.blobsDir, algorithm))) {
         const dir = path.join(this.blobsDir, algorithm, prefix);
         const names = await readdirOrEmpty(dir);
         const infos = await Promise.all(names.map((hex) => stat(path.join(dir, hex)).catch(() => undefined)));
         for (const [i, info] of infos.entries()) {
-          if (info?.isFile()) yield { digest: `${algorithm}:${names[i] as string}`, size: info.size, mtimeMs: info.mtimeMs };
+          if (info?.isFile()) yield { digest: `${algorithm}:${names[i] as string}`, size: info.size, storedAt: info.mtimeMs };
         }
       }
     }
+  }
+
+  async sweepStaging(options: { olderThanMs: number; dryRun?: boolean; now?: number }): Promise<number> {
+    const now = options.now ?? Date.now();
+    let swept = 0;
+    for (const name of await readdirOrEmpty(this.tmpDir)) {
+      const file = path.join(this.tmpDir, name);
+      const info = await stat(file).catch(() => undefined);
+      if (!info || now - info.mtimeMs < options.olderThanMs) continue;
+      if (!options.dryRun) await rm(file, { recursive: true, force: true });
+      swept += 1;
+    }
+    return swept;
+  }
+
+  async checkWritable(): Promise<string | undefined> {
+    const probe = path.join(this.tmpDir, `ready-${randomUUID()}`);
+    try {
+      await writeFile(probe, 'ok');
+      return undefined;
+    } catch (error) {
+      return `storage ${this.root} is not writable: ${(error as Error).message}`;
+    } finally {
+      // Removed even when the write failed half-way (a full disk can leave an empty file).
+      await rm(probe, { force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Fetches still running wrote to temp files that will never be committed now. */
+  async close(): Promise<void> {
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
   }
 }
 

@@ -6,6 +6,7 @@ import { LRUCache } from 'lru-cache';
 import type { Digest } from '../protocol/digest.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import type { BlobStore } from './blob-store.js';
+import { metadataKeys } from './keys.js';
 import type { MetadataStore } from './metadata-store.js';
 
 export interface StoredManifest {
@@ -33,7 +34,7 @@ export class ManifestStore {
   ) {}
 
   private key(digest: Digest): string {
-    return `manifests/${digest.algorithm}/${digest.hex}`;
+    return metadataKeys.manifest(digest);
   }
 
   async get(digest: Digest): Promise<StoredManifest | undefined> {

@@ -4,7 +4,8 @@
 // One store per kind of content (private pushes, mirrored images), told apart by prefix;
 // mirrored records also by upstream, because a v1 id is whatever its publisher says it is.
 import { isValidImageId } from '../protocol/v1.js';
-import type { MetadataStore } from './metadata-store.js';
+import { metadataKeys } from './keys.js';
+import type { MetadataStore, RecordChange } from './metadata-store.js';
 
 export interface V1ImageRecord {
   id: string;
@@ -29,17 +30,17 @@ export interface V1ImageRecord {
 
 /**
  * Where each kind of v1 image record lives in the metadata store: private ones by id,
- * mirrored ones by upstream and id (`v1/mirror/images/<upstream>/<id>`).
+ * mirrored ones by upstream and id (keys.ts: v1MirroredImagesOf).
  */
-export const V1_IMAGE_PREFIXES = { private: 'v1/images', mirrored: 'v1/mirror/images' } as const;
+export const V1_IMAGE_PREFIXES = { private: metadataKeys.v1PrivateImages, mirrored: metadataKeys.v1MirroredImages } as const;
 
 /**
  * The mirrored image records of one upstream. Records written before they were scoped
  * (`v1/mirror/images/<id>`) are still read, when they name this upstream as their source.
  */
 export function mirroredImageStore(metadata: MetadataStore, upstream: string): V1ImageStore {
-  return new V1ImageStore(metadata, `${V1_IMAGE_PREFIXES.mirrored}/${upstream}`, async (id) => {
-    const unscoped = await metadata.get<V1ImageRecord>(`${V1_IMAGE_PREFIXES.mirrored}/${id}`);
+  return new V1ImageStore(metadata, metadataKeys.v1MirroredImagesOf(upstream), async (id) => {
+    const unscoped = await metadata.get<V1ImageRecord>(metadataKeys.v1MirroredImageUnscoped(id));
     return unscoped?.source?.upstream === upstream ? unscoped : undefined;
   });
 }
@@ -48,11 +49,11 @@ export function mirroredImageStore(metadata: MetadataStore, upstream: string): V
 export async function* allMirroredImages(metadata: MetadataStore): AsyncGenerator<V1ImageRecord> {
   for (const name of await metadata.list(V1_IMAGE_PREFIXES.mirrored)) {
     if (isValidImageId(name)) {
-      const unscoped = await metadata.get<V1ImageRecord>(`${V1_IMAGE_PREFIXES.mirrored}/${name}`);
+      const unscoped = await metadata.get<V1ImageRecord>(metadataKeys.v1MirroredImageUnscoped(name));
       if (unscoped) yield unscoped;
       continue;
     }
-    const store = new V1ImageStore(metadata, `${V1_IMAGE_PREFIXES.mirrored}/${name}`);
+    const store = new V1ImageStore(metadata, metadataKeys.v1MirroredImagesOf(name));
     for (const id of await store.list()) {
       const record = await store.get(id);
       if (record) yield record;
@@ -84,6 +85,11 @@ export class V1ImageStore {
 
   async put(record: V1ImageRecord): Promise<void> {
     await this.metadata.put(this.key(record.id), record);
+  }
+
+  /** Read-modify-write of one record under its lock (see MetadataStore.update). */
+  async update(id: string, change: RecordChange<V1ImageRecord>): Promise<V1ImageRecord | undefined> {
+    return this.metadata.update(this.key(id), change);
   }
 
   async delete(id: string): Promise<boolean> {

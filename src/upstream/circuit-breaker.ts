@@ -88,10 +88,10 @@ export class CircuitBreakerUpstream implements UpstreamRegistry {
     return this.breaker.circuit;
   }
 
-  fetchBlob(repository: string, digest: string): Promise<UpstreamBlob | undefined> {
+  fetchBlob(repository: string, digest: string, expectedSize?: number): Promise<UpstreamBlob | undefined> {
     // Only the start of a blob response is guarded; a body that breaks later is the fetch's
     // own failure and does not say the upstream is down.
-    return this.breaker.guard(() => this.inner.fetchBlob(repository, digest));
+    return this.breaker.guard(() => this.inner.fetchBlob(repository, digest, expectedSize));
   }
   headBlob(repository: string, digest: string): Promise<{ size: number | undefined } | undefined> {
     return this.breaker.guard(() => this.inner.headBlob(repository, digest));
@@ -143,9 +143,9 @@ export class CircuitBreakerV1Upstream implements V1UpstreamRegistry {
   ancestry(id: string, auth: V1UpstreamAuth): Promise<string[] | undefined> {
     return this.breaker.guard(() => this.inner.ancestry(id, auth));
   }
-  layer(id: string, auth: V1UpstreamAuth): Promise<UpstreamBlob | undefined> {
+  layer(id: string, auth: V1UpstreamAuth, expectedSize?: number): Promise<UpstreamBlob | undefined> {
     // As for v2 blobs: only the start of the response is guarded.
-    return this.breaker.guard(() => this.inner.layer(id, auth));
+    return this.breaker.guard(() => this.inner.layer(id, auth, expectedSize));
   }
   search(query: string, n: number): Promise<V1SearchResult[]> {
     return this.breaker.guard(() => this.inner.search(query, n));

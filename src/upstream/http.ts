@@ -1,8 +1,10 @@
 // HTTP plumbing both upstream clients (v2 and v1) share: the connection pool, response
 // headers, and how an unexpected answer or a network error becomes an UpstreamError.
+import { Transform, type Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import { UpstreamError } from './errors.js';
+import type { UpstreamBlob } from './upstream.js';
 
 export const USER_AGENT = 'longshore/0.1 (+pull-through mirror)';
 
@@ -55,4 +57,38 @@ export function networkFailure(upstream: string, what: string, error: unknown): 
   const err = error as { code?: string; message?: string };
   const detail = err.code ? `${err.code} ${err.message ?? ''}`.trim() : String(err.message ?? error);
   return new UpstreamError(upstream, 'unavailable', `${what}: ${detail}`, { cause: error });
+}
+
+/**
+ * A blob response as the pull-through tees it, held to the size the caller expects when it
+ * knows one (a manifest's descriptor, v1's X-Docker-Size): a stated Content-Length that
+ * disagrees is refused before any byte is stored, and a body sent without one is cut (and
+ * fails) past the expected size instead of filling the disk.
+ */
+export async function expectedSizeBlob(upstream: string, response: Dispatcher.ResponseData, expectedSize: number | undefined, what: string): Promise<UpstreamBlob> {
+  const size = contentLength(response);
+  if (expectedSize === undefined) return { size, body: response.body };
+  if (size !== undefined && size !== expectedSize) {
+    await response.body.dump().catch(() => undefined);
+    throw new UpstreamError(upstream, 'invalid', `${what}: Content-Length ${size}, expected ${expectedSize} bytes`);
+  }
+  if (size !== undefined) return { size, body: response.body };
+  return { size, body: limitBytes(response.body, expectedSize, () => new UpstreamError(upstream, 'invalid', `${what}: more than the expected ${expectedSize} bytes`)) };
+}
+
+/** `body`, failing with `tooLong()` once it passes `maxBytes`. */
+function limitBytes(body: Readable, maxBytes: number, tooLong: () => Error): Readable {
+  let seen = 0;
+  const limited = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.byteLength;
+      if (seen > maxBytes) callback(tooLong());
+      else callback(null, chunk);
+    },
+  });
+  body.on('error', (error) => limited.destroy(error));
+  limited.on('close', () => {
+    if (!body.destroyed) body.destroy();
+  });
+  return body.pipe(limited);
 }

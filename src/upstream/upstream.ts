@@ -32,8 +32,11 @@ export interface UpstreamRegistry {
   readonly libraryPrefix: boolean;
   readonly tagTtlMs: number;
 
-  /** undefined: the upstream says the blob does not exist. Throws UpstreamError otherwise. */
-  fetchBlob(repository: string, digest: string): Promise<UpstreamBlob | undefined>;
+  /**
+   * undefined: the upstream says the blob does not exist. Throws UpstreamError otherwise.
+   * `expectedSize` (from a descriptor), when known, bounds a body sent without Content-Length.
+   */
+  fetchBlob(repository: string, digest: string, expectedSize?: number): Promise<UpstreamBlob | undefined>;
   headBlob(repository: string, digest: string): Promise<{ size: number | undefined } | undefined>;
   getManifest(repository: string, reference: string, accept: readonly string[]): Promise<UpstreamManifest | undefined>;
   headManifest(repository: string, reference: string, accept: readonly string[]): Promise<UpstreamManifestHead | undefined>;
@@ -50,7 +53,8 @@ export interface V1UpstreamRegistry {
   tag(repository: string, tag: string): Promise<string | undefined>;
   imageJson(id: string, auth: V1UpstreamAuth): Promise<V1UpstreamImageJson | undefined>;
   ancestry(id: string, auth: V1UpstreamAuth): Promise<string[] | undefined>;
-  layer(id: string, auth: V1UpstreamAuth): Promise<UpstreamBlob | undefined>;
+  /** `expectedSize` (X-Docker-Size), when known, bounds a body sent without Content-Length. */
+  layer(id: string, auth: V1UpstreamAuth, expectedSize?: number): Promise<UpstreamBlob | undefined>;
   search(query: string, n: number): Promise<V1SearchResult[]>;
   close(): Promise<void>;
 }

@@ -10,7 +10,7 @@ import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import type { V1SearchResult } from '../protocol/v1.js';
 import { readBounded } from '../util/read-bounded.js';
 import { UpstreamError } from './errors.js';
-import { contentLength, discard, failWith, networkFailure, upstreamAgent, USER_AGENT } from './http.js';
+import { discard, expectedSizeBlob, failWith, networkFailure, upstreamAgent, USER_AGENT } from './http.js';
 import type { UpstreamBlob } from './upstream.js';
 import type { UpstreamObserver } from './v2-client.js';
 
@@ -121,11 +121,14 @@ export class V1RegistryClient {
     return ids;
   }
 
-  /** The layer as a stream; the caller tees it to disk and to clients. */
-  async layer(id: string, auth: V1UpstreamAuth): Promise<UpstreamBlob | undefined> {
+  /**
+   * The layer as a stream; the caller tees it to disk and to clients. `expectedSize`
+   * (X-Docker-Size of the image's json), when known, bounds a body without Content-Length.
+   */
+  async layer(id: string, auth: V1UpstreamAuth, expectedSize?: number): Promise<UpstreamBlob | undefined> {
     const response = await this.registryCall(`images/${id}/layer`, auth);
     if (response === undefined) return undefined;
-    return { size: contentLength(response), body: response.body };
+    return expectedSizeBlob(this.name, response, expectedSize, `layer of ${id}`);
   }
 
   /** GET /v1/search at the index. */

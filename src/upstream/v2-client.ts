@@ -4,11 +4,11 @@
 import { performance } from 'node:perf_hooks';
 import type { Agent, Dispatcher } from 'undici';
 import type { V2UpstreamConfig } from '../config/schema.js';
-import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
+import { MAX_MANIFEST_BYTES, MAX_TOKEN_RESPONSE_BYTES } from '../protocol/limits.js';
 import { readBounded } from '../util/read-bounded.js';
 import { sniffManifestMediaType } from '../protocol/media-types.js';
 import { UpstreamError } from './errors.js';
-import { contentLength, discard, failWith, header, networkFailure, upstreamAgent, USER_AGENT } from './http.js';
+import { contentLength, discard, expectedSizeBlob, failWith, header, networkFailure, upstreamAgent, USER_AGENT } from './http.js';
 import { TokenCache } from './token-cache.js';
 import type { UpstreamBlob, UpstreamManifest, UpstreamManifestHead, UpstreamRegistry } from './upstream.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
@@ -50,6 +50,8 @@ export class V2RegistryClient implements UpstreamRegistry {
   private readonly agent: Agent;
   private readonly tokens = new TokenCache();
   private readonly basicAuth: string | undefined;
+  /** Origins besides our own that may receive the credentials over plain http (tokenRealms). */
+  private readonly tokenRealms: ReadonlySet<string>;
   // Learned from the first 401, so later requests can send a cached token up front instead
   // of paying a 401 round trip every time.
   private bearerChallenge: AuthChallenge | undefined;
@@ -67,14 +69,16 @@ export class V2RegistryClient implements UpstreamRegistry {
     this.baseUrl = new URL(config.url.endsWith('/') ? config.url : `${config.url}/`);
     this.basicAuth =
       config.username !== undefined ? `Basic ${Buffer.from(`${config.username}:${config.password ?? ''}`).toString('base64')}` : undefined;
+    this.tokenRealms = new Set(config.tokenRealms);
     this.agent = dispatcher ?? upstreamAgent(config);
   }
 
-  async fetchBlob(repository: string, digest: string): Promise<UpstreamBlob | undefined> {
+  async fetchBlob(repository: string, digest: string, expectedSize?: number): Promise<UpstreamBlob | undefined> {
+    const what = `GET blob ${repository}@${digest}`;
     const response = await this.send({ method: 'GET', path: `v2/${repository}/blobs/${digest}`, repository });
     if (response.statusCode === 404) return discard(response, undefined);
-    if (response.statusCode !== 200) return failWith(this.name, response, `GET blob ${repository}@${digest}`);
-    return { size: contentLength(response), body: response.body };
+    if (response.statusCode !== 200) return failWith(this.name, response, what);
+    return expectedSizeBlob(this.name, response, expectedSize, what);
   }
 
   async headBlob(repository: string, digest: string): Promise<{ size: number | undefined } | undefined> {
@@ -176,11 +180,12 @@ export class V2RegistryClient implements UpstreamRegistry {
   }
 
   private async fetchToken(challenge: AuthChallenge, scope: string): Promise<{ token: string; expiresInSeconds?: number }> {
-    const realm = new URL(challenge.params.realm as string);
+    const realm = parseRealm(challenge.params.realm);
+    if (!realm) throw new UpstreamError(this.name, 'invalid', `token realm ${JSON.stringify(challenge.params.realm)} is not an http(s) URL`);
     if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
     realm.searchParams.set('scope', scope);
     const headers: Record<string, string> = { 'user-agent': USER_AGENT };
-    if (this.basicAuth) headers.authorization = this.basicAuth;
+    if (this.basicAuth && this.mayReceiveCredentials(realm)) headers.authorization = this.basicAuth;
     let response: Dispatcher.ResponseData;
     const started = performance.now();
     try {
@@ -195,10 +200,31 @@ export class V2RegistryClient implements UpstreamRegistry {
       const kind = response.statusCode === 401 || response.statusCode === 403 ? 'denied' : response.statusCode === 429 ? 'rate-limited' : 'unavailable';
       throw new UpstreamError(this.name, kind, `token server ${realm.origin} answered ${response.statusCode} for ${scope}`, { status: response.statusCode });
     }
-    const body = (await response.body.json()) as { token?: string; access_token?: string; expires_in?: number };
-    const token = body.token ?? body.access_token;
-    if (!token) throw new UpstreamError(this.name, 'invalid', `token server ${realm.origin} returned no token for ${scope}`);
-    return { token, expiresInSeconds: body.expires_in };
+    // Read bounded: the realm is whatever the upstream's challenge named, and a token answer is small.
+    const what = `token from ${realm.origin} for ${scope}`;
+    const bytes = await readBounded(response.body, MAX_TOKEN_RESPONSE_BYTES, () => new UpstreamError(this.name, 'invalid', `${what}: answer over ${MAX_TOKEN_RESPONSE_BYTES} bytes`)).catch(
+      (error: unknown) => {
+        throw error instanceof UpstreamError ? error : networkFailure(this.name, what, error);
+      },
+    );
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      body = JSON.parse(bytes.toString('utf8')) as typeof body;
+    } catch {
+      throw new UpstreamError(this.name, 'invalid', `${what}: not JSON`);
+    }
+    const token = body?.token ?? body?.access_token;
+    if (typeof token !== 'string' || !token) throw new UpstreamError(this.name, 'invalid', `token server ${realm.origin} returned no token for ${scope}`);
+    return { token, expiresInSeconds: typeof body.expires_in === 'number' ? body.expires_in : undefined };
+  }
+
+  /**
+   * Configured credentials go to a token realm only on this upstream's own origin, over https
+   * (Docker Hub's auth.docker.io), or on an origin listed in tokenRealms. A challenge naming
+   * some plain-http host gets no password: anyone on the path could read it.
+   */
+  private mayReceiveCredentials(realm: URL): boolean {
+    return realm.origin === this.baseUrl.origin || realm.protocol === 'https:' || this.tokenRealms.has(realm.origin);
   }
 
   private async sendFollowingRedirects(options: SendOptions, authorization: string | undefined): Promise<Dispatcher.ResponseData> {
@@ -207,8 +233,9 @@ export class V2RegistryClient implements UpstreamRegistry {
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { 'user-agent': USER_AGENT };
       if (options.accept?.length) headers.accept = options.accept.join(', ');
-      // Credentials are for the upstream only; a redirect elsewhere (a CDN) goes bare.
-      if (authorization && url.origin === this.baseUrl.origin) headers.authorization = authorization;
+      // Credentials are for the upstream's own answer only; a redirect (a CDN's signed URL)
+      // goes bare, wherever it points.
+      if (authorization && hop === 0) headers.authorization = authorization;
       let response: Dispatcher.ResponseData;
       const started = performance.now();
       try {
@@ -224,12 +251,35 @@ export class V2RegistryClient implements UpstreamRegistry {
       if (!REDIRECT_STATUSES.has(response.statusCode) || !location) return response;
       await response.body.dump();
       if (hop >= MAX_REDIRECTS) throw new UpstreamError(this.name, 'invalid', `too many redirects for ${options.path}`);
-      url = new URL(location, url);
+      url = redirectTarget(this.name, url, location);
       if (response.statusCode === 303) method = 'GET';
     }
   }
 
 
+}
+
+/** Where a redirect may go: http(s) only, and never from https down to plain http. */
+export function redirectTarget(upstream: string, from: URL, location: string): URL {
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    throw new UpstreamError(upstream, 'invalid', `redirect to an unparsable location ${JSON.stringify(location.slice(0, 200))}`);
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new UpstreamError(upstream, 'invalid', `redirect to a ${next.protocol} URL refused`);
+  if (from.protocol === 'https:' && next.protocol === 'http:') throw new UpstreamError(upstream, 'invalid', `redirect from https to plain http (${next.origin}) refused`);
+  return next;
+}
+
+function parseRealm(realm: string | undefined): URL | undefined {
+  if (!realm) return undefined;
+  try {
+    const url = new URL(realm);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function tokenKey(challenge: AuthChallenge, scope: string): string {

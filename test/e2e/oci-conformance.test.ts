@@ -8,6 +8,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { sha256Digest } from '../harness/digests.js';
 import { onCleanup } from '../support/cleanup.js';
+import { rawRequest } from '../support/raw-http.js';
 import { startLongshore, type LongshoreHandle } from '../harness/longshore.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { pollUntil } from '../harness/wait.js';
@@ -329,4 +330,269 @@ test('storage.delete: false refuses deletes with 405 UNSUPPORTED', async (t) => 
   const response = await request(`${strict.url}/v2/corp/app/manifests/${sha256Digest(Buffer.from('x'))}`, { method: 'DELETE', headers: { authorization: basic('alice', 'wonderland') } });
   assert.equal(response.statusCode, 405);
   assert.equal(((await response.body.json()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNSUPPORTED');
+});
+
+// ---- OCI distribution-spec v1.1.1 conformance suite (conformance/*.go), workflow by workflow ----
+// The suite's own requests and inputs (its names, its manifests with unknown descriptor fields,
+// its ".INVALID_MANIFEST_NAME", its status-code alternatives), against a private namespace
+// with Basic credentials and storage.delete: true, as the suite is run against Longshore.
+
+// One repository per workflow, so that one failing workflow's leftovers cannot fail another.
+const SUITE_NAMES = { pull: 'corp/conformance-pull', push: 'corp/conformance-push', discovery: 'corp/conformance-discovery', management: 'corp/conformance-management' };
+const CROSSMOUNT_NAME = 'corp/crossmount';
+const NONEXISTENT_MANIFEST = '.INVALID_MANIFEST_NAME';
+const DUMMY_DIGEST = sha256Digest('hello world');
+const SUITE_ERROR_CODES = [
+  'BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN', 'MANIFEST_UNVERIFIED', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'TAG_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED',
+];
+const EMPTY_JSON = Buffer.from('{}');
+const EMPTY_JSON_DESCRIPTOR = { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256Digest(EMPTY_JSON), size: 2 };
+const suiteAuth = () => basic('alice', 'wonderland');
+const suite = (method: string, urlPath: string, options: { body?: Buffer; headers?: Record<string, string> } = {}) => api(method, urlPath, { ...options, auth: suiteAuth() });
+
+/** One config per workflow, unique like the suite's (a random author). */
+function suiteConfig(): Buffer {
+  return Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { diff_ids: [], type: 'layers' }, author: randomBytes(8).toString('hex') }, null, '\t'));
+}
+
+/** The suite's image manifest: the config descriptor carries `data` and a field no spec knows. */
+function suiteManifest(config: Buffer, layer: Buffer, extra: Record<string, unknown> = {}): Buffer {
+  const configDescriptor = { mediaType: OCI_CONFIG, digest: sha256Digest(config), size: config.byteLength, data: config.toString('base64'), newUnspecifiedField: Buffer.from('hello world').toString('base64') };
+  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDescriptor, layers: [{ mediaType: LAYER, size: layer.byteLength, digest: sha256Digest(layer) }], ...extra }, null, '\t'));
+}
+
+/** Populate a blob the suite's way: POST, then PUT with the digest to the Location. */
+async function suitePushBlob(name: string, bytes: Buffer): Promise<void> {
+  const start = await suite('POST', `/v2/${name}/blobs/uploads/`);
+  const put = await suite('PUT', `${String(start.headers.location)}?digest=${sha256Digest(bytes)}`, { body: bytes, headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) } });
+  assert.ok(put.status >= 200 && put.status < 300, `blob upload: ${put.status} ${put.body.toString()}`);
+}
+
+async function suitePutManifest(name: string, reference: string, bytes: Buffer): Promise<Call> {
+  return suite('PUT', `/v2/${name}/manifests/${reference}`, { body: bytes, headers: { 'content-type': OCI_MANIFEST } });
+}
+
+const isSuccess = (status: number) => status >= 200 && status < 300;
+
+test('conformance 1.1.1 pull: blobs and manifests by digest and tag, 404 for unknown and invalid references, OCI errors, teardown', async () => {
+  const configs = [suiteConfig(), suiteConfig()];
+  const layer = randomBytes(120);
+  for (const blob of [...configs, layer]) await suitePushBlob(SUITE_NAMES.pull, blob);
+  const manifests = configs.map((config) => suiteManifest(config, layer));
+  assert.ok(isSuccess((await suitePutManifest(SUITE_NAMES.pull, 'tagtest0', manifests[0]!)).status));
+  assert.ok(isSuccess((await suitePutManifest(SUITE_NAMES.pull, sha256Digest(manifests[1]!), manifests[1]!)).status));
+
+  for (const method of ['HEAD', 'GET']) {
+    assert.equal((await suite(method, `/v2/${SUITE_NAMES.pull}/blobs/${DUMMY_DIGEST}`)).status, 404, `${method} nonexistent blob`);
+    const blob = await suite(method, `/v2/${SUITE_NAMES.pull}/blobs/${sha256Digest(configs[0]!)}`);
+    assert.equal(blob.status, 200, `${method} existing blob`);
+    assert.equal(blob.headers['docker-content-digest'], sha256Digest(configs[0]!));
+
+    // The suite's "nonexistent manifest" is a reference that is not even a valid tag.
+    const invalid = await suite(method, `/v2/${SUITE_NAMES.pull}/manifests/${NONEXISTENT_MANIFEST}`);
+    assert.equal(invalid.status, 404, `${method} ${NONEXISTENT_MANIFEST}`);
+    if (method === 'GET') assert.equal(errorCode(invalid), 'MANIFEST_UNKNOWN');
+    for (const [reference, manifest] of [[sha256Digest(manifests[0]!), manifests[0]!], [sha256Digest(manifests[1]!), manifests[1]!], ['tagtest0', manifests[0]!]] as const) {
+      const got = await suite(method, `/v2/${SUITE_NAMES.pull}/manifests/${reference}`, { headers: { accept: OCI_MANIFEST } });
+      assert.equal(got.status, 200, `${method} manifest ${reference}`);
+      assert.equal(got.headers['docker-content-digest'], sha256Digest(manifest));
+    }
+  }
+  // Valid tag syntax but never pushed: the same 404 (the push workflow asks this one too).
+  assert.equal(errorCode(await suite('GET', `/v2/${SUITE_NAMES.pull}/manifests/nosuchtag`)), 'MANIFEST_UNKNOWN');
+
+  const wrong = await suite('GET', `/v2/${SUITE_NAMES.pull}/manifests/sha256:totallywrong`, { body: Buffer.from('blablabla'), headers: { 'content-type': OCI_MANIFEST } });
+  assert.ok([400, 404].includes(wrong.status), `sha256:totallywrong: ${wrong.status}`);
+  if (wrong.status === 400) assert.ok(SUITE_ERROR_CODES.includes(errorCode(wrong) ?? ''), wrong.body.toString());
+
+  // Teardown, manifests first (OCI_DELETE_MANIFEST_BEFORE_BLOBS defaults to true): 2xx or 405.
+  for (const manifest of manifests) assert.equal((await suite('DELETE', `/v2/${SUITE_NAMES.pull}/manifests/${sha256Digest(manifest)}`)).status, 202);
+  for (const blob of [...configs, layer]) assert.equal((await suite('DELETE', `/v2/${SUITE_NAMES.pull}/blobs/${sha256Digest(blob)}`)).status, 202);
+});
+
+test('conformance 1.1.1 push: streamed, monolithic, chunked with 416s and status, mounts, manifests, teardown', async () => {
+  // Streamed: PATCH without Content-Range, then a PUT with the digest and no body.
+  const blobA = randomBytes(42);
+  const streamStart = await suite('POST', `/v2/${SUITE_NAMES.push}/blobs/uploads/`);
+  assert.ok(streamStart.headers.location);
+  const streamed = await suite('PATCH', String(streamStart.headers.location), { body: blobA, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(streamed.status, 202);
+  const streamedPut = await suite('PUT', `${String(streamed.headers.location)}?digest=${sha256Digest(blobA)}`, { headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(streamedPut.status, 201);
+  assert.ok(streamedPut.headers.location);
+
+  // Monolithic: a single POST with the digest (201, or 202 and then the blob is 404)...
+  const config = suiteConfig();
+  const single = await suite('POST', `/v2/${SUITE_NAMES.push}/blobs/uploads/?digest=${sha256Digest(config)}`, { body: config, headers: { 'content-type': 'application/octet-stream', 'content-length': String(config.byteLength) } });
+  assert.ok(single.headers.location);
+  assert.equal(single.status, 201);
+  assert.equal((await suite('GET', `/v2/${SUITE_NAMES.push}/blobs/${sha256Digest(config)}`)).status, 200);
+  // ...and POST then PUT.
+  const layer = randomBytes(120);
+  for (const blob of [config, layer]) {
+    const session = await suite('POST', `/v2/${SUITE_NAMES.push}/blobs/uploads/`);
+    assert.equal(session.status, 202);
+    const put = await suite('PUT', `${String(session.headers.location)}?digest=${sha256Digest(blob)}`, { body: blob, headers: { 'content-type': 'application/octet-stream', 'content-length': String(blob.byteLength) } });
+    assert.equal(put.status, 201);
+    assert.ok(put.headers.location);
+    assert.equal((await suite('GET', `/v2/${SUITE_NAMES.push}/blobs/${sha256Digest(blob)}`)).status, 200);
+  }
+
+  // Chunked: 42 bytes in a 22-byte and a 20-byte chunk.
+  const blobB = randomBytes(42);
+  const [chunk1, chunk2] = [blobB.subarray(0, 22), blobB.subarray(22)];
+  const outOfOrderStart = await suite('POST', `/v2/${SUITE_NAMES.push}/blobs/uploads/`, { headers: { 'content-length': '0' } });
+  assert.ok(outOfOrderStart.headers.location);
+  const outOfOrder = await suite('PATCH', String(outOfOrderStart.headers.location), { body: chunk2, headers: { 'content-type': 'application/octet-stream', 'content-range': '22-41' } });
+  assert.equal(outOfOrder.status, 416);
+  const chunkedStart = await suite('POST', `/v2/${SUITE_NAMES.push}/blobs/uploads/`, { headers: { 'content-length': '0' } });
+  const first = await suite('PATCH', String(chunkedStart.headers.location), { body: chunk1, headers: { 'content-type': 'application/octet-stream', 'content-range': '0-21' } });
+  assert.equal(first.status, 202);
+  assert.equal(first.headers.range, '0-21');
+  const retried = await suite('PATCH', String(chunkedStart.headers.location), { body: chunk1, headers: { 'content-type': 'application/octet-stream', 'content-range': '0-21' } });
+  assert.equal(retried.status, 416, 'a retried chunk');
+  const stale = await suite('GET', String(chunkedStart.headers.location));
+  assert.equal(stale.status, 204);
+  assert.ok(stale.headers.location);
+  assert.equal(stale.headers.range, '0-21');
+  const second = await suite('PATCH', String(stale.headers.location), { body: chunk2, headers: { 'content-type': 'application/octet-stream', 'content-range': '22-41' } });
+  assert.equal(second.status, 202);
+  assert.ok(second.headers.location);
+  const closed = await suite('PUT', `${String(second.headers.location)}?digest=${sha256Digest(blobB)}`, { headers: { 'content-type': 'application/octet-stream', 'content-length': '0' } });
+  assert.equal(closed.status, 201);
+  assert.ok(closed.headers.location);
+
+  // Cross-repository mounts (OCI_CROSSMOUNT_NAMESPACE=corp/crossmount, OCI_AUTOMATIC_CROSSMOUNT=true).
+  const unknownMount = await suite('POST', `/v2/${CROSSMOUNT_NAME}/blobs/uploads/?mount=${DUMMY_DIGEST}`);
+  assert.equal(unknownMount.status, 202, 'mounting an unknown blob without from starts an upload');
+  assert.ok(unknownMount.headers.location);
+  const mounted = await suite('POST', `/v2/${CROSSMOUNT_NAME}/blobs/uploads/?mount=${sha256Digest(blobA)}&from=${SUITE_NAMES.push}`);
+  assert.equal(mounted.status, 201);
+  assert.equal(mounted.headers.location, `/v2/${CROSSMOUNT_NAME}/blobs/${sha256Digest(blobA)}`);
+  assert.equal((await suite('GET', String(mounted.headers.location))).status, 200);
+  assert.equal((await suite('POST', `/v2/${CROSSMOUNT_NAME}/blobs/uploads/?mount=${sha256Digest(blobA)}`)).status, 201, 'automatic cross-mount');
+
+  // Manifests.
+  assert.equal((await suite('GET', `/v2/${SUITE_NAMES.push}/manifests/${NONEXISTENT_MANIFEST}`)).status, 404);
+  const manifest = suiteManifest(config, layer);
+  for (let i = 0; i < 4; i++) {
+    const put = await suitePutManifest(SUITE_NAMES.push, `test${i}`, manifest);
+    assert.equal(put.status, 201);
+    assert.ok(put.headers.location);
+  }
+  // No layers but the empty descriptor, whose blob was never pushed: the suite only warns
+  // when this is refused; Longshore refuses it as the Go registry does.
+  const emptyLayer = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: sha256Digest(config), size: config.byteLength }, layers: [EMPTY_JSON_DESCRIPTOR] }));
+  assert.equal(errorCode(await suitePutManifest(SUITE_NAMES.push, 'emptylayer', emptyLayer)), 'MANIFEST_BLOB_UNKNOWN');
+  assert.equal((await suite('GET', `/v2/${SUITE_NAMES.push}/manifests/${sha256Digest(manifest)}`, { headers: { accept: OCI_MANIFEST } })).status, 200);
+
+  assert.equal((await suite('DELETE', `/v2/${SUITE_NAMES.push}/manifests/${sha256Digest(manifest)}`)).status, 202);
+  for (const blob of [config, layer]) assert.ok([202, 404].includes((await suite('DELETE', `/v2/${SUITE_NAMES.push}/blobs/${sha256Digest(blob)}`)).status));
+});
+
+test('conformance 1.1.1 content discovery: mixed-case tags in order with n/last, referrers with filter, annotations and unknown subjects', async () => {
+  const configs = [suiteConfig(), suiteConfig(), suiteConfig()];
+  const layer = randomBytes(120);
+  for (const blob of [configs[0]!, layer, EMPTY_JSON, configs[1]!, configs[2]!]) await suitePushBlob(SUITE_NAMES.discovery, blob);
+  const tagged = suiteManifest(configs[0]!, layer);
+  for (let i = 0; i < 4; i++) {
+    for (const tag of [`test${i}`, `TEST${i}`]) assert.ok(isSuccess((await suitePutManifest(SUITE_NAMES.discovery, tag, tagged)).status));
+  }
+  const listed = (await suite('GET', `/v2/${SUITE_NAMES.discovery}/tags/list`)).json<{ tags: string[] }>().tags;
+  assert.equal(listed.length, 8);
+  const lexical = [...listed].sort((a, b) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : 0));
+  const asciibetical = [...listed].sort();
+  assert.ok(JSON.stringify(listed) === JSON.stringify(lexical) || JSON.stringify(listed) === JSON.stringify(asciibetical), listed.join(','));
+  const half = (await suite('GET', `/v2/${SUITE_NAMES.discovery}/tags/list?n=4`)).json<{ tags: string[] }>().tags;
+  assert.equal(half.length, 4);
+  const last = half[3]!;
+  const after = await suite('GET', `/v2/${SUITE_NAMES.discovery}/tags/list?n=4&last=${last}`);
+  assert.equal(after.status, 200);
+  const rest = after.json<{ tags: string[] }>().tags;
+  assert.ok(rest.length <= 4 && !rest.includes(last));
+
+  // Referrers: a subject image, one with annotations, and artifacts pointing at them.
+  const subject = suiteManifest(configs[1]!, layer);
+  assert.ok(isSuccess((await suitePutManifest(SUITE_NAMES.discovery, 'tagtest0', subject)).status));
+  const annotated = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: sha256Digest(configs[0]!), size: configs[0]!.byteLength }, layers: [{ mediaType: LAYER, size: layer.byteLength, digest: sha256Digest(layer) }], annotations: { 'org.opencontainers.conformance.test': 'test annotation' } }, null, '\t'));
+  assert.ok(isSuccess((await suitePutManifest(SUITE_NAMES.discovery, sha256Digest(annotated), annotated)).status));
+  const descriptorOf = (bytes: Buffer) => ({ mediaType: OCI_MANIFEST, size: bytes.byteLength, digest: sha256Digest(bytes) });
+  // Artifact A: the suite leaves the config's size out (Go writes 0).
+  const artifactA = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: sha256Digest(configs[0]!), size: 0 }, subject: descriptorOf(subject), layers: [EMPTY_JSON_DESCRIPTOR] }, null, '\t'));
+  const artifactB = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.oci.descriptor.v1+json', config: { mediaType: OCI_CONFIG, digest: sha256Digest(configs[0]!), size: 0 }, subject: descriptorOf(subject), layers: [EMPTY_JSON_DESCRIPTOR] }, null, '\t'));
+  const copyAnnotation = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: sha256Digest(configs[0]!), size: configs[0]!.byteLength }, layers: [{ mediaType: LAYER, size: layer.byteLength, digest: sha256Digest(layer) }], subject: descriptorOf(annotated), annotations: { 'org.opencontainers.conformance.test': 'test annotation' } }, null, '\t'));
+  for (const [artifact, expectedSubject] of [[artifactA, subject], [artifactB, subject], [copyAnnotation, annotated]] as const) {
+    const put = await suitePutManifest(SUITE_NAMES.discovery, sha256Digest(artifact), artifact);
+    assert.ok(isSuccess(put.status), put.body.toString());
+    assert.equal(put.headers['oci-subject'], sha256Digest(expectedSubject));
+  }
+  // A subject that was never pushed: accepted, OCI-Subject still set.
+  const neverPushed = suiteManifest(suiteConfig(), layer);
+  const dangling = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: sha256Digest(configs[0]!), size: configs[0]!.byteLength }, subject: descriptorOf(neverPushed), layers: [{ mediaType: LAYER, size: layer.byteLength, digest: sha256Digest(layer) }] }, null, '\t'));
+  const danglingPut = await suitePutManifest(SUITE_NAMES.discovery, sha256Digest(dangling), dangling);
+  assert.ok(isSuccess(danglingPut.status));
+  assert.equal(danglingPut.headers['oci-subject'], sha256Digest(neverPushed));
+
+  interface ReferrersIndex { manifests: Array<{ digest: string; annotations?: Record<string, string> }> }
+  const all = await suite('GET', `/v2/${SUITE_NAMES.discovery}/referrers/${sha256Digest(subject)}`);
+  assert.equal(all.status, 200);
+  assert.equal(all.headers['content-type'], OCI_INDEX);
+  const allManifests = all.json<ReferrersIndex>().manifests;
+  assert.equal(allManifests.length, 2);
+  assert.notEqual(allManifests[0]!.digest, allManifests[1]!.digest);
+  const filtered = await suite('GET', `/v2/${SUITE_NAMES.discovery}/referrers/${sha256Digest(subject)}?artifactType=application/vnd.oci.descriptor.v1%2Bjson`);
+  assert.equal(filtered.headers['content-type'], OCI_INDEX);
+  assert.equal(filtered.headers['oci-filters-applied'], 'artifactType');
+  assert.deepEqual(filtered.json<ReferrersIndex>().manifests.map((m) => m.digest), [sha256Digest(artifactB)]);
+  const missingSubject = await suite('GET', `/v2/${SUITE_NAMES.discovery}/referrers/${sha256Digest(neverPushed)}`);
+  assert.equal(missingSubject.status, 200);
+  assert.deepEqual(missingSubject.json<ReferrersIndex>().manifests.map((m) => m.digest), [sha256Digest(dangling)]);
+  const withAnnotations = (await suite('GET', `/v2/${SUITE_NAMES.discovery}/referrers/${sha256Digest(annotated)}`)).json<ReferrersIndex>().manifests;
+  assert.equal(withAnnotations.length, 1);
+  assert.equal(withAnnotations[0]!.annotations?.['org.opencontainers.conformance.test'], 'test annotation');
+
+  // Teardown: manifests (2xx, 404 or 405), then blobs.
+  for (const manifest of [tagged, subject, artifactA, artifactB, dangling]) {
+    assert.ok([202, 404].includes((await suite('DELETE', `/v2/${SUITE_NAMES.discovery}/manifests/${sha256Digest(manifest)}`)).status));
+  }
+  for (const blob of [configs[0]!, configs[1]!, EMPTY_JSON, layer]) assert.ok([202, 404].includes((await suite('DELETE', `/v2/${SUITE_NAMES.discovery}/blobs/${sha256Digest(blob)}`)).status));
+});
+
+test('conformance 1.1.1 content management: delete a tag, then the manifest, then its blobs', async () => {
+  const config = suiteConfig();
+  const layer = randomBytes(120);
+  for (const blob of [config, layer]) await suitePushBlob(SUITE_NAMES.management, blob);
+  const manifest = suiteManifest(config, layer);
+  assert.ok(isSuccess((await suitePutManifest(SUITE_NAMES.management, 'tagtest0', manifest)).status));
+  const before = (await suite('GET', `/v2/${SUITE_NAMES.management}/tags/list`)).json<{ tags: string[] }>().tags.length;
+  assert.equal((await suite('DELETE', `/v2/${SUITE_NAMES.management}/manifests/tagtest0`)).status, 202);
+  assert.ok([202, 404].includes((await suite('DELETE', `/v2/${SUITE_NAMES.management}/manifests/${sha256Digest(manifest)}`)).status));
+  assert.equal((await suite('GET', `/v2/${SUITE_NAMES.management}/manifests/${sha256Digest(manifest)}`)).status, 404);
+  const tagsAfter = await suite('GET', `/v2/${SUITE_NAMES.management}/tags/list`);
+  assert.equal(tagsAfter.status, 200);
+  assert.ok(tagsAfter.json<{ tags: string[] }>().tags.length < before);
+  for (const blob of [config, layer]) assert.equal((await suite('DELETE', `/v2/${SUITE_NAMES.management}/blobs/${sha256Digest(blob)}`)).status, 202);
+  assert.equal((await suite('GET', `/v2/${SUITE_NAMES.management}/blobs/${sha256Digest(config)}`)).status, 404);
+});
+
+test('Docker up to 19.03: upload POST, PATCH and PUT with an empty Content-Type header are accepted', async () => {
+  const auth = basic('alice', 'wonderland');
+  // What dockerd <= 19.03 sends to start a push: `Content-Type:` with no value and no body.
+  const start = await rawRequest(`${server.url}/v2/corp/app/blobs/uploads/`, 'POST', { authorization: auth, 'content-type': '', 'content-length': '0' });
+  assert.equal(start.status, 202, start.body);
+  const location = String(start.headers.location);
+  assert.match(location, /^\/v2\/corp\/app\/blobs\/uploads\//);
+  const blob = randomBytes(3000);
+  const patch = await rawRequest(`${server.url}${location}`, 'PATCH', { authorization: auth, 'content-type': '', 'content-length': String(blob.byteLength) }, blob);
+  assert.equal(patch.status, 202, patch.body);
+  assert.equal(patch.headers.range, `0-${blob.byteLength - 1}`);
+  const put = await rawRequest(`${server.url}${location}?digest=${sha256Digest(blob)}`, 'PUT', { authorization: auth, 'content-type': '', 'content-length': '0' });
+  assert.equal(put.status, 201, put.body);
+  assert.equal(put.headers['docker-content-digest'], sha256Digest(blob));
+  // Other body-less requests with the same empty header: a status check and a cancel.
+  const other = await rawRequest(`${server.url}/v2/corp/app/blobs/uploads/`, 'POST', { authorization: auth, 'content-type': '', 'content-length': '0' });
+  assert.equal((await rawRequest(`${server.url}${String(other.headers.location)}`, 'GET', { authorization: auth, 'content-type': '' })).status, 204);
+  assert.equal((await rawRequest(`${server.url}${String(other.headers.location)}`, 'DELETE', { authorization: auth, 'content-type': '', 'content-length': '0' })).status, 204);
+  assert.equal((await api('HEAD', `/v2/corp/app/blobs/${sha256Digest(blob)}`, { auth })).status, 200);
 });

@@ -10,6 +10,8 @@ import { request } from 'undici';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { basic, payloadChecksum, V1Client, type V1Image } from '../harness/v1-client.js';
 import { onCleanup } from '../support/cleanup.js';
+import { rawRequest } from '../support/raw-http.js';
+import { fallsBackToV1, pingConfirmsV2 } from '../support/docker-v1-fallback.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 import { writeHtpasswd } from '../support/users.js';
 import { imageId, v1Chain } from '../support/v1-images.js';
@@ -351,6 +353,44 @@ test('concurrency: two clients pushing the same chain at once, and pulls during 
   }
 });
 
+test('api.v2: false: every v2 request a Docker 1.6-17.x daemon makes gets an answer it falls back to v1 on', async (t) => {
+  const v1Only = await startInProcess({ api: { v2: false }, private: { namespaces: ['corp'] }, auth: { htpasswd } });
+  onCleanup(t, () => v1Only.stop());
+  const digest = `sha256:${'a'.repeat(64)}`;
+  const auth = { authorization: basic('alice', 'wonderland') };
+  const calls: Array<{ method: string; path: string; headers?: Record<string, string>; body?: string }> = [
+    // pull: by tag, all tags, blobs; push: blob probes, upload start (with dockerd's empty
+    // Content-Type), chunks, manifest; on a mirrored and on a private name
+    { method: 'GET', path: '/v2/library/busybox/manifests/latest' },
+    { method: 'GET', path: `/v2/library/busybox/manifests/${digest}` },
+    { method: 'GET', path: '/v2/library/busybox/tags/list' },
+    { method: 'GET', path: `/v2/library/busybox/blobs/${digest}` },
+    { method: 'HEAD', path: `/v2/corp/app/blobs/${digest}`, headers: auth },
+    { method: 'POST', path: '/v2/corp/app/blobs/uploads/', headers: { ...auth, 'content-type': '', 'content-length': '0' } },
+    { method: 'POST', path: `/v2/corp/app/blobs/uploads/?mount=${digest}&from=corp/other`, headers: auth },
+    { method: 'PATCH', path: '/v2/corp/app/blobs/uploads/some-id', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: 'layer bytes' },
+    { method: 'PUT', path: '/v2/corp/app/manifests/latest', headers: { ...auth, 'content-type': 'application/vnd.docker.distribution.manifest.v2+json' }, body: '{"schemaVersion":2}' },
+    { method: 'GET', path: '/v2/corp/app/manifests/.INVALID' },
+    { method: 'DELETE', path: `/v2/corp/app/manifests/${digest}`, headers: auth },
+    { method: 'GET', path: '/v2/_catalog' },
+    { method: 'OPTIONS', path: '/v2/library/busybox/manifests/latest' },
+    { method: 'GET', path: '/v2' },
+  ];
+  const ping = await rawRequest(`${v1Only.url}/v2/`, 'GET', {});
+  assert.equal(ping.status, 404);
+  assert.equal(pingConfirmsV2(ping), false, 'the ping must not confirm v2');
+  for (const call of calls) {
+    const answer = await rawRequest(`${v1Only.url}${call.path}`, call.method, call.headers ?? {}, call.body);
+    const what = `${call.method} ${call.path} -> ${answer.status} ${answer.body}`;
+    assert.equal(answer.status, 404, what);
+    assert.equal(pingConfirmsV2(answer), false, what);
+    assert.ok(fallsBackToV1(answer, call.method), what);
+    if (call.method !== 'HEAD') assert.match((JSON.parse(answer.body) as { error: string }).error, /api\.v2: false/, what);
+  }
+  // The v1 API still answers beside it.
+  assert.equal((await rawRequest(`${v1Only.url}/v1/_ping`, 'GET', {})).status, 200);
+});
+
 test('api.v2: false answers /v2/ with a plain 404 so old clients fall back to v1 (§9.2)', async (t) => {
   const data = await makeTempDir('v1-only');
   const v1Only = await startInProcess({ api: { v2: false }, private: { namespaces: ['corp'] }, auth: { htpasswd }, publicUrl: 'https://registry.example.com:8443' }, data.path);
@@ -373,3 +413,4 @@ test('api.v2: false answers /v2/ with a plain 404 so old clients fall back to v1
   onCleanup(t, () => disabled.stop());
   assert.equal((await request(`${disabled.url}/v1/_ping`)).statusCode, 404);
 });
+

@@ -1,5 +1,6 @@
 // The contract every BlobStore driver passes. A driver's test file calls
-// `blobStoreContract(name, factory)`; the fs driver's is unit/fs-blob-store.test.ts.
+// `blobStoreContract(name, factory)`: fs in unit/fs-blob-store.test.ts, memory in
+// unit/memory-blob-store.test.ts; an S3 driver adds one call.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -115,5 +116,82 @@ export function blobStoreContract(driver: string, createStore: () => Promise<Blo
     a.close();
     b.close();
     assert.ok((await store.readAll(sampleDigest, 1e6))?.equals(sample));
+  });
+
+  test(`${driver}: list yields every committed blob once, with its size and when it was stored, and nothing staged`, async () => {
+    const store = await createStore();
+    const before = Date.now();
+    const blobs = ['a', 'bb', 'ccc'].map((s) => Buffer.from(s));
+    for (const bytes of blobs) await store.put(parseDigest(digestOf(bytes)), bytes);
+    const staged = await store.createWriter(sampleDigest);
+    await staged.write(sample.subarray(0, 10));
+    const listed = [];
+    for await (const blob of store.list()) {
+      assert.ok(blob.storedAt >= before - 2000 && blob.storedAt <= Date.now() + 2000, `storedAt ${blob.storedAt} is about now`);
+      listed.push({ digest: blob.digest, size: blob.size });
+    }
+    assert.deepEqual(
+      listed.sort((x, y) => x.size - y.size),
+      blobs.map((b) => ({ digest: digestOf(b), size: b.byteLength })),
+    );
+    await staged.abort();
+    staged.close();
+  });
+
+  test(`${driver}: followers read what was written before and after the commit, through the writer`, async () => {
+    const store = await createStore();
+    const writer = await store.createWriter(sampleDigest);
+    const half = sample.byteLength / 2;
+    await writer.write(sample.subarray(0, half));
+    const early = await writer.readAt(0, half);
+    assert.ok(sample.subarray(0, early.byteLength).equals(early) && early.byteLength > 0);
+    await writer.write(sample.subarray(half));
+    await writer.commit(sample.byteLength);
+    // A follower that fell behind catches up after the commit.
+    const parts: Buffer[] = [];
+    for (let at = 0; at < sample.byteLength; ) {
+      const piece = await writer.readAt(at, 64 * 1024);
+      assert.ok(piece.byteLength > 0, `bytes at ${at}`);
+      parts.push(piece);
+      at += piece.byteLength;
+    }
+    writer.close();
+    assert.ok(Buffer.concat(parts).equals(sample));
+  });
+
+  test(`${driver}: sweepStaging removes staged writes older than the grace only; a dry run only counts`, async () => {
+    const store = await createStore();
+    const writer = await store.createWriter(sampleDigest);
+    await writer.write(sample.subarray(0, 100));
+    assert.equal(await store.sweepStaging({ olderThanMs: 60_000 }), 0, 'young: kept');
+    const later = Date.now() + 120_000;
+    assert.equal(await store.sweepStaging({ olderThanMs: 60_000, now: later, dryRun: true }), 1);
+    assert.equal(await store.sweepStaging({ olderThanMs: 60_000, now: later }), 1);
+    assert.equal(await store.sweepStaging({ olderThanMs: 60_000, now: later }), 0, 'gone');
+    await writer.abort();
+    writer.close();
+    assert.equal(await store.stat(sampleDigest), undefined);
+  });
+
+  test(`${driver}: the store reports itself writable and the probe leaves nothing behind`, async () => {
+    const store = await createStore();
+    assert.equal(await store.checkWritable(), undefined);
+    assert.equal(await store.sweepStaging({ olderThanMs: 0, now: Date.now() + 1000, dryRun: true }), 0, 'no probe left staged');
+    const listed = [];
+    for await (const blob of store.list()) listed.push(blob);
+    assert.deepEqual(listed, []);
+  });
+
+  test(`${driver}: close() drops staged writes (shutdown); committed blobs stay`, async () => {
+    const store = await createStore();
+    await store.put(sampleDigest, sample);
+    const other = Buffer.from('staged only');
+    const writer = await store.createWriter(parseDigest(digestOf(other)));
+    await writer.write(other);
+    await store.close();
+    await assert.rejects(writer.commit(), 'a staged write does not survive close');
+    writer.close();
+    assert.equal(await store.stat(parseDigest(digestOf(other))), undefined);
+    assert.deepEqual(await store.stat(sampleDigest), { size: sample.byteLength });
   });
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readlink, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -8,7 +8,6 @@ import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
-import { FsMetadataStore } from '../../src/storage/fs-metadata-store.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
 
 async function newStore(): Promise<FsBlobStore> {
@@ -41,38 +40,6 @@ test('fs: start-up removes temp files a crash left behind, and never serves them
   await restarted.init();
   assert.deepEqual(await readdir(path.join(store.root, 'tmp')), []);
   assert.equal(await restarted.open(digest), undefined);
-});
-
-test('fs: list yields every committed blob with its size', async () => {
-  const store = await newStore();
-  const blobs = ['a', 'bb', 'ccc'].map((s) => Buffer.from(s));
-  for (const bytes of blobs) await store.put(parseDigest(digestOf(bytes)), bytes);
-  const listed = [];
-  for await (const { digest, size, mtimeMs } of store.list()) {
-    assert.ok(mtimeMs > 0);
-    listed.push({ digest, size });
-  }
-  assert.deepEqual(
-    listed.sort((x, y) => x.size - y.size),
-    blobs.map((b) => ({ digest: digestOf(b), size: b.byteLength })),
-  );
-});
-
-test('fs metadata: records round-trip, list one level, refuse unsafe keys', async () => {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'ls-meta-'));
-  await mkdir(path.join(root, 'tmp'));
-  const meta = new FsMetadataStore(path.join(root, 'meta'), path.join(root, 'tmp'));
-  await meta.put('mirror/hub/library/alpine/_tags/latest', { digest: 'sha256:x' });
-  await meta.put('mirror/hub/library/alpine/_tags/3.20', { digest: 'sha256:y' });
-  assert.deepEqual(await meta.get('mirror/hub/library/alpine/_tags/latest'), { digest: 'sha256:x' });
-  assert.equal(await meta.get('mirror/hub/library/alpine/_tags/none'), undefined);
-  assert.deepEqual(await meta.list('mirror/hub/library/alpine/_tags'), ['3.20', 'latest']);
-  assert.equal(await meta.delete('mirror/hub/library/alpine/_tags/latest'), true);
-  assert.equal(await meta.delete('mirror/hub/library/alpine/_tags/latest'), false);
-  await assert.rejects(meta.put('mirror/../../etc/passwd', {}), /unsafe metadata key/);
-  await assert.rejects(meta.get('a//b'), /unsafe metadata key/);
-  await writeFile(path.join(root, 'meta', 'broken.json'), '{');
-  await assert.rejects(meta.get('broken'), /cannot read metadata "broken"/);
 });
 
 test('fs: written bytes are readable through the writer at once, and commit waits until all are in the file', async () => {

@@ -3,21 +3,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { collectGarbage } from '../../src/lifecycle/gc.js';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
-import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
-import { FsMetadataStore } from '../../src/storage/fs-metadata-store.js';
-import { PrivateBlobs } from '../../src/storage/private-blobs.js';
 import { makeTempDir } from '../harness/tmp.js';
+import { fsStorage } from '../support/stores.js';
 
 test('gc: an unreadable manifest stops gc and nothing is deleted; a missing one is dropped', async (t) => {
   const dir = await makeTempDir('gc');
   t.after(() => dir.remove());
-  const blobs = new FsBlobStore(dir.path);
-  await blobs.init();
-  const metadata = new FsMetadataStore(path.join(dir.path, 'meta'), path.join(dir.path, 'tmp'));
-  const targets = { root: dir.path, blobs, metadata, privateBlobs: new PrivateBlobs(metadata) };
+  const targets = await fsStorage(dir.path);
+  const { blobs, metadata } = targets;
   const old = { graceMs: 0, now: Date.now() + 60_000 };
 
   // A "manifest" over the 4 MiB read limit, and an unreferenced layer older than the grace.

@@ -13,7 +13,8 @@ test('htpasswd: a changed file is read again, and a remembered password stops wo
   const file = path.join(dir.path, 'htpasswd');
   await writeHtpasswd(file, { alice: 'first-password', bob: 'builder-pw' });
   let clock = 0;
-  const users = new HtpasswdUsers(file, () => clock);
+  const users = new HtpasswdUsers(file, { now: () => clock });
+  t.after(() => users.close());
   await users.refresh();
   assert.equal(await users.verify('alice', 'first-password'), true);
   assert.equal(await users.verify('alice', 'first-password'), true, 'remembered');

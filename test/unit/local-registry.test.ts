@@ -1,39 +1,33 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import type { RegistryError } from '../../src/protocol/errors.js';
 import { paginate } from '../../src/protocol/pagination.js';
+import type { PrivateContent } from '../../src/coordination/ports.js';
 import { LocalRegistry } from '../../src/registry/local-registry.js';
 import { UploadSessions } from '../../src/registry/uploads.js';
-import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
-import { FsMetadataStore } from '../../src/storage/fs-metadata-store.js';
 import { ManifestStore } from '../../src/storage/manifest-store.js';
-import { PrivateBlobs } from '../../src/storage/private-blobs.js';
+import { fsStorage } from '../support/stores.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
 async function setUp(idleMs = 60_000) {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'ls-local-'));
-  const blobs = new FsBlobStore(root);
-  await blobs.init();
-  const metadata = new FsMetadataStore(path.join(root, 'meta'), path.join(root, 'tmp'));
-  const privateBlobs = new PrivateBlobs(metadata);
+  const { root, blobs, metadata, privateContent } = await fsStorage();
   let clock = 0;
-  const uploads = new UploadSessions(blobs, idleMs, () => clock);
-  const registry = new LocalRegistry(blobs, new ManifestStore(blobs, metadata), metadata, privateBlobs);
-  return { root, blobs, privateBlobs, uploads, registry, advance: (ms: number) => (clock += ms) };
+  const uploads = new UploadSessions(blobs, idleMs, { now: () => clock, beforePublish: (digest, size) => privateContent.add(digest, size) });
+  const registry = new LocalRegistry(blobs, new ManifestStore(blobs, metadata), metadata, privateContent);
+  return { root, blobs, privateContent, uploads, registry, advance: (ms: number) => (clock += ms) };
 }
 
 type Env = Awaited<ReturnType<typeof setUp>>;
 
-async function upload(env: Env, repository: string, bytes: Buffer): Promise<string> {
+async function upload(env: Pick<Env, 'uploads' | 'registry'>, repository: string, bytes: Buffer): Promise<string> {
   const session = await env.uploads.start(repository);
   await env.uploads.append(repository, session.id, Readable.from([bytes]));
   const { digest, size } = await env.uploads.finish(repository, session.id, digestOf(bytes));
@@ -78,7 +72,7 @@ test('chunked upload in order, status offset, digest verified, then the manifest
   const got = await env.registry.getManifest('corp/app', 'v1');
   assert.ok(got.bytes.equals(manifest));
   assert.equal(got.mediaType, OCI_MANIFEST);
-  assert.ok(env.privateBlobs.has(digest) && env.privateBlobs.has(put.digest), 'pushed content is private');
+  assert.ok((await env.privateContent.has(digest)) && (await env.privateContent.has(put.digest)), 'pushed content is private');
   assert.ok((await buffer((await env.registry.openBlob('corp/app', digest.text)).stream())).equals(layer));
   assert.deepEqual(await env.registry.listTags('corp/app'), ['v1']);
   assert.deepEqual(await env.registry.catalog(), ['corp/app']);
@@ -180,4 +174,46 @@ test('pagination returns n items after last, and says whether more follow', () =
   assert.deepEqual(paginate(all, 2, 'b'), { items: ['c', 'd'], next: undefined });
   assert.deepEqual(paginate(all, undefined, 'a'), { items: ['b', 'c', 'd'], next: undefined });
   assert.deepEqual(paginate(all, 0, undefined), { items: [], next: undefined });
+});
+
+test('a push marks its content private before the bytes can be read, and publishes nothing if the mark fails', async () => {
+  const { blobs, metadata, privateContent } = await fsStorage();
+  const visibleWhenMarked: Array<{ digest: string; visible: boolean }> = [];
+  let failMarks = false;
+  // The real index, with every mark observed: was the content readable when it was marked?
+  const marking: PrivateContent = {
+    add: async (digest, size) => {
+      if (failMarks) throw new Error('metadata store unavailable');
+      visibleWhenMarked.push({ digest: digest.text, visible: (await blobs.stat(digest)) !== undefined });
+      await privateContent.add(digest, size);
+    },
+    has: (digest) => privateContent.has(digest),
+    remove: (digest) => privateContent.remove(digest),
+    list: () => privateContent.list(),
+    stats: () => privateContent.stats(),
+  };
+  const uploads = new UploadSessions(blobs, 60_000, { beforePublish: (digest, size) => marking.add(digest, size) });
+  const registry = new LocalRegistry(blobs, new ManifestStore(blobs, metadata), metadata, marking);
+  const env = { uploads, registry };
+  const layer = randomBytes(5000);
+  const config = Buffer.from('{"os":"linux"}');
+  await upload(env, 'corp/app', layer);
+  await upload(env, 'corp/app', config);
+  const manifest = imageManifest(config, [layer]);
+  await registry.putManifest('corp/app', 'v1', manifest, OCI_MANIFEST);
+  for (const digest of [digestOf(layer), digestOf(config), digestOf(manifest)]) {
+    const first = visibleWhenMarked.find((m) => m.digest === digest);
+    assert.ok(first, `${digest} was marked`);
+    assert.equal(first.visible, false, `${digest} was marked before it was readable`);
+  }
+
+  failMarks = true;
+  const secret = randomBytes(1000);
+  const session = await uploads.start('corp/app');
+  await uploads.append('corp/app', session.id, Readable.from([secret]));
+  await assert.rejects(uploads.finish('corp/app', session.id, digestOf(secret)), /metadata store unavailable/);
+  assert.equal(await blobs.stat(parseDigest(digestOf(secret))), undefined, 'unmarked bytes were not published');
+  const other = imageManifest(config, [layer], { annotations: { a: 'b' } });
+  await assert.rejects(registry.putManifest('corp/app', 'v2', other, OCI_MANIFEST), /metadata store unavailable/);
+  assert.equal(await blobs.stat(parseDigest(digestOf(other))), undefined);
 });

@@ -5,8 +5,8 @@ import { register as globalRegistry } from 'prom-client';
 import { Metrics, type CacheStatsSource } from '../../src/metrics/metrics.js';
 import { metricFamilies, metricValue } from '../support/prometheus-text.js';
 
-function fixedCache(stats: ReturnType<CacheStatsSource['stats']>): CacheStatsSource {
-  return { stats: () => stats };
+function fixedCache(stats: Awaited<ReturnType<CacheStatsSource['stats']>>): CacheStatsSource {
+  return { stats: () => Promise.resolve(stats) };
 }
 
 const EMPTY = { mirrored: { bytes: 0, objects: 0 }, private: { bytes: 0, objects: 0 }, evictions: 0 };
@@ -36,7 +36,7 @@ test('served bytes: hits and stale serves come from the cache, misses and coales
 test('cache size, objects, evictions and in-flight fetches are read from their sources at each scrape', async () => {
   let stats = { mirrored: { bytes: 500, objects: 2 }, private: { bytes: 70, objects: 1 }, evictions: 0 };
   let inflight = 3;
-  const metrics = new Metrics({ cache: { stats: () => stats }, inflightFetches: () => inflight });
+  const metrics = new Metrics({ cache: { stats: () => Promise.resolve(stats) }, inflightFetches: () => inflight });
   let text = await metrics.registry.metrics();
   assert.equal(metricValue(text, 'longshore_cache_size_bytes', { class: 'mirrored' }), 500);
   assert.equal(metricValue(text, 'longshore_cache_size_bytes', { class: 'private' }), 70);

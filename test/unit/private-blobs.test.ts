@@ -1,29 +1,34 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+import { InProcessPrivateContent } from '../../src/coordination/private-content.js';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
-import { FsMetadataStore } from '../../src/storage/fs-metadata-store.js';
-import { PrivateBlobs } from '../../src/storage/private-blobs.js';
+import { fsStorage } from '../support/stores.js';
 
-test('private blob marks persist across restarts and count bytes once', async () => {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'ls-private-'));
-  const metadata = new FsMetadataStore(path.join(root, 'meta'), path.join(root, 'tmp'));
+test('private blob marks persist across restarts, count bytes once, and can be removed', async () => {
+  const { metadata } = await fsStorage();
   const a = parseDigest(digestOf(Buffer.from('a')));
   const b = parseDigest(digestOf(Buffer.from('b')));
-  const first = new PrivateBlobs(metadata);
+  const first = new InProcessPrivateContent(metadata);
   await first.load();
   await first.add(a, 100);
   await first.add(a, 100);
   await first.add(b, 50);
-  assert.ok(first.has(a));
-  assert.ok(first.has(b.text));
-  assert.deepEqual(first.stats(), { objects: 2, bytes: 150 });
+  assert.ok(await first.has(a));
+  assert.ok(await first.has(b.text));
+  assert.deepEqual(await first.stats(), { objects: 2, bytes: 150 });
 
-  const restarted = new PrivateBlobs(metadata);
+  const restarted = new InProcessPrivateContent(metadata);
   await restarted.load();
-  assert.ok(restarted.has(a));
-  assert.ok(!restarted.has(parseDigest(digestOf(Buffer.from('c')))));
-  assert.deepEqual(restarted.stats(), { objects: 2, bytes: 150 });
+  assert.ok(await restarted.has(a));
+  assert.ok(!(await restarted.has(parseDigest(digestOf(Buffer.from('c'))))));
+  assert.deepEqual(await restarted.stats(), { objects: 2, bytes: 150 });
+
+  await restarted.remove(a);
+  assert.ok(!(await restarted.has(a)));
+  const listed = [];
+  for await (const entry of restarted.list()) listed.push(entry);
+  assert.deepEqual(listed, [{ digest: b.text, size: 50 }]);
+  const again = new InProcessPrivateContent(metadata);
+  await again.load();
+  assert.ok(!(await again.has(a)), 'the removal is stored too');
 });

@@ -3,7 +3,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../../protocol/errors.js';
 import { V1Error, v1ErrorBody } from '../../protocol/v1.js';
-import { readBounded } from '../../util/read-bounded.js';
+import { readBounded, requestBodyMemory } from '../../util/read-bounded.js';
+import { isClientGone, logClientGone } from '../connection-limits.js';
 
 // Index and image JSON bodies are small; a layer is never read through here.
 const MAX_V1_JSON_BYTES = 4 * 1024 * 1024;
@@ -26,12 +27,19 @@ export function handleV1Error(error: FastifyError | Error, request: FastifyReque
   }
   const status = (error as FastifyError).statusCode;
   if (status !== undefined && status >= 400 && status < 500) return sendV1Error(reply, status, error.message);
+  if (isClientGone(error, request)) {
+    logClientGone(request, error);
+    return reply.code(400).send(); // nobody reads it; fastify needs an answer to finish the request
+  }
   request.log.error({ err: error }, 'unhandled error');
   return sendV1Error(reply, 500, 'internal error; see the server log');
 }
 
 export async function readRawBody(request: FastifyRequest): Promise<Buffer> {
-  return readBounded(request.raw as AsyncIterable<Buffer>, MAX_V1_JSON_BYTES, () => new V1Error(413, `request body over ${MAX_V1_JSON_BYTES} bytes`));
+  return readBounded(request.raw as AsyncIterable<Buffer>, MAX_V1_JSON_BYTES, () => new V1Error(413, `request body over ${MAX_V1_JSON_BYTES} bytes`), {
+    memory: requestBodyMemory,
+    exhausted: () => new V1Error(503, 'too many request bodies are being received; retry shortly', { 'retry-after': '1' }),
+  });
 }
 
 export async function readJsonBody(request: FastifyRequest): Promise<unknown> {

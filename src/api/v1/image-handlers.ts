@@ -90,6 +90,7 @@ export class V1ImageHandlers {
   private async authorizeWrite(identity: V1Identity, id: string): Promise<void> {
     switch (identity.kind) {
       case 'user':
+        this.access.assertMayPush(identity.name);
         return;
       case 'token':
         this.access.authorizeRepository(identity, identity.repository, 'write');

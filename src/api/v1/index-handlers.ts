@@ -36,12 +36,12 @@ export class V1IndexHandlers {
 
   /** POST /v1/users/: sign-up (Docker ≤1.10 login starts here). */
   async createUser(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const body = await readJsonBody(request);
+    // Decided before a byte of the body is read: a closed sign-up costs an anonymous client nothing.
     if (!this.options.allowSignup || !this.accounts) {
       // 401 sends old clients on to GET /v1/users/ with Basic: a login, not a sign-up.
       throw new V1Error(401, 'account creation is disabled (auth.allowSignup); log in with an existing account', { 'www-authenticate': 'Basic realm="longshore"' });
     }
-    const { username, password } = credentialsFrom(body);
+    const { username, password } = credentialsFrom(await readJsonBody(request));
     if (!(await this.accounts.add(username, password))) {
       // The exact body old clients recognise before retrying as a login (§5.2).
       return sendJson(reply, 400, 'Username or email already exists');

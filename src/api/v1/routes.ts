@@ -5,6 +5,7 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { accessForMethod, type V1Access, type V1Identity } from '../../auth/v1-access.js';
 import { parseV1Path, V1Error, type V1Route } from '../../protocol/v1.js';
+import { keepBodiesRaw } from '../raw-bodies.js';
 import { handleV1Error, sendJson } from './http.js';
 import type { V1ImageHandlers } from './image-handlers.js';
 import type { V1IndexHandlers } from './index-handlers.js';
@@ -52,9 +53,7 @@ const ALLOWED_METHODS: Record<V1Route['kind'], readonly string[]> = {
 
 export function v1Routes(deps: V1Dependencies): FastifyPluginCallback {
   return (app, _options, done) => {
-    // Bodies stay raw streams: layers go to disk as they arrive, JSON is read bounded.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', (_request, payload, next) => next(null, payload));
+    keepBodiesRaw(app);
     app.setErrorHandler(handleV1Error);
     const handler = (request: FastifyRequest, reply: FastifyReply) => dispatch(deps, request, reply);
     const methods = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'] as const;

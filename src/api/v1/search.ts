@@ -1,5 +1,7 @@
-// GET /v1/search?q=&n=&page= (spec §5.6): private repositories this caller may pull, pushed
-// with v1 or v2, merged with the upstream index's results when a v1 upstream is configured.
+// GET /v1/search?q=&n=&page= (spec §5.6), what `docker search` asks: the private repositories
+// this caller may pull (pushed with v1 or v2) and the mirrored repositories with cached
+// content this caller may pull, merged with the upstream index's results when a v1 upstream
+// is configured. Each name is checked as a pull of it would be.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { V1Access, V1Identity } from '../../auth/v1-access.js';
 import { V1Error, type V1SearchResult } from '../../protocol/v1.js';
@@ -12,14 +14,21 @@ export interface SearchSource {
   search(query: string, identity: V1Identity): Promise<SearchResult[]>;
 }
 
+/** Where the names come from (all of them; the caller's access is checked here). */
+export interface SearchRepositories {
+  /** Every private repository name (v1 and v2). */
+  privateRepositories(): Promise<string[]>;
+  /** Mirrored repositories with cached content, by the names clients pull them by. */
+  cachedRepositories(): Promise<string[]>;
+}
+
 const DEFAULT_PAGE_SIZE = 25;
 const MAX_PAGE_SIZE = 100;
 
 export class V1Search {
   constructor(
     private readonly access: V1Access,
-    /** Every private repository name (v1 and v2). */
-    private readonly localRepositories: () => Promise<string[]>,
+    private readonly repositories: SearchRepositories,
     private readonly upstream: SearchSource | undefined,
   ) {}
 
@@ -31,11 +40,10 @@ export class V1Search {
     const page = positiveInteger(query.page, 'page', 1);
 
     const byName = new Map<string, SearchResult>();
-    if (this.access.seesPrivateImages(identity)) {
-      const needle = term.toLowerCase();
-      for (const name of await this.localRepositories()) {
-        if (name.includes(needle)) byName.set(name, localResult(name));
-      }
+    const needle = term.toLowerCase();
+    const [privateNames, cachedNames] = await Promise.all([this.repositories.privateRepositories(), this.repositories.cachedRepositories()]);
+    for (const name of [...privateNames, ...cachedNames]) {
+      if (name.includes(needle) && this.mayPull(identity, name)) byName.set(name, localResult(name));
     }
     // Upstream entries replace local ones of the same name, as the Python mirror merged them.
     for (const result of (await this.upstream?.search(term, identity)) ?? []) byName.set(result.name, result);
@@ -48,6 +56,15 @@ export class V1Search {
       page_size: pageSize,
       results: all.slice((page - 1) * pageSize, page * pageSize),
     });
+  }
+
+  private mayPull(identity: V1Identity, repository: string): boolean {
+    try {
+      this.access.authorizeRepository(identity, repository, 'read');
+      return true;
+    } catch {
+      return false;
+    }
   }
 }
 

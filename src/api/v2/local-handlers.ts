@@ -1,18 +1,18 @@
 // v2 for private repositories: pulls, pushes (monolithic, single-POST and chunked uploads,
-// mounts), manifest PUT with referrers, deletes, and the catalog. Bodies are read from the
+// mounts), manifest PUT with referrers and deletes. Bodies are read from the
 // raw request stream: layers are streamed to disk, manifests are read with a bound.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../protocol/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../protocol/limits.js';
-import { readBounded } from '../../util/read-bounded.js';
+import { readBounded, requestBodyMemory } from '../../util/read-bounded.js';
 import { sendableBlob } from '../../storage/blob-store.js';
 import { MediaType } from '../../protocol/media-types.js';
 import type { LocalRegistry } from '../../registry/local-registry.js';
 import { paginate } from '../../protocol/pagination.js';
 import type { UploadSessions, UploadStatus } from '../../registry/uploads.js';
 import { blobHeaders, sendBlob } from '../blob-response.js';
-import { linkNext, pageParameters, sendManifest, sendTagPage } from './responses.js';
+import { sendManifest, sendTagPage } from './responses.js';
 
 export interface LocalOptions {
   /** storage.delete: whether DELETE of manifests and blobs is allowed. */
@@ -44,6 +44,7 @@ async function readManifestBody(request: FastifyRequest): Promise<Buffer> {
     body(request) as AsyncIterable<Buffer>,
     MAX_MANIFEST_BYTES,
     () => new RegistryError('MANIFEST_INVALID', `manifest is larger than the ${MAX_MANIFEST_BYTES}-byte limit`, { status: 413 }),
+    { memory: requestBodyMemory, exhausted: () => new RegistryError('UNAVAILABLE', 'too many request bodies are being received; retry shortly', { headers: { 'retry-after': '1' } }) },
   );
 }
 
@@ -179,13 +180,6 @@ export class LocalHandlers {
     reply.header('content-type', MediaType.ociIndex);
     // A Buffer, so the Content-Type stays exactly the index media type (no charset added).
     return reply.send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests })));
-  }
-
-  async catalog(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const { n, last } = pageParameters(request);
-    const { items, next } = paginate(await this.local.catalog(), n, last);
-    linkNext(request, reply, n, next);
-    return reply.send({ repositories: items });
   }
 }
 

@@ -5,13 +5,17 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import type { Action, NamespacePolicy } from '../../auth/policy.js';
 import type { AccessControl, AccessRequest } from '../../auth/v2-access.js';
 import { RegistryError } from '../../protocol/errors.js';
-import { assertRepositoryName, isValidRepositoryName, parseV2Path, type V2Route } from '../../protocol/reference.js';
+import { keepBodiesRaw } from '../raw-bodies.js';
+import { assertRepositoryName, isValidRepositoryName, isValidTag, parseV2Path, type V2Route } from '../../protocol/reference.js';
+import { looksLikeDigest } from '../../protocol/digest.js';
+import type { Catalog } from './catalog.js';
 import type { LocalHandlers } from './local-handlers.js';
 import type { MirrorHandlers } from './mirror-handlers.js';
 
 export interface V2Dependencies {
   mirrorHandlers: MirrorHandlers;
   localHandlers: LocalHandlers;
+  catalog: Catalog;
   policy: NamespacePolicy;
   access: AccessControl;
   publicUrl: string | undefined;
@@ -42,9 +46,7 @@ function actionsFor(method: string): Action[] {
 
 export function v2Routes(deps: V2Dependencies): FastifyPluginCallback {
   return (app, _options, done) => {
-    // Bodies stay raw streams: layers go to disk as they arrive, manifests are read bounded.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', (_request, payload, next) => next(null, payload));
+    keepBodiesRaw(app);
 
     const base = (request: FastifyRequest, reply: FastifyReply) => {
       reply.headers(API_VERSION_HEADER);
@@ -59,6 +61,16 @@ export function v2Routes(deps: V2Dependencies): FastifyPluginCallback {
     });
     done();
   };
+}
+
+/**
+ * A reference that is neither a tag nor a digest names no manifest: reading or deleting it
+ * is a 404 MANIFEST_UNKNOWN, as with the reference registry (whose routes do not match such
+ * a reference) and as the OCI conformance suite expects. A PUT still gets the 400.
+ */
+function assertReadableReference(method: string, name: string, reference: string): void {
+  if (method === 'PUT' || isValidTag(reference) || looksLikeDigest(reference)) return;
+  throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${name}:${reference} not found: not a valid tag or digest`, { detail: { name, reference } });
 }
 
 /** GET /v2/: the API version check, and where `docker login` learns whether credentials work. */
@@ -76,8 +88,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
   if (route.kind === 'base') return answerBase(deps, request, reply);
   if (route.kind === 'catalog') {
     if (!READ_METHODS.has(request.method)) throw new RegistryError('UNSUPPORTED', `${request.method} is not supported on the catalog`);
-    await deps.access.authorizeCatalog(access);
-    return deps.localHandlers.catalog(request, reply);
+    return deps.catalog.answer(request, reply, access);
   }
 
   const name = route.name;
@@ -87,6 +98,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
     const local = deps.localHandlers;
     switch (route.kind) {
       case 'manifest':
+        assertReadableReference(request.method, name, route.reference);
         return local.manifest(request, reply, name, route.reference);
       case 'blob':
         return local.blob(request, reply, name, route.digest);
@@ -116,6 +128,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
   const mirror = deps.mirrorHandlers;
   switch (route.kind) {
     case 'manifest':
+      assertReadableReference(request.method, name, route.reference);
       return mirror.manifest(request, reply, name, route.reference);
     case 'blob':
       return mirror.blob(request, reply, name, route.digest);

@@ -1,13 +1,13 @@
-// Filesystem MetadataStore: one JSON file per key under <root>/meta, written to a temp
+// Filesystem metadata driver: one JSON file per key under <root>/meta, written to a temp
 // file and renamed, so a reader (or a crash) never sees half a record.
 import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { assertSafeKey, type MetadataStore } from './metadata-store.js';
+import { assertSafeKey, type MetadataDriver } from './metadata-store.js';
 
 const RECORD_SUFFIX = '.json';
 
-export class FsMetadataStore implements MetadataStore {
+export class FsMetadataDriver implements MetadataDriver {
   constructor(
     private readonly root: string,
     private readonly tmpDir: string,
@@ -62,9 +62,9 @@ export class FsMetadataStore implements MetadataStore {
     if (prefix) assertSafeKey(prefix);
     try {
       const entries = await readdir(path.join(this.root, prefix), { withFileTypes: true });
-      return entries
-        .map((e) => (e.isFile() && e.name.endsWith(RECORD_SUFFIX) ? e.name.slice(0, -RECORD_SUFFIX.length) : e.name))
-        .sort();
+      // A record and a sub-tree of the same name ("x.json" and "x/") are one name.
+      const names = new Set(entries.map((e) => (e.isFile() && e.name.endsWith(RECORD_SUFFIX) ? e.name.slice(0, -RECORD_SUFFIX.length) : e.name)));
+      return [...names].sort();
     } catch (error) {
       // ENOTDIR: the prefix is a record, which has nothing below it.
       const code = (error as NodeJS.ErrnoException).code;

@@ -1,0 +1,40 @@
+// What a client connection may hold: time limits for slow or stalled senders (http.* keys),
+// turned into the options Fastify passes to node:http, and the recognition of a client that
+// went away, which is normal traffic and not a server error.
+import type { FastifyRequest } from 'fastify';
+import type { Config } from '../config/schema.js';
+
+// How often node:http looks for connections past headersTimeout/requestTimeout (its default,
+// 30 s, would let a slow-header client hold a connection up to 30 s past the limit).
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+
+/** Fastify server options for the http.* timeouts. */
+export function serverTimeouts(http: Config['http']) {
+  return {
+    // Fastify's connectionTimeout is the socket's idle timeout: no bytes either way.
+    connectionTimeout: http.bodyIdleTimeout,
+    requestTimeout: http.requestTimeout,
+    http: {
+      headersTimeout: http.headersTimeout,
+      connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_INTERVAL_MS, http.headersTimeout),
+    },
+  };
+}
+
+const CLIENT_GONE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED']);
+
+/**
+ * True when a handler failed because the client closed the connection (a body cut short, a
+ * response nobody reads any more). Logged at info with the request line, never at error: any
+ * client can do it at will.
+ */
+export function isClientGone(error: unknown, request: FastifyRequest): boolean {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && CLIENT_GONE_CODES.has(code)) return true;
+  if ((error as Error).message === 'aborted') return true;
+  return request.raw.destroyed && !request.raw.complete;
+}
+
+export function logClientGone(request: FastifyRequest, error: unknown): void {
+  request.log.info({ method: request.method, path: request.url, reason: (error as Error).message }, 'client went away before the request finished');
+}

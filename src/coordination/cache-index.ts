@@ -1,0 +1,198 @@
+// The size bound on mirrored content for one replica: a least-recently-used index over every
+// cached blob (layers, configs and manifests alike) that deletes what falls off its end.
+//
+// - Recency survives restarts without touching the blobs: last-access times are kept in the
+//   metadata store, 256 small records (one per first two hex digits), written every few
+//   seconds for the shards that changed and at close. rebuild() orders the blobs by them (by
+//   publication time for a blob never accessed). A crash loses the last seconds of order.
+// - Private blobs (pushed here) are never in the index, never evicted, and do not count.
+// - An evicted blob is deleted from the store; anyone reading it keeps their handle, so a
+//   download in progress finishes. Its removal is announced on the BlobEvents bus, so every
+//   cache of every replica (the manifest store's memory) forgets it.
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import { parseDigest } from '../protocol/digest.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { metadataKeys } from '../storage/keys.js';
+import { DELETE_RECORD, type MetadataStore } from '../storage/metadata-store.js';
+import type { BlobEvents, CacheIndex, CacheStats, PrivateContent } from './ports.js';
+
+interface Entry {
+  size: number;
+  /** When the access time was last recorded for persisting (ms); at most once a second. */
+  recordedAt: number;
+}
+
+/** Shard record: hex -> last access (ms since epoch). */
+type AccessShard = Record<string, number>;
+
+const RECORD_INTERVAL_MS = 1000;
+const DEFAULT_FLUSH_INTERVAL_MS = 5000;
+
+export interface CacheIndexOptions {
+  blobs: BlobStore;
+  metadata: MetadataStore;
+  privateContent: PrivateContent;
+  events: BlobEvents;
+  /** storage.cache.maxBytes; undefined: track recency and size, evict nothing. */
+  maxBytes: number | undefined;
+  log: Logger;
+  now?: () => number;
+  /** How often changed access times are written to the metadata store. */
+  flushIntervalMs?: number;
+}
+
+export class InProcessCacheIndex implements CacheIndex {
+  private readonly entries: LRUCache<string, Entry>;
+  private evictionCount = 0;
+  /** Shard key -> hex -> access time to write, or null to remove. */
+  private pending = new Map<string, Map<string, number | null>>();
+  private flushing: Promise<void> | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private readonly unsubscribe: () => void;
+  private readonly blobs: BlobStore;
+  private readonly metadata: MetadataStore;
+  private readonly privateContent: PrivateContent;
+  private readonly events: BlobEvents;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  readonly maxBytes: number | undefined;
+
+  constructor(options: CacheIndexOptions) {
+    this.blobs = options.blobs;
+    this.metadata = options.metadata;
+    this.privateContent = options.privateContent;
+    this.events = options.events;
+    this.maxBytes = options.maxBytes;
+    this.log = options.log;
+    this.now = options.now ?? Date.now;
+    this.entries = new LRUCache<string, Entry>({
+      maxSize: this.maxBytes ?? Number.MAX_SAFE_INTEGER,
+      sizeCalculation: (entry) => Math.max(1, entry.size),
+      dispose: (_entry, digest, reason) => {
+        if (reason === 'evict') void this.evict(digest);
+      },
+    });
+    // Blobs fetched for the mirror announce themselves; pushes and imports are not mirrored.
+    this.unsubscribe = this.events.subscribe((event) => {
+      if (event.type === 'committed') this.added(event.digest, event.size);
+      else if (event.reason !== 'evicted') this.forget(event.digest);
+    });
+    this.timer = setInterval(() => void this.flush(), options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  async rebuild(): Promise<void> {
+    const accessed = new Map<string, number>();
+    for (const algorithm of await this.metadata.list(metadataKeys.cacheAccessRoot)) {
+      for (const shard of await this.metadata.list(`${metadataKeys.cacheAccessRoot}/${algorithm}`)) {
+        const record = await this.metadata.get<AccessShard>(`${metadataKeys.cacheAccessRoot}/${algorithm}/${shard}`);
+        for (const [hex, at] of Object.entries(record ?? {})) accessed.set(`${algorithm}:${hex}`, at);
+      }
+    }
+    const found: Array<{ digest: string; size: number; at: number }> = [];
+    for await (const blob of this.blobs.list()) {
+      if (!(await this.privateContent.has(blob.digest))) found.push({ digest: blob.digest, size: blob.size, at: accessed.get(blob.digest) ?? blob.storedAt });
+    }
+    found.sort((a, b) => a.at - b.at);
+    for (const blob of found) this.entries.set(blob.digest, { size: blob.size, recordedAt: blob.at });
+  }
+
+  added(digest: string, size: number): void {
+    void this.privateContent.has(digest).then(
+      (isPrivate) => {
+        if (isPrivate) return;
+        const now = this.now();
+        this.entries.set(digest, { size, recordedAt: now });
+        this.record(digest, now);
+        if (!this.entries.has(digest)) {
+          // Larger than the whole bound: it was served, but it cannot stay.
+          this.log.warn({ digest, size, maxBytes: this.maxBytes }, 'blob larger than storage.cache.maxBytes; not kept');
+          void this.evict(digest);
+        }
+      },
+      (error: unknown) => this.log.error({ digest, err: error }, 'cache index: could not check whether a blob is private'),
+    );
+  }
+
+  touched(digest: string): void {
+    const entry = this.entries.get(digest); // most recently used in memory at once
+    if (!entry) return;
+    const now = this.now();
+    if (now - entry.recordedAt < RECORD_INTERVAL_MS) return;
+    entry.recordedAt = now;
+    this.record(digest, now);
+  }
+
+  forget(digest: string): void {
+    if (this.entries.delete(digest)) this.record(digest, null);
+  }
+
+  leastRecentFirst(): Promise<string[]> {
+    return Promise.resolve([...this.entries.rkeys()]);
+  }
+
+  async stats(): Promise<CacheStats> {
+    return {
+      mirrored: { bytes: this.entries.calculatedSize, objects: this.entries.size },
+      private: await this.privateContent.stats(),
+      evictions: this.evictionCount,
+    };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.unsubscribe();
+    await this.flush();
+  }
+
+  /** Writes the access times recorded since the last flush, one update per changed shard. */
+  flush(): Promise<void> {
+    // `finally` runs asynchronously, so a flush with nothing to write cannot clear the field
+    // before it is set.
+    this.flushing ??= this.writePending().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async writePending(): Promise<void> {
+    while (this.pending.size > 0) {
+      const batch = this.pending;
+      this.pending = new Map();
+      for (const [shardKey, changes] of batch) {
+        await this.metadata
+          .update<AccessShard>(shardKey, (current) => {
+            const next: AccessShard = { ...current };
+            for (const [hex, at] of changes) {
+              if (at === null) delete next[hex];
+              else next[hex] = at;
+            }
+            return Object.keys(next).length > 0 ? next : current ? DELETE_RECORD : undefined;
+          })
+          .catch((error: unknown) => this.log.warn({ shard: shardKey, err: (error as Error).message }, 'cache index: could not record access times'));
+      }
+    }
+  }
+
+  private record(digestText: string, at: number | null): void {
+    const digest = parseDigest(digestText);
+    const shardKey = metadataKeys.cacheAccessShard(digest);
+    let changes = this.pending.get(shardKey);
+    if (!changes) this.pending.set(shardKey, (changes = new Map<string, number | null>()));
+    changes.set(digest.hex, at);
+  }
+
+  private async evict(digest: string): Promise<void> {
+    try {
+      // A blob pushed into a private repository since it was mirrored is pinned: keep it.
+      if (await this.privateContent.has(digest)) return;
+      this.evictionCount += 1;
+      this.record(digest, null);
+      await this.blobs.delete(parseDigest(digest));
+      this.events.publish({ type: 'removed', digest, reason: 'evicted' });
+    } catch (error) {
+      this.log.error({ digest, err: error }, 'could not delete evicted blob');
+    }
+  }
+}

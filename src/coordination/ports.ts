@@ -1,0 +1,101 @@
+// What replicas must agree on, behind interfaces. Each port has an in-process implementation
+// here (one replica: memory, plus the metadata store where something must survive a restart);
+// a shared implementation (Redis, issue 17) implements the same interfaces. The rule that
+// decides what lives where: the storage (data directory or bucket) is the truth, and a
+// coordinator only coordinates and caches, so it can be lost and rebuilt from the storage.
+//
+//   KeyedLocks      mutual exclusion per key: every metadata read-modify-write runs under one
+//   Leases          an expiring claim on a key (who fetches a blob cluster-wide), renewable
+//   BlobEvents      "blob committed" / "blob removed" notifications to every replica
+//   PrivateContent  which digests are private content (pushed here): never evicted or mirrored
+//   CacheIndex      the LRU over mirrored blobs: the storage.cache.maxBytes bound, access times
+import type { Digest } from '../protocol/digest.js';
+
+/** Serialises async work per key. Work for different keys runs concurrently. */
+export interface KeyedLocks {
+  withLock<T>(key: string, work: () => Promise<T>): Promise<T>;
+}
+
+/** A held lease. It lapses by itself `ttlMs` after the last acquire or renew. */
+export interface Lease {
+  readonly key: string;
+  /** Extends the lease by its ttl; false when it had lapsed (someone else may hold it now). */
+  renew(): Promise<boolean>;
+  /** Gives it up, only if it is still ours. Idempotent. */
+  release(): Promise<void>;
+}
+
+export interface Leases {
+  /** Takes the lease on `key` if nobody holds it; undefined when someone does. Never waits. */
+  tryAcquire(key: string, ttlMs: number): Promise<Lease | undefined>;
+}
+
+export type BlobEvent =
+  /** A blob was published under its digest (a fetch, an import or a push committed it). */
+  | { type: 'committed'; digest: string; size: number; source: string }
+  /** A blob left the store (evicted by the size bound, deleted by gc). Caches must forget it. */
+  | { type: 'removed'; digest: string; reason: 'evicted' | 'collected' };
+
+export interface BlobEvents {
+  /** Delivers the event to every subscriber (of every replica). Never throws. */
+  publish(event: BlobEvent): void;
+  /** Returns the unsubscribe function. */
+  subscribe(listener: (event: BlobEvent) => void): () => void;
+}
+
+export interface ContentStats {
+  bytes: number;
+  objects: number;
+}
+
+/**
+ * Blobs that belong to private repositories (pushed here, via v1 or v2). They are never
+ * evicted, never garbage-collected by the mirror's rules, and never served under a mirrored
+ * name on their own say-so. A mark is written before the bytes become visible.
+ */
+export interface PrivateContent {
+  has(digest: Digest | string): Promise<boolean>;
+  /** Marks a digest private. Idempotent. */
+  add(digest: Digest, size: number): Promise<void>;
+  /** Drops the mark (gc, once no repository links the blob and it is deleted). */
+  remove(digest: Digest): Promise<void>;
+  /** Every marked digest (gc). */
+  list(): AsyncIterable<{ digest: string; size: number }>;
+  stats(): Promise<ContentStats>;
+}
+
+export interface CacheStats {
+  mirrored: ContentStats;
+  private: ContentStats;
+  evictions: number;
+}
+
+/**
+ * The size bound on mirrored content: a least-recently-used index over every cached blob
+ * that deletes what falls off its end. Last-access times live here (and in the metadata
+ * store, for restarts), never in file times, so any blob store driver can hold the bytes.
+ * The notifications are fire-and-forget: a failure to record recency never fails a request.
+ */
+export interface CacheIndex {
+  /** A newly cached mirrored blob; may push older ones out. */
+  added(digest: string, size: number): void;
+  /** A cache hit: most recently used now. */
+  touched(digest: string): void;
+  /** The blob is gone from the store (gc, a failed open): stop counting it. */
+  forget(digest: string): void;
+  /** Loads every mirrored blob in the store, oldest access first. */
+  rebuild(): Promise<void>;
+  /** Digests from least to most recently used. */
+  leastRecentFirst(): Promise<string[]>;
+  stats(): Promise<CacheStats>;
+  /** Writes pending access times to the metadata store and stops background work. */
+  close(): Promise<void>;
+}
+
+/** Every coordination port a replica uses, from one implementation (in-process or shared). */
+export interface Coordinator {
+  locks: KeyedLocks;
+  leases: Leases;
+  events: BlobEvents;
+  close(): Promise<void>;
+}

@@ -1,0 +1,57 @@
+// The private-content index of one replica: the marks are metadata records (the truth, which
+// a shared coordinator rebuilds its set from), mirrored in memory for O(1) checks on every
+// cached read. A blob that is both mirrored and private is pinned: never evicted.
+import { parseDigest, type Digest } from '../protocol/digest.js';
+import { metadataKeys } from '../storage/keys.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import type { ContentStats, PrivateContent } from './ports.js';
+
+const LOAD_BATCH = 256;
+
+export class InProcessPrivateContent implements PrivateContent {
+  private readonly sizes = new Map<string, number>();
+
+  constructor(private readonly metadata: MetadataStore) {}
+
+  /** Loads the marks written by earlier runs. */
+  async load(): Promise<void> {
+    for (const algorithm of await this.metadata.list(metadataKeys.privateBlobsRoot)) {
+      const hexes = await this.metadata.list(`${metadataKeys.privateBlobsRoot}/${algorithm}`);
+      // Read in parallel batches: start-up with many pushed blobs is bound by these reads, and
+      // one batch at a time keeps the open files well under the descriptor limit.
+      for (let start = 0; start < hexes.length; start += LOAD_BATCH) {
+        const batch = hexes.slice(start, start + LOAD_BATCH).map((hex) => parseDigest(`${algorithm}:${hex}`));
+        const records = await Promise.all(batch.map((digest) => this.metadata.get<{ size: number }>(metadataKeys.privateBlob(digest))));
+        records.forEach((record, i) => record && this.sizes.set((batch[i] as Digest).text, record.size));
+      }
+    }
+  }
+
+  async add(digest: Digest, size: number): Promise<void> {
+    if (this.sizes.has(digest.text)) return;
+    await this.metadata.put(metadataKeys.privateBlob(digest), { size });
+    this.sizes.set(digest.text, size);
+  }
+
+  async remove(digest: Digest): Promise<void> {
+    await this.metadata.delete(metadataKeys.privateBlob(digest));
+    this.sizes.delete(digest.text);
+  }
+
+  has(digest: Digest | string): Promise<boolean> {
+    return Promise.resolve(this.sizes.has(typeof digest === 'string' ? digest : digest.text));
+  }
+
+  async *list(): AsyncGenerator<{ digest: string; size: number }> {
+    for (const [digest, size] of [...this.sizes.entries()]) {
+      await Promise.resolve();
+      yield { digest, size };
+    }
+  }
+
+  stats(): Promise<ContentStats> {
+    let bytes = 0;
+    for (const size of this.sizes.values()) bytes += size;
+    return Promise.resolve({ objects: this.sizes.size, bytes });
+  }
+}

@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { NamespacePolicy } from '../../src/auth/policy.js';
+import { CachedRepositories } from '../../src/mirror/cached-repositories.js';
+import { TagRecords } from '../../src/mirror/tag-records.js';
+import type { Digest } from '../../src/protocol/digest.js';
+import { sha256Digest } from '../harness/digests.js';
+import { memoryStorage } from '../support/stores.js';
+
+const upstream = (name: string, isDefault: boolean) => ({ name, hosts: [], isDefault, libraryPrefix: true });
+
+test('cached repositories: tag records whose manifest is on disk, by client-facing name; evicted and private-shadowed ones drop out', async () => {
+  const { metadata } = await memoryStorage();
+  const tags = new TagRecords(metadata);
+  const onDisk = new Set<string>();
+  const blobs = { stat: (digest: Digest) => Promise.resolve(onDisk.has(digest.text) ? { size: 1 } : undefined) };
+  const hub = upstream('hub', true);
+  const quay = upstream('quay', false);
+  const cached = new CachedRepositories(metadata, blobs, { upstreams: [hub, quay], defaultUpstream: hub }, new NamespacePolicy(['corp']));
+
+  const record = (text: string) => ({ digest: sha256Digest(text), mediaType: 'application/vnd.oci.image.manifest.v1+json', checkedAt: 0 });
+  await tags.put('hub', 'library/alpine', 'latest', record('alpine'));
+  await tags.put('hub', 'team/deep/nested/app', 'v1', record('nested'));
+  await tags.put('hub', 'corp/shadowed', 'v1', record('shadowed'));
+  await tags.put('quay', 'org/tool', 'v2', record('tool-v2'));
+  await tags.put('quay', 'org/tool', 'v1', record('tool-v1'));
+  await tags.put('quay', 'org/evicted', 'v1', record('evicted'));
+  for (const text of ['alpine', 'nested', 'shadowed', 'tool-v1']) onDisk.add(sha256Digest(text));
+
+  // org/tool: one of its two tags is still cached; org/evicted: its manifest is gone.
+  assert.deepEqual(await cached.list(), ['library/alpine', 'quay/org/tool', 'team/deep/nested/app']);
+  onDisk.delete(sha256Digest('alpine'));
+  assert.deepEqual(await cached.list(), ['quay/org/tool', 'team/deep/nested/app']);
+});
