@@ -148,7 +148,7 @@ export class PullThroughMirror {
         detail: { digest: digest.text },
       });
     }
-    return toRegistryError(error);
+    return error;
   }
 
   // ---- manifests -----------------------------------------------------------------------
@@ -157,9 +157,7 @@ export class PullThroughMirror {
     const digest = parseDigest(digestText);
     const stored = await this.manifests.get(digest);
     if (stored && accepts(accept, stored.mediaType)) {
-      const allowed = await this.mayServeStored(target, digest, 'manifest').catch((error: unknown) => {
-        throw toRegistryError(error);
-      });
+      const allowed = await this.mayServeStored(target, digest, 'manifest');
       if (!allowed) throw manifestUnknown(target, digest.text);
       this.tracker.touched(stored.digest);
       return { ...stored, outcome: 'hit' };
@@ -169,9 +167,7 @@ export class PullThroughMirror {
     const { promise, shared } = this.manifestFetches.run(`${target.upstream.name}|${digest.text}|${accept.join(',')}`, () =>
       this.fetchManifest(target, digest.text, accept, digest),
     );
-    const fetched = await promise.catch((error: unknown) => {
-      throw toRegistryError(error);
-    });
+    const fetched = await promise;
     if (!fetched) throw manifestUnknown(target, digest.text);
     return { ...fetched, outcome: shared ? 'coalesced' : 'miss' };
   }
@@ -197,9 +193,7 @@ export class PullThroughMirror {
         context: { upstream: upstream.name, repository, tag },
         describe: (known) => ({ digest: known.manifest.digest }),
       })
-      .catch((error: unknown) => {
-        throw toRegistryError(error);
-      });
+      ;
     if (!found) throw this.offline ? this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${repository}:${tag}`) : manifestUnknown(target, tag);
     const { manifest } = found.value;
     if (accepts(accept, manifest.mediaType)) {
@@ -240,9 +234,7 @@ export class PullThroughMirror {
    * gets what the upstream gives for its own Accept list. Cached by digest, not as the tag.
    */
   private async passThroughTag(target: MirrorTarget, tag: string, accept: readonly string[]): Promise<ManifestResult> {
-    const fetched = await this.fetchManifest(target, tag, accept, undefined, true).catch((error: unknown) => {
-      throw toRegistryError(error);
-    });
+    const fetched = await this.fetchManifest(target, tag, accept, undefined, true);
     if (!fetched || !accepts(accept, fetched.mediaType)) {
       throw new RegistryError('MANIFEST_UNKNOWN', `no manifest of an accepted type for ${target.repository}:${tag}`, {
         detail: { tag, accept },
@@ -291,7 +283,7 @@ export class PullThroughMirror {
         const known = await this.tags.list(target.upstream.name, target.repository);
         if (known.length > 0) return { tags: known, outcome: 'stale' };
       }
-      throw toRegistryError(error);
+      throw error;
     }
   }
 }
@@ -300,24 +292,4 @@ function manifestUnknown(target: MirrorTarget, reference: string): RegistryError
   return new RegistryError('MANIFEST_UNKNOWN', `manifest ${target.repository}:${reference} not found in ${target.upstream.name}`, {
     detail: { name: target.repository, reference },
   });
-}
-
-/** Upstream failures in the client's terms: 429 stays 429, anything else unreachable is 502/503. */
-export function toRegistryError(error: unknown): unknown {
-  if (!(error instanceof UpstreamError)) return error;
-  switch (error.kind) {
-    case 'rate-limited':
-      return new RegistryError('TOOMANYREQUESTS', error.message, {
-        headers: error.options.retryAfterSeconds !== undefined ? { 'retry-after': String(error.options.retryAfterSeconds) } : {},
-        cause: error,
-      });
-    case 'denied':
-      // Docker Hub answers 401 for repositories that do not exist; to a mirror client both
-      // mean "not here", and a 404 lets docker and containerd fall back to the next source.
-      return new RegistryError('NAME_UNKNOWN', error.message, { cause: error });
-    case 'unavailable':
-      return new RegistryError('UNAVAILABLE', error.message, { status: 502, cause: error });
-    case 'invalid':
-      return new RegistryError('UNKNOWN', error.message, { status: 502, cause: error });
-  }
 }

@@ -13,18 +13,18 @@ import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { parseManifest, type ParsedManifest } from '../protocol/manifest.js';
 import { MediaType, MODERN_MANIFEST_TYPES } from '../protocol/media-types.js';
 import { EMPTY_GZ_TAR_DIGEST, v1ChainFromSchema1, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
-import { isValidImageId, payloadChecksum, payloadHash, V1Error, type V1SearchResult } from '../protocol/v1.js';
+import { isValidImageId, payloadChecksum, payloadHash, type V1SearchResult } from '../protocol/v1.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { imageJsonBytes, mirroredImageStore, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
-import { UpstreamError } from '../upstream/errors.js';
+import { isNotFound, UpstreamError } from '../upstream/errors.js';
 import type { UpstreamRegistry, V1UpstreamRegistry } from '../upstream/upstream.js';
 import type { V1UpstreamAuth } from '../upstream/v1-client.js';
 import { readBounded } from '../util/read-bounded.js';
 import type { FetchSource } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
-import { toRegistryError, type BlobResult, type PullThroughMirror } from './pull-through.js';
+import type { BlobResult, PullThroughMirror } from './pull-through.js';
 import type { ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget, RoutableUpstream } from './router.js';
 import { CachedLookup, type CachedEntry } from './cached-lookup.js';
@@ -159,9 +159,6 @@ export class V1PullThrough {
               refresh: async () => (client ? this.fetchImage(client, target, id, auth) : undefined),
               context: { upstream: target.upstream.name, image: id },
             })
-            .catch((error: unknown) => {
-              throw toRegistryError(error);
-            })
         : undefined;
     if (!found) throw notFound(`Image not found: ${id}${this.offline ? ' (not cached, and offline mode is on)' : target ? ` at ${target.upstream.name}` : ''}`);
     return { record: found.value, outcome: found.outcome };
@@ -174,10 +171,10 @@ export class V1PullThrough {
    */
   async confirmImage(id: string, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<void> {
     const client = target?.upstream.v1;
-    if (!client || this.offline) throw new V1Error(401, 'a token this mirror did not issue is checked by the upstream, and no upstream can be asked', { 'www-authenticate': 'Token' });
-    const json = await client.imageJson(id, auth).catch((error: unknown) => {
-      throw toRegistryError(error);
-    });
+    if (!client || this.offline) {
+      throw new RegistryError('UNAUTHORIZED', 'a token this mirror did not issue is checked by the upstream, and no upstream can be asked', { headers: { 'www-authenticate': 'Token' } });
+    }
+    const json = await client.imageJson(id, auth);
     if (!json) throw notFound(`Image not found: ${id} at ${client.name}`);
   }
 
@@ -253,9 +250,6 @@ export class V1PullThrough {
         source,
         missing: () => notFound(`layer of ${record.id} not found at ${client ? client.name : `${upstream} (no v1 registry configured)`}`),
         offlineMiss: () => notFound(`layer of ${record.id} is not cached, and offline mode is on`),
-      })
-      .catch((error: unknown) => {
-        throw toRegistryError(error);
       });
   }
 
@@ -286,11 +280,7 @@ export class V1PullThrough {
     const v2 = upstream?.v2 ?? this.upstreamByName(source?.upstream ?? '')?.v2;
     // Its upstream is gone from the config: what is stored is still served.
     if (!v2 || !source?.repository) return this.storedOnly(digest, `layer of ${record.id}: its upstream ${source?.upstream ?? '?'} is not configured any more`);
-    try {
-      return await this.v2.getBlob({ upstream: v2, repository: source.repository }, digest.text);
-    } catch (error) {
-      throw toRegistryError(error);
-    }
+    return this.v2.getBlob({ upstream: v2, repository: source.repository }, digest.text);
   }
 
   /** A stored blob, or `notFound(why)`: no upstream to ask. */
@@ -317,8 +307,8 @@ export class V1PullThrough {
     try {
       return await this.v2.listTags(this.v2Target(target));
     } catch (error) {
-      if (error instanceof RegistryError && error.status === 404) return undefined;
-      throw toRegistryError(error);
+      if (isNotFound(error)) return undefined;
+      throw error;
     }
   }
 
@@ -329,8 +319,8 @@ export class V1PullThrough {
     try {
       manifest = await this.v2.getManifestByTag(v2Target, tag, ACCEPT);
     } catch (error) {
-      if (error instanceof RegistryError && error.status === 404) return undefined;
-      throw toRegistryError(error);
+      if (isNotFound(error)) return undefined;
+      throw error;
     }
     const outcome = manifest.outcome;
     let { bytes, mediaType, digest } = manifest;
@@ -339,9 +329,7 @@ export class V1PullThrough {
       const wanted: Platform = parsePlatform(target.upstream.platform);
       const child = parsed.manifests.find((m) => platformMatches(wanted, m.platform));
       if (!child) throw notFound(`${target.repository}:${tag} has no ${target.upstream.platform} image (v1.platform)`);
-      ({ bytes, mediaType, digest } = await this.v2.getManifestByDigest(v2Target, child.digest, ACCEPT).catch((error: unknown) => {
-        throw toRegistryError(error);
-      }));
+      ({ bytes, mediaType, digest } = await this.v2.getManifestByDigest(v2Target, child.digest, ACCEPT));
     }
     const chainKey = this.chainKey(target, digest);
     const known = await this.metadata.get<{ top: string }>(chainKey);
@@ -380,20 +368,18 @@ export class V1PullThrough {
   /** The v1 chain (top first) of a schema2/OCI manifest (§11.1) or a schema1 one (§11.2). */
   private async chainOf(target: MirrorTarget, bytes: Buffer, parsed: ParsedManifest): Promise<V1ChainEntry[]> {
     if (parsed.kind === 'image') {
-      const blob = await this.v2.getBlob(target, parsed.config.digest).catch((error: unknown) => {
-        throw toRegistryError(error);
-      });
-      const config = await readBounded(blob.open() as AsyncIterable<Buffer>, MAX_MANIFEST_BYTES, () => new V1Error(502, 'image config over 4 MiB'));
+      const blob = await this.v2.getBlob(target, parsed.config.digest);
+      const config = await readBounded(blob.open() as AsyncIterable<Buffer>, MAX_MANIFEST_BYTES, () => new RegistryError('UNKNOWN', 'image config over 4 MiB', { status: 502 }));
       try {
         return v1ChainFromV2(config, parsed.layers.map((l) => l.digest));
       } catch (error) {
-        throw new V1Error(404, `no v1 view of this image: ${(error as Error).message}`);
+        throw noV1View(error);
       }
     }
     try {
       return v1ChainFromSchema1(bytes);
     } catch (error) {
-      throw new V1Error(404, `no v1 view of this image: ${(error as Error).message}`);
+      throw noV1View(error);
     }
   }
 
@@ -423,9 +409,6 @@ export class V1PullThrough {
           return value;
         },
         context: { upstream: target.upstream.name, repository: target.repository },
-      })
-      .catch((error: unknown) => {
-        throw toRegistryError(error);
       });
     return found && { ids: found.value, outcome: found.outcome };
   }
@@ -450,6 +433,11 @@ function layerVerifier(record: V1ImageRecord): { update(chunk: Buffer): void; ch
   };
 }
 
-function notFound(message: string): V1Error {
-  return new V1Error(404, message);
+/** Nothing of that name (repository, tag, image, layer) here or upstream: a 404 in either API. */
+function notFound(message: string): RegistryError {
+  return new RegistryError('NAME_UNKNOWN', message);
+}
+
+function noV1View(error: unknown): RegistryError {
+  return new RegistryError('MANIFEST_UNKNOWN', `no v1 view of this image: ${(error as Error).message}`);
 }
