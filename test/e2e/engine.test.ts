@@ -64,6 +64,17 @@ test('v1 with auth.anonymousPull: false: no credentials, or a token the mirror d
       assert.ok(response.json<{ error: string }>().error, `${who}: ${resource} has a v1 error body`);
     }
   }
+
+  // Old-Docker --registry-mirror mode: a token from the upstream index, which the upstream
+  // accepts, is what the upstream says it is worth: the image is served (from the cache).
+  const viaMirror = new V1Client(upstream.url, { username: 'alice', password: 'wonderland' });
+  const mirrored = await viaMirror.pull('corp/app', 'latest', { mirrors: [mirror.url] });
+  assert.equal(sha256(mirrored.images.get(top.id)?.layer ?? Buffer.alloc(0)), sha256(top.layer));
+  const layerCalls = viaMirror.calls.filter((c) => c.url.endsWith('/layer'));
+  assert.ok(
+    layerCalls.length > 0 && layerCalls.every((c) => c.url.startsWith(mirror.url) && c.status === 200),
+    'every layer came from the mirror, with the upstream token',
+  );
 });
 
 test('mirrored v1 image records are scoped to their upstream: an image id published elsewhere does not replace ours', async (t) => {
