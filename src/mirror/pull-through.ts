@@ -14,7 +14,6 @@ import { CachedLookup } from './cached-lookup.js';
 import type { CacheOutcome } from './outcome.js';
 import type { Origin, ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget } from './router.js';
-import { SingleFlight } from './single-flight.js';
 import type { TagRecords, TagRecord } from './tag-records.js';
 
 export type { BlobResult, CacheTracker } from './blob-miss.js';
@@ -41,7 +40,6 @@ export interface MirrorOptions {
 }
 
 export class PullThroughMirror {
-  private readonly manifestFetches = new SingleFlight<StoredManifest | undefined>();
 
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
@@ -155,21 +153,26 @@ export class PullThroughMirror {
 
   async getManifestByDigest(target: MirrorTarget, digestText: string, accept: readonly string[]): Promise<ManifestResult> {
     const digest = parseDigest(digestText);
-    const stored = await this.manifests.get(digest);
-    if (stored && accepts(accept, stored.mediaType)) {
-      const allowed = await this.mayServeStored(target, digest, 'manifest');
-      if (!allowed) throw manifestUnknown(target, digest.text);
-      this.tracker.touched(stored.digest);
-      return { ...stored, outcome: 'hit' };
+    let stored: StoredManifest | undefined;
+    const found = await this.lookups.get<StoredManifest>({
+      key: `v2-manifest|${target.upstream.name}|${digest.text}|${accept.join(',')}`,
+      ttlMs: Number.POSITIVE_INFINITY, // content-addressed: never changes
+      cached: async () => {
+        stored = await this.manifests.get(digest);
+        return stored && accepts(accept, stored.mediaType) ? { value: stored, fetchedAt: 0 } : undefined;
+      },
+      // Not cached, or cached in a type this client cannot take: ask upstream with its list.
+      refresh: () => this.fetchManifest(target, digest.text, accept, digest),
+    });
+    if (!found) {
+      if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${target.repository}@${digest.text}${stored ? ' in an accepted media type' : ''}`);
+      throw manifestUnknown(target, digest.text);
     }
-    if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${target.repository}@${digest.text}${stored ? ' in an accepted media type' : ''}`);
-    // Not cached, or cached in a type this client cannot take: ask upstream with its list.
-    const { promise, shared } = this.manifestFetches.run(`${target.upstream.name}|${digest.text}|${accept.join(',')}`, () =>
-      this.fetchManifest(target, digest.text, accept, digest),
-    );
-    const fetched = await promise;
-    if (!fetched) throw manifestUnknown(target, digest.text);
-    return { ...fetched, outcome: shared ? 'coalesced' : 'miss' };
+    if (found.outcome === 'hit') {
+      if (!(await this.mayServeStored(target, digest, 'manifest'))) throw manifestUnknown(target, digest.text);
+      this.tracker.touched(found.value.digest);
+    }
+    return { ...found.value, outcome: found.outcome };
   }
 
   /**
