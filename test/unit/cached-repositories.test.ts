@@ -2,16 +2,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NamespacePolicy } from '../../src/auth/policy.js';
 import { CachedRepositories } from '../../src/mirror/cached-repositories.js';
-import { TagRecords } from '../../src/mirror/tag-records.js';
 import type { Digest } from '../../src/protocol/digest.js';
+import { metadataKeys } from '../../src/storage/keys.js';
+import { MemoryMetadataDriver } from '../../src/storage/memory-metadata-driver.js';
 import { sha256Digest } from '../harness/digests.js';
-import { memoryStorage } from '../support/stores.js';
 
 const upstream = (name: string, isDefault: boolean) => ({ name, hosts: [], isDefault, libraryPrefix: true });
 
-test('cached repositories: tag records whose manifest is on disk, by client-facing name; evicted and private-shadowed ones drop out', async () => {
-  const { metadata } = await memoryStorage();
-  const tags = new TagRecords(metadata);
+test('cached repositories: tag records whose manifest is in the store, by client-facing name; evicted and private-shadowed ones drop out', async () => {
+  const metadata = new MemoryMetadataDriver();
+  const tags = { put: (upstream: string, repository: string, tag: string, record: unknown) => metadata.put(metadataKeys.mirrorTag(upstream, repository, tag), record) };
   const onDisk = new Set<string>();
   const blobs = { stat: (digest: Digest) => Promise.resolve(onDisk.has(digest.text) ? { size: 1 } : undefined) };
   const hub = upstream('hub', true);
