@@ -20,6 +20,7 @@ import { makePrivateCa, type PrivateCa } from '../harness/tls.js';
 import { startTlsNginx } from '../harness/tls-nginx.js';
 import { runCli } from '../support/cli.js';
 import { onCleanup } from '../support/cleanup.js';
+import { writeHtpasswd } from '../support/users.js';
 
 let registry: RegistryHandle;
 let image: GeneratedImage;
@@ -250,4 +251,31 @@ test('one server per data directory: a second serve refuses, warm --config goes 
   // A clean stop removes the lock.
   await mirror.stop();
   assert.deepEqual((await readdir(mirror.dataDir)).filter((f) => f === 'longshore.lock'), []);
+});
+
+test('warm --creds (or the stored docker/podman login) warms images from a mirror that wants credentials', async (t) => {
+  const dir = await makeTempDir('creds');
+  onCleanup(t, () => dir.remove());
+  const users = join(dir.path, 'htpasswd');
+  await writeHtpasswd(users, { alice: 'wonderland' });
+  const mirror = await startLongshore({
+    auth: { htpasswd: users, anonymousPull: false },
+    upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }],
+  });
+  onCleanup(t, () => mirror.dispose());
+  const noAuthFile = { REGISTRY_AUTH_FILE: join(dir.path, 'none.json'), DOCKER_CONFIG: dir.path, XDG_RUNTIME_DIR: dir.path };
+
+  const anonymous = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/web:v1'], 60_000, noAuthFile);
+  assert.equal(anonymous.code, 1, 'refused without credentials');
+  const withCreds = await runCli(['warm', '--url', mirror.url, '--creds', 'alice:wonderland', 'registry.test/apps/web:v1'], 60_000, noAuthFile);
+  assert.equal(withCreds.code, 0, withCreds.stderr);
+
+  const authFile = join(dir.path, 'auth.json');
+  await writeFile(authFile, JSON.stringify({ auths: { [new URL(mirror.url).host]: { auth: Buffer.from('alice:wonderland').toString('base64') } } }));
+  const stored = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/web:v1'], 60_000, { ...noAuthFile, REGISTRY_AUTH_FILE: authFile });
+  assert.equal(stored.code, 0, stored.stderr);
+
+  const malformed = await runCli(['warm', '--url', mirror.url, '--creds', 'alice', 'registry.test/apps/web:v1']);
+  assert.equal(malformed.code, 2);
+  assert.match(malformed.stderr, /--creds: expected USER:PASSWORD/);
 });
