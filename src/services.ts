@@ -14,7 +14,7 @@ import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
 import { InProcessCacheIndex } from './coordination/cache-index.js';
 import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
-import { InflightBlobs } from './mirror/inflight.js';
+import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
 import { V1PullThrough, type V1Upstream } from './mirror/v1-pull-through.js';
 import { UpstreamRouter } from './mirror/router.js';
@@ -126,13 +126,16 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   coordinator.events.subscribe((event) => {
     if (event.type === 'removed') manifests.forget(event.digest);
   });
-  const inflight = new InflightBlobs({
+  const inflightObserver: InflightObserver = {
     fetchFinished: (digest, bytes, error, source) => {
       metrics.upstreamReceived(source, bytes);
       if (error) log.warn({ digest, bytes, err: error.message }, 'upstream blob fetch failed; nothing cached');
       else coordinator.events.publish({ type: 'committed', digest, size: bytes, source });
     },
-  });
+    // Debug: in one process this only happens in the instant between a commit and its lease's release.
+    leaseRefused: (key) => log.debug({ fetch: key }, 'the fetch lease is held elsewhere; fetching uncoordinated'),
+  };
+  const inflight = new InflightBlobs(inflightObserver, { leases: coordinator.leases });
   const policy = new NamespacePolicy(config.private.namespaces);
   const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number

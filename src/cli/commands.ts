@@ -75,7 +75,9 @@ export async function gcCommand(args: string[]): Promise<number> {
       `gc${report.dryRun ? ' (dry run)' : ''}: scanned ${report.scannedBlobs} blobs, kept ${report.keptBlobs}, ${verb} ${report.removedBlobs.length} ` +
         `(${formatBytes(report.freedBytes)}), ${verb} ${report.removedRecords} stale records and ${report.removedTempFiles} temp files\n`,
     );
-    for (const blob of report.removedBlobs) process.stdout.write(`  ${verb} ${blob.digest} ${formatBytes(blob.size)}\n`);
+    for (const blob of report.removedBlobs) {
+      process.stdout.write(`  ${verb} ${blob.digest} ${formatBytes(blob.size)}${blob.private ? ' (private: no repository links it)' : ''}\n`);
+    }
     return 0;
   } finally {
     await storage.close();
