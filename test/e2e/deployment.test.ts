@@ -279,3 +279,33 @@ test('warm --creds (or the stored docker/podman login) warms images from a mirro
   assert.equal(malformed.code, 2);
   assert.match(malformed.stderr, /--creds: expected USER:PASSWORD/);
 });
+
+test('refused upstream credentials: the client gets a 404, the log one warn line per upstream per cooldown naming the upstream and the reason', async (t) => {
+  const dir = await makeTempDir('refused');
+  onCleanup(t, () => dir.remove());
+  const users = join(dir.path, 'htpasswd');
+  await writeHtpasswd(users, { alice: 'wonderland' });
+  // Another Longshore with accounts is a real registry that refuses wrong credentials.
+  const guarded = await startLongshore({ auth: { htpasswd: users, anonymousPull: false }, upstreams: [{ name: 'hub', url: registry.url, default: true }] });
+  onCleanup(t, () => guarded.dispose());
+  const mirror = await startLongshore({
+    upstreams: [{ name: 'corp', url: guarded.url, username: 'alice', password: 'not-her-password', circuitBreaker: { cooldown: '1h' } }],
+  });
+  onCleanup(t, () => mirror.dispose());
+
+  const first = await getManifest(mirror.url, '/v2/corp/apps/web/manifests/v1');
+  assert.equal(first.status, 404);
+  const second = await getManifest(mirror.url, '/v2/corp/apps/web/manifests/v2');
+  assert.equal(second.status, 404);
+  const warning = await mirror.waitForLog((r) => r.msg === 'upstream refused the configured credentials', 5_000);
+  assert.equal(warning.level, 40);
+  assert.equal(warning.upstream, 'corp');
+  assert.match(String(warning.reason), /401/);
+  assert.equal(mirror.logs.filter((r) => r.msg === 'upstream refused the configured credentials').length, 1, 'once per cooldown, not per request');
+
+  // With the right password the same pull works: the warning was about the credentials.
+  const fixed = await startLongshore({ upstreams: [{ name: 'corp', url: guarded.url, username: 'alice', password: 'wonderland' }] });
+  onCleanup(t, () => fixed.dispose());
+  assert.equal((await getManifest(fixed.url, '/v2/corp/apps/web/manifests/v1')).status, 200);
+  assert.ok(!fixed.logs.some((r) => r.msg === 'upstream refused the configured credentials'));
+});
