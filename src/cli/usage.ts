@@ -16,6 +16,10 @@ export const COMMAND_USAGE: Record<string, string> = {
                        -o BUNDLE.tar IMAGE...
   Write images as an OCI layout tar, for import at another site.
 `,
+  ls: `usage: longshore ls [--config FILE] [--json] [REPO]
+  List cached (mirrored) and private repositories with their tags, sizes and last pull time,
+  read from the data directory (safe beside a running server).
+`,
   import: `usage: longshore import [--config FILE] BUNDLE.tar...
   Load bundles written by export into the cache.
 `,
@@ -33,6 +37,7 @@ commands:
   export [--url URL | --config FILE] [--creds USER:PASS] [--platform ...]... -o BUNDLE.tar IMAGE...
                                               write images as an OCI layout tar
   import [--config FILE] BUNDLE.tar...        load bundles into the cache
+  ls     [--config FILE] [--json] [REPO]      list cached and private repositories and tags
 
   longshore <command> --help                  that command's options
   longshore --version                         the version
