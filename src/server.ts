@@ -18,7 +18,7 @@ import type { Config } from './config/schema.js';
 import { RegistryError } from './protocol/errors.js';
 import { acquireDataDirectoryLock, DataDirectoryLocked } from './lifecycle/server-lock.js';
 import { createServices, type Services } from './services.js';
-import { S3BucketUnusable } from './storage/s3-blob-store.js';
+import { S3BucketUnusable } from './storage/s3-errors.js';
 
 /** A start-up failure an operator fixes (port taken, unwritable directory, bad TLS files): one line, no stack. */
 export class StartupError extends Error {

@@ -38,6 +38,7 @@ import {
 import { createDigester, tryParseDigest, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import { READ_CHUNK_BYTES, DigestMismatchError, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange, type StoredBlob } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
+import { S3BucketUnusable } from './s3-errors.js';
 
 /** S3's minimum part size (all parts but the last); also what Swift's s3api enforces. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -70,15 +71,6 @@ export interface S3BlobStoreOptions extends S3Location {
   startupSweepGraceMs?: number;
   /** For messages: where the bucket is (endpoint or "AWS"). */
   describeEndpoint?: string;
-}
-
-/** The bucket cannot be used (unreachable, missing, refused): what an operator fixes at start. */
-export class S3BucketUnusable extends Error {
-  readonly code = 'S3_BUCKET_UNUSABLE';
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'S3BucketUnusable';
-  }
 }
 
 /** Error thrown by the SDK for a missing object: NoSuchKey on GET, NotFound on HEAD. */
