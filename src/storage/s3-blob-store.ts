@@ -516,7 +516,14 @@ class S3BlobWriter implements BlobWriter {
         yield piece;
       }
     }
-    return Readable.from(bytes(), { objectMode: false });
+    const body = Readable.from(bytes(), { objectMode: false });
+    // A read can fail once the writer is aborted (a failed digest check aborts the scratch file
+    // while parts are still being sent). The request carrying this body fails with it; the
+    // listener keeps a stream error from also being an uncaught exception of the process.
+    body.on('error', (error) => {
+      this.failure ??= new Error(`reading the scratch file of ${this.label} for S3 failed: ${error.message}`, { cause: error });
+    });
+    return body;
   }
 
   /** Schedules the last part and waits for every part to be uploaded. */

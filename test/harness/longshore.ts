@@ -50,6 +50,7 @@ export interface LongshoreHandle {
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DEFAULT_START_TIMEOUT_MS = 20_000;
+const S3_START_TIMEOUT_MS = 90_000;
 
 function parseLogLine(line: string): LogRecord | undefined {
   if (!line.startsWith('{')) return undefined;
@@ -94,7 +95,10 @@ export async function startLongshore(config: Record<string, unknown>, opts: Long
   const configPath = join(workDir.path, 'config.yaml');
   await writeFile(configPath, stringify(effectiveConfig));
   const entry = opts.entry ?? 'src/main.ts';
-  const startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  // On S3 a start loads the AWS SDK and asks the bucket (HEAD, sweeps, the cache index): on a
+  // loaded box that is slower than a local directory.
+  const onS3 = (storage as { driver?: unknown }).driver === 's3';
+  const startTimeoutMs = opts.startTimeoutMs ?? (onS3 ? S3_START_TIMEOUT_MS : DEFAULT_START_TIMEOUT_MS);
   const nodeArgs = opts.nodeArgs ?? ['--import', 'tsx'];
 
   const logs: LogRecord[] = [];

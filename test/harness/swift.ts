@@ -46,7 +46,8 @@ export interface SwiftHandle {
 const REGION = 'us-east-1';
 const ACCOUNT = 'longshore';
 const USER = 's3';
-const READY_TIMEOUT_MS = 60_000;
+// Generous: four Python servers starting at once take minutes on a 2-core box under full load.
+const READY_TIMEOUT_MS = 180_000;
 const SWIFT_CONF = '/etc/swift/swift.conf';
 
 type ServerType = 'account' | 'container' | 'object';
