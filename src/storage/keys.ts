@@ -53,6 +53,8 @@ export const metadataKeys = {
   localTags: (repository: string) => join('local', repository, '_tags'),
   localTag: (repository: string, tag: string) => join('local', repository, '_tags', tag),
   localReferrers: (repository: string, subject: Digest) => join('local', repository, '_referrers', subject.algorithm, subject.hex),
+  /** `referrer` is a digest's text ("sha256:…"): one record per manifest that names `subject`. */
+  localReferrer: (repository: string, subject: Digest, referrer: string) => join('local', repository, '_referrers', subject.algorithm, subject.hex, referrer),
 
   /** Provenance of a mirrored digest (kept apart from mirror/<upstream>/…, where any upstream name may sit). */
   provenance: (digest: Digest) => join('provenance', digest.algorithm, digest.hex),
@@ -69,7 +71,9 @@ export const metadataKeys = {
   /** One upstream's mirrored v1 image records: a v1 id is whatever its publisher says it is. */
   v1MirroredImagesOf: (upstream: string) => join('v1', 'mirror', 'images', upstream),
   v1RepositoriesRoot: join('v1', 'repositories'),
-  v1Repository: (repository: string, ...rest: string[]) => join('v1', 'repositories', repository, ...rest),
+  v1RepositoryIndex: (repository: string) => join('v1', 'repositories', repository, '_index'),
+  v1RepositoryTags: (repository: string) => join('v1', 'repositories', repository, '_tags'),
+  v1RepositoryTag: (repository: string, tag: string) => join('v1', 'repositories', repository, '_tags', tag),
   v1MirrorChain: (manifest: Digest) => join('v1', 'mirror', 'chains', manifest.algorithm, manifest.hex),
   v1MirrorList: (upstream: string, repository: string, ...rest: string[]) => join('v1', 'mirror', 'repositories', upstream, repository, ...rest),
 } as const;
