@@ -18,6 +18,15 @@ const REQUIRED_TOOLS = {
   openssl: 'openssl',
   nginx: 'nginx',
   tinyproxy: 'tinyproxy',
+  // OpenStack Swift with s3api, the real S3 server (test/harness/swift.ts); memcached holds
+  // tempauth's tokens. --no-install-recommends (below) matters: the recommends pull in a desktop.
+  'swift-proxy-server': 'swift-proxy',
+  'swift-account-server': 'swift-account',
+  'swift-container-server': 'swift-container',
+  'swift-object-server': 'swift-object',
+  memcached: 'memcached',
+  // The shared coordinator of several replicas (test/harness/redis.ts).
+  'redis-server': 'redis-server',
 };
 const BENCH_TOOLS = {
   'docker-registry': 'docker-registry',
