@@ -8,6 +8,7 @@ import { InProcessCacheIndex } from '../../src/coordination/cache-index.js';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
 import { metadataKeys } from '../../src/storage/keys.js';
+import { pollUntil } from '../harness/wait.js';
 import { cacheIndexContract, type CacheIndexFactory } from '../support/cache-index-contract.js';
 import { fsStorage, memoryStorage, type TestStorage } from '../support/stores.js';
 
@@ -48,3 +49,23 @@ test('a hit records its access time at most once a second, in the metadata store
   assert.equal(await ports.metadata.get(shard), undefined, 'a forgotten blob leaves no record behind');
 });
 
+test('an eviction is logged with the digest, its size and why', async () => {
+  const ports = await memoryStorage();
+  const logs: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const index = new InProcessCacheIndex({ ...ports, events: ports.coordinator.events, maxBytes: 1500, log });
+  const items = [randomBytes(1000), randomBytes(1000), randomBytes(5000)];
+  for (const bytes of items) {
+    await ports.blobs.put(parseDigest(digestOf(bytes)), bytes);
+    index.added(digestOf(bytes), bytes.byteLength);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await pollUntil(() => Promise.resolve(logs.filter((l) => l.msg === 'evicted').length === 2), { timeoutMs: 2000, what: 'two evictions logged' });
+  const evictions = logs.filter((l) => l.msg === 'evicted');
+  const first = evictions.find((l) => l.digest === digestOf(items[0]!));
+  assert.equal(first?.size, 1000);
+  assert.match(String(first?.reason), /least recently used/);
+  const huge = evictions.find((l) => l.digest === digestOf(items[2]!));
+  assert.equal(huge?.size, 5000);
+  assert.match(String(huge?.reason), /larger than storage.cache.maxBytes/);
+});
