@@ -28,8 +28,25 @@ export function formatBytes(bytes: number): string {
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
-export function createProgress(out: NodeJS.WriteStream): Progress {
-  return out.isTTY ? new BarProgress(out) : new LineProgress(out);
+export interface ProgressOptions {
+  /** Plain-line output: how often a line with bytes, rate and ETA is written while work runs. */
+  heartbeatMs?: number;
+  now?: () => number;
+}
+
+/** A pipe or a CI log gets a line at least this often, so a long layer never looks hung. */
+const HEARTBEAT_MS = 5000;
+
+export function createProgress(out: NodeJS.WriteStream, options: ProgressOptions = {}): Progress {
+  return out.isTTY ? new BarProgress(out) : new LineProgress(out, options.heartbeatMs ?? HEARTBEAT_MS, options.now ?? Date.now);
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 abstract class TrackedProgress implements Progress {
@@ -75,11 +92,23 @@ abstract class TrackedProgress implements Progress {
 }
 
 class LineProgress extends TrackedProgress {
-  constructor(private readonly out: NodeJS.WriteStream) {
+  private heartbeat: NodeJS.Timeout | undefined;
+  private startedAt: number | undefined;
+
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly heartbeatMs: number,
+    private readonly now: () => number,
+  ) {
     super();
   }
 
   protected changed(image: string, event: 'begin' | 'advance' | 'blob' | 'end', error?: Error): void {
+    if (event === 'begin' && !this.heartbeat) {
+      this.startedAt = this.now();
+      this.heartbeat = setInterval(() => this.out.write(this.rateLine()), this.heartbeatMs);
+      this.heartbeat.unref(); // never what keeps the command alive
+    }
     const row = this.rows.get(image);
     if (!row) return;
     if (event === 'begin') this.out.write(`${image}: ${row.totalBlobs} blobs, ${formatBytes(row.totalBytes)}\n`);
@@ -87,7 +116,19 @@ class LineProgress extends TrackedProgress {
     if (event === 'end') this.out.write(error ? `${image}: FAILED: ${error.message}\n` : `${image}: done\n`);
   }
 
+  /** "progress: 12.0 MiB of 40.0 MiB (30%), 2.0 MiB/s, ETA 14s" */
+  private rateLine(): string {
+    const total = this.total();
+    const seconds = Math.max((this.now() - (this.startedAt ?? this.now())) / 1000, 0.001);
+    const rate = total.doneBytes / seconds;
+    const left = Math.max(total.totalBytes - total.doneBytes, 0);
+    const percent = total.totalBytes > 0 ? ` (${Math.floor((total.doneBytes / total.totalBytes) * 100)}%)` : '';
+    return `progress: ${formatBytes(total.doneBytes)} of ${formatBytes(total.totalBytes)}${percent}, ${formatBytes(rate)}/s, ETA ${rate > 0 ? formatDuration(left / rate) : '?'}\n`;
+  }
+
   finish(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
     const total = this.total();
     const failed = [...this.rows.values()].filter((r) => r.state === 'failed').length;
     this.out.write(`total: ${this.rows.size - failed}/${this.rows.size} images, ${total.doneBlobs} blobs, ${formatBytes(total.doneBytes)}\n`);
