@@ -29,6 +29,8 @@ export function formatBytes(bytes: number): string {
 }
 
 export interface ProgressOptions {
+  /** What each begin() is, for the total line: "images" (warm, export) or "bundles" (import). */
+  unit?: string;
   /** Plain-line output: how often a line with bytes, rate and ETA is written while work runs. */
   heartbeatMs?: number;
   now?: () => number;
@@ -38,7 +40,7 @@ export interface ProgressOptions {
 const HEARTBEAT_MS = 5000;
 
 export function createProgress(out: NodeJS.WriteStream, options: ProgressOptions = {}): Progress {
-  return out.isTTY ? new BarProgress(out) : new LineProgress(out, options.heartbeatMs ?? HEARTBEAT_MS, options.now ?? Date.now);
+  return out.isTTY ? new BarProgress(out) : new LineProgress(out, options.heartbeatMs ?? HEARTBEAT_MS, options.now ?? Date.now, options.unit ?? 'images');
 }
 
 export function formatDuration(seconds: number): string {
@@ -99,6 +101,7 @@ class LineProgress extends TrackedProgress {
     private readonly out: NodeJS.WriteStream,
     private readonly heartbeatMs: number,
     private readonly now: () => number,
+    private readonly unit: string,
   ) {
     super();
   }
@@ -111,8 +114,10 @@ class LineProgress extends TrackedProgress {
     }
     const row = this.rows.get(image);
     if (!row) return;
-    if (event === 'begin') this.out.write(`${image}: ${row.totalBlobs} blobs, ${formatBytes(row.totalBytes)}\n`);
-    if (event === 'blob') this.out.write(`${image}: ${row.doneBlobs}/${row.totalBlobs} blobs, ${formatBytes(row.doneBytes)}\n`);
+    // A total of 0 blobs means "not known up front" (a bundle is read as it comes): no "1/0".
+    const blobsOf = (done: number | undefined) => (row.totalBlobs > 0 ? `${done === undefined ? '' : `${done}/`}${row.totalBlobs} blobs` : `${done ?? 0} blobs`);
+    if (event === 'begin') this.out.write(row.totalBlobs > 0 ? `${image}: ${blobsOf(undefined)}, ${formatBytes(row.totalBytes)}\n` : `${image}: ${formatBytes(row.totalBytes)}\n`);
+    if (event === 'blob') this.out.write(`${image}: ${blobsOf(row.doneBlobs)}, ${formatBytes(row.doneBytes)}\n`);
     if (event === 'end') this.out.write(error ? `${image}: FAILED: ${error.message}\n` : `${image}: done\n`);
   }
 
@@ -129,9 +134,11 @@ class LineProgress extends TrackedProgress {
   finish(): void {
     clearInterval(this.heartbeat);
     this.heartbeat = undefined;
-    const total = this.total();
-    const failed = [...this.rows.values()].filter((r) => r.state === 'failed').length;
-    this.out.write(`total: ${this.rows.size - failed}/${this.rows.size} images, ${total.doneBlobs} blobs, ${formatBytes(total.doneBytes)}\n`);
+    // What failed brought nothing in: its bytes and blobs are not part of the total.
+    const done = [...this.rows.values()].filter((r) => r.state !== 'failed');
+    const blobs = done.reduce((sum, r) => sum + r.doneBlobs, 0);
+    const bytes = done.reduce((sum, r) => sum + r.doneBytes, 0);
+    this.out.write(`total: ${done.length}/${this.rows.size} ${this.unit}, ${blobs} blobs, ${formatBytes(bytes)}\n`);
   }
 }
 

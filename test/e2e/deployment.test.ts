@@ -353,3 +353,28 @@ test('longshore ls lists cached and private repositories with tags, sizes and la
   assert.equal(lines.length, 2);
   assert.match(lines[1]!, /^corp\/app\s+1\.0\s+\S+.*private$/);
 });
+
+test('import reports images and bundles, not "1/0 blobs" and "1/1 images"; a failed bundle adds nothing to the total', async (t) => {
+  await pushDockerImage(registry.url, 'apps/api', 'v1', [20_000]);
+  const source = await startLongshore({ upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] });
+  onCleanup(t, () => source.dispose());
+  const dir = await makeTempDir('bundle');
+  onCleanup(t, () => dir.remove());
+  const bundle = join(dir.path, 'two.tar');
+  const exported = await runCli(['export', '--url', source.url, '-o', bundle, 'registry.test/apps/web:v1', 'registry.test/apps/api:v1']);
+  assert.equal(exported.code, 0, exported.stderr);
+  const broken = join(dir.path, 'broken.tar');
+  await writeFile(broken, 'not a tar file at all');
+  const config = join(dir.path, 'site.yaml');
+  await writeFile(config, JSON.stringify({ storage: { path: join(dir.path, 'site-data') }, upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] }));
+
+  const imported = await runCli(['import', '--config', config, bundle, broken]);
+  assert.equal(imported.code, 1, 'one bundle failed');
+  assert.doesNotMatch(imported.stdout, /\/0 blobs/);
+  assert.match(imported.stdout, /imported .*two\.tar: 2 images, \d+ blobs/);
+  const totalLine = imported.stdout.split('\n').find((l) => l.startsWith('total: '));
+  const twoLine = imported.stdout.split('\n').find((l) => l.startsWith(`imported ${bundle}`));
+  assert.match(totalLine ?? '', /^total: 1\/2 bundles, (\d+) blobs, /);
+  // The total is the good bundle's alone.
+  assert.equal(/(\d+) blobs/.exec(totalLine ?? '')?.[1], /(\d+) blobs/.exec(twoLine ?? '')?.[1]);
+});

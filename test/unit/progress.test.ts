@@ -64,3 +64,32 @@ test('durations read naturally', () => {
   assert.equal(formatDuration(3 * 3600 + 61), '3h01m');
   assert.equal(formatDuration(Infinity), '?');
 });
+
+test('import in a pipe: blobs counted as they come (never "1/0"), totals per bundle, nothing counted from a failed one', () => {
+  const out = fakeStream(false);
+  const progress = createProgress(out, { unit: 'bundles' });
+  progress.begin('site.tar', 4096, 0);
+  progress.advance('site.tar', 4096);
+  progress.blobDone('site.tar');
+  progress.blobDone('site.tar');
+  progress.end('site.tar');
+  progress.begin('broken.tar', 1000, 0);
+  progress.advance('broken.tar', 500);
+  progress.blobDone('broken.tar');
+  progress.end('broken.tar', new Error('manifest missing'));
+  progress.finish();
+  assert.equal(
+    out.text,
+    [
+      'site.tar: 4.0 KiB',
+      'site.tar: 1 blobs, 4.0 KiB',
+      'site.tar: 2 blobs, 4.0 KiB',
+      'site.tar: done',
+      'broken.tar: 1000 B',
+      'broken.tar: 1 blobs, 500 B',
+      'broken.tar: FAILED: manifest missing',
+      'total: 1/2 bundles, 2 blobs, 4.0 KiB',
+      '',
+    ].join('\n'),
+  );
+});
