@@ -18,6 +18,7 @@ import type { Config } from './config/schema.js';
 import { RegistryError } from './protocol/errors.js';
 import { acquireDataDirectoryLock, DataDirectoryLocked } from './lifecycle/server-lock.js';
 import { createServices, type Services } from './services.js';
+import { S3BucketUnusable } from './storage/s3-blob-store.js';
 
 /** A start-up failure an operator fixes (port taken, unwritable directory, bad TLS files): one line, no stack. */
 export class StartupError extends Error {
@@ -206,7 +207,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     services = await createServices(config, log);
   } catch (error) {
     await lock.release();
-    throw error;
+    throw error instanceof S3BucketUnusable ? new StartupError(error.code, error.message, { cause: error }) : error;
   }
   for (const upstream of config.upstreams.filter((u) => u.insecure)) {
     log.warn({ upstream: upstream.name }, 'upstream certificate verification is off (insecure: true); its answers could come from anyone on the path');
