@@ -139,7 +139,7 @@ export const configSchema = z
           signupAccess: z.enum(['pull', 'push']).default('pull'),
           // bcrypt runs in worker threads: this many at once; `verifyQueue` more may wait,
           // past that a login is answered 429.
-          verifyWorkers: z.number().int().min(1).max(64).default(2),
+          verifyWorkers: z.number().int().min(1).max(64).default(1),
           verifyQueue: z.number().int().min(1).default(64),
           // Failed logins allowed per client address and per user name in `window`; past the
           // limit, logins are answered 429 with Retry-After until the window ends. 0: no limit.
@@ -158,7 +158,7 @@ export const configSchema = z
           allowSignup: false,
           tokenTtl: 5 * 60_000,
           signupAccess: 'pull',
-          verifyWorkers: 2,
+          verifyWorkers: 1,
           verifyQueue: 64,
           loginFailures: LOGIN_FAILURE_DEFAULTS,
         }),
