@@ -4,7 +4,7 @@ import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
-import { serverTimeouts } from './api/connection-limits.js';
+import { connectionOptions } from './api/connection-limits.js';
 import { rejectRepeatedQueryParams } from './api/query-params.js';
 import { runWithClientAddress } from './auth/client-address.js';
 import { requestBodyMemory } from './util/read-bounded.js';
@@ -36,7 +36,7 @@ export function buildApp(services: Services, log: Logger) {
     exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
     routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
     return503OnClosing: true,
-    ...serverTimeouts(services.config.http),
+    ...connectionOptions(services.config.http),
   });
 
   app.decorateRequest('cacheOutcome', undefined);

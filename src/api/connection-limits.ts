@@ -1,5 +1,6 @@
 // What a client connection may hold: time limits for slow or stalled senders (http.* keys),
-// turned into the options Fastify passes to node:http, and the recognition of a client that
+// turned into the options Fastify passes to node:http, the proxies whose X-Forwarded-For is
+// believed, and the recognition of a client that
 // went away, which is normal traffic and not a server error.
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config/schema.js';
@@ -8,9 +9,12 @@ import type { Config } from '../config/schema.js';
 // 30 s, would let a slow-header client hold a connection up to 30 s past the limit).
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
-/** Fastify server options for the http.* timeouts. */
-export function serverTimeouts(http: Config['http']) {
+/** Fastify server options for the http.* keys: timeouts, and which proxies to believe. */
+export function connectionOptions(http: Config['http']) {
   return {
+    // request.ip (the failed-login limits' client address) from X-Forwarded-For, but only
+    // when the connection comes from a listed proxy: anyone else could forge the header.
+    trustProxy: http.trustProxy.length > 0 ? http.trustProxy : false,
     // Fastify's connectionTimeout is the socket's idle timeout: no bytes either way.
     connectionTimeout: http.bodyIdleTimeout,
     requestTimeout: http.requestTimeout,

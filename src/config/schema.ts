@@ -51,7 +51,7 @@ const v1UpstreamSchema = z.strictObject({
 });
 
 const LOGIN_FAILURE_DEFAULTS = { perAddress: 20, perUser: 10, window: 5 * 60_000 };
-const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024 };
+const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024, trustProxy: [] };
 
 const upstreamSchema = z
   .strictObject({
@@ -178,6 +178,9 @@ export const configSchema = z
           // Total memory all requests together may hold in buffered bodies (manifests, v1
           // JSON); past it, such requests are answered 503 until memory frees.
           maxBufferedBodies: byteSize.default(HTTP_DEFAULTS.maxBufferedBodies),
+          // Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client;
+          // without them every client behind a proxy shares its address (and its login limit).
+          trustProxy: z.array(z.string().min(1)).default([]),
         })
         .default(HTTP_DEFAULTS),
     ),

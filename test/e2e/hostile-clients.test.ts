@@ -242,3 +242,19 @@ test('property: any method, path, query and credentials get an answer below 500,
   );
   assert.deepEqual(mirror.logs.filter((line) => (line.level as number) >= 50), []);
 });
+
+test('behind a listed proxy, failed-login limits count each X-Forwarded-For client; from anyone else the header is ignored', async (t) => {
+  const basic = `Basic ${Buffer.from('nobody:guess').toString('base64')}`;
+  const attempt = async (url: string, forwardedFor: string) => {
+    const response = await request(`${url}/v2/`, { headers: { authorization: basic, 'x-forwarded-for': forwardedFor } });
+    await response.body.dump();
+    return response.statusCode;
+  };
+  const limits = { loginFailures: { perAddress: 2, perUser: 0 } };
+  const proxied = await startWithUsers(t, { auth: limits, http: { trustProxy: ['127.0.0.1'] } });
+  assert.deepEqual([await attempt(proxied.url, '203.0.113.1'), await attempt(proxied.url, '203.0.113.1'), await attempt(proxied.url, '203.0.113.1')], [401, 401, 429]);
+  assert.equal(await attempt(proxied.url, '203.0.113.2'), 401, 'another client behind the proxy has its own count');
+
+  const direct = await startWithUsers(t, { auth: limits });
+  assert.deepEqual([await attempt(direct.url, '203.0.113.1'), await attempt(direct.url, '203.0.113.2'), await attempt(direct.url, '203.0.113.3')], [401, 401, 429], 'a forged header does not buy new tries');
+});

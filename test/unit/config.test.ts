@@ -123,7 +123,7 @@ test('durations and sizes', () => {
 
 test('hardening keys: defaults, and contradictions named by key', () => {
   const config = parseConfig({});
-  assert.deepEqual(config.http, { headersTimeout: 10_000, requestTimeout: 3_600_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024 });
+  assert.deepEqual(config.http, { headersTimeout: 10_000, requestTimeout: 3_600_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024, trustProxy: [] });
   assert.deepEqual(config.auth.loginFailures, { perAddress: 20, perUser: 10, window: 300_000 });
   assert.equal(config.auth.signupAccess, 'pull');
   assert.equal(config.auth.verifyWorkers, 1);
