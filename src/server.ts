@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { longshoreApp } from './app.js';
-import { connectionOptions } from './api/connection-limits.js';
+import { connectionOptions, enforceHeadersTimeoutOverTls } from './api/connection-limits.js';
 import { sendRegistryError } from './api/errors.js';
 import type { Config } from './config/schema.js';
 import { RegistryError } from './protocol/errors.js';
@@ -82,8 +82,11 @@ export function createFastify(log: Logger, httpLimits: Config['http'], tlsPair?:
   if (!tlsPair) return Fastify(options);
   // Typed as the plain-HTTP instance so callers and the plugin see one type: an https.Server
   // is an http.Server with TLS on its sockets (setSecureContext is reached by a cast where used).
-  // The node:http options (headersTimeout) go with the TLS pair: fastify passes only `https` on.
-  return Fastify({ ...options, https: { ...options.http, ...tlsPair } } as unknown as typeof options);
+  // The node:http options go with the TLS pair (fastify passes only `https` on); a handshake
+  // gets as long as the headers would.
+  const app = Fastify({ ...options, https: { ...options.http, handshakeTimeout: httpLimits.headersTimeout, ...tlsPair } } as unknown as typeof options);
+  enforceHeadersTimeoutOverTls(app.server, httpLimits.headersTimeout);
+  return app;
 }
 
 export type LongshoreFastify = ReturnType<typeof createFastify>;

@@ -2,6 +2,8 @@
 // turned into the options Fastify passes to node:http, the proxies whose X-Forwarded-For is
 // believed, and the recognition of a client that
 // went away, which is normal traffic and not a server error.
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config/schema.js';
 
@@ -23,6 +25,34 @@ export function connectionOptions(http: Config['http']) {
       connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_INTERVAL_MS, http.headersTimeout),
     },
   };
+}
+
+/**
+ * node:https (Node 20) does not enforce headersTimeout: unlike node:http it does not check its
+ * connections, so a client could hold a TLS connection by sending its headers a byte at a
+ * time. Kept here instead: request headers must be complete `headersTimeoutMs` after the
+ * connection is up, or after the first byte of the next request on a kept-alive connection.
+ */
+export function enforceHeadersTimeoutOverTls(server: Server, headersTimeoutMs: number): void {
+  const timers = new WeakMap<Socket, NodeJS.Timeout>();
+  const arm = (socket: Socket) => {
+    if (timers.has(socket) || socket.destroyed) return;
+    const timer = setTimeout(() => socket.destroy(), headersTimeoutMs);
+    timer.unref();
+    timers.set(socket, timer);
+  };
+  const disarm = (socket: Socket) => {
+    clearTimeout(timers.get(socket));
+    timers.delete(socket);
+  };
+  server.on('secureConnection', (socket: Socket) => {
+    arm(socket);
+    socket.once('close', () => disarm(socket));
+  });
+  server.on('request', (request: { socket: Socket }, response: { once(event: 'finish', listener: () => void): void }) => {
+    disarm(request.socket);
+    response.once('finish', () => request.socket.once('data', () => arm(request.socket)));
+  });
 }
 
 const CLIENT_GONE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED']);

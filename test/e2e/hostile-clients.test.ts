@@ -5,11 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import fc from 'fast-check';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { makeTempDir } from '../harness/tmp.js';
+import { makePrivateCa } from '../harness/tls.js';
 import { onCleanup } from '../support/cleanup.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 import { writeHtpasswd } from '../support/users.js';
@@ -257,4 +260,43 @@ test('behind a listed proxy, failed-login limits count each X-Forwarded-For clie
 
   const direct = await startWithUsers(t, { auth: limits });
   assert.deepEqual([await attempt(direct.url, '203.0.113.1'), await attempt(direct.url, '203.0.113.2'), await attempt(direct.url, '203.0.113.3')], [401, 401, 429], 'a forged header does not buy new tries');
+});
+
+test('over TLS too, a client that sends its headers slowly is dropped after http.headersTimeout', async (t) => {
+  const work = await makeTempDir('hostile-tls');
+  onCleanup(t, () => work.remove());
+  const ca = await makePrivateCa(work.path);
+  const pair = await ca.issue('longshore');
+  const mirror = await startInProcess({ tls: pair, http: { headersTimeout: '1s', requestTimeout: '10s' } });
+  onCleanup(t, () => mirror.stop());
+  const { port } = new URL(mirror.url);
+  const started = Date.now();
+  const closedAfterMs = await new Promise<number | undefined>((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: Number(port), ca: readFileSync(ca.cert) }, () => socket.write('GET /v2/ HTTP/1.1\r\nHost: x\r\n'));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(undefined);
+    }, 6000);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Date.now() - started);
+    });
+  });
+  assert.ok(closedAfterMs !== undefined, 'the TLS connection is still open after 6 s');
+  assert.ok(closedAfterMs < 4000, `closed after ${closedAfterMs} ms`);
+  // A well-behaved client keeps its connection between requests, idle longer than the limit.
+  const agent = new Agent({ connect: { ca: readFileSync(ca.cert) }, keepAliveTimeout: 30_000 });
+  onCleanup(t, () => agent.close());
+  let connections = 0;
+  const ping = async () => {
+    const response = await request(`${mirror.url}/v2/`, { dispatcher: agent });
+    await response.body.dump();
+    return response.statusCode;
+  };
+  agent.on('connect', () => connections++);
+  assert.equal(await ping(), 200);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(await ping(), 200);
+  assert.equal(connections, 1, 'one kept-alive connection for both requests');
 });
