@@ -2,7 +2,7 @@
 // turned into the options Fastify passes to node:http, the proxies whose X-Forwarded-For is
 // believed, and the recognition of a client that
 // went away, which is normal traffic and not a server error.
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config/schema.js';
@@ -28,10 +28,11 @@ export function connectionOptions(http: Config['http']) {
 }
 
 /**
- * node:https (Node 20) does not enforce headersTimeout: unlike node:http it does not check its
- * connections, so a client could hold a TLS connection by sending its headers a byte at a
- * time. Kept here instead: request headers must be complete `headersTimeoutMs` after the
- * connection is up, or after the first byte of the next request on a kept-alive connection.
+ * node:https (Node 20) looks at headersTimeout only when more bytes arrive, never on a
+ * connection that went silent halfway through its headers: such a client would hold its TLS
+ * connection until the idle timeout. Kept here instead: request headers must be complete
+ * `headersTimeoutMs` after the connection is up, or after the first byte of the next request
+ * on a kept-alive one.
  */
 export function enforceHeadersTimeoutOverTls(server: Server, headersTimeoutMs: number): void {
   const timers = new WeakMap<Socket, NodeJS.Timeout>();
@@ -49,7 +50,7 @@ export function enforceHeadersTimeoutOverTls(server: Server, headersTimeoutMs: n
     arm(socket);
     socket.once('close', () => disarm(socket));
   });
-  server.on('request', (request: { socket: Socket }, response: { once(event: 'finish', listener: () => void): void }) => {
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     disarm(request.socket);
     response.once('finish', () => request.socket.once('data', () => arm(request.socket)));
   });
