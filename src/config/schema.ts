@@ -181,7 +181,7 @@ export const configSchema = z
           // layer pushes need time: keep it above the biggest push at the slowest link.
           requestTimeout: duration.default(HTTP_DEFAULTS.requestTimeout),
           // A connection with no bytes moving either way for this long is closed: a stalled
-          // sender, or a client that stopped reading. Longer than every upstreams[].timeout.
+          // sender, or a client that stopped reading. Keep it above upstreams[].timeout.
           bodyIdleTimeout: duration.default(HTTP_DEFAULTS.bodyIdleTimeout),
           // Total memory all requests together may hold in buffered bodies (manifests, v1
           // JSON); past it, such requests are answered 503 until memory frees.
@@ -242,12 +242,6 @@ export const configSchema = z
     if (config.auth.allowSignup && config.auth.htpasswd === undefined) {
       ctx.addIssue({ code: 'custom', path: ['auth', 'allowSignup'], message: 'sign-up writes accounts to auth.htpasswd, which is not set' });
     }
-    config.upstreams.forEach((upstream, index) => {
-      // A client connection would be cut while the mirror waits, legitimately, on the upstream.
-      if (upstream.timeout >= config.http.bodyIdleTimeout) {
-        ctx.addIssue({ code: 'custom', path: ['upstreams', index, 'timeout'], message: `must be shorter than http.bodyIdleTimeout (${config.http.bodyIdleTimeout} ms)` });
-      }
-    });
     if (config.http.requestTimeout > 0 && config.http.headersTimeout > config.http.requestTimeout) {
       ctx.addIssue({ code: 'custom', path: ['http', 'headersTimeout'], message: 'must not be longer than http.requestTimeout' });
     }
