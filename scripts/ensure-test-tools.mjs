@@ -13,6 +13,7 @@ const REQUIRED_TOOLS = {
   skopeo: 'skopeo',
   htpasswd: 'apache2-utils',
   prometheus: 'prometheus',
+  chromium: 'chromium', // the web page's end-to-end test drives it (playwright-core)
 };
 const BENCH_TOOLS = {
   'docker-registry': 'docker-registry',

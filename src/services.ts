@@ -12,6 +12,7 @@ import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
+import { UpstreamActivity } from './ui/upstream-activity.js';
 import { InProcessCacheIndex } from './coordination/cache-index.js';
 import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
 import { InflightBlobs } from './mirror/inflight.js';
@@ -66,6 +67,8 @@ export interface Services {
   uploads: UploadSessions;
   inflight: InflightBlobs;
   metrics: Metrics;
+  /** Recent latency and last failure per upstream, as this replica saw them (the web page). */
+  upstreamActivity: UpstreamActivity;
   close(): Promise<void>;
 }
 
@@ -80,9 +83,10 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
   });
+  const upstreamActivity = new UpstreamActivity();
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
-    const client = new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), {
+    const client = new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), {
       failures: upstream.circuitBreaker.failures,
       cooldownMs: upstream.circuitBreaker.cooldown,
     });
@@ -99,7 +103,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tagTtlMs: upstream.tagTtl,
     platform: upstream.v1.platform,
     v2: v2Clients.get(upstream.name),
-    v1: speaksV1(upstream) ? new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)) : undefined,
+    v1: speaksV1(upstream) ? new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)) : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = new InProcessCacheIndex({
@@ -178,6 +182,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     v1Router,
     uploads,
     metrics,
+    upstreamActivity,
     close: async () => {
       await uploads.close();
       await users?.close();
@@ -190,9 +195,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
 }
 
 /** Upstream client events into metrics. */
-function upstreamObserver(upstream: string, metrics: Metrics): UpstreamObserver {
+function upstreamObserver(upstream: string, metrics: Metrics, activity: UpstreamActivity): UpstreamObserver {
   return {
-    request: (kind, status, seconds) => metrics.upstreamRequest(upstream, kind, status, seconds),
+    request: (kind, status, seconds) => {
+      metrics.upstreamRequest(upstream, kind, status, seconds);
+      activity.request(upstream, kind, status, seconds);
+    },
     rateLimit: (remaining) => metrics.upstreamRateLimit(upstream, remaining),
     received: (bytes) => metrics.upstreamReceived(upstream, bytes),
   };
