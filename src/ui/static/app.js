@@ -37,6 +37,8 @@ function h(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith('on')) element.addEventListener(key.slice(2), value);
+    // Through the CSSOM: the page's Content-Security-Policy refuses inline style attributes.
+    else if (key === 'style') Object.assign(element.style, value);
     else element.setAttribute(key, value === true ? '' : String(value));
   }
   for (const child of children.flat()) {
@@ -45,8 +47,11 @@ function h(tag, attrs = {}, ...children) {
   }
   return element;
 }
-function render(...nodes) {
-  main.replaceChildren(...nodes);
+// Views load asynchronously: a slow one must not paint over the view navigated to after it.
+let routeSeq = 0;
+function render(seq, ...nodes) {
+  if (seq !== routeSeq) return;
+  main.replaceChildren(...nodes.filter((node) => node !== null && node !== undefined));
 }
 const card = (label, value, sub, extra) => h('div', { class: 'card' }, h('div', { class: 'label' }, label), h('div', { class: 'value' }, value), sub ? h('div', { class: 'sub' }, sub) : null, extra);
 const empty = (text) => h('div', { class: 'empty' }, text);
@@ -122,6 +127,7 @@ async function logout() {
 
 // ---------- views ----------
 async function overviewView() {
+  const mine = routeSeq;
   const [overview, upstreams] = await Promise.all([api('overview'), api('upstreams')]);
   const { cache, traffic } = overview;
   const used = cache.maxBytes ? Math.min(1, cache.mirroredBytes / cache.maxBytes) : undefined;
@@ -129,6 +135,7 @@ async function overviewView() {
   const since = traffic.sinceStart;
   const down = upstreams.upstreams.filter((u) => u.circuit && u.circuit !== 'closed');
   render(
+    mine,
     h('h1', {}, 'Overview'),
     down.length > 0 ? h('div', { class: 'notice' }, `Upstream trouble: ${down.map((u) => `${u.name} (circuit ${u.circuit})`).join(', ')}`) : null,
     h(
@@ -138,7 +145,7 @@ async function overviewView() {
         'Cache size',
         formatBytes(cache.mirroredBytes),
         cache.maxBytes ? `of ${formatBytes(cache.maxBytes)} (${formatRatio(used)})` : 'no size bound (storage.cache.maxBytes)',
-        used === undefined ? null : h('div', { class: 'bar' }, h('span', { style: `width:${(used * 100).toFixed(1)}%` })),
+        used === undefined ? null : h('div', { class: 'bar' }, h('span', { style: { width: `${(used * 100).toFixed(1)}%` } })),
       ),
       card('Objects cached', formatCount(cache.mirroredObjects), `${formatCount(cache.privateObjects)} private (${formatBytes(cache.privateBytes)}), never evicted`),
       card('Hit ratio (last hour)', h('span', { id: 'hit-ratio-hour' }, formatRatio(hour.hitRatio)), `${formatCount(hour.hits)} of ${formatCount(hour.lookups)} lookups`),
@@ -154,7 +161,7 @@ async function overviewView() {
     upstreamTable(upstreams.upstreams),
   );
   // In-flight fetches and ratios change by the second: refresh while this view is shown.
-  scheduleRefresh(async () => {
+  if (mine === routeSeq) scheduleRefresh(async () => {
     const fresh = await api('overview');
     const set = (id, text) => {
       const element = document.getElementById(id);
@@ -188,8 +195,9 @@ function upstreamTable(upstreams) {
 }
 
 async function upstreamsView() {
+  const mine = routeSeq;
   const { upstreams } = await api('upstreams');
-  render(h('h1', {}, 'Upstreams'), upstreamTable(upstreams), h('p', { class: 'hint' }, 'Latency: median time to response headers of the last 50 requests from this replica.'));
+  render(mine, h('h1', {}, 'Upstreams'), upstreamTable(upstreams), h('p', { class: 'hint' }, 'Latency: median time to response headers of the last 50 requests from this replica.'));
 }
 
 function pager(result, hrefFor) {
@@ -205,6 +213,7 @@ function pager(result, hrefFor) {
 }
 
 async function repositoriesView(params) {
+  const mine = routeSeq;
   const q = params.get('q') ?? '';
   const page = Number(params.get('page') ?? '1') || 1;
   const query = new URLSearchParams({ page: String(page), perPage: '50' });
@@ -238,7 +247,7 @@ async function repositoriesView(params) {
       ),
     );
   }
-  render(h('h1', {}, 'Repositories'), form, h('p', { class: 'muted', id: 'repository-count' }, `${formatCount(result.total)} repositories`), body, pager(result, hrefFor));
+  render(mine, h('h1', {}, 'Repositories'), form, h('p', { class: 'muted', id: 'repository-count' }, `${formatCount(result.total)} repositories`), body, pager(result, hrefFor));
 }
 
 function pullLines(reference) {
@@ -247,6 +256,7 @@ function pullLines(reference) {
 }
 
 async function repositoryView(name, params) {
+  const mine = routeSeq;
   const page = Number(params.get('page') ?? '1') || 1;
   const repo = await api(`repository?${new URLSearchParams({ name, page: String(page), perPage: '50' })}`);
   const hrefFor = (p) => `#/r/${name}?page=${p}`;
@@ -263,6 +273,7 @@ async function repositoryView(name, params) {
   );
   const firstTag = repo.tags.items[0]?.tag ?? 'latest';
   render(
+    mine,
     h('div', { class: 'crumbs' }, h('a', { href: '#/repositories' }, 'Repositories'), ' /'),
     h('h1', {}, name, ' ', repo.kind === 'private' ? h('span', { class: 'badge private' }, 'private') : h('span', { class: 'badge' }, `mirror: ${repo.upstream}`)),
     h('p', { class: 'muted' }, `${formatCount(repo.tagCount)} tags · ${formatCount(repo.pulls)} pulls · last pulled ${formatAgo(repo.lastPulledAt)}`),
@@ -274,6 +285,7 @@ async function repositoryView(name, params) {
 }
 
 async function imageView(name, digest) {
+  const mine = routeSeq;
   const image = await api(`image?${new URLSearchParams({ name, digest })}`);
   const cachedBadge = (cached) => h('span', { class: `badge ${cached ? 'good' : 'warn'}` }, cached ? 'cached' : 'not cached');
   let body;
@@ -293,6 +305,7 @@ async function imageView(name, digest) {
     body = empty('This manifest is neither an image nor an index: nothing to break down.');
   }
   render(
+    mine,
     h('div', { class: 'crumbs' }, h('a', { href: '#/repositories' }, 'Repositories'), ' / ', h('a', { href: `#/r/${name}` }, name), ' /'),
     h('h1', {}, `${name}@${shortDigest(image.digest)}`),
     h('p', { class: 'muted mono' }, image.digest),
@@ -311,6 +324,7 @@ function scheduleRefresh(work) {
 
 async function route() {
   clearInterval(refreshTimer);
+  const seq = ++routeSeq;
   const hash = location.hash.replace(/^#/, '') || '/';
   const [path, search = ''] = hash.split('?');
   const params = new URLSearchParams(search);
@@ -327,6 +341,7 @@ async function route() {
   } catch (error) {
     const needsLogin = error instanceof ApiError && (error.status === 401 || error.status === 404) && !session.user && session.loginAvailable;
     render(
+      seq,
       h('h1', {}, error instanceof ApiError && error.status === 404 ? 'Not found' : 'Cannot show this'),
       h('p', { class: 'error' }, error.message),
       needsLogin ? h('p', {}, h('button', { onclick: openLogin }, 'Log in'), ' to see private repositories.') : null,
