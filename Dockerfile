@@ -8,21 +8,22 @@ COPY src ./src
 RUN npm run build
 
 FROM node:20-bookworm-slim AS runtime
-ENV NODE_ENV=production \
-    LONGSHORE_LISTEN=0.0.0.0:5000 \
-    LONGSHORE_STORAGE__PATH=/data
+# Defaults live in the config file below, not in LONGSHORE_* variables: variables override the
+# file, so baked-in ones would silently beat a mounted config's listen and storage.path.
+ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /src/dist ./dist
 COPY config ./config
+COPY config/container.yaml /etc/longshore/config.yaml
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 5000
-# No curl in slim images: node itself asks /healthz.
+# Reads the same config as the server, so it follows a mounted file's port and TLS.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# Mount your own file over /app/config/default.yaml, or set LONGSHORE_* variables.
+  CMD ["node", "dist/cli/healthcheck.js", "/etc/longshore/config.yaml"]
+# Mount your own file over /etc/longshore/config.yaml, or set LONGSHORE_* variables.
 ENTRYPOINT ["node", "dist/main.js"]
-CMD ["serve", "--config", "config/default.yaml"]
+CMD ["serve", "--config", "/etc/longshore/config.yaml"]

@@ -13,6 +13,20 @@ const REQUIRED_TOOLS = {
   skopeo: 'skopeo',
   htpasswd: 'apache2-utils',
   prometheus: 'prometheus',
+  podman: 'podman',
+  // Deployment tests: a private CA, nginx terminating TLS with it, an outbound forward proxy.
+  openssl: 'openssl',
+  nginx: 'nginx',
+  tinyproxy: 'tinyproxy',
+  // OpenStack Swift with s3api, the real S3 server (test/harness/swift.ts); memcached holds
+  // tempauth's tokens. --no-install-recommends (below) matters: the recommends pull in a desktop.
+  'swift-proxy-server': 'swift-proxy',
+  'swift-account-server': 'swift-account',
+  'swift-container-server': 'swift-container',
+  'swift-object-server': 'swift-object',
+  memcached: 'memcached',
+  // The shared coordinator of several replicas (test/harness/redis.ts).
+  'redis-server': 'redis-server',
   chromium: 'chromium', // the web page's end-to-end test drives it (playwright-core)
 };
 const BENCH_TOOLS = {

@@ -1,10 +1,10 @@
-// The fastify application: routes, error format and the access log. It never listens;
-// server.ts does, and tests build one per test with their own services.
-import Fastify, { LogController } from 'fastify';
-import type { Logger } from 'pino';
+// The fastify application as a plugin: routes, error format and the access log. It receives
+// its dependencies and never creates the Fastify instance or listens; server.ts owns the
+// instance's options, the listener, TLS and shutdown, and tests register it on an instance of
+// their own and drive it with inject().
+import type { FastifyPluginCallback } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
-import { serverTimeouts } from './api/connection-limits.js';
 import { rejectRepeatedQueryParams } from './api/query-params.js';
 import { runWithClientAddress } from './auth/client-address.js';
 import { requestBodyMemory } from './util/read-bounded.js';
@@ -26,20 +26,19 @@ import { uiPlugin } from './ui/plugin.js';
 import type { Api } from './metrics/metrics.js';
 import type { Services } from './services.js';
 
-export type App = ReturnType<typeof buildApp>;
+/** Endpoints for orchestrators and monitoring, not clients. */
+const OPERATIONS_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
 
-export function buildApp(services: Services, log: Logger) {
+export interface AppOptions {
+  services: Services;
+}
+
+/**
+ * Register on an instance built with `createFastify()` (server.ts): the routes rely on its
+ * router settings (no implicit HEAD routes, long parameters) and on request logging being off.
+ */
+export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services }, done) => {
   requestBodyMemory.limit = services.config.http.maxBufferedBodies;
-  const app = Fastify({
-    loggerInstance: log,
-    // We write one line per request ourselves, with the cache outcome.
-    logController: new LogController({ disableRequestLogging: true }),
-    exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
-    routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
-    return503OnClosing: true,
-    ...serverTimeouts(services.config.http),
-  });
-
   app.decorateRequest('cacheOutcome', undefined);
   app.decorateRequest('upstreamName', undefined);
   app.decorateRequest('cacheKind', undefined);
@@ -57,10 +56,15 @@ export function buildApp(services: Services, log: Logger) {
         const served = finished && request.method === 'GET' && length !== undefined ? Number(length) : undefined;
         services.metrics.cacheRequest(request.cacheKind, request.cacheOutcome, served);
       }
-      request.log.info(
+      // Probes and scrapes arrive every few seconds from the orchestrator and would drown the
+      // log: they are logged at debug.
+      const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') ? 'debug' : 'info';
+      request.log[level](
         {
           method: request.method,
           path: request.url,
+          client: request.ip,
+          userAgent: request.headers['user-agent'],
           status: reply.statusCode,
           bytes: length === undefined ? undefined : Number(length),
           durationMs: Math.round(reply.elapsedTime * 100) / 100,
@@ -99,8 +103,8 @@ export function buildApp(services: Services, log: Logger) {
   } else {
     void app.register(v2DisabledRoutes());
   }
-  return app;
-}
+  done();
+};
 
 function v1Dependencies(services: Services, cached: CachedRepositories) {
   const { v1Access: access, v1Local: registry, config } = services;

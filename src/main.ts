@@ -1,30 +1,29 @@
 #!/usr/bin/env node
 // The `longshore` command.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { exportCommand, gcCommand, importCommand, warmCommand } from './cli/commands.js';
-import { ConfigError, loadConfig, parseConfig } from './config/load.js';
+import { COMMAND_USAGE, USAGE } from './cli/usage.js';
+import { ConfigError, loadConfig, parseConfig, type ConfigWarning } from './config/load.js';
 import { createLogger } from './log.js';
-import { startServer } from './server.js';
+import { startServer, StartupError } from './server.js';
 
-const USAGE = `usage: longshore <command> [options]
+/** Exit status for a command line that cannot be run as given (as getopt tools use). */
+const EXIT_USAGE = 2;
 
-commands:
-  serve  [--config FILE]                      run the mirror
-  gc     [--config FILE] [--dry-run] [--grace 1h]
-                                              delete blobs no manifest references
-  warm   [--url URL | --config FILE] [--platform OS/ARCH[/VARIANT]]... [--all-platforms]
-         [--file LIST] IMAGE...               pull images into the cache
-  export [--url URL | --config FILE] [--platform ...]... -o BUNDLE.tar IMAGE...
-                                              write images as an OCI layout tar
-  import [--config FILE] BUNDLE.tar...        load bundles into the cache
-
-Config: YAML (see config/default.yaml); every key can be overridden by LONGSHORE_* variables.
-`;
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
-  const config = values.config ? await loadConfig(values.config) : parseConfig({}, process.env, 'defaults');
+  // The logger needs the config's level: warnings found while reading it are logged after.
+  const warnings: Array<Parameters<ConfigWarning>> = [];
+  const collect: ConfigWarning = (message, details) => warnings.push([message, details]);
+  const config = values.config ? await loadConfig(values.config, process.env, collect) : parseConfig({}, process.env, 'defaults', collect);
   const log = createLogger(config.logLevel);
+  for (const [message, details] of warnings) log.warn(details, message);
   const server = await startServer(config, log);
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');
@@ -38,6 +37,10 @@ async function serve(args: string[]): Promise<number> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading TLS certificate');
+    void server.reloadTls();
+  });
   return new Promise<number>(() => undefined); // runs until a signal
 }
 
@@ -51,12 +54,25 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === 'help' || command === '-h' || command === '--help') {
-    process.stdout.write(USAGE);
+  if (command === '--version' || command === '-v' || command === 'version') {
+    process.stdout.write(`longshore ${version()}\n`);
     return 0;
+  }
+  if (command === 'help' || command === '-h' || command === '--help') {
+    const topic = rest[0] === undefined ? undefined : COMMAND_USAGE[rest[0]];
+    process.stdout.write(topic ?? USAGE);
+    return 0;
+  }
+  if (command === undefined) {
+    process.stderr.write(USAGE);
+    return EXIT_USAGE;
   }
   const run = COMMANDS[command];
   if (!run) throw new ConfigError(`unknown command "${command}"\n${USAGE}`);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(COMMAND_USAGE[command] ?? USAGE);
+    return 0;
+  }
   return run(rest);
 }
 
@@ -64,7 +80,12 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     const usage = error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    console.error(usage ? `longshore: ${(error as Error).message}` : error);
-    process.exit(usage ? 2 : 1);
+    if (usage) {
+      console.error(`longshore: ${(error as Error).message}`);
+      process.exit(EXIT_USAGE);
+    }
+    // Operator-fixable start-up failures are one line; anything else keeps its stack for a bug report.
+    console.error(error instanceof StartupError ? `longshore: cannot start: ${error.message}` : error);
+    process.exit(1);
   },
 );

@@ -2,7 +2,7 @@
 // driver or upstream kind is chosen here and nowhere else.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { speaksV2, type Config } from './config/schema.js';
+import { speaksV2, type Config, type UpstreamConfig } from './config/schema.js';
 import { NamespacePolicy } from './auth/access.js';
 import { HtpasswdUsers, type HtpasswdOptions } from './auth/htpasswd.js';
 import { BcryptPool } from './auth/bcrypt-pool.js';
@@ -15,7 +15,7 @@ import { Metrics } from './metrics/metrics.js';
 import { UpstreamActivity } from './ui/upstream-activity.js';
 import { InProcessCacheIndex } from './coordination/cache-index.js';
 import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
-import { InflightBlobs } from './mirror/inflight.js';
+import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
 import { V1PullThrough, type V1Upstream } from './mirror/v1-pull-through.js';
 import { UpstreamRouter } from './mirror/router.js';
@@ -30,6 +30,7 @@ import { openStorage } from './storage/open-storage.js';
 import { V1_IMAGE_PREFIXES, V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
 import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
+import { UpstreamProblemLog } from './upstream/problem-log.js';
 import { speaksV1, V1RegistryClient } from './upstream/v1-client.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
 
@@ -82,15 +83,25 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     cache: { stats: () => cacheIndex.stats() },
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
+    circuits: () => [...breakers.entries()].map(([upstream, breaker]) => ({ upstream, state: breaker.circuit })),
+  });
+  const breakers = new Map<string, CircuitBreakerUpstream>();
+  const problems = new UpstreamProblemLog(log);
+  const problemSubject = (upstream: UpstreamConfig) => ({
+    name: upstream.name,
+    hasCredentials: upstream.username !== undefined,
+    cooldownMs: upstream.circuitBreaker.cooldown,
   });
   const upstreamActivity = new UpstreamActivity();
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
-    const client = new CircuitBreakerUpstream(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), {
+    const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));
+    const client = new CircuitBreakerUpstream(watched, {
       failures: upstream.circuitBreaker.failures,
       cooldownMs: upstream.circuitBreaker.cooldown,
     });
     v2Clients.set(upstream.name, client);
+    breakers.set(upstream.name, client);
   }
   const upstreams = [...v2Clients.values()];
   const router = new UpstreamRouter(upstreams);
@@ -103,7 +114,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tagTtlMs: upstream.tagTtl,
     platform: upstream.v1.platform,
     v2: v2Clients.get(upstream.name),
-    v1: speaksV1(upstream) ? new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)) : undefined,
+    v1: speaksV1(upstream) ? problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)) : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = new InProcessCacheIndex({
@@ -119,13 +130,16 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   coordinator.events.subscribe((event) => {
     if (event.type === 'removed') manifests.forget(event.digest);
   });
-  const inflight = new InflightBlobs({
+  const inflightObserver: InflightObserver = {
     fetchFinished: (digest, bytes, error, source) => {
       metrics.upstreamReceived(source, bytes);
       if (error) log.warn({ digest, bytes, err: error.message }, 'upstream blob fetch failed; nothing cached');
       else coordinator.events.publish({ type: 'committed', digest, size: bytes, source });
     },
-  });
+    // Debug: in one process this only happens in the instant between a commit and its lease's release.
+    leaseRefused: (key) => log.debug({ fetch: key }, 'the fetch lease is held elsewhere; fetching uncoordinated'),
+  };
+  const inflight = new InflightBlobs(inflightObserver, { leases: coordinator.leases });
   const policy = new NamespacePolicy(config.private.namespaces);
   const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number

@@ -9,7 +9,8 @@ import { exportBundle } from '../lifecycle/bundle-export.js';
 import { importBundle, openImportTargets } from '../lifecycle/bundle-import.js';
 import { collectGarbage } from '../lifecycle/gc.js';
 import { DEFAULT_PLATFORMS, type PlatformChoice } from '../lifecycle/image-walker.js';
-import { withMirror } from '../lifecycle/mirror-client.js';
+import { withMirror, type MirrorTarget } from '../lifecycle/mirror-client.js';
+import { parseCreds, storedCredentials } from './credentials.js';
 import { warmImage } from '../lifecycle/warm.js';
 import { parseImageRef, parsePlatform, type ImageRef } from '../protocol/image-ref.js';
 import { openStorage } from '../storage/open-storage.js';
@@ -50,7 +51,14 @@ const mirrorOptions = {
   platform: { type: 'string', multiple: true },
   'all-platforms': { type: 'boolean' },
   file: { type: 'string' },
+  creds: { type: 'string' },
 } as const;
+
+/** --creds USER:PASS, else the docker/podman login stored for the mirror's host. */
+function credentialsFrom(creds: string | undefined): MirrorTarget['credentials'] {
+  const given = creds === undefined ? undefined : parseCreds(creds);
+  return async (url) => given ?? (await storedCredentials(url));
+}
 
 /** longshore gc [--config FILE] [--dry-run] [--grace 1h] */
 export async function gcCommand(args: string[]): Promise<number> {
@@ -67,7 +75,9 @@ export async function gcCommand(args: string[]): Promise<number> {
       `gc${report.dryRun ? ' (dry run)' : ''}: scanned ${report.scannedBlobs} blobs, kept ${report.keptBlobs}, ${verb} ${report.removedBlobs.length} ` +
         `(${formatBytes(report.freedBytes)}), ${verb} ${report.removedRecords} stale records and ${report.removedTempFiles} temp files\n`,
     );
-    for (const blob of report.removedBlobs) process.stdout.write(`  ${verb} ${blob.digest} ${formatBytes(blob.size)}\n`);
+    for (const blob of report.removedBlobs) {
+      process.stdout.write(`  ${verb} ${blob.digest} ${formatBytes(blob.size)}${blob.private ? ' (private: no repository links it)' : ''}\n`);
+    }
     return 0;
   } finally {
     await storage.close();
@@ -77,11 +87,13 @@ export async function gcCommand(args: string[]): Promise<number> {
 /** longshore warm [--url URL | --config FILE] [--platform P]... [--all-platforms] [--file LIST] IMAGE... */
 export async function warmCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: mirrorOptions, allowPositionals: true, strict: true });
+  // Without either, warm would start a server from defaults with no upstreams and fetch nothing.
+  if (!values.url && !values.config) throw new ConfigError('warm needs --url URL of a running Longshore or --config FILE of one to start');
   const refs = await imageRefs(positionals, values.file);
   const platforms = platformChoice(values.platform, values['all-platforms'], DEFAULT_PLATFORMS);
   const config = values.url ? undefined : await configFrom(values.config);
   const progress = createProgress(process.stdout);
-  const results = await withMirror({ url: values.url, config }, async (client) => {
+  const results = await withMirror({ url: values.url, config, credentials: credentialsFrom(values.creds) }, async (client) => {
     const out = [];
     for (const ref of refs) out.push(await warmImage(client, ref, platforms, progress));
     return out;
@@ -104,7 +116,7 @@ export async function exportCommand(args: string[]): Promise<number> {
   const platforms = platformChoice(values.platform, values['all-platforms'], { all: true });
   const config = values.url ? undefined : await configFrom(values.config);
   const progress = createProgress(process.stdout);
-  const result = await withMirror({ url: values.url, config }, (client) => exportBundle(client, refs, platforms, values.output as string, progress));
+  const result = await withMirror({ url: values.url, config, credentials: credentialsFrom(values.creds) }, (client) => exportBundle(client, refs, platforms, values.output as string, progress));
   progress.finish();
   const failed = result.images.filter((i) => i.error);
   if (failed.length > 0) {

@@ -61,39 +61,70 @@ function parseEnvValue(raw: string): unknown {
   }
 }
 
-export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Map<string, string> {
+/** Receives non-fatal findings while a config is read (e.g. variables that were ignored). */
+export type ConfigWarning = (message: string, details: Record<string, unknown>) => void;
+
+/** Outside the server there is no logger yet: a plain line on stderr. */
+const warnOnStderr: ConfigWarning = (message, details) => {
+  process.stderr.write(`longshore: warning: ${message}: ${Object.values(details).flat().join(', ')}\n`);
+};
+
+const TOP_LEVEL_KEYS = new Set(Object.keys(configSchema.shape));
+
+export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, warn: ConfigWarning = warnOnStderr): Map<string, string> {
   const origins = new Map<string, string>();
+  // Kubernetes gives every pod of a Service named "longshore" LONGSHORE_PORT=tcp://…,
+  // LONGSHORE_SERVICE_HOST and the like; they share our prefix but are not ours. Only
+  // variables under a top-level key we know are applied (and validated as strictly as ever).
+  const ignored: string[] = [];
   for (const [name, value] of Object.entries(env).sort(([a], [b]) => a.localeCompare(b))) {
     if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
     const path = envNameToPath(name);
+    if (!TOP_LEVEL_KEYS.has(String(path[0]))) {
+      ignored.push(name);
+      continue;
+    }
     if (path.some((p) => p === '')) throw new ConfigError(`${name}: malformed variable name`);
     setAtPath(raw, path, parseEnvValue(value), name);
     origins.set(formatPath(path), name);
   }
+  if (ignored.length > 0) warn(`ignored ${ENV_PREFIX}* variables that name no configuration key`, { variables: ignored });
   return origins;
 }
 
-export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = {}, source = 'config'): Config {
+/** The variable that set `path` or a section above it, for the "(set by …)" hint. */
+function originOf(origins: Map<string, string>, path: ReadonlyArray<PropertyKey>): string | undefined {
+  for (let length = path.length; length > 0; length--) {
+    const origin = origins.get(formatPath(path.slice(0, length)));
+    if (origin) return origin;
+  }
+  return undefined;
+}
+
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = {}, source = 'config', warn?: ConfigWarning): Config {
   if (raw === null || raw === undefined) raw = {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: the top level must be a mapping`);
-  const origins = applyEnvOverrides(raw as Record<string, unknown>, env);
+  const origins = applyEnvOverrides(raw as Record<string, unknown>, env, warn);
   const result = configSchema.safeParse(raw);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
-    let path = formatPath(issue.path);
-    let message = issue.message;
-    if (issue.code === 'unrecognized_keys') {
-      const keys = issue.keys.map((k) => (path ? `${path}.${k}` : k));
-      path = keys.join(', ');
-      message = 'unknown key';
+    if (issue.code === 'unrecognized_keys' && issue.keys.length > 1) {
+      // Several unknown keys of one section come as one issue; each keeps its own origin.
+      const keys = issue.keys.map((key) => {
+        const origin = originOf(origins, [...issue.path, key]);
+        return `${formatPath([...issue.path, key])}${origin ? ` (set by ${origin})` : ''}`;
+      });
+      return `  ${keys.join(', ')}: unknown keys`;
     }
-    const origin = origins.get(path);
-    return `  ${path || '(top level)'}: ${message}${origin ? ` (set by ${origin})` : ''}`;
+    const keyPath = issue.code === 'unrecognized_keys' ? [...issue.path, ...issue.keys] : issue.path;
+    const origin = originOf(origins, keyPath);
+    const message = issue.code === 'unrecognized_keys' ? 'unknown key' : issue.message;
+    return `  ${formatPath(keyPath) || '(top level)'}: ${message}${origin ? ` (set by ${origin})` : ''}`;
   });
   throw new ConfigError(`invalid configuration in ${source}:\n${problems.join('\n')}`);
 }
 
-export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, warn?: ConfigWarning): Promise<Config> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -106,5 +137,5 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   } catch (error) {
     throw new ConfigError(`config file ${file} is not valid YAML: ${(error as Error).message}`);
   }
-  return parseConfig(raw, env, file);
+  return parseConfig(raw, env, file, warn);
 }

@@ -74,6 +74,12 @@ const upstreamSchema = z
     // Bounds waiting for response headers and any gap between body chunks (a stalled upstream).
     timeout: duration.default(30_000),
     connectTimeout: duration.default(10_000),
+    // Forward proxy for this upstream ("http://proxy:3128"); default: HTTP(S)_PROXY / NO_PROXY.
+    proxy: httpUrl.optional(),
+    // PEM file of CA certificates trusted for this upstream, besides the system roots.
+    ca: z.string().min(1).optional(),
+    // Skip certificate verification (a test upstream with a self-signed certificate). Logged at start.
+    insecure: z.boolean().default(false),
     // After `failures` transient failures in a row, stop asking for `cooldown` (serve stale).
     circuitBreaker: section(
       z
@@ -89,6 +95,8 @@ const upstreamSchema = z
 export const configSchema = z
   .strictObject({
     listen: listenAddress.default('127.0.0.1:5000'),
+    // Serve HTTPS on `listen` with this PEM certificate (chain) and key; re-read on SIGHUP.
+    tls: section(z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional()),
     // Base URL clients use to reach this server, for self-references; the request's Host otherwise.
     publicUrl: httpUrl.optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,5 +1,6 @@
 // `longshore gc`: deletes blobs that no manifest references and that are older than a grace
-// period, deletes records that point at deleted manifests, and clears abandoned temp files.
+// period, private blobs that no repository links any more (after the same grace), records
+// that point at deleted manifests, and abandoned staged writes.
 // Safe while a server runs on the same data: the server treats a vanished blob as a miss,
 // and the grace period protects blobs that are being fetched or were just fetched.
 import type { BlobEvents, PrivateContent } from '../coordination/ports.js';
@@ -22,7 +23,8 @@ export interface GcReport {
   dryRun: boolean;
   scannedBlobs: number;
   keptBlobs: number;
-  removedBlobs: Array<{ digest: string; size: number }>;
+  /** private: content pushed here that no repository links any more. */
+  removedBlobs: Array<{ digest: string; size: number; private: boolean }>;
   freedBytes: number;
   removedTempFiles: number;
   removedRecords: number;
@@ -37,6 +39,9 @@ export interface GcTargets {
   events?: BlobEvents;
 }
 
+/** local/<repository…>/_layers|_manifests/<alg>/<hex>: a private repository links a blob. */
+const LINK_KEY = /^local\/.+\/_(?:layers|manifests)\/([a-z0-9]+)\/([a-f0-9]+)$/;
+
 async function* walkRecords(metadata: MetadataStore, prefix: string): AsyncGenerator<string> {
   for (const name of await metadata.list(prefix)) {
     const key = `${prefix}/${name}`;
@@ -50,12 +55,36 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
   const now = options.now ?? Date.now();
   const report: GcReport = { dryRun: options.dryRun, scannedBlobs: 0, keptBlobs: 0, removedBlobs: [], freedBytes: 0, removedTempFiles: 0, removedRecords: 0 };
 
-  // Roots: every manifest we hold a record for, and everything it references.
+  // What private repositories link (as a layer or a manifest): private content with no link
+  // left anywhere is reclaimed (a secret pushed by mistake and deleted must not stay on disk).
+  const linkedPrivate = new Set<string>();
+  for (const key of await collect(walkRecords(targets.metadata, metadataKeys.localRoot))) {
+    const link = LINK_KEY.exec(key);
+    if (link) linkedPrivate.add(`${link[1] as string}:${link[2] as string}`);
+  }
+  // v1 images are global by id and outlive their repositories: their layers stay.
+  const privateV1 = new V1ImageStore(targets.metadata, V1_IMAGE_PREFIXES.private);
+  for (const id of await privateV1.list()) {
+    const layer = (await privateV1.get(id))?.layer;
+    if (layer) linkedPrivate.add(layer.digest);
+  }
+  // What mirrored tags point at (a manifest both mirrored and pushed stays a mirrored root).
+  const mirrorTagKeys = (await collect(walkRecords(targets.metadata, metadataKeys.mirrorRoot))).filter((key) => key.includes('/_tags/'));
+  const tagged = new Map<string, string>();
+  for (const key of mirrorTagKeys) {
+    const tag = await targets.metadata.get<{ digest: string }>(key);
+    if (tag) tagged.set(key, tag.digest);
+  }
+  const taggedDigests = new Set(tagged.values());
+
+  // Roots: every manifest we hold a record for (a private one only while a repository links
+  // it), and everything it references.
   const referenced = new Set<string>();
   const danglingManifests = new Set<string>();
   for (const key of await collect(walkRecords(targets.metadata, metadataKeys.manifestsRoot))) {
     const [, algorithm, hex] = key.split('/');
     const digest = `${algorithm}:${hex}`;
+    if (!linkedPrivate.has(digest) && !taggedDigests.has(digest) && (await targets.privateContent.has(digest))) continue;
     const record = await targets.metadata.get<{ mediaType: string }>(key);
     // Only a missing file makes a record dangling: any other read error (EIO, EMFILE, a file
     // over the limit) stops gc, rather than deleting a manifest and then its layers.
@@ -80,10 +109,8 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
   }
 
   // Tags that point at a manifest that is gone would answer with nothing: drop them.
-  for (const key of await collect(walkRecords(targets.metadata, metadataKeys.mirrorRoot))) {
-    if (!key.includes('/_tags/')) continue;
-    const tag = await targets.metadata.get<{ digest: string }>(key);
-    if (tag && (danglingManifests.has(tag.digest) || !(await targets.blobs.stat(parseDigest(tag.digest))))) {
+  for (const [key, digest] of tagged) {
+    if (danglingManifests.has(digest) || !(await targets.blobs.stat(parseDigest(digest)))) {
       if (!options.dryRun) await targets.metadata.delete(key);
       report.removedRecords += 1;
     }
@@ -91,15 +118,22 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
 
   for await (const blob of targets.blobs.list()) {
     report.scannedBlobs += 1;
-    const keep = referenced.has(blob.digest) || (await targets.privateContent.has(blob.digest)) || now - blob.storedAt < options.graceMs;
+    const isPrivate = await targets.privateContent.has(blob.digest);
+    const keep = referenced.has(blob.digest) || (isPrivate && linkedPrivate.has(blob.digest)) || now - blob.storedAt < options.graceMs;
     if (keep) {
       report.keptBlobs += 1;
       continue;
     }
-    if (!options.dryRun && (await targets.blobs.delete(parseDigest(blob.digest)))) {
-      targets.events?.publish({ type: 'removed', digest: blob.digest, reason: 'collected' });
+    if (!options.dryRun) {
+      const digest = parseDigest(blob.digest);
+      // The bytes go first, then the private mark: never readable without it.
+      if (await targets.blobs.delete(digest)) targets.events?.publish({ type: 'removed', digest: blob.digest, reason: 'collected' });
+      if (isPrivate) {
+        await targets.privateContent.remove(digest);
+        if (await targets.metadata.delete(metadataKeys.manifest(digest))) report.removedRecords += 1;
+      }
     }
-    report.removedBlobs.push({ digest: blob.digest, size: blob.size });
+    report.removedBlobs.push({ digest: blob.digest, size: blob.size, private: isPrivate });
     report.freedBytes += blob.size;
   }
 

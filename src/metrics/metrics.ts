@@ -18,7 +18,13 @@ export interface MetricSources {
   inflightFetches: () => number;
   /** `storage.cache.maxBytes`; unset means no bound and no sample (dashboards draw no line). */
   cacheMaxBytes?: number | undefined;
+  /** Each upstream's circuit-breaker state, read at scrape time. */
+  circuits?: () => Array<{ upstream: string; state: CircuitState }>;
 }
+
+export type CircuitState = 'closed' | 'half-open' | 'open';
+/** Gauge values: higher is worse, so "max by (upstream)" and alerts on "> 0" read naturally. */
+export const CIRCUIT_STATE_VALUES: Record<CircuitState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -74,6 +80,15 @@ export class Metrics {
         const { evictions } = await sources.cache.stats();
         this.reset();
         this.inc(evictions);
+      },
+    });
+    new Gauge({
+      name: 'longshore_upstream_circuit_state',
+      help: "Each upstream's circuit breaker: 0 closed (asked normally), 1 half-open (one trial request), 2 open (not asked; stale served)",
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        for (const { upstream, state } of sources.circuits?.() ?? []) this.set({ upstream }, CIRCUIT_STATE_VALUES[state]);
       },
     });
     new Gauge({

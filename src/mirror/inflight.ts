@@ -11,6 +11,7 @@
 // their digest is learned on commit, and a FetchSource may add its own check (the v1 payload
 // checksum) that must pass before anything is stored.
 import { Readable } from 'node:stream';
+import type { Leases } from '../coordination/ports.js';
 import type { Digest } from '../protocol/digest.js';
 import { READ_CHUNK_BYTES, type BlobStore, type BlobWriter, type ByteRange, type SendableBlob } from '../storage/blob-store.js';
 import type { CacheOutcome } from './outcome.js';
@@ -57,7 +58,21 @@ export interface InflightObserver {
    * the stored digest on success, the fetch's key on failure.
    */
   fetchFinished?(digest: string, bytes: number, error: Error | undefined, source: string): void;
+  /** Someone else (another replica) holds the fetch lease: this fetch goes ahead uncoordinated. */
+  leaseRefused?(key: string): void;
 }
+
+export interface InflightOptions {
+  /**
+   * Cluster-wide claims on fetches: the leader holds `fetch:<key>` (renewed while it runs) so
+   * replicas sharing the coordinator can tell a fetch is taken. Without peer streaming (issue
+   * 17) a refused claim only means fetching uncoordinated, as when the coordinator is away.
+   */
+  leases?: Leases;
+  leaseTtlMs?: number;
+}
+
+const DEFAULT_LEASE_TTL_MS = 15_000;
 
 export class BlobFetch {
   private state: FetchState = 'starting';
@@ -255,16 +270,15 @@ class FollowingReader extends Readable {
 export class InflightBlobs {
   private readonly fetches = new Map<string, BlobFetch>();
 
-  constructor(private readonly observer: InflightObserver = {}) {}
+  constructor(
+    private readonly observer: InflightObserver = {},
+    private readonly options: InflightOptions = {},
+  ) {}
 
   get count(): number {
     return this.fetches.size;
   }
 
-  /**
-   * Joins the fetch in progress for `digest`, or starts one (`leader`). The caller holds the
-   * fetch until it calls `fetch.leave()` or hands the hold to `fetch.openReader()`.
-   */
   /**
    * Joins (or starts) the fetch for `key` and answers a blob that reads it as it lands;
    * undefined when the content reached the store meanwhile (look there again). The one path
@@ -296,6 +310,10 @@ export class InflightBlobs {
     };
   }
 
+  /**
+   * Joins the fetch in progress for `key`, or starts one (`leader`). The caller holds the
+   * fetch until it calls `fetch.leave()` or hands the hold to `fetch.openReader()`.
+   */
   join(key: string, store: BlobStore, source: FetchSource, sourceName = 'upstream'): { fetch: BlobFetch; leader: boolean } {
     const existing = this.fetches.get(key);
     if (existing) {
@@ -305,7 +323,24 @@ export class InflightBlobs {
     const fetch = new BlobFetch(key, () => this.fetches.delete(key));
     fetch.hold();
     this.fetches.set(key, fetch);
-    void fetch.run(store, source).then(() => this.observer.fetchFinished?.(fetch.storedDigest?.text ?? key, fetch.received, fetch.failed, sourceName));
+    void this.runClaimed(fetch, store, source).then(() => this.observer.fetchFinished?.(fetch.storedDigest?.text ?? key, fetch.received, fetch.failed, sourceName));
     return { fetch, leader: true };
+  }
+
+  /** Runs the fetch holding its lease (when there is a lease port), renewed until it settles. */
+  private async runClaimed(fetch: BlobFetch, store: BlobStore, source: FetchSource): Promise<void> {
+    const leases = this.options.leases;
+    if (!leases) return fetch.run(store, source);
+    const ttlMs = this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    const lease = await leases.tryAcquire(`fetch:${fetch.key}`, ttlMs).catch(() => undefined);
+    if (!lease) this.observer.leaseRefused?.(fetch.key);
+    const renewal = lease ? setInterval(() => void lease.renew().catch(() => undefined), ttlMs / 3) : undefined;
+    renewal?.unref();
+    try {
+      await fetch.run(store, source);
+    } finally {
+      clearInterval(renewal);
+      await lease?.release().catch(() => undefined);
+    }
   }
 }

@@ -42,6 +42,8 @@ export const metadataKeys = {
   manifestsRoot: 'manifests',
 
   mirrorRoot: 'mirror',
+  /** A mirrored repository's directory, or (fewer segments) one above it: for walking the tree. */
+  mirrorRepository: (upstream: string, ...path: string[]) => join('mirror', upstream, ...path),
   mirrorTags: (upstream: string, repository: string) => join('mirror', upstream, repository, '_tags'),
   mirrorTag: (upstream: string, repository: string, tag: string) => join('mirror', upstream, repository, '_tags', tag),
 

@@ -1,23 +1,11 @@
 // HTTP plumbing both upstream clients (v2 and v1) share: the connection pool, response
 // headers, and how an unexpected answer or a network error becomes an UpstreamError.
 import { Transform, type Readable } from 'node:stream';
-import { Agent, type Dispatcher } from 'undici';
-import type { UpstreamConfig } from '../config/schema.js';
+import type { Dispatcher } from 'undici';
 import { UpstreamError } from './errors.js';
 import type { UpstreamBlob } from './upstream.js';
 
 export const USER_AGENT = 'longshore/0.1 (+pull-through mirror)';
-
-/** A keep-alive pool for one upstream, bounded by its timeouts. */
-export function upstreamAgent(config: Pick<UpstreamConfig, 'connectTimeout' | 'timeout'>): Agent {
-  return new Agent({
-    connect: { timeout: config.connectTimeout },
-    headersTimeout: config.timeout,
-    // A gap this long between body chunks is a stall: the fetch fails and nothing is cached.
-    bodyTimeout: config.timeout,
-    keepAliveTimeout: 30_000,
-  });
-}
 
 /** The first value of a response header. */
 export function header(response: Dispatcher.ResponseData, name: string): string | undefined {
@@ -56,6 +44,9 @@ export async function failWith(upstream: string, response: Dispatcher.ResponseDa
 export function networkFailure(upstream: string, what: string, error: unknown): UpstreamError {
   const err = error as { code?: string; message?: string };
   const detail = err.code ? `${err.code} ${err.message ?? ''}`.trim() : String(err.message ?? error);
+  if (isCertificateError(error)) {
+    return new UpstreamError(upstream, 'unavailable', `${what}: TLS certificate not accepted (${detail}); trust its CA with upstreams[].ca`, { cause: error });
+  }
   return new UpstreamError(upstream, 'unavailable', `${what}: ${detail}`, { cause: error });
 }
 
@@ -91,4 +82,26 @@ function limitBytes(body: Readable, maxBytes: number, tooLong: () => Error): Rea
     if (!body.destroyed) body.destroy();
   });
   return body.pipe(limited);
+}
+
+// OpenSSL's verification failures as Node reports them (err.code), plus a name mismatch.
+const CERTIFICATE_ERROR_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Whether a network error is the upstream's certificate being refused (not a network fault). */
+export function isCertificateError(error: unknown): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    if (CERTIFICATE_ERROR_CODES.has((current as { code?: string }).code ?? '')) return true;
+  }
+  return false;
 }

@@ -4,13 +4,14 @@
 // from the registry with `Authorization: Token …`. Old-Docker mirror mode passes the
 // client's own upstream token through instead (§10).
 import { performance } from 'node:perf_hooks';
-import type { Agent, Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import type { V1SearchResult } from '../protocol/v1.js';
 import { readBounded } from '../util/read-bounded.js';
 import { UpstreamError } from './errors.js';
-import { discard, expectedSizeBlob, failWith, networkFailure, upstreamAgent, USER_AGENT } from './http.js';
+import { createUpstreamDispatcher } from './dispatcher.js';
+import { discard, expectedSizeBlob, failWith, networkFailure, USER_AGENT } from './http.js';
 import type { UpstreamBlob } from './upstream.js';
 import type { UpstreamObserver } from './v2-client.js';
 
@@ -50,7 +51,7 @@ export class V1RegistryClient {
   readonly name: string;
   private readonly index: URL;
   private readonly fixedRegistry: URL | undefined;
-  private readonly agent: Agent;
+  private readonly agent: Dispatcher;
   private readonly basicAuth: string | undefined;
   private readonly sessions = new Map<string, Session>();
 
@@ -58,12 +59,13 @@ export class V1RegistryClient {
     config: V1UpstreamConfig,
     private readonly observer?: UpstreamObserver,
     private readonly now: () => number = Date.now,
+    dispatcher?: Dispatcher,
   ) {
     this.name = config.name;
     this.index = withSlash(config.v1.index);
     this.fixedRegistry = config.v1.registry ? withSlash(config.v1.registry) : undefined;
     this.basicAuth = config.username !== undefined ? `Basic ${Buffer.from(`${config.username}:${config.password ?? ''}`).toString('base64')}` : undefined;
-    this.agent = upstreamAgent(config);
+    this.agent = dispatcher ?? createUpstreamDispatcher(config);
   }
 
   /**
@@ -140,8 +142,9 @@ export class V1RegistryClient {
     return Array.isArray(body.results) ? (body.results as V1SearchResult[]).filter((r) => typeof r?.name === 'string') : [];
   }
 
+  /** Aborts requests still running (a shutdown past its grace period), so nothing holds the process. */
   async close(): Promise<void> {
-    await this.agent.close();
+    await this.agent.destroy();
   }
 
   /**

@@ -2,13 +2,14 @@
 // (undici), the Bearer token flow from WWW-Authenticate, Basic credentials, and redirects
 // that never carry credentials to another origin (Docker Hub sends blobs to a CDN).
 import { performance } from 'node:perf_hooks';
-import type { Agent, Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { V2UpstreamConfig } from '../config/schema.js';
 import { MAX_MANIFEST_BYTES, MAX_TOKEN_RESPONSE_BYTES } from '../protocol/limits.js';
 import { readBounded } from '../util/read-bounded.js';
 import { sniffManifestMediaType } from '../protocol/media-types.js';
 import { UpstreamError } from './errors.js';
-import { contentLength, discard, expectedSizeBlob, failWith, header, networkFailure, upstreamAgent, USER_AGENT } from './http.js';
+import { createUpstreamDispatcher } from './dispatcher.js';
+import { contentLength, discard, expectedSizeBlob, failWith, header, networkFailure, USER_AGENT } from './http.js';
 import { TokenCache } from './token-cache.js';
 import type { UpstreamBlob, UpstreamManifest, UpstreamManifestHead, UpstreamRegistry } from './upstream.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
@@ -47,7 +48,7 @@ export class V2RegistryClient implements UpstreamRegistry {
   readonly libraryPrefix: boolean;
   readonly tagTtlMs: number;
   private readonly baseUrl: URL;
-  private readonly agent: Agent;
+  private readonly agent: Dispatcher;
   private readonly tokens = new TokenCache();
   private readonly basicAuth: string | undefined;
   /** Origins besides our own that may receive the credentials over plain http (tokenRealms). */
@@ -59,7 +60,7 @@ export class V2RegistryClient implements UpstreamRegistry {
   constructor(
     config: V2UpstreamConfig,
     private readonly observer?: UpstreamObserver,
-    dispatcher?: Agent,
+    dispatcher?: Dispatcher,
   ) {
     this.name = config.name;
     this.hosts = config.hosts;
@@ -70,7 +71,7 @@ export class V2RegistryClient implements UpstreamRegistry {
     this.basicAuth =
       config.username !== undefined ? `Basic ${Buffer.from(`${config.username}:${config.password ?? ''}`).toString('base64')}` : undefined;
     this.tokenRealms = new Set(config.tokenRealms);
-    this.agent = dispatcher ?? upstreamAgent(config);
+    this.agent = dispatcher ?? createUpstreamDispatcher(config);
   }
 
   async fetchBlob(repository: string, digest: string, expectedSize?: number): Promise<UpstreamBlob | undefined> {
@@ -126,8 +127,9 @@ export class V2RegistryClient implements UpstreamRegistry {
     return Array.isArray(parsed.tags) ? parsed.tags.filter((t): t is string => typeof t === 'string') : [];
   }
 
+  /** Aborts requests still running (a shutdown past its grace period), so nothing holds the process. */
   async close(): Promise<void> {
-    await this.agent.close();
+    await this.agent.destroy();
   }
 
   /**

@@ -1,13 +1,15 @@
-// Search (`docker search` -> GET /v1/search) and the catalog (GET /v2/_catalog, where podman's
-// search ends up) list mirrored repositories with cached content as well as private ones,
-// each as the caller may pull it. The upstream is the reference Go registry; Longshore runs
-// in process, with two upstreams so both client-facing name forms appear ("apps/web" through
-// the default upstream, "other/apps/db" through a named one).
+// Search (`docker search` and `podman search` -> GET /v1/search) and the catalog
+// (GET /v2/_catalog, where podman's search goes when there is no v1 search) list mirrored
+// repositories with cached content as well as private ones, each as the caller may pull it.
+// The upstream is the reference Go registry, the client podman; Longshore runs in process,
+// with two upstreams so both client-facing name forms appear ("apps/web" through the default
+// upstream, "other/apps/db" through a named one).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { request } from 'undici';
 import { pushDockerImage } from '../harness/images.js';
+import { podmanSearch } from '../harness/podman.js';
 import { MEDIA_TYPES } from '../harness/registry-client.js';
 import { startRegistry, type RegistryHandle } from '../harness/registry.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
@@ -117,4 +119,22 @@ test('a server with no users configured lists its cached repositories instead of
   assert.equal(answer.status, 200);
   assert.deepEqual(answer.json(), { repositories: ['apps/db'] });
   assert.deepEqual(await searchNames(open, ''), ['apps/db']);
+});
+
+test('podman search: cached repositories over v1 search; over the catalog when v1 is off, private ones too with credentials', async (t) => {
+  // podman asks /v1/search first, always without credentials, and uses its answer when there is one.
+  const host = new URL(mirror.url).host;
+  assert.deepEqual(await podmanSearch(host, 'app'), [`${host}/apps/web`, `${host}/other/apps/db`]);
+  assert.deepEqual(await podmanSearch(host, 'app', { creds: 'alice:wonderland' }), [`${host}/apps/web`, `${host}/other/apps/db`]);
+
+  // Without the v1 API it lists the catalog, with the credentials of `podman login`, and
+  // filters it by the term itself.
+  const v2Only = await startInProcess({ api: { v1: false }, private: { namespaces: ['corp'] }, auth: { htpasswd }, upstreams: upstreams() });
+  onCleanup(t, () => v2Only.stop());
+  await pullManifest(v2Only, 'apps/web', 'v1');
+  await pushDockerImage(v2Only.url, 'corp/app', 'v1', [1000], { headers: { authorization: ALICE } });
+  const v2Host = new URL(v2Only.url).host;
+  assert.deepEqual(await podmanSearch(v2Host, 'app'), [`${v2Host}/apps/web`]);
+  assert.deepEqual(await podmanSearch(v2Host, 'app', { creds: 'alice:wonderland' }), [`${v2Host}/apps/web`, `${v2Host}/corp/app`]);
+  assert.ok(v2Only.requests().some((r) => String(r.path).startsWith('/v2/_catalog') && r.status === 200), 'podman used the catalog');
 });

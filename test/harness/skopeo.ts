@@ -1,4 +1,4 @@
-// skopeo, isolated from the machine's container configuration: every call gets its own empty
+// skopeo (and podman, see podman.ts), isolated from the machine's container configuration: every call gets its own empty
 // registries.conf, auth file, docker config and home, and a permissive signature policy, so
 // nothing it reads can redirect it (mirrors, search registries, credential helpers) to the network.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -20,7 +20,7 @@ export interface SkopeoResult {
 const DEFAULT_TIMEOUT_MS = 120_000;
 const PROXY_VARIABLES = new Set(['http_proxy', 'https_proxy', 'all_proxy', 'no_proxy']);
 
-async function isolatedConfig(dir: string): Promise<{ globalFlags: string[]; env: NodeJS.ProcessEnv }> {
+export async function isolatedConfig(dir: string): Promise<{ globalFlags: string[]; env: NodeJS.ProcessEnv }> {
   const paths = {
     registriesConf: join(dir, 'registries.conf'),
     registriesD: join(dir, 'registries.d'),

@@ -1,23 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import { NamespacePolicy } from '../../src/auth/access.js';
 import { CachedRepositories } from '../../src/mirror/cached-repositories.js';
-import { TagRecords } from '../../src/mirror/tag-records.js';
 import type { Digest } from '../../src/protocol/digest.js';
-import { FsMetadataStore } from '../../src/storage/fs-metadata-store.js';
+import { metadataKeys } from '../../src/storage/keys.js';
+import { MemoryMetadataDriver } from '../../src/storage/memory-metadata-driver.js';
 import { sha256Digest } from '../harness/digests.js';
-import { makeTempDir } from '../harness/tmp.js';
 
 const upstream = (name: string, isDefault: boolean) => ({ name, hosts: [], isDefault, libraryPrefix: true });
 
-test('cached repositories: tag records whose manifest is on disk, by client-facing name; evicted and private-shadowed ones drop out', async (t) => {
-  const dir = await makeTempDir('cached-repositories');
-  t.after(() => dir.remove());
-  await mkdir(path.join(dir.path, 'tmp'), { recursive: true });
-  const metadata = new FsMetadataStore(path.join(dir.path, 'meta'), path.join(dir.path, 'tmp'));
-  const tags = new TagRecords(metadata);
+test('cached repositories: tag records whose manifest is in the store, by client-facing name; evicted and private-shadowed ones drop out', async () => {
+  const metadata = new MemoryMetadataDriver();
+  const tags = { put: (upstream: string, repository: string, tag: string, record: unknown) => metadata.put(metadataKeys.mirrorTag(upstream, repository, tag), record) };
   const onDisk = new Set<string>();
   const blobs = { stat: (digest: Digest) => Promise.resolve(onDisk.has(digest.text) ? { size: 1 } : undefined) };
   const hub = upstream('hub', true);

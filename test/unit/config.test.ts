@@ -70,8 +70,52 @@ test('an unknown key fails with its full path', () => {
   });
 });
 
-test('an unknown key set by environment names the variable', () => {
-  assert.throws(() => parseConfig({}, { LONGSHORE_LISTN: 'x' }), /listn: unknown key \(set by LONGSHORE_LISTN\)/);
+test('an unknown key under a known section set by environment names the variable', () => {
+  assert.throws(() => parseConfig({}, { LONGSHORE_STORAGE__PTH: 'x' }), /storage\.pth: unknown key \(set by LONGSHORE_STORAGE__PTH\)/);
+});
+
+test('grouped unknown keys each keep their "(set by …)" hint', () => {
+  assert.throws(
+    () => parseConfig({ storage: { pth: 'a' } }, { LONGSHORE_STORAGE__DELET: 'true', LONGSHORE_STORAGE__UPLOAD: '1m' }),
+    (error: Error) => {
+      assert.match(error.message, /storage\.pth, storage\.delet \(set by LONGSHORE_STORAGE__DELET\), storage\.upload \(set by LONGSHORE_STORAGE__UPLOAD\): unknown keys/);
+      return true;
+    },
+  );
+});
+
+test('a bad value deep inside a section set by one variable names that variable', () => {
+  assert.throws(() => parseConfig({}, { LONGSHORE_STORAGE: '{path: 5}' }), /storage\.path: .*\(set by LONGSHORE_STORAGE\)/);
+});
+
+test('Kubernetes service variables (LONGSHORE_PORT, LONGSHORE_SERVICE_HOST, …) are ignored with one warning', () => {
+  const warnings: Array<{ message: string; details: Record<string, unknown> }> = [];
+  const env = {
+    LONGSHORE_PORT: 'tcp://10.0.0.7:5000',
+    LONGSHORE_PORT_5000_TCP: 'tcp://10.0.0.7:5000',
+    LONGSHORE_PORT_5000_TCP_ADDR: '10.0.0.7',
+    LONGSHORE_PORT_5000_TCP_PORT: '5000',
+    LONGSHORE_PORT_5000_TCP_PROTO: 'tcp',
+    LONGSHORE_SERVICE_HOST: '10.0.0.7',
+    LONGSHORE_SERVICE_PORT: '5000',
+    LONGSHORE_LOG_LEVEL: 'debug',
+  };
+  const config = parseConfig({}, env, 'config', (message, details) => warnings.push({ message, details }));
+  assert.equal(config.logLevel, 'debug');
+  assert.equal(config.listen, '127.0.0.1:5000');
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!.message, /ignored LONGSHORE_\* variables/);
+  assert.deepEqual(warnings[0]!.details.variables, [
+    'LONGSHORE_PORT',
+    'LONGSHORE_PORT_5000_TCP',
+    'LONGSHORE_PORT_5000_TCP_ADDR',
+    'LONGSHORE_PORT_5000_TCP_PORT',
+    'LONGSHORE_PORT_5000_TCP_PROTO',
+    'LONGSHORE_SERVICE_HOST',
+    'LONGSHORE_SERVICE_PORT',
+  ]);
+  // A variable under a known key with a bad value still stops start-up.
+  assert.throws(() => parseConfig({}, { ...env, LONGSHORE_LISTEN: 'nowhere' }, 'config', () => undefined), /listen: expected "host:port".*\(set by LONGSHORE_LISTEN\)/);
 });
 
 test('bad values name their key', () => {

@@ -1,26 +1,21 @@
-// The tee and the coalescing point: one upstream body, many readers tailing the temp file.
+// The tee and the coalescing point: one upstream body, many readers tailing the staged write.
+// Runs on both blob store drivers: followers rely only on the port (readAt before the commit).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
+import { InProcessLeases } from '../../src/coordination/in-process.js';
 import { InflightBlobs, UpstreamBlobMissing } from '../../src/mirror/inflight.js';
-import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import type { BlobStore } from '../../src/storage/blob-store.js';
 import type { UpstreamBlob } from '../../src/upstream/upstream.js';
+import { pollUntil } from '../harness/wait.js';
+import { fsStorage, memoryStorage } from '../support/stores.js';
 
 /** A v2-style fetch: by digest, verified against it. */
-function joinDigest(inflight: InflightBlobs, digest: Digest, store: FsBlobStore, open: () => Promise<UpstreamBlob | undefined>) {
+function joinDigest(inflight: InflightBlobs, digest: Digest, store: BlobStore, open: () => Promise<UpstreamBlob | undefined>) {
   return inflight.join(digest.text, store, { expected: digest, open });
-}
-
-async function newStore(): Promise<FsBlobStore> {
-  const store = new FsBlobStore(await mkdtemp(path.join(os.tmpdir(), 'ls-inflight-')));
-  await store.init();
-  return store;
 }
 
 /** Resolves with the first chunk a stream yields, without consuming the rest. */
@@ -41,143 +36,180 @@ function settle(stream: Readable): Promise<{ bytes?: Buffer; error?: Error }> {
   );
 }
 
-test('concurrent requests share one upstream fetch and read bytes before it finishes', async () => {
-  const store = await newStore();
-  const inflight = new InflightBlobs();
-  const blob = randomBytes(3 * 1024 * 1024);
+function inflightSuite(driver: string, newStore: () => Promise<BlobStore>): void {
+  test(`${driver}: concurrent requests share one upstream fetch and read bytes before it finishes`, async () => {
+    const store = await newStore();
+    const inflight = new InflightBlobs();
+    const blob = randomBytes(3 * 1024 * 1024);
+    const digest = parseDigest(digestOf(blob));
+    const body = new PassThrough();
+    let upstreamCalls = 0;
+    const open = () => {
+      upstreamCalls += 1;
+      return Promise.resolve<UpstreamBlob>({ size: blob.byteLength, body });
+    };
+
+    const joins = Array.from({ length: 8 }, () => joinDigest(inflight, digest, store, open));
+    assert.deepEqual(
+      joins.map((j) => j.leader),
+      [true, false, false, false, false, false, false, false],
+    );
+    assert.ok(joins.every((j) => j.fetch === joins[0]!.fetch));
+    assert.equal(inflight.count, 1);
+
+    body.write(blob.subarray(0, 1024 * 1024));
+    await joins[0]!.fetch.ready;
+    const readers = joins.map((j) => j.fetch.openReader());
+    // Every reader, followers included, gets its first bytes while the upstream is mid-body.
+    const firsts = await Promise.all(readers.map(firstChunk));
+    for (const chunk of firsts) assert.ok(chunk.equals(blob.subarray(0, chunk.byteLength)));
+    assert.equal(await store.stat(digest), undefined, 'nothing is in the cache before the digest is checked');
+
+    readers.forEach((r) => r.resume());
+    const results = readers.map((r, i) => buffer(r).then((rest) => Buffer.concat([firsts[i]!, rest])));
+    body.end(blob.subarray(1024 * 1024));
+    for (const bytes of await Promise.all(results)) assert.ok(bytes.equals(blob));
+    assert.equal(upstreamCalls, 1);
+    assert.equal((await store.stat(digest))?.size, blob.byteLength);
+    assert.equal(inflight.count, 0);
+  });
+
+  test(`${driver}: the final byte is held back until the digest checks out`, async () => {
+    const store = await newStore();
+    const blob = randomBytes(4096);
+    const body = new PassThrough();
+    const { fetch } = joinDigest(new InflightBlobs(), parseDigest(digestOf(blob)), store, () => Promise.resolve({ size: blob.byteLength, body }));
+    body.write(blob);
+    await fetch.ready;
+    const reader = fetch.openReader();
+    const first = await firstChunk(reader);
+    assert.equal(first.byteLength, blob.byteLength - 1);
+    reader.resume();
+    const rest = buffer(reader);
+    body.end();
+    assert.ok(Buffer.concat([first, await rest]).equals(blob));
+  });
+
+  test(`${driver}: a wrong body aborts every reader and caches nothing`, async () => {
+    const store = await newStore();
+    const inflight = new InflightBlobs();
+    const blob = randomBytes(100_000);
+    const digest = parseDigest(digestOf(blob));
+    const wrong = Buffer.from(blob);
+    wrong[500] = wrong[500]! ^ 0xff;
+    const body = new PassThrough();
+    const joins = [joinDigest(inflight, digest, store, () => Promise.resolve({ size: wrong.byteLength, body })), joinDigest(inflight, digest, store, () => Promise.reject(new Error('not called')))];
+    await joins[0]!.fetch.ready;
+    const results = joins.map((j) => settle(j.fetch.openReader()));
+    body.end(wrong);
+    for (const result of await Promise.all(results)) {
+      assert.match(result.error?.message ?? '', /digest mismatch/);
+      assert.ok((result.bytes?.byteLength ?? 0) < blob.byteLength);
+    }
+    assert.equal(await store.stat(digest), undefined);
+    assert.equal(inflight.count, 0);
+
+    // The next request starts afresh and succeeds.
+    const { fetch, leader } = joinDigest(inflight, digest, store, () => Promise.resolve({ size: blob.byteLength, body: PassThrough.from([blob]) }));
+    assert.ok(leader);
+    await fetch.ready;
+    assert.ok((await buffer(fetch.openReader())).equals(blob));
+    assert.equal((await store.stat(digest))?.size, blob.byteLength);
+  });
+
+  test(`${driver}: an upstream body that breaks off fails the readers and leaves nothing staged`, async () => {
+    const store = await newStore();
+    const blob = randomBytes(50_000);
+    const digest = parseDigest(digestOf(blob));
+    const body = new PassThrough();
+    const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
+    body.write(blob.subarray(0, 20_000));
+    await fetch.ready;
+    const result = settle(fetch.openReader());
+    body.destroy(new Error('socket hang up'));
+    assert.match((await result).error?.message ?? '', /socket hang up/);
+    assert.equal(await store.stat(digest), undefined);
+    assert.equal(await store.sweepStaging({ olderThanMs: 0, now: Date.now() + 1000, dryRun: true }), 0, 'nothing left staged');
+  });
+
+  test(`${driver}: a short body with a Content-Length is a failure even if the bytes hash right`, async () => {
+    const store = await newStore();
+    const blob = randomBytes(1000);
+    const digest = parseDigest(digestOf(blob));
+    const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength + 10, body: PassThrough.from([blob]) }));
+    await fetch.ready;
+    assert.match((await settle(fetch.openReader())).error?.message ?? '', /size mismatch/);
+    assert.equal(await store.stat(digest), undefined);
+  });
+
+  test(`${driver}: ranges follow the download and end at their last byte`, async () => {
+    const store = await newStore();
+    const blob = randomBytes(2 * 1024 * 1024);
+    const body = new PassThrough();
+    const { fetch } = joinDigest(new InflightBlobs(), parseDigest(digestOf(blob)), store, () => Promise.resolve({ size: blob.byteLength, body }));
+    body.write(blob.subarray(0, 1000));
+    await fetch.ready;
+    const ranged = buffer(fetch.openReader({ start: 1_500_000, end: 1_600_000 }));
+    body.end(blob.subarray(1000));
+    assert.ok((await ranged).equals(blob.subarray(1_500_000, 1_600_001)));
+  });
+
+  test(`${driver}: an upstream without the blob, or failing before the body, rejects ready`, async () => {
+    const store = await newStore();
+    const inflight = new InflightBlobs();
+    const digest = parseDigest(digestOf(Buffer.from('missing')));
+    const missing = joinDigest(inflight, digest, store, () => Promise.resolve(undefined));
+    await assert.rejects(missing.fetch.ready, UpstreamBlobMissing);
+    missing.fetch.leave();
+    const failing = joinDigest(inflight, digest, store, () => Promise.reject(new Error('503 from upstream')));
+    await assert.rejects(failing.fetch.ready, /503 from upstream/);
+    failing.fetch.leave();
+    assert.equal(inflight.count, 0);
+  });
+
+  test(`${driver}: upstream bodies without a Content-Length stream until the end and are verified`, async () => {
+    const store = await newStore();
+    const blob = randomBytes(70_000);
+    const digest = parseDigest(digestOf(blob));
+    const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: undefined, body: PassThrough.from([blob.subarray(0, 30_000), blob.subarray(30_000)]) }));
+    assert.deepEqual(await fetch.ready, { size: undefined });
+    assert.ok((await buffer(fetch.openReader())).equals(blob));
+    assert.equal((await store.stat(digest))?.size, blob.byteLength);
+  });
+}
+
+inflightSuite('fs', async () => (await fsStorage()).blobs);
+inflightSuite('memory', async () => (await memoryStorage()).blobs);
+
+test('a fetch holds its cluster-wide lease while it runs; a lease held elsewhere is reported and the fetch goes ahead', async () => {
+  const store = (await memoryStorage()).blobs;
+  const leases = new InProcessLeases();
+  const refused: string[] = [];
+  const inflight = new InflightBlobs({ leaseRefused: (key) => refused.push(key) }, { leases, leaseTtlMs: 60_000 });
+  const blob = randomBytes(10_000);
   const digest = parseDigest(digestOf(blob));
   const body = new PassThrough();
-  let upstreamCalls = 0;
-  const open = () => {
-    upstreamCalls += 1;
-    return Promise.resolve<UpstreamBlob>({ size: blob.byteLength, body });
-  };
-
-  const joins = Array.from({ length: 8 }, () => joinDigest(inflight, digest, store, open));
-  assert.deepEqual(
-    joins.map((j) => j.leader),
-    [true, false, false, false, false, false, false, false],
-  );
-  assert.ok(joins.every((j) => j.fetch === joins[0]!.fetch));
-  assert.equal(inflight.count, 1);
-
-  body.write(blob.subarray(0, 1024 * 1024));
-  await joins[0]!.fetch.ready;
-  const readers = joins.map((j) => j.fetch.openReader());
-  // Every reader, followers included, gets its first bytes while the upstream is mid-body.
-  const firsts = await Promise.all(readers.map(firstChunk));
-  for (const chunk of firsts) assert.ok(chunk.equals(blob.subarray(0, chunk.byteLength)));
-  assert.equal(await store.stat(digest), undefined, 'nothing is in the cache before the digest is checked');
-
-  readers.forEach((r) => r.resume());
-  const results = readers.map((r, i) => buffer(r).then((rest) => Buffer.concat([firsts[i]!, rest])));
-  body.end(blob.subarray(1024 * 1024));
-  for (const bytes of await Promise.all(results)) assert.ok(bytes.equals(blob));
-  assert.equal(upstreamCalls, 1);
-  assert.equal((await store.stat(digest))?.size, blob.byteLength);
-  assert.equal(inflight.count, 0);
-});
-
-test('the final byte is held back until the digest checks out', async () => {
-  const store = await newStore();
-  const blob = randomBytes(4096);
-  const body = new PassThrough();
-  const { fetch } = joinDigest(new InflightBlobs(), parseDigest(digestOf(blob)), store, () => Promise.resolve({ size: blob.byteLength, body }));
-  body.write(blob);
+  const { fetch } = joinDigest(inflight, digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
+  body.write(blob.subarray(0, 5000));
   await fetch.ready;
-  const reader = fetch.openReader();
-  const first = await firstChunk(reader);
-  assert.equal(first.byteLength, blob.byteLength - 1);
-  reader.resume();
-  const rest = buffer(reader);
-  body.end();
-  assert.ok(Buffer.concat([first, await rest]).equals(blob));
-});
+  assert.equal(await leases.tryAcquire(`fetch:${digest.text}`, 1000), undefined, 'taken while the fetch runs');
+  const reading = buffer(fetch.openReader());
+  body.end(blob.subarray(5000));
+  assert.ok((await reading).equals(blob));
+  await pollUntil(async () => {
+    const lease = await leases.tryAcquire(`fetch:${digest.text}`, 1000);
+    await lease?.release();
+    return lease !== undefined;
+  }, { timeoutMs: 2000, what: 'the lease released after the commit' });
+  assert.deepEqual(refused, []);
 
-test('a wrong body aborts every reader and caches nothing', async () => {
-  const store = await newStore();
-  const inflight = new InflightBlobs();
-  const blob = randomBytes(100_000);
-  const digest = parseDigest(digestOf(blob));
-  const wrong = Buffer.from(blob);
-  wrong[500] = wrong[500]! ^ 0xff;
-  const body = new PassThrough();
-  const joins = [joinDigest(inflight, digest, store, () => Promise.resolve({ size: wrong.byteLength, body })), joinDigest(inflight, digest, store, () => Promise.reject(new Error('not called')))];
-  await joins[0]!.fetch.ready;
-  const results = joins.map((j) => settle(j.fetch.openReader()));
-  body.end(wrong);
-  for (const result of await Promise.all(results)) {
-    assert.match(result.error?.message ?? '', /digest mismatch/);
-    assert.ok((result.bytes?.byteLength ?? 0) < blob.byteLength);
-  }
-  assert.equal(await store.stat(digest), undefined);
-  assert.equal(inflight.count, 0);
-
-  // The next request starts afresh and succeeds.
-  const { fetch, leader } = joinDigest(inflight, digest, store, () => Promise.resolve({ size: blob.byteLength, body: PassThrough.from([blob]) }));
-  assert.ok(leader);
-  await fetch.ready;
-  assert.ok((await buffer(fetch.openReader())).equals(blob));
-  assert.equal((await store.stat(digest))?.size, blob.byteLength);
-});
-
-test('an upstream body that breaks off fails the readers and leaves no temp file', async () => {
-  const store = await newStore();
-  const blob = randomBytes(50_000);
-  const digest = parseDigest(digestOf(blob));
-  const body = new PassThrough();
-  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
-  body.write(blob.subarray(0, 20_000));
-  await fetch.ready;
-  const result = settle(fetch.openReader());
-  body.destroy(new Error('socket hang up'));
-  assert.match((await result).error?.message ?? '', /socket hang up/);
-  assert.equal(await store.stat(digest), undefined);
-  const { readdir } = await import('node:fs/promises');
-  assert.deepEqual(await readdir(path.join(store.root, 'tmp')), []);
-});
-
-test('a short body with a Content-Length is a failure even if the bytes hash right', async () => {
-  const store = await newStore();
-  const blob = randomBytes(1000);
-  const digest = parseDigest(digestOf(blob));
-  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength + 10, body: PassThrough.from([blob]) }));
-  await fetch.ready;
-  assert.match((await settle(fetch.openReader())).error?.message ?? '', /size mismatch/);
-  assert.equal(await store.stat(digest), undefined);
-});
-
-test('ranges follow the download and end at their last byte', async () => {
-  const store = await newStore();
-  const blob = randomBytes(2 * 1024 * 1024);
-  const body = new PassThrough();
-  const { fetch } = joinDigest(new InflightBlobs(), parseDigest(digestOf(blob)), store, () => Promise.resolve({ size: blob.byteLength, body }));
-  body.write(blob.subarray(0, 1000));
-  await fetch.ready;
-  const ranged = buffer(fetch.openReader({ start: 1_500_000, end: 1_600_000 }));
-  body.end(blob.subarray(1000));
-  assert.ok((await ranged).equals(blob.subarray(1_500_000, 1_600_001)));
-});
-
-test('an upstream without the blob, or failing before the body, rejects ready', async () => {
-  const store = await newStore();
-  const inflight = new InflightBlobs();
-  const digest = parseDigest(digestOf(Buffer.from('missing')));
-  const missing = joinDigest(inflight, digest, store, () => Promise.resolve(undefined));
-  await assert.rejects(missing.fetch.ready, UpstreamBlobMissing);
-  missing.fetch.leave();
-  const failing = joinDigest(inflight, digest, store, () => Promise.reject(new Error('503 from upstream')));
-  await assert.rejects(failing.fetch.ready, /503 from upstream/);
-  failing.fetch.leave();
-  assert.equal(inflight.count, 0);
-});
-
-test('upstream bodies without a Content-Length stream until the end and are verified', async () => {
-  const store = await newStore();
-  const blob = randomBytes(70_000);
-  const digest = parseDigest(digestOf(blob));
-  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: undefined, body: PassThrough.from([blob.subarray(0, 30_000), blob.subarray(30_000)]) }));
-  assert.deepEqual(await fetch.ready, { size: undefined });
-  assert.ok((await buffer(fetch.openReader())).equals(blob));
-  assert.equal((await store.stat(digest))?.size, blob.byteLength);
+  // Another replica holds the lease on a second blob: reported, and fetched all the same.
+  const other = randomBytes(3000);
+  const otherDigest = parseDigest(digestOf(other));
+  const elsewhere = await leases.tryAcquire(`fetch:${otherDigest.text}`, 60_000);
+  const second = joinDigest(inflight, otherDigest, store, () => Promise.resolve({ size: other.byteLength, body: PassThrough.from([other]) }));
+  await second.fetch.ready;
+  assert.ok((await buffer(second.fetch.openReader())).equals(other));
+  assert.deepEqual(refused, [otherDigest.text]);
+  await elsewhere?.release();
 });

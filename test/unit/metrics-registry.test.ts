@@ -67,3 +67,21 @@ test('the cache bound is exported when storage.cache.maxBytes is set, and has no
   assert.ok(metricFamilies(unbounded).has('longshore_cache_max_bytes'));
   assert.doesNotMatch(unbounded, /^longshore_cache_max_bytes[{ ]/m);
 });
+
+test('the circuit state of each upstream is a gauge read at scrape time', async () => {
+  let hubState: 'closed' | 'half-open' | 'open' = 'closed';
+  const metrics = new Metrics({
+    cache: fixedCache(EMPTY),
+    inflightFetches: () => 0,
+    circuits: () => [
+      { upstream: 'hub', state: hubState },
+      { upstream: 'quay', state: 'half-open' },
+    ],
+  });
+  let text = await metrics.registry.metrics();
+  assert.equal(metricValue(text, 'longshore_upstream_circuit_state', { upstream: 'hub' }), 0);
+  assert.equal(metricValue(text, 'longshore_upstream_circuit_state', { upstream: 'quay' }), 1);
+  hubState = 'open';
+  text = await metrics.registry.metrics();
+  assert.equal(metricValue(text, 'longshore_upstream_circuit_state', { upstream: 'hub' }), 2);
+});

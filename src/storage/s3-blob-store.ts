@@ -1,0 +1,620 @@
+// S3 BlobStore: blobs are objects at <prefix>blobs/<algorithm>/<2 hex>/<hex>, the fs layout, so
+// an operator can audit a bucket by hashing objects against their keys. Nothing else is ever
+// stored under blobs/, and nothing there is ever partial or unverified:
+//
+// - A write goes to a local scratch file first (the fs driver's writer, in storage.path), which
+//   hashes the bytes and which followers of an in-flight fetch read (readAt). Every full part
+//   that lands is uploaded at once, as a part of a multipart upload, streamed from that file.
+// - Parts are invisible until the upload is completed, and it is completed under the blob's
+//   key only after the digest checked out; otherwise it is aborted. A blob smaller than one
+//   part is one PutObject after the check.
+// - A writer whose digest is learned only at the end (pushes, v1 layers) uploads to a key under
+//   <prefix>staging/ and copies it server-side to the blob's key once the digest is known.
+// - A killed process leaves at most incomplete multipart uploads and staging objects, which
+//   sweepStaging (start-up and gc) removes after a grace period.
+//
+// What this needs from an S3 server: GET with Range, HEAD, PUT, DELETE, ListObjectsV2,
+// multipart uploads (create, upload part, complete, abort, list) and CopyObject. No conditional
+// writes (Swift's s3api refuses them) and no checksums beyond Content-MD5 on DeleteObjects.
+import { randomUUID } from 'node:crypto';
+import { PassThrough, Readable, pipeline } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3ServiceException,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { createDigester, tryParseDigest, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
+import { READ_CHUNK_BYTES, DigestMismatchError, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange, type StoredBlob } from './blob-store.js';
+import { FsBlobStore } from './fs-blob-store.js';
+
+/** S3's minimum part size (all parts but the last); also what Swift's s3api enforces. */
+export const MIN_PART_BYTES = 5 * 1024 * 1024;
+// 8 MiB parts: a client's last byte waits for the commit, which uploads the last part (up to
+// this size) and completes, so smaller parts mean a shorter tail; 10,000 parts still allow
+// blobs of 78 GiB.
+const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
+// Parts of one blob in flight at once: one uploads while the next fills up.
+const PARTS_IN_FLIGHT = 2;
+// What start-up leaves alone: another replica sharing the bucket may still be uploading.
+const DEFAULT_STARTUP_SWEEP_GRACE_MS = 24 * 60 * 60_000;
+
+export interface S3Location {
+  client: S3Client;
+  bucket: string;
+  /** "" or a prefix ending in "/" under which everything of this store lives. */
+  prefix: string;
+}
+
+export interface S3BlobStoreOptions extends S3Location {
+  /** Local directory for scratch files (in-progress writes); storage.path. */
+  scratchDir: string;
+  partBytes?: number;
+  /** Staged writes older than this are swept at start-up (when the store owns staging). */
+  startupSweepGraceMs?: number;
+  /** For messages: where the bucket is (endpoint or "AWS"). */
+  describeEndpoint?: string;
+}
+
+/** Error thrown by the SDK for a missing object: NoSuchKey on GET, NotFound on HEAD. */
+export function isS3NotFound(error: unknown): boolean {
+  return error instanceof S3ServiceException && (error.name === 'NoSuchKey' || error.name === 'NotFound' || error.$metadata.httpStatusCode === 404);
+}
+
+function isNoSuchUpload(error: unknown): boolean {
+  return error instanceof S3ServiceException && (error.name === 'NoSuchUpload' || error.$metadata.httpStatusCode === 404);
+}
+
+/** Every key of a listing under `prefix`, page by page. */
+export async function* listKeys(location: S3Location, prefix: string): AsyncGenerator<{ key: string; size: number; lastModified: number }> {
+  let token: string | undefined;
+  do {
+    const page = await location.client.send(new ListObjectsV2Command({ Bucket: location.bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const entry of page.Contents ?? []) {
+      if (entry.Key !== undefined) yield { key: entry.Key, size: entry.Size ?? 0, lastModified: entry.LastModified?.getTime() ?? 0 };
+    }
+    token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+  } while (token !== undefined);
+}
+
+export class S3BlobStore implements BlobStore {
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly partBytes: number;
+  private readonly scratch: FsBlobStore;
+  private readonly live = new Set<S3BlobWriter>();
+
+  constructor(private readonly options: S3BlobStoreOptions) {
+    this.client = options.client;
+    this.bucket = options.bucket;
+    this.prefix = options.prefix;
+    this.partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
+    if (this.partBytes < MIN_PART_BYTES) throw new Error(`S3 part size ${this.partBytes} is below S3's minimum of ${MIN_PART_BYTES} bytes`);
+    this.scratch = new FsBlobStore(options.scratchDir);
+  }
+
+  private get where(): string {
+    return `bucket "${this.bucket}"${this.options.describeEndpoint ? ` at ${this.options.describeEndpoint}` : ''}`;
+  }
+
+  /** The object key of a committed blob. */
+  blobKey(digest: Digest): string {
+    return `${this.prefix}blobs/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
+  }
+
+  private get stagingPrefix(): string {
+    return `${this.prefix}staging/`;
+  }
+
+  async init(options: { clearStaging?: boolean } = {}): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (error) {
+      throw new Error(`S3 ${this.where} is not reachable: ${describeS3Error(error)}`, { cause: error });
+    }
+    await this.scratch.init(options);
+    if (options.clearStaging ?? true) {
+      await this.sweepStaging({ olderThanMs: this.options.startupSweepGraceMs ?? DEFAULT_STARTUP_SWEEP_GRACE_MS });
+    }
+  }
+
+  async stat(digest: Digest): Promise<{ size: number } | undefined> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest) }));
+      return { size: head.ContentLength ?? 0 };
+    } catch (error) {
+      if (isS3NotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Starts the GET at once: a response under way keeps streaming even if the object is deleted
+   * meanwhile (gc, eviction), which is what a handle promises.
+   */
+  async open(digest: Digest): Promise<BlobHandle | undefined> {
+    const key = this.blobKey(digest);
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const body = response.Body as Readable | undefined;
+      if (body === undefined) throw new Error(`S3 GET ${key} returned no body`);
+      return new S3BlobHandle(body, response.ContentLength ?? 0, (range) => this.getRange(key, range));
+    } catch (error) {
+      if (isS3NotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  private async getRange(key: string, range: ByteRange): Promise<Readable> {
+    const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${range.start}-${range.end}` }));
+    return response.Body as Readable;
+  }
+
+  async readAll(digest: Digest, maxBytes: number): Promise<Buffer | undefined> {
+    const handle = await this.open(digest);
+    if (!handle) return undefined;
+    if (handle.size > maxBytes) {
+      await handle.close();
+      throw new Error(`blob ${digest.text} is ${handle.size} bytes, over the ${maxBytes}-byte limit`);
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of handle.stream()) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async createWriter(expected?: Digest, options: { algorithm?: DigestAlgorithm } = {}): Promise<BlobWriter> {
+    const scratch = await this.scratch.createWriter(expected, options);
+    const writer = new S3BlobWriter(expected, scratch, {
+      client: this.client,
+      bucket: this.bucket,
+      partBytes: this.partBytes,
+      blobKey: (digest) => this.blobKey(digest),
+      stagingKey: () => `${this.stagingPrefix}${randomUUID()}`,
+      settled: (settledWriter) => this.live.delete(settledWriter),
+    });
+    this.live.add(writer);
+    return writer;
+  }
+
+  async put(digest: Digest, bytes: Uint8Array): Promise<void> {
+    const actual = createDigester(digest.algorithm).update(bytes).digest('hex');
+    if (actual !== digest.hex) throw new DigestMismatchError(digest.text, `${digest.algorithm}:${actual}`, bytes.byteLength);
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest), Body: bytes, ContentLength: bytes.byteLength }));
+  }
+
+  /** S3 deletes say nothing about whether there was an object: a HEAD first tells. */
+  async delete(digest: Digest): Promise<boolean> {
+    if ((await this.stat(digest)) === undefined) return false;
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest) }));
+    return true;
+  }
+
+  async *list(): AsyncGenerator<StoredBlob> {
+    const root = `${this.prefix}blobs/`;
+    for await (const { key, size, lastModified } of listKeys(this.options, root)) {
+      // <algorithm>/<2 hex>/<hex>; anything else is not a blob of ours.
+      const [algorithm, shard, hex, ...rest] = key.slice(root.length).split('/');
+      if (algorithm === undefined || shard === undefined || hex === undefined || rest.length > 0 || !hex.startsWith(shard)) continue;
+      const digest = tryParseDigest(`${algorithm}:${hex}`);
+      if (digest) yield { digest: digest.text, size, storedAt: lastModified };
+    }
+  }
+
+  /**
+   * Staged writes older than the grace: this process's own writers (by their last write),
+   * then multipart uploads and staging objects in the bucket that no live writer here owns
+   * (left by a killed process, this one or another replica).
+   */
+  async sweepStaging(options: { olderThanMs: number; dryRun?: boolean; now?: number }): Promise<number> {
+    const now = options.now ?? Date.now();
+    const isOld = (time: number) => now - time >= options.olderThanMs;
+    let swept = 0;
+    const ownUploads = new Set<string>();
+    const ownKeys = new Set<string>();
+    for (const writer of [...this.live]) {
+      // Listed below too until aborted: never counted twice, never taken from a live writer.
+      const upload = writer.uploadInProgress;
+      if (upload) {
+        ownUploads.add(upload.uploadId);
+        ownKeys.add(upload.key);
+      }
+      if (isOld(writer.lastWriteAt)) {
+        swept += 1;
+        if (!options.dryRun) await writer.abort();
+      }
+    }
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+      );
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key === undefined || upload.UploadId === undefined || ownUploads.has(upload.UploadId)) continue;
+        if (!isOld(upload.Initiated?.getTime() ?? 0)) continue;
+        swept += 1;
+        if (!options.dryRun) await abortMultipartUpload(this.client, this.bucket, upload.Key, upload.UploadId);
+      }
+      const more = page.IsTruncated === true;
+      keyMarker = more ? page.NextKeyMarker : undefined;
+      uploadIdMarker = more ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker !== undefined);
+    for await (const { key, lastModified } of listKeys(this.options, this.stagingPrefix)) {
+      if (ownKeys.has(key) || !isOld(lastModified)) continue;
+      swept += 1;
+      if (!options.dryRun) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    }
+    return swept;
+  }
+
+  async checkWritable(): Promise<string | undefined> {
+    const local = await this.scratch.checkWritable();
+    if (local !== undefined) return `scratch directory: ${local}`;
+    const probe = `${this.stagingPrefix}ready-${randomUUID()}`;
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: probe, Body: 'ok' }));
+    } catch (error) {
+      return `S3 ${this.where} is not writable: ${describeS3Error(error)}`;
+    }
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: probe }));
+    } catch (error) {
+      return `S3 ${this.where} took a write but refused its delete: ${describeS3Error(error)}`;
+    }
+    return undefined;
+  }
+
+  /** Shutdown: writes that will never commit now are aborted, their uploads and files removed. */
+  async close(): Promise<void> {
+    await Promise.all([...this.live].map((writer) => writer.abort()));
+    await this.scratch.close();
+  }
+}
+
+async function abortMultipartUpload(client: S3Client, bucket: string, key: string, uploadId: string): Promise<void> {
+  try {
+    await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
+  } catch (error) {
+    if (!isNoSuchUpload(error)) throw error;
+  }
+}
+
+export function describeS3Error(error: unknown): string {
+  if (error instanceof S3ServiceException) {
+    return `${error.name} (HTTP ${error.$metadata.httpStatusCode ?? '?'}): ${error.message || 'no message'}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * `source` from byte `skip` on, at most `length` bytes; the source is destroyed once enough
+ * was read (or when the consumer stops early).
+ */
+function slice(source: Readable, skip: number, length: number): Readable {
+  async function* bytes(): AsyncGenerator<Buffer> {
+    let toSkip = skip;
+    let left = length;
+    try {
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        let piece = chunk;
+        if (toSkip > 0) {
+          const dropped = Math.min(toSkip, piece.byteLength);
+          piece = piece.subarray(dropped);
+          toSkip -= dropped;
+        }
+        if (piece.byteLength === 0) continue;
+        if (piece.byteLength >= left) {
+          yield piece.subarray(0, left);
+          left = 0;
+          return;
+        }
+        left -= piece.byteLength;
+        yield piece;
+      }
+      if (left > 0) throw new Error(`S3 object ended ${left} bytes short`);
+    } finally {
+      source.destroy();
+    }
+  }
+  return Readable.from(bytes(), { objectMode: false });
+}
+
+class S3BlobHandle implements BlobHandle {
+  private body: Readable | undefined;
+
+  constructor(
+    body: Readable,
+    readonly size: number,
+    private readonly getRange: (range: ByteRange) => Promise<Readable>,
+  ) {
+    this.body = body;
+  }
+
+  /** The GET started by open(); only the first stream() may take it. */
+  private takeBody(): Readable {
+    const body = this.body;
+    if (body === undefined) throw new Error('S3 blob handle already streamed or closed');
+    this.body = undefined;
+    return body;
+  }
+
+  stream(range?: ByteRange): Readable {
+    const body = this.takeBody();
+    const start = range?.start ?? 0;
+    const end = range?.end ?? this.size - 1;
+    const length = Math.max(0, end - start + 1);
+    // From the start: the GET already under way serves it.
+    if (start === 0) return length === this.size ? body : slice(body, 0, length);
+    // Elsewhere: a ranged GET, so the skipped bytes are not transferred; if the object was
+    // deleted since open(), the GET under way still has them.
+    const output = new PassThrough();
+    const pipeFrom = (source: Readable) => pipeline(source, output, () => undefined);
+    this.getRange({ start, end }).then(
+      (ranged) => {
+        body.destroy();
+        pipeFrom(ranged);
+      },
+      (error: unknown) => {
+        if (isS3NotFound(error)) pipeFrom(slice(body, start, length));
+        else {
+          body.destroy();
+          output.destroy(error instanceof Error ? error : new Error(String(error)));
+        }
+      },
+    );
+    return output;
+  }
+
+  close(): Promise<void> {
+    this.body?.destroy();
+    this.body = undefined;
+    return Promise.resolve();
+  }
+}
+
+interface WriterContext {
+  client: S3Client;
+  bucket: string;
+  partBytes: number;
+  blobKey(digest: Digest): string;
+  stagingKey(): string;
+  settled(writer: S3BlobWriter): void;
+}
+
+interface Upload {
+  key: string;
+  uploadId: string;
+}
+
+/**
+ * Scratch file plus multipart upload. Parts stream from the scratch file, so nothing but the
+ * fs writer's own bounded buffer is held in memory, however large the blob.
+ */
+class S3BlobWriter implements BlobWriter {
+  private state: 'open' | 'committed' | 'aborted' = 'open';
+  lastWriteAt = Date.now();
+  /** Bytes [0, assigned) belong to parts already scheduled. */
+  private assigned = 0;
+  private readonly etags: string[] = [];
+  private upload: Promise<Upload> | undefined;
+  private started: Upload | undefined;
+  /** One promise chain per in-flight slot; part n goes to slot n % PARTS_IN_FLIGHT. */
+  private readonly slots: Array<Promise<void>> = Array.from({ length: PARTS_IN_FLIGHT }, () => Promise.resolve());
+  private failure: Error | undefined;
+  private readonly cancel = new AbortController();
+  private verified: Digest | undefined;
+  /** Set once every byte is in parts (commit, or close() of a verified writer). */
+  private remainderStaged: Promise<void> | undefined;
+  private scratchClosed = false;
+
+  constructor(
+    readonly expected: Digest | undefined,
+    private readonly scratch: BlobWriter,
+    private readonly context: WriterContext,
+  ) {}
+
+  get bytesWritten(): number {
+    return this.scratch.bytesWritten;
+  }
+
+  /** The multipart upload this writer runs, if it started one. */
+  get uploadInProgress(): Upload | undefined {
+    return this.started;
+  }
+
+  private get label(): string {
+    return this.expected?.text ?? 'upload';
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.throwIfFailed();
+    await this.scratch.write(chunk);
+    this.lastWriteAt = Date.now();
+    while (this.scratch.bytesWritten - this.assigned >= this.context.partBytes) {
+      this.schedulePart(this.assigned, this.context.partBytes);
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  readAt(position: number, length: number): Promise<Buffer> {
+    return this.scratch.readAt(position, length);
+  }
+
+  /** The upload's key: the blob's own when its digest is known, else a staging key. */
+  private startUpload(): Promise<Upload> {
+    this.upload ??= (async () => {
+      const key = this.expected ? this.context.blobKey(this.expected) : this.context.stagingKey();
+      // Not cancellable: a create cut off by abort() may still have happened on the server,
+      // and abort() can only abort an upload whose id it got.
+      const created = await this.context.client.send(new CreateMultipartUploadCommand({ Bucket: this.context.bucket, Key: key }));
+      if (created.UploadId === undefined) throw new Error(`S3 CreateMultipartUpload for ${key} returned no upload id`);
+      this.started = { key, uploadId: created.UploadId };
+      return this.started;
+    })();
+    return this.upload;
+  }
+
+  private schedulePart(start: number, length: number): void {
+    const index = this.etags.length;
+    this.etags.push('');
+    this.assigned = start + length;
+    const slot = index % PARTS_IN_FLIGHT;
+    this.slots[slot] = (this.slots[slot] as Promise<void>).then(async () => {
+      if (this.failure || this.state === 'aborted') return;
+      try {
+        const upload = await this.startUpload();
+        const sent = await this.context.client.send(
+          new UploadPartCommand({
+            Bucket: this.context.bucket,
+            Key: upload.key,
+            UploadId: upload.uploadId,
+            PartNumber: index + 1,
+            Body: this.scratchRange(start, length),
+            ContentLength: length,
+          }),
+          { abortSignal: this.cancel.signal },
+        );
+        if (sent.ETag === undefined) throw new Error(`S3 UploadPart ${index + 1} of ${upload.key} returned no ETag`);
+        this.etags[index] = sent.ETag;
+      } catch (error) {
+        this.failure ??= new Error(`uploading part ${index + 1} of ${this.label} to S3 failed: ${describeS3Error(error)}`, { cause: error });
+      }
+    });
+  }
+
+  /** Bytes [start, start + length) of the scratch file, read as the part is sent. */
+  private scratchRange(start: number, length: number): Readable {
+    const scratch = this.scratch;
+    async function* bytes(): AsyncGenerator<Buffer> {
+      for (let at = start; at < start + length; ) {
+        const piece = await scratch.readAt(at, Math.min(READ_CHUNK_BYTES, start + length - at));
+        if (piece.byteLength === 0) throw new Error(`scratch file ended at ${at} of ${start + length} bytes`);
+        at += piece.byteLength;
+        yield piece;
+      }
+    }
+    return Readable.from(bytes(), { objectMode: false });
+  }
+
+  /** Schedules the last part and waits for every part to be uploaded. */
+  private stageRemainder(): Promise<void> {
+    this.remainderStaged ??= (async () => {
+      const size = this.scratch.bytesWritten;
+      // An empty blob has no part: commit PUTs it.
+      if (size > this.assigned) this.schedulePart(this.assigned, size - this.assigned);
+      await Promise.all(this.slots);
+      this.throwIfFailed();
+    })();
+    return this.remainderStaged;
+  }
+
+  async verify(expectedSize?: number): Promise<Digest> {
+    if (this.verified) return this.verified;
+    if (this.state !== 'open') throw new Error(`verify after ${this.state} for ${this.label}`);
+    try {
+      this.verified = await this.scratch.verify(expectedSize);
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+    return this.verified;
+  }
+
+  async commit(expectedSize?: number): Promise<Digest> {
+    const digest = await this.verify(expectedSize);
+    if (this.state !== 'open') throw new Error(`commit after ${this.state} for ${this.label}`);
+    const finalKey = this.context.blobKey(digest);
+    const { client, bucket } = this.context;
+    try {
+      if (this.etags.length === 0) {
+        // Smaller than a part (and not staged by close()): one PUT of the verified bytes,
+        // straight from the scratch file.
+        const size = this.scratch.bytesWritten;
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: finalKey, Body: this.scratchRange(0, size), ContentLength: size }), {
+          abortSignal: this.cancel.signal,
+        });
+      } else {
+        await this.stageRemainder();
+        const upload = await this.startUpload();
+        await client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: upload.key,
+            UploadId: upload.uploadId,
+            MultipartUpload: { Parts: this.etags.map((ETag, index) => ({ ETag, PartNumber: index + 1 })) },
+          }),
+          { abortSignal: this.cancel.signal },
+        );
+        this.started = undefined;
+        if (upload.key !== finalKey) {
+          try {
+            await client.send(new CopyObjectCommand({ Bucket: bucket, Key: finalKey, CopySource: encodeURI(`${bucket}/${upload.key}`) }));
+          } finally {
+            await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: upload.key }));
+          }
+        }
+      }
+    } catch (error) {
+      await this.abort();
+      throw new Error(`storing ${digest.text} in S3 failed: ${describeS3Error(error)}`, { cause: error });
+    }
+    // abort() (store shutdown, a sweep) may have run during the awaits above.
+    const stateNow: string = this.state;
+    if (stateNow !== 'open') throw new Error(`commit after ${stateNow} for ${this.label}`);
+    this.state = 'committed';
+    this.context.settled(this);
+    // Closed before the commit (verified first): the scratch file is no longer needed.
+    if (this.scratchClosed) void this.scratch.abort().catch(() => undefined);
+    return digest;
+  }
+
+  async abort(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    this.context.settled(this);
+    this.cancel.abort();
+    await this.scratch.abort();
+    await Promise.allSettled([...this.slots, this.remainderStaged]);
+    const upload = this.upload ? await this.upload.catch(() => undefined) : undefined;
+    if (upload !== undefined) await abortMultipartUpload(this.context.client, this.context.bucket, upload.key, upload.uploadId);
+    this.started = undefined;
+  }
+
+  /**
+   * Releases the scratch file once nobody reads it. A verified writer not yet committed (an
+   * import verifies everything first, then commits) uploads its last part before the file
+   * goes, so the commit needs nothing local.
+   */
+  close(): void {
+    if (this.scratchClosed) return;
+    this.scratchClosed = true;
+    if (this.state === 'open' && this.verified) {
+      const staging = this.stageRemainder();
+      staging.catch(() => undefined).finally(() => this.scratch.close());
+      return;
+    }
+    if (this.state === 'committed') {
+      // The blob is in S3: the scratch file goes now.
+      void this.scratch
+        .abort()
+        .catch(() => undefined)
+        .finally(() => this.scratch.close());
+      return;
+    }
+    this.scratch.close();
+  }
+}

@@ -1,0 +1,253 @@
+// Deployment readiness (issue 15) with real processes: Longshore serving HTTPS and reloading
+// its certificate on SIGHUP, tinyproxy as the outbound proxy, nginx with a private CA in front
+// of a real registry, a slow upstream during shutdown, and start-up/CLI failures as an
+// operator meets them.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { Agent, request } from 'undici';
+import { startCountingProxy } from '../harness/counting-proxy.js';
+import { startForwardProxy } from '../harness/forward-proxy.js';
+import { pushDockerImage, type GeneratedImage } from '../harness/images.js';
+import { startLongshore, REPO_ROOT } from '../harness/longshore.js';
+import { MANIFEST_ACCEPT } from '../harness/registry-client.js';
+import { startRegistry, type RegistryHandle } from '../harness/registry.js';
+import { makeTempDir, type TempDir } from '../harness/tmp.js';
+import { makePrivateCa, type PrivateCa } from '../harness/tls.js';
+import { startTlsNginx } from '../harness/tls-nginx.js';
+import { runCli } from '../support/cli.js';
+import { onCleanup } from '../support/cleanup.js';
+
+let registry: RegistryHandle;
+let image: GeneratedImage;
+let work: TempDir;
+let ca: PrivateCa;
+
+before(async () => {
+  work = await makeTempDir('deploy');
+  ca = await makePrivateCa(work.path);
+  registry = await startRegistry();
+  image = await pushDockerImage(registry.url, 'apps/web', 'v1', [50_000]);
+});
+
+after(async () => {
+  await registry?.dispose();
+  await work?.remove();
+});
+
+async function getManifest(base: string, path = '/v2/hub/apps/web/manifests/v1', dispatcher?: Agent) {
+  const response = await request(`${base}${path}`, { headers: { accept: MANIFEST_ACCEPT }, dispatcher });
+  return { status: response.statusCode, body: await response.body.text() };
+}
+
+/** The CN of the certificate a fresh TLS connection is served. */
+async function servedName(port: number): Promise<string> {
+  const socket = tls.connect({ host: '127.0.0.1', port, ca: await readFile(ca.cert) });
+  await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  const name = String(socket.getPeerCertificate().subject.CN);
+  socket.destroy();
+  return name;
+}
+
+test('TLS: serves HTTPS, SIGHUP loads a new certificate for new connections, keeps open ones, refuses a bad pair', async (t) => {
+  const first = await ca.issue('first');
+  const second = await ca.issue('second');
+  const live = { cert: join(work.path, 'live.crt'), key: join(work.path, 'live.key') };
+  await copyFile(first.cert, live.cert);
+  await copyFile(first.key, live.key);
+  const mirror = await startLongshore({ tls: live });
+  onCleanup(t, () => mirror.dispose());
+  assert.match(mirror.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const port = Number(new URL(mirror.url).port);
+  const trusting = new Agent({ connect: { ca: await readFile(ca.cert) } });
+  onCleanup(t, () => trusting.close());
+  assert.equal((await request(`${mirror.url}/v2/`, { dispatcher: trusting })).statusCode, 200);
+  assert.equal(await servedName(port), 'first');
+
+  // A keep-alive connection opened before the reload.
+  const early = tls.connect({ host: '127.0.0.1', port, ca: await readFile(ca.cert) });
+  await new Promise<void>((resolve, reject) => early.once('secureConnect', resolve).once('error', reject));
+  onCleanup(t, () => early.destroy());
+
+  await copyFile(second.cert, live.cert);
+  await copyFile(second.key, live.key);
+  mirror.process?.child.kill('SIGHUP');
+  await mirror.waitForLog((r) => r.msg === 'TLS certificate reloaded', 10_000);
+  assert.equal(await servedName(port), 'second');
+  // The connection from before still works, with the certificate it was opened with.
+  early.write('GET /healthz HTTP/1.1\r\nHost: longshore\r\n\r\n');
+  const answer = await new Promise<string>((resolve) => early.once('data', (chunk: Buffer) => resolve(chunk.toString('utf8'))));
+  assert.match(answer, /^HTTP\/1\.1 200/);
+  assert.equal(early.getPeerCertificate().subject.CN, 'first');
+
+  // A certificate with someone else's key: refused with a log line, the current pair stays.
+  await copyFile(first.key, live.key);
+  mirror.process?.child.kill('SIGHUP');
+  const refused = await mirror.waitForLog((r) => r.msg === 'TLS certificate reload refused; still serving the previous certificate', 10_000);
+  assert.match(String(refused.err), /not a usable certificate and key/);
+  assert.equal(await servedName(port), 'second');
+  assert.equal(mirror.process?.exitStatus(), undefined, 'the server keeps running');
+});
+
+test('outbound proxy: HTTP_PROXY is used for upstream requests; upstreams[].proxy overrides it', async (t) => {
+  const proxy = await startForwardProxy();
+  onCleanup(t, () => proxy.dispose());
+  const registryPort = new URL(registry.url).port;
+  const viaEnv = await startLongshore(
+    { upstreams: [{ name: 'hub', url: registry.url }] },
+    { env: { HTTP_PROXY: proxy.url, http_proxy: proxy.url, NO_PROXY: '', no_proxy: '' } },
+  );
+  onCleanup(t, () => viaEnv.dispose());
+  assert.equal((await getManifest(viaEnv.url)).status, 200);
+  assert.match(await proxy.log(), new RegExp(`127\\.0\\.0\\.1:${registryPort}`), 'the upstream request went through the proxy');
+
+  // A dead proxy in the environment, the working one configured on the upstream.
+  const proxyLogBefore = (await proxy.log()).length;
+  const perUpstream = await startLongshore(
+    { upstreams: [{ name: 'hub', url: registry.url, proxy: proxy.url, circuitBreaker: { failures: 100 } }] },
+    { env: { HTTP_PROXY: 'http://127.0.0.1:9', http_proxy: 'http://127.0.0.1:9', NO_PROXY: '', no_proxy: '' } },
+  );
+  onCleanup(t, () => perUpstream.dispose());
+  assert.equal((await getManifest(perUpstream.url)).status, 200);
+  assert.match((await proxy.log()).slice(proxyLogBefore), new RegExp(`127\\.0\\.0\\.1:${registryPort}`));
+});
+
+test('private CA: refused without upstreams[].ca (a clear error and a warn line), works with it or with insecure', async (t) => {
+  const nginx = await startTlsNginx(registry.url, await ca.issue('upstream'));
+  onCleanup(t, () => nginx.dispose());
+
+  const untrusting = await startLongshore({ upstreams: [{ name: 'hub', url: nginx.url }] });
+  onCleanup(t, () => untrusting.dispose());
+  const refused = await getManifest(untrusting.url);
+  assert.equal(refused.status, 502);
+  assert.match(refused.body, /TLS certificate not accepted/);
+  const warn = await untrusting.waitForLog((r) => r.msg === 'upstream TLS certificate not accepted', 5_000);
+  assert.equal(warn.upstream, 'hub');
+  assert.equal(warn.level, 40);
+
+  const trusting = await startLongshore({ upstreams: [{ name: 'hub', url: nginx.url, ca: ca.cert }] });
+  onCleanup(t, () => trusting.dispose());
+  const served = await getManifest(trusting.url);
+  assert.equal(served.status, 200);
+  assert.equal(served.body, image.manifestBytes.toString('utf8'));
+
+  const insecure = await startLongshore({ upstreams: [{ name: 'hub', url: nginx.url, insecure: true }] });
+  onCleanup(t, () => insecure.dispose());
+  assert.equal((await getManifest(insecure.url)).status, 200);
+  assert.ok(insecure.logs.some((r) => r.level === 40 && r.upstream === 'hub' && /verification is off/.test(String(r.msg))));
+});
+
+test('shutdown: with a slow download in flight, new requests and /readyz get 503 and the process exits within the grace period plus a second', async (t) => {
+  const big = await pushDockerImage(registry.url, 'apps/big', 'v1', [8 * 1024 * 1024]);
+  const slow = await startCountingProxy(registry.url, { bytesPerSecond: 256 * 1024 });
+  onCleanup(t, () => slow.close());
+  const mirror = await startLongshore({ shutdownGracePeriod: '2s', upstreams: [{ name: 'hub', url: slow.url }] });
+  onCleanup(t, () => mirror.dispose());
+  const layer = big.layers[0]!;
+  const download = await request(`${mirror.url}/v2/hub/apps/big/blobs/${layer.digest}`);
+  assert.equal(download.statusCode, 200);
+  const received = (async () => {
+    let bytes = 0;
+    try {
+      for await (const chunk of download.body as AsyncIterable<Buffer>) bytes += chunk.byteLength;
+    } catch {
+      return 'cut';
+    }
+    return bytes === layer.size ? 'complete' : `ended short at ${bytes} of ${layer.size} bytes`;
+  })();
+  const child = mirror.process!;
+  const signalled = Date.now();
+  child.child.kill('SIGTERM');
+  await mirror.waitForLog((r) => r.msg === 'draining: waiting for responses in flight', 5_000);
+  const fresh = new Agent(); // a new connection, as a client arriving during the drain makes
+  onCleanup(t, () => fresh.close());
+  const ready = await request(`${mirror.url}/readyz`, { dispatcher: fresh });
+  assert.equal(ready.statusCode, 503);
+  assert.deepEqual(await ready.body.json(), { status: 'draining' });
+  const pull = await request(`${mirror.url}/v2/hub/apps/web/manifests/v1`, { dispatcher: fresh, reset: true });
+  assert.equal(pull.statusCode, 503);
+  assert.equal(((await pull.body.json()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNAVAILABLE');
+  const status = await child.exited;
+  const tookMs = Date.now() - signalled;
+  assert.equal(status.code, 0);
+  assert.ok(tookMs < 3_000, `exited ${tookMs} ms after SIGTERM (grace 2 s)`);
+  assert.equal(await received, 'cut');
+  assert.ok(mirror.logs.some((r) => r.msg === 'grace period over; closing remaining connections'));
+  assert.deepEqual(await readdir(join(mirror.dataDir, 'tmp')), [], 'no temp file left behind');
+});
+
+test('start-up errors are one line naming the problem, exit code 1, no stack trace', async (t) => {
+  const dir = await makeTempDir('startup');
+  onCleanup(t, () => dir.remove());
+  const occupied = createServer();
+  await new Promise<void>((resolve) => occupied.listen(0, '127.0.0.1', resolve));
+  onCleanup(t, () => new Promise((resolve) => occupied.close(resolve)));
+  const port = (occupied.address() as { port: number }).port;
+  const notADirectory = join(dir.path, 'file');
+  await writeFile(notADirectory, 'x');
+  const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['port in use', { listen: `127.0.0.1:${port}`, storage: { path: join(dir.path, 'a') } }, new RegExp(`listen 127\\.0\\.0\\.1:${port}: the address is already in use`)],
+    ['storage is a file', { storage: { path: notADirectory } }, /storage\.path .*file is not a directory/],
+    ['htpasswd missing', { storage: { path: join(dir.path, 'b') }, auth: { htpasswd: join(dir.path, 'users') } }, /auth\.htpasswd .*users cannot be read \(ENOENT\)/],
+    ['tls files missing', { storage: { path: join(dir.path, 'c') }, tls: { cert: join(dir.path, 'no.crt'), key: join(dir.path, 'no.key') } }, /tls\.cert .*no\.crt cannot be read \(ENOENT\)/],
+  ];
+  for (const [what, config, expected] of cases) {
+    const file = join(dir.path, `${what.replace(/ /g, '-')}.json`);
+    await writeFile(file, JSON.stringify({ listen: '127.0.0.1:0', ...config }));
+    const result = await runCli(['serve', '--config', file], 60_000);
+    assert.equal(result.code, 1, `${what}: exit code`);
+    const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
+    assert.equal(lines.length, 1, `${what}: one line, got:\n${result.stderr}`);
+    assert.match(lines[0]!, /^longshore: cannot start: /);
+    assert.match(lines[0]!, expected, what);
+  }
+});
+
+test('CLI: --version, <command> --help, no command, warm with nowhere to warm', async () => {
+  const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+  const version = await runCli(['--version']);
+  assert.equal(version.code, 0);
+  assert.equal(version.stdout.trim(), `longshore ${pkg.version}`);
+  for (const command of ['serve', 'gc', 'warm', 'export', 'import']) {
+    const help = await runCli([command, '--help']);
+    assert.equal(help.code, 0, `${command} --help`);
+    assert.match(help.stdout, new RegExp(`^usage: longshore ${command} `));
+  }
+  const bare = await runCli([]);
+  assert.equal(bare.code, 2);
+  assert.match(bare.stderr, /^usage: longshore <command>/);
+  const warm = await runCli(['warm', 'alpine:3']);
+  assert.equal(warm.code, 2);
+  assert.match(warm.stderr, /warm needs --url URL of a running Longshore or --config FILE/);
+});
+
+test('one server per data directory: a second serve refuses, warm --config goes through the running one, a crashed holder leaves a stale lock', async (t) => {
+  const mirror = await startLongshore({ upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'], default: true }] });
+  onCleanup(t, () => mirror.dispose());
+  const pid = mirror.process!.child.pid!;
+
+  const second = await runCli(['serve', '--config', mirror.configPath], 60_000);
+  assert.equal(second.code, 1);
+  assert.match(second.stderr.trim(), new RegExp(`^longshore: cannot start: storage\\.path .* is in use by Longshore process ${pid} on .*\\(${mirror.url.replace(/[.]/g, '\\.')}\\); stop it`));
+  assert.equal(second.stderr.trim().split('\n').length, 1);
+
+  // warm with the same config: through the running server, whose temp files it leaves alone.
+  const warmed = await runCli(['warm', '--config', mirror.configPath, 'registry.test/apps/web:v1'], 60_000);
+  assert.equal(warmed.code, 0, warmed.stderr);
+  assert.match(warmed.stderr, new RegExp(`served by process ${pid}; going through it at ${mirror.url.replace(/[.]/g, '\\.')}`));
+  assert.ok(
+    mirror.logs.some((r) => r.msg === 'request' && r.path === '/v2/registry.test/apps/web/manifests/v1' && String(r.userAgent).startsWith('longshore/')),
+    'the warm requests reached the running server',
+  );
+
+  // After a crash the lock names a process that is gone: the next start takes it over.
+  await mirror.kill9();
+  await mirror.start();
+  assert.equal((await request(`${mirror.url}/v2/`)).statusCode, 200);
+  // A clean stop removes the lock.
+  await mirror.stop();
+  assert.deepEqual((await readdir(mirror.dataDir)).filter((f) => f === 'longshore.lock'), []);
+});

@@ -1,0 +1,191 @@
+// The S3 storage drivers on a real S3 server (Swift s3api, test/harness/swift.ts): the same
+// blob-store and metadata-store contract suites the fs and memory drivers pass, unchanged, then
+// what is particular to S3: the bucket layout, multipart commits, staging sweeps, and a new
+// store on an empty scratch directory serving everything.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { buffer } from 'node:stream/consumers';
+import { after, test } from 'node:test';
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { digestOf, parseDigest } from '../../src/protocol/digest.js';
+import { DigestMismatchError } from '../../src/storage/blob-store.js';
+import { MIN_PART_BYTES, S3BlobStore } from '../../src/storage/s3-blob-store.js';
+import { S3MetadataDriver } from '../../src/storage/s3-metadata-driver.js';
+import { startSwift, type SwiftHandle } from '../harness/swift.js';
+import { pollUntil } from '../harness/wait.js';
+import { blobStoreContract } from '../support/blob-store-contract.js';
+import { metadataStoreContract } from '../support/metadata-store-contract.js';
+
+// One Swift and one bucket for the file; every store gets its own key prefix, so each test
+// sees an empty store and the prefix option is exercised throughout.
+let swiftStarting: Promise<{ swift: SwiftHandle; client: S3Client; bucket: string }> | undefined;
+function swiftOnce(): Promise<{ swift: SwiftHandle; client: S3Client; bucket: string }> {
+  swiftStarting ??= (async () => {
+    const swift = await startSwift();
+    return { swift, client: swift.client(), bucket: await swift.createBucket() };
+  })();
+  return swiftStarting;
+}
+after(async () => {
+  if (!swiftStarting) return;
+  const { swift, client } = await swiftStarting;
+  client.destroy();
+  await swift.dispose();
+});
+
+let stores = 0;
+interface TestStore extends S3BlobStore {
+  testPrefix: string;
+}
+
+async function newStore(options: { prefix?: string; scratchDir?: string; partBytes?: number } = {}): Promise<TestStore> {
+  const { client, bucket } = await swiftOnce();
+  stores += 1;
+  const prefix = options.prefix ?? `store-${stores}/`;
+  const scratchDir = options.scratchDir ?? (await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-')));
+  // Parts of S3's minimum size, so blobs of a few MiB already take the multipart path.
+  const store = new S3BlobStore({ client, bucket, prefix, scratchDir, partBytes: options.partBytes ?? MIN_PART_BYTES });
+  await store.init();
+  return Object.assign(store, { testPrefix: prefix });
+}
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  const { client, bucket } = await swiftOnce();
+  const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+  return (listed.Contents ?? []).map((entry) => entry.Key ?? '').sort();
+}
+
+async function uploadsUnder(prefix: string): Promise<string[]> {
+  const { client, bucket } = await swiftOnce();
+  const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
+  return (listed.Uploads ?? []).map((upload) => upload.Key ?? '');
+}
+
+blobStoreContract('s3', () => newStore());
+metadataStoreContract('s3', async () => {
+  const { client, bucket } = await swiftOnce();
+  stores += 1;
+  return new S3MetadataDriver({ client, bucket, prefix: `meta-${stores}/` });
+});
+
+const big = randomBytes(2 * MIN_PART_BYTES + 12_345);
+const bigDigest = parseDigest(digestOf(big));
+
+test('s3: a multipart blob lands at <prefix>blobs/sha256/<2 hex>/<64 hex>, nothing else is left, and it reads back by range', async () => {
+  const store = await newStore();
+  const writer = await store.createWriter(bigDigest);
+  for (let at = 0; at < big.byteLength; at += 100_000) await writer.write(big.subarray(at, at + 100_000));
+  // Full parts upload while the blob is written, to its final key.
+  await pollUntil(async () => (await uploadsUnder(store.testPrefix)).length > 0, { timeoutMs: 10_000, what: 'a multipart upload to start' });
+  assert.deepEqual(await uploadsUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
+  assert.equal(await store.stat(bigDigest), undefined, 'parts are invisible before the commit');
+  await writer.commit(big.byteLength);
+  writer.close();
+  assert.deepEqual(await keysUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
+  assert.deepEqual(await uploadsUnder(store.testPrefix), []);
+  const handle = await store.open(bigDigest);
+  assert.ok(handle);
+  const start = MIN_PART_BYTES - 7;
+  assert.ok((await buffer(handle.stream({ start, end: start + 99 }))).equals(big.subarray(start, start + 100)));
+  assert.ok((await buffer((await store.open(bigDigest))!.stream())).equals(big));
+});
+
+test('s3: a multipart blob whose digest does not match is aborted: no object, no upload left', async () => {
+  const store = await newStore();
+  const writer = await store.createWriter(bigDigest);
+  await writer.write(big.subarray(0, big.byteLength - 1));
+  await writer.write(Buffer.from('!'));
+  await assert.rejects(writer.commit(), DigestMismatchError);
+  writer.close();
+  assert.deepEqual(await keysUnder(store.testPrefix), []);
+  assert.deepEqual(await uploadsUnder(store.testPrefix), []);
+});
+
+test('s3: a blob whose digest comes at the end goes through a staging key and is copied; the staging key is gone', async () => {
+  const store = await newStore();
+  const writer = await store.createWriter();
+  await writer.write(big);
+  assert.ok((await uploadsUnder(store.testPrefix)).every((key) => key.startsWith(`${store.testPrefix}staging/`)));
+  assert.deepEqual(await writer.commit(), bigDigest);
+  writer.close();
+  assert.deepEqual(await keysUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
+  assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
+});
+
+test('s3: verify, close, then commit (an import) needs nothing local at commit', async () => {
+  const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
+  const store = await newStore({ scratchDir });
+  const small = Buffer.from('a small verified blob');
+  const smallDigest = parseDigest(digestOf(small));
+  const staged = [];
+  for (const [bytes, digest] of [
+    [big, bigDigest],
+    [small, smallDigest],
+  ] as const) {
+    const writer = await store.createWriter(digest);
+    await writer.write(bytes);
+    await writer.verify(bytes.byteLength);
+    writer.close();
+    staged.push(writer);
+  }
+  for (const writer of staged) await writer.commit();
+  assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
+  assert.ok((await store.readAll(smallDigest, 100))?.equals(small));
+  await new Promise((resolve) => setTimeout(resolve, 100)); // scratch files go in the background
+  assert.deepEqual(await readdir(path.join(scratchDir, 'tmp')), [], 'no scratch file left');
+});
+
+test('s3: sweeps abort old multipart uploads and staging objects a killed process left, and spare young ones', async () => {
+  const store = await newStore();
+  const { client, bucket } = await swiftOnce();
+  await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `${store.testPrefix}blobs/sha256/ab/${'ab'.repeat(32)}` }));
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: `${store.testPrefix}staging/left-behind`, Body: 'x' }));
+  assert.equal(await store.sweepStaging({ olderThanMs: 60_000 }), 0, 'young: spared');
+  const later = Date.now() + 120_000;
+  assert.equal(await store.sweepStaging({ olderThanMs: 60_000, now: later, dryRun: true }), 2);
+  assert.equal((await uploadsUnder(store.testPrefix)).length, 1, 'a dry run changes nothing');
+  assert.equal(await store.sweepStaging({ olderThanMs: 60_000, now: later }), 2);
+  assert.deepEqual(await uploadsUnder(store.testPrefix), []);
+  assert.deepEqual(await keysUnder(store.testPrefix), []);
+});
+
+test('s3: the bucket is the whole state: a new store on an empty scratch directory lists and serves every blob and record', async () => {
+  const store = await newStore();
+  const small = Buffer.from('config');
+  await store.put(parseDigest(digestOf(small)), small);
+  const writer = await store.createWriter(bigDigest);
+  await writer.write(big);
+  await writer.commit();
+  writer.close();
+  const { client, bucket } = await swiftOnce();
+  const metadata = new S3MetadataDriver({ client, bucket, prefix: store.testPrefix });
+  await metadata.put('mirror/hub/library/alpine/_tags/latest', { digest: bigDigest.text });
+
+  const fresh = await newStore({ prefix: store.testPrefix });
+  const listed = [];
+  for await (const blob of fresh.list()) listed.push([blob.digest, blob.size]);
+  assert.deepEqual(
+    listed.sort((a, b) => Number(a[1]) - Number(b[1])),
+    [
+      [digestOf(small), small.byteLength],
+      [bigDigest.text, big.byteLength],
+    ],
+  );
+  assert.ok((await fresh.readAll(bigDigest, big.byteLength))?.equals(big));
+  const freshMetadata = new S3MetadataDriver({ client, bucket, prefix: store.testPrefix });
+  assert.deepEqual(await freshMetadata.get('mirror/hub/library/alpine/_tags/latest'), { digest: bigDigest.text });
+  assert.deepEqual(
+    (await keysUnder(store.testPrefix)).filter((key) => key.includes('/meta/')),
+    [`${store.testPrefix}meta/mirror/hub/library/alpine/_tags/latest.json`],
+  );
+});
+
+test('s3: start-up says clearly when the bucket is missing', async () => {
+  const { client } = await swiftOnce();
+  const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
+  const store = new S3BlobStore({ client, bucket: 'no-such-bucket-here', prefix: '', scratchDir, describeEndpoint: 'the test Swift' });
+  await assert.rejects(store.init(), /S3 bucket "no-such-bucket-here" at the test Swift is not reachable: .*404/);
+});
