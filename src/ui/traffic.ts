@@ -86,7 +86,8 @@ export class TrafficHistory {
     clearInterval(this.timer);
   }
 
-  private async sample(): Promise<void> {
+  /** Takes a sample of the counters (every minute by itself). */
+  async sample(): Promise<void> {
     const figures = await this.sinceStart();
     this.samples.push({ at: this.now(), figures });
     while (this.samples.length > 61) this.samples.shift();
