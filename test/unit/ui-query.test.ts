@@ -190,3 +190,44 @@ test('10,000 repositories: a page of the list reads one page of records, and ren
   console.error(`ui: repository list with 10,000 repositories: two views (page 37, and a search) in ${elapsed.toFixed(1)} ms`);
   assert.ok(elapsed < 1000, `two views took ${elapsed.toFixed(0)} ms`);
 });
+
+test('query service: an index shows its platforms, and its size is marked partial when one platform is not cached', async (t) => {
+  const { storage, manifests, catalog, query } = await fixture();
+  t.after(() => catalog.close());
+  const amd64 = await storeImage(storage, manifests, [1000]);
+  const arm64 = await storeImage(storage, manifests, [2000], { os: 'linux', architecture: 'arm64' });
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.ociIndex,
+      manifests: [
+        { mediaType: MediaType.ociManifest, digest: amd64.digest, size: 400, platform: { os: 'linux', architecture: 'amd64' } },
+        { mediaType: MediaType.ociManifest, digest: arm64.digest, size: 400, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      ],
+    }),
+  );
+  const indexDigest = sha256Digest(index);
+  await manifests.put(parseDigest(indexDigest), index, MediaType.ociIndex);
+  await storage.metadata.put(metadataKeys.mirrorTag('hub', 'library/multi', '1'), { digest: indexDigest, mediaType: MediaType.ociIndex, checkedAt: 0 });
+  catalog.note('library/multi', { kind: 'mirrored', upstream: 'hub', repository: 'library/multi' });
+
+  const tag = async () => (await query.repository({ user: undefined }, 'library/multi', { page: 1, perPage: 50 }))?.tags.items[0];
+  assert.deepEqual(await tag(), {
+    tag: '1',
+    digest: indexDigest,
+    pulls: 0,
+    lastPulledAt: undefined,
+    mediaType: MediaType.ociIndex,
+    kind: 'index',
+    platforms: ['linux/amd64', 'linux/arm64/v8'],
+    size: amd64.size + arm64.size,
+    sizeComplete: true,
+    cached: true,
+  });
+  const child = await query.image({ user: undefined }, 'library/multi', arm64.digest);
+  assert.equal(child?.size, arm64.size, 'a platform image of a tagged index belongs to the repository');
+
+  await storage.metadata.delete(metadataKeys.manifest(parseDigest(arm64.digest))); // only one platform pulled
+  manifests.forget(arm64.digest);
+  assert.deepEqual([(await tag())?.size, (await tag())?.sizeComplete], [amd64.size, false]);
+});
