@@ -133,6 +133,7 @@ test('web page: repositories, tags and sizes after real pulls; the hit ratio mov
   await page.locator('#session', { hasText: 'Signed in as alice' }).waitFor();
   await page.goto(`${mirror.url}/ui/#/repositories`);
   await page.locator('tr[data-repository="corp/payroll"]').waitFor();
+  await screenshot(page, screenshots, 'repositories');
   await page.locator('a', { hasText: 'corp/payroll' }).click();
   await page.locator('tr[data-tag="v2"]').waitFor();
   assert.equal(await page.locator('tr[data-tag="v2"] td[data-size]').getAttribute('data-size'), String(secretSize));

@@ -28,6 +28,7 @@ function formatAgo(ms) {
   return `${Math.round(hours / 24)} days ago`;
 }
 const formatCount = (n) => new Intl.NumberFormat('en').format(n ?? 0);
+const plural = (n, word) => `${formatCount(n)} ${word}${n === 1 ? '' : 's'}`;
 const formatRatio = (r) => (r === undefined || r === null ? '—' : `${(r * 100).toFixed(1)} %`);
 const shortDigest = (d) => (d ? d.replace(/^sha256:/, '').slice(0, 12) : '');
 
@@ -247,7 +248,7 @@ async function repositoriesView(params) {
       ),
     );
   }
-  render(mine, h('h1', {}, 'Repositories'), form, h('p', { class: 'muted', id: 'repository-count' }, `${formatCount(result.total)} repositories`), body, pager(result, hrefFor));
+  render(mine, h('h1', {}, 'Repositories'), form, h('p', { class: 'muted', id: 'repository-count' }, plural(result.total, 'repository').replace(/ys$/, 'ies')), body, pager(result, hrefFor));
 }
 
 function pullLines(reference) {
@@ -276,7 +277,7 @@ async function repositoryView(name, params) {
     mine,
     h('div', { class: 'crumbs' }, h('a', { href: '#/repositories' }, 'Repositories'), ' /'),
     h('h1', {}, name, ' ', repo.kind === 'private' ? h('span', { class: 'badge private' }, 'private') : h('span', { class: 'badge' }, `mirror: ${repo.upstream}`)),
-    h('p', { class: 'muted' }, `${formatCount(repo.tagCount)} tags · ${formatCount(repo.pulls)} pulls · last pulled ${formatAgo(repo.lastPulledAt)}`),
+    h('p', { class: 'muted' }, `${plural(repo.tagCount, 'tag')} · ${plural(repo.pulls, 'pull')} · last pulled ${formatAgo(repo.lastPulledAt)}`),
     ...pullLines(`${session.registryHost}/${name}:${firstTag}`),
     h('h2', {}, 'Tags'),
     repo.tags.total === 0 ? empty('No tags recorded for this repository yet.') : table([['Tag'], ['Type'], ['Size', 'num'], ['Pulls', 'num'], ['Last pulled', 'hide-narrow']], rows),
