@@ -12,6 +12,7 @@ import { parseDigest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
 import { TOKEN_SERVICE, type Services } from '../services.js';
+import type { MirrorTarget, RoutableUpstream } from '../mirror/router.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { UiQueryService, MAX_PER_PAGE, type Viewer } from './query-service.js';
@@ -28,7 +29,40 @@ const STATIC_FILES = {
 // Nothing the page loads may come from elsewhere: no CDN, no fonts, no third-party script.
 const CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
 
-const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/?]+)$/;
+const V2_MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+const V1_TAG_PATH = /^\/v1\/repositories\/(.+)\/tags\/([^/]+)$/;
+const V1_IMAGES_PATH = /^\/v1\/repositories\/(.+)\/images$/;
+
+/** A request that pulled or pushed a repository: what the catalog counts. */
+export interface RepositoryActivity {
+  api: 'v1' | 'v2';
+  action: 'pull' | 'push';
+  name: string;
+  /** The tag pulled; undefined for a pull by digest (v2) or of the image list (v1). */
+  tag: string | undefined;
+}
+
+/**
+ * Pulls: a v2 manifest GET (by tag, or by digest, which only moves "last pulled"), a v1 tag
+ * lookup, a v1 image list (the start of every v1 pull). Pushes: a v2 manifest PUT. Only
+ * successful answers count; HEAD never does.
+ */
+export function repositoryActivity(method: string, url: string, status: number): RepositoryActivity | undefined {
+  const path = url.split('?')[0] ?? '';
+  const v2 = V2_MANIFEST_PATH.exec(path);
+  if (v2) {
+    const [, name = '', reference = ''] = v2;
+    if (method === 'GET' && status === 200) return { api: 'v2', action: 'pull', name, tag: reference.includes(':') ? undefined : reference };
+    if (method === 'PUT' && status === 201) return { api: 'v2', action: 'push', name, tag: reference.includes(':') ? undefined : reference };
+    return undefined;
+  }
+  if (method !== 'GET' || status !== 200) return undefined;
+  const v1Tag = V1_TAG_PATH.exec(path);
+  if (v1Tag) return { api: 'v1', action: 'pull', name: v1Tag[1] ?? '', tag: v1Tag[2] };
+  const v1Images = V1_IMAGES_PATH.exec(path);
+  if (v1Images) return { api: 'v1', action: 'pull', name: v1Images[1] ?? '', tag: undefined };
+  return undefined;
+}
 
 const pageQuery = {
   page: z.coerce.number().int().min(1).max(1_000_000).default(1),
@@ -195,24 +229,25 @@ function mirrorViewer(services: Services, request: FastifyRequest): Viewer {
 }
 
 /** Where a client-facing name lives: a private repository, or a mirrored one at its upstream. */
-function originOf(services: Services, name: string, namespace: string | undefined): { name: string; origin: RepositoryOrigin } | undefined {
+function originOf(services: Services, activity: RepositoryActivity, namespace: string | undefined): { name: string; origin: RepositoryOrigin } | undefined {
+  const { name } = activity;
   if (services.policy.isPrivate(name)) return { name, origin: { kind: 'private', repository: name } };
-  const target = services.router.resolve(name, namespace);
+  const router: { resolve(name: string, namespace: string | undefined): MirrorTarget<RoutableUpstream> | undefined; defaultUpstream: RoutableUpstream | undefined } =
+    activity.api === 'v1' ? services.v1Router : services.router;
+  const target = router.resolve(name, namespace);
   if (!target) return undefined;
-  const clientName = target.upstream === services.router.defaultUpstream ? target.repository : `${target.upstream.name}/${target.repository}`;
+  const clientName = target.upstream.name === router.defaultUpstream?.name ? target.repository : `${target.upstream.name}/${target.repository}`;
   return { name: clientName, origin: { kind: 'mirrored', upstream: target.upstream.name, repository: target.repository } };
 }
 
 function recordActivity(services: Services, catalog: RepositoryCatalog, request: FastifyRequest, status: number): void {
-  const path = request.url.split('?')[0] ?? '';
-  const match = MANIFEST_PATH.exec(path);
-  if (!match) return;
-  const [, name = '', reference = ''] = match;
+  const activity = repositoryActivity(request.method, request.url, status);
+  if (!activity) return;
   const namespace = (request.query as { ns?: unknown } | undefined)?.ns;
-  const where = originOf(services, name, typeof namespace === 'string' ? namespace : undefined);
+  const where = originOf(services, activity, typeof namespace === 'string' ? namespace : undefined);
   if (!where) return;
-  if (request.method === 'GET' && status === 200) catalog.recordPull(where.name, where.origin, reference.includes(':') ? undefined : reference);
-  else if (request.method === 'PUT' && status === 201) catalog.note(where.name, where.origin);
+  if (activity.action === 'pull') catalog.recordPull(where.name, where.origin, activity.tag);
+  else catalog.note(where.name, where.origin);
 }
 
 /** Every repository with tag records in the store, by client-facing name (for reconcile). */

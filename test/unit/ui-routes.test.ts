@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { metadataKeys } from '../../src/storage/keys.js';
+import { repositoryActivity } from '../../src/ui/plugin.js';
 import { catalogShard } from '../../src/ui/repository-catalog.js';
 import { startInProcess } from '../support/in-process.js';
 import { pollUntil } from '../harness/wait.js';
@@ -81,4 +82,23 @@ test('ui: a repository another replica recorded shows up within the 5 s catalog 
   const listed = async () => (await longshore.server.app.inject({ url: '/ui/api/repositories' })).json<{ items: Array<{ name: string; pulls: number }> }>().items;
   await pollUntil(async () => (await listed()).length > 0, { timeoutMs: 8000, intervalMs: 250, what: 'the catalog snapshot to refresh' });
   assert.deepEqual((await listed()).map((r) => [r.name, r.pulls]), [[name, 3]]);
+});
+
+test('ui: which requests count as pulls and pushes of a repository', () => {
+  const cases: Array<[string, string, number, ReturnType<typeof repositoryActivity>]> = [
+    ['GET', '/v2/library/alpine/manifests/3.20', 200, { api: 'v2', action: 'pull', name: 'library/alpine', tag: '3.20' }],
+    ['GET', '/v2/apps/web/manifests/latest?ns=docker.io', 200, { api: 'v2', action: 'pull', name: 'apps/web', tag: 'latest' }],
+    ['GET', `/v2/apps/web/manifests/sha256:${'a'.repeat(64)}`, 200, { api: 'v2', action: 'pull', name: 'apps/web', tag: undefined }],
+    ['PUT', '/v2/corp/app/manifests/v1', 201, { api: 'v2', action: 'push', name: 'corp/app', tag: 'v1' }],
+    ['GET', '/v1/repositories/library/busybox/tags/latest', 200, { api: 'v1', action: 'pull', name: 'library/busybox', tag: 'latest' }],
+    ['GET', '/v1/repositories/library/busybox/images', 200, { api: 'v1', action: 'pull', name: 'library/busybox', tag: undefined }],
+    ['HEAD', '/v2/library/alpine/manifests/3.20', 200, undefined],
+    ['GET', '/v2/library/alpine/manifests/3.20', 404, undefined],
+    ['GET', '/v2/library/alpine/manifests/3.20', 401, undefined],
+    ['PUT', '/v2/corp/app/manifests/v1', 400, undefined],
+    ['GET', '/v2/library/alpine/blobs/sha256:00', 200, undefined],
+    ['GET', '/v2/library/alpine/tags/list', 200, undefined],
+    ['GET', '/v1/repositories/library/busybox/tags', 200, undefined],
+  ];
+  for (const [method, url, status, expected] of cases) assert.deepEqual(repositoryActivity(method, url, status), expected, `${method} ${url} ${status}`);
 });
