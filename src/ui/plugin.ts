@@ -99,7 +99,7 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       traffic,
       inflightFetches: () => services.inflight.count,
       cacheMaxBytes: services.config.storage.cache.maxBytes,
-      mayPull: (user, repository) => services.access.allowedActions(user, repository).includes('pull'),
+      mayPull: (user, repository) => services.access.policy.allowedActions(user, repository).includes('pull'),
     });
 
     app.addHook('onReady', () => {
@@ -146,7 +146,7 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       mirrorViewer(services, request);
       const statuses = await upstreamStatuses({
         upstreams: services.config.upstreams,
-        clientByName: (name) => services.router.byName(name),
+        clientByName: (name) => services.router.byName(name) ?? services.v1Router.byName(name)?.v1,
         activity: services.upstreamActivity,
         registry: services.metrics.registry,
       });
