@@ -47,6 +47,8 @@ interface PendingEntry {
 
 const DEFAULT_FLUSH_INTERVAL_MS = 2000;
 const DEFAULT_SNAPSHOT_TTL_MS = 5000;
+/** Per-tag pull figures kept per repository (the most recently pulled; the repository's total counts all). */
+export const MAX_TAGS_PER_REPOSITORY = 200;
 /** Shards read at once when the snapshot is refreshed. */
 const READ_CONCURRENCY = 16;
 
@@ -213,7 +215,16 @@ function mergeInto(current: Shard, changes: Map<string, PendingEntry>): Shard {
       const before = entry.tags[tag];
       entry.tags[tag] = { pulls: (before?.pulls ?? 0) + figures.pulls, lastPulledAt: Math.max(before?.lastPulledAt ?? 0, figures.lastPulledAt) };
     }
+    boundTags(entry);
     next[name] = entry;
   }
   return next;
+}
+
+/** Keeps the most recently pulled tags: a CI pulling a new tag per build must not grow a record without end. */
+function boundTags(entry: CatalogEntry): void {
+  const tags = Object.entries(entry.tags);
+  if (tags.length <= MAX_TAGS_PER_REPOSITORY) return;
+  tags.sort(([, a], [, b]) => (b.lastPulledAt ?? 0) - (a.lastPulledAt ?? 0));
+  entry.tags = Object.fromEntries(tags.slice(0, MAX_TAGS_PER_REPOSITORY));
 }

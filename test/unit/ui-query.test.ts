@@ -11,7 +11,7 @@ import { metadataKeys } from '../../src/storage/keys.js';
 import { ManifestStore } from '../../src/storage/manifest-store.js';
 import type { MetadataStore } from '../../src/storage/metadata-store.js';
 import { UiQueryService, type QueryDependencies } from '../../src/ui/query-service.js';
-import { RepositoryCatalog } from '../../src/ui/repository-catalog.js';
+import { MAX_TAGS_PER_REPOSITORY, RepositoryCatalog } from '../../src/ui/repository-catalog.js';
 import { sha256Digest } from '../harness/digests.js';
 import { memoryStorage } from '../support/stores.js';
 
@@ -230,4 +230,23 @@ test('query service: an index shows its platforms, and its size is marked partia
   await storage.metadata.delete(metadataKeys.manifest(parseDigest(arm64.digest))); // only one platform pulled
   manifests.forget(arm64.digest);
   assert.deepEqual([(await tag())?.size, (await tag())?.sizeComplete], [amd64.size, false]);
+});
+
+test('repository catalog: per-tag figures are bounded to the most recently pulled tags; the repository total counts every pull', async () => {
+  const storage = await memoryStorage();
+  let now = 1;
+  const catalog = new RepositoryCatalog(storage.metadata, { log: quietLog, flushIntervalMs: 60_000, now: () => now });
+  const origin = { kind: 'mirrored' as const, upstream: 'hub', repository: 'ci/builds' };
+  for (let build = 0; build < MAX_TAGS_PER_REPOSITORY + 50; build += 1) {
+    now += 1;
+    catalog.recordPull('ci/builds', origin, `build-${build}`);
+    if (build % 100 === 0) await catalog.flush(); // across several writes, as in a running server
+  }
+  await catalog.flush();
+  const entry = await catalog.get('ci/builds');
+  assert.equal(entry?.pulls, MAX_TAGS_PER_REPOSITORY + 50);
+  assert.equal(Object.keys(entry?.tags ?? {}).length, MAX_TAGS_PER_REPOSITORY);
+  assert.ok(entry?.tags[`build-${MAX_TAGS_PER_REPOSITORY + 49}`], 'the latest tag is kept');
+  assert.equal(entry?.tags['build-0'], undefined, 'the oldest tag gave way');
+  await catalog.close();
 });
