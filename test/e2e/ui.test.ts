@@ -41,6 +41,9 @@ function rawValues(page: Page): Promise<string[]> {
   })()`);
 }
 
+// Start-up compiles the sources (tsx) with the browser and other suites competing for two cores.
+const START_TIMEOUT_MS = 60_000;
+
 const percent = (text: string | null) => Number(/([\d.]+)\s*%/.exec(text ?? '')?.[1] ?? 'NaN');
 
 test('web page: repositories, tags and sizes after real pulls; the hit ratio moves on a second pull; private content only after logging in', async (t) => {
@@ -60,7 +63,7 @@ test('web page: repositories, tags and sizes after real pulls; the hit ratio mov
     auth: { htpasswd },
     storage: { cache: { maxBytes: '1GiB' } },
     upstreams: [{ name: 'up', url: upstream.url, default: true, tagTtl: '1h' }],
-  });
+  }, { startTimeoutMs: START_TIMEOUT_MS });
   onCleanup(t, () => mirror.dispose());
   const host = new URL(mirror.url).host;
 
@@ -176,7 +179,7 @@ test('web page: the repository list with 10,000 repositories renders fast, page 
   for (const [shard, record] of shards) await writeFile(path.join(shardDir, `${shard}.json`), JSON.stringify(record));
   const upstream = await startRegistry();
   onCleanup(t, () => upstream.dispose());
-  const mirror = await startLongshore({ upstreams: [{ name: 'up', url: upstream.url, default: true }] }, { dataDir });
+  const mirror = await startLongshore({ upstreams: [{ name: 'up', url: upstream.url, default: true }] }, { dataDir, startTimeoutMs: START_TIMEOUT_MS });
   onCleanup(t, () => mirror.dispose());
 
   const browser = await launchBrowser();
