@@ -90,7 +90,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     cacheMaxBytes: config.storage.cache.maxBytes,
     circuits: () => [...breakers.entries()].map(([upstream, breaker]) => ({ upstream, state: breaker.circuit })),
   });
-  const breakers = new Map<string, CircuitBreakerUpstream>();
+  const breakers = new Map<string, { readonly circuit: CircuitBreakerUpstream['circuit'] }>();
   const problems = new UpstreamProblemLog(log);
   const problemSubject = (upstream: UpstreamConfig) => ({
     name: upstream.name,
@@ -111,22 +111,27 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const upstreams = [...v2Clients.values()];
   const router = new UpstreamRouter(upstreams);
   // v1 sees every upstream: a v1 index, or v1 views of the v2 API's images (or both).
-  const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => ({
-    name: upstream.name,
-    hosts: upstream.hosts,
-    isDefault: upstream.default,
-    libraryPrefix: upstream.libraryPrefix,
-    tagTtlMs: upstream.tagTtl,
-    platform: upstream.v1.platform,
-    v2: v2Clients.get(upstream.name),
+  const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => {
     // The same breaker as v2, around the same problem log.
-    v1: speaksV1(upstream)
+    const v1 = speaksV1(upstream)
       ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)), {
           failures: upstream.circuitBreaker.failures,
           cooldownMs: upstream.circuitBreaker.cooldown,
         })
-      : undefined,
-  }));
+      : undefined;
+    // A v1-only upstream's circuit is its only one: it shows in the circuit metric.
+    if (v1 && !breakers.has(upstream.name)) breakers.set(upstream.name, v1);
+    return {
+      name: upstream.name,
+      hosts: upstream.hosts,
+      isDefault: upstream.default,
+      libraryPrefix: upstream.libraryPrefix,
+      tagTtlMs: upstream.tagTtl,
+      platform: upstream.v1.platform,
+      v2: v2Clients.get(upstream.name),
+      v1,
+    };
+  });
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = new InProcessCacheIndex({
     blobs,
