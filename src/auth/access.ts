@@ -32,8 +32,11 @@ export interface AccessRequest {
 }
 
 export interface AccessControl {
-  /** Throws RegistryError UNAUTHORIZED (with a WWW-Authenticate challenge) or DENIED. */
-  authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<void>;
+  /**
+   * Throws RegistryError UNAUTHORIZED (with a WWW-Authenticate challenge) or DENIED. Resolves
+   * to who was let in: the user's name, or undefined for an anonymous client.
+   */
+  authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<string | undefined>;
   /** GET /v2/: answers 401 when credentials are configured and none valid were sent. */
   authorizeBase(request: AccessRequest): Promise<void>;
   /** GET /v2/_catalog lists private repositories: only for those who may pull them. */

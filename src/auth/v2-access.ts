@@ -43,14 +43,15 @@ export class RegistryAccess implements AccessControl {
     return user || this.settings.anonymousPull ? ['pull'] : [];
   }
 
-  async authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<void> {
+  async authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<string | undefined> {
     const identity = await this.identify(request);
+    const user = identity.kind === 'user' ? identity.name : identity.kind === 'token' && identity.subject !== '' ? identity.subject : undefined;
     const granted =
       identity.kind === 'token'
         ? identity.grants.filter((g) => g.type === 'repository' && g.name === repository).flatMap((g) => g.actions)
         : this.allowedActions(identity.kind === 'user' ? identity.name : undefined, repository);
     const missing = actions.filter((a) => !granted.includes(a));
-    if (missing.length === 0) return;
+    if (missing.length === 0) return user;
     // A user with valid credentials asking for what policy never gives: no token would help.
     if (identity.kind === 'user' || (identity.kind === 'token' && identity.subject !== '')) {
       const byPolicy = this.allowedActions(identity.kind === 'user' ? identity.name : identity.subject, repository);

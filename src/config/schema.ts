@@ -50,6 +50,7 @@ const v1UpstreamSchema = z.strictObject({
     .default('linux/amd64'),
 });
 
+const UPLOAD_DEFAULTS = { maxSessions: 1000, maxSessionsPerUser: 100 };
 const LOGIN_FAILURE_DEFAULTS = { perAddress: 20, perUser: 10, window: 5 * 60_000 };
 const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024 };
 
@@ -108,6 +109,18 @@ export const configSchema = z
           delete: z.boolean().default(false),
           // Unfinished blob uploads idle this long are dropped with their data.
           uploadTimeout: duration.default(60 * 60_000),
+          // Bounds on unfinished blob uploads (push sessions); past them, starting an upload is
+          // answered 429 TOOMANYREQUESTS with Retry-After. Idle sessions hold no descriptor.
+          uploads: section(
+            z
+              .strictObject({
+                // Open sessions of all users together.
+                maxSessions: z.number().int().min(1).default(UPLOAD_DEFAULTS.maxSessions),
+                // Open sessions of one user.
+                maxSessionsPerUser: z.number().int().min(1).default(UPLOAD_DEFAULTS.maxSessionsPerUser),
+              })
+              .default(UPLOAD_DEFAULTS),
+          ),
           cache: section(
             z
               .strictObject({
@@ -117,7 +130,7 @@ export const configSchema = z
               .default({}),
           ),
         })
-        .default({ path: './data', delete: false, uploadTimeout: 60 * 60_000, cache: {} }),
+        .default({ path: './data', delete: false, uploadTimeout: 60 * 60_000, uploads: UPLOAD_DEFAULTS, cache: {} }),
     ),
     private: section(
       z

@@ -75,6 +75,22 @@ export interface BlobWriter {
   abort(): Promise<void>;
   /** Closes the descriptor once nobody reads through `readAt` any more. Idempotent. */
   close(): void;
+  /**
+   * Optional: writes out what is buffered and gives back any descriptor or connection the
+   * writer holds until it is used again (the next write or read reopens it). Upload sessions
+   * call it between chunks, so a thousand idle sessions hold no file descriptors.
+   */
+  suspend?(): Promise<void>;
+}
+
+// A store that cannot take more bytes: a full disk or quota (ENOSPC, EDQUOT), or one that
+// takes none (EROFS, EACCES). Callers serve without caching or answer 507, never a 500.
+const STORAGE_REFUSED_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM']);
+
+/** True when `error` says the storage refuses writes (full, read-only, no permission). */
+export function isStorageRefusal(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && STORAGE_REFUSED_CODES.has(code);
 }
 
 export class DigestMismatchError extends Error {
