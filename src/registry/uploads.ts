@@ -61,6 +61,8 @@ export class UploadSessions {
   private readonly limits: UploadLimits;
   /** Open sessions per owner, for the per-user bound. */
   private readonly perOwner = new Map<string, number>();
+  /** Open sessions plus those being opened (the total bound counts both). */
+  private slotsTaken = 0;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -88,12 +90,13 @@ export class UploadSessions {
     if (owned >= this.limits.maxSessionsPerUser) {
       throw tooManySessions(`${owner} has ${owned} unfinished uploads, the most one user may have (storage.uploads.maxSessionsPerUser); finish or cancel one`);
     }
-    if (this.sessions.size >= this.limits.maxSessions) {
-      throw tooManySessions(`${this.sessions.size} uploads are in progress, the most this registry takes (storage.uploads.maxSessions); retry later`);
+    if (this.slotsTaken >= this.limits.maxSessions) {
+      throw tooManySessions(`${this.slotsTaken} uploads are in progress, the most this registry takes (storage.uploads.maxSessions); retry later`);
     }
     // Counted before the await, so concurrent POSTs cannot overshoot the bounds.
     const id = randomUUID();
     this.perOwner.set(owner, owned + 1);
+    this.slotsTaken += 1;
     let writer: BlobWriter;
     try {
       writer = await this.blobs.createWriter();
@@ -214,6 +217,7 @@ export class UploadSessions {
   }
 
   private release(owner: string): void {
+    this.slotsTaken -= 1;
     const owned = (this.perOwner.get(owner) ?? 1) - 1;
     if (owned > 0) this.perOwner.set(owner, owned);
     else this.perOwner.delete(owner);
