@@ -7,6 +7,7 @@ import { RegistryError } from '../protocol/errors.js';
 import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
 import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob-store.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
+import { isStorageRefusal, StorageRefusalLog } from '../storage/refusal.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
@@ -47,6 +48,7 @@ export class PullThroughMirror {
   private readonly tracker: CacheTracker;
   private readonly isPrivate: (digest: string) => Promise<boolean>;
   private readonly now: () => number;
+  private readonly storageRefusals: StorageRefusalLog;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -58,6 +60,7 @@ export class PullThroughMirror {
   ) {
     this.offline = options.offline;
     this.tracker = options.tracker;
+    this.storageRefusals = new StorageRefusalLog(log);
     this.isPrivate = options.isPrivate;
     this.now = options.now ?? Date.now;
   }
@@ -209,21 +212,29 @@ export class PullThroughMirror {
     if (record && known) {
       const head = await upstream.headManifest(repository, tag, acceptList);
       if (!head) {
-        await this.tags.delete(upstream.name, repository, tag);
+        await this.recordTag(this.tags.delete(upstream.name, repository, tag), target, tag);
         return undefined;
       }
       if (head.digest === known.digest) {
-        await this.tags.put(upstream.name, repository, tag, { ...record, checkedAt: this.now() });
+        await this.recordTag(this.tags.put(upstream.name, repository, tag, { ...record, checkedAt: this.now() }), target, tag);
         return known;
       }
     }
     const fetched = await this.fetchManifest(target, tag, []);
     if (!fetched) {
-      if (record) await this.tags.delete(upstream.name, repository, tag);
+      if (record) await this.recordTag(this.tags.delete(upstream.name, repository, tag), target, tag);
       return undefined;
     }
-    await this.tags.put(upstream.name, repository, tag, { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: this.now() });
+    await this.recordTag(this.tags.put(upstream.name, repository, tag, { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: this.now() }), target, tag);
     return fetched;
+  }
+
+  /** A tag record that a full or read-only disk refuses is skipped: the answer is still right. */
+  private async recordTag(write: Promise<void>, target: MirrorTarget, tag: string): Promise<void> {
+    await write.catch((error: unknown) => {
+      if (!isStorageRefusal(error)) throw error;
+      this.storageRefusals.refused(error, `tag ${target.repository}:${tag}`);
+    });
   }
 
   /**
@@ -258,9 +269,16 @@ export class PullThroughMirror {
     if (claimed !== undefined && claimed.startsWith(`${expected?.algorithm ?? 'sha256'}:`) && claimed !== actual) {
       throw new UpstreamError(target.upstream.name, 'invalid', `manifest ${target.repository}:${reference} has digest ${actual}, expected ${claimed}`);
     }
-    const stored = await this.manifests.put(parseDigest(actual), fetched.bytes, fetched.mediaType);
-    this.tracker.added(stored.digest, stored.bytes.byteLength);
-    return stored;
+    try {
+      const stored = await this.manifests.put(parseDigest(actual), fetched.bytes, fetched.mediaType);
+      this.tracker.added(stored.digest, stored.bytes.byteLength);
+      return stored;
+    } catch (error) {
+      // A full or read-only disk: the client still gets the verified manifest, uncached.
+      if (!isStorageRefusal(error)) throw error;
+      this.storageRefusals.refused(error, `manifest ${target.repository}@${actual}`);
+      return { digest: actual, mediaType: fetched.mediaType, bytes: fetched.bytes };
+    }
   }
 
   // ---- tags ----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { parseDigest, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
-import { isStorageRefusal, type BlobStore, type BlobWriter } from '../storage/blob-store.js';
+import type { BlobStore, BlobWriter } from '../storage/blob-store.js';
+import { isStorageRefusal } from '../storage/refusal.js';
 
 /** How long a client refused for the session bound is asked to wait before trying again. */
 export const SESSION_BOUND_RETRY_AFTER_SECONDS = 10;

@@ -83,16 +83,6 @@ export interface BlobWriter {
   suspend?(): Promise<void>;
 }
 
-// A store that cannot take more bytes: a full disk or quota (ENOSPC, EDQUOT), or one that
-// takes none (EROFS, EACCES). Callers serve without caching or answer 507, never a 500.
-const STORAGE_REFUSED_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM']);
-
-/** True when `error` says the storage refuses writes (full, read-only, no permission). */
-export function isStorageRefusal(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' && STORAGE_REFUSED_CODES.has(code);
-}
-
 export class DigestMismatchError extends Error {
   constructor(
     readonly expected: string,
@@ -154,6 +144,11 @@ export interface BlobStore {
    * crash or a killed process left behind; with `dryRun`, only counts them. Returns the count.
    */
   sweepStaging(options: { olderThanMs: number; dryRun?: boolean; now?: number }): Promise<number>;
+  /**
+   * Optional: whether a blob of `bytes` (undefined: unknown size) fits in the free space now.
+   * A miss that does not fit is streamed to the client without being cached (a full disk).
+   */
+  hasRoomFor?(bytes: number | undefined): Promise<boolean>;
   /** Readiness: undefined when the store takes a write, else what is wrong. Leaves nothing behind. */
   checkWritable(): Promise<string | undefined>;
   /** Shutdown of the serving process: staged writes that will never commit now are removed. */

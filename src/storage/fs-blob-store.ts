@@ -3,7 +3,7 @@
 // holds complete, verified bytes or does not exist; a crash leaves only tmp/ files, which
 // init() removes.
 import { createReadStream, read } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomUUID, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -20,6 +20,9 @@ import {
   type StoredBlob,
 } from './blob-store.js';
 
+// Free space a miss leaves for everything else (metadata records, the next temp files): a
+// blob that would eat into it is streamed through without being cached.
+const FREE_SPACE_HEADROOM_BYTES = 4 * 1024 * 1024;
 
 export class FsBlobStore implements BlobStore {
   private readonly blobsDir: string;
@@ -143,6 +146,12 @@ export class FsBlobStore implements BlobStore {
       swept += 1;
     }
     return swept;
+  }
+
+  async hasRoomFor(bytes: number | undefined): Promise<boolean> {
+    const info = await statfs(this.tmpDir).catch(() => undefined);
+    if (!info) return true; // cannot tell: try, and let the write say
+    return info.bavail * info.bsize >= (bytes ?? 0) + FREE_SPACE_HEADROOM_BYTES;
   }
 
   async checkWritable(): Promise<string | undefined> {
