@@ -3,6 +3,7 @@
 // a 500 that is logged with its stack and answered without internals.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ociErrorBody, RegistryError } from '../protocol/errors.js';
+import { storageError } from '../storage/refusal.js';
 import { isClientGone, logClientGone } from './connection-limits.js';
 
 export function sendRegistryError(reply: FastifyReply, error: RegistryError): FastifyReply {
@@ -11,7 +12,9 @@ export function sendRegistryError(reply: FastifyReply, error: RegistryError): Fa
   return reply.send(ociErrorBody(error));
 }
 
-export function handleError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function handleError(thrown: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // A full or read-only disk is a 507 wherever it surfaces (a push, a manifest PUT), never a 500.
+  const error = storageError(thrown, 'request not stored') as FastifyError | Error;
   if (error instanceof RegistryError) {
     if (error.status >= 500) request.log.warn({ err: error.message, code: error.code }, 'request failed');
     return sendRegistryError(reply, error);

@@ -194,25 +194,13 @@ export class BlobFetch {
   }
 
   /**
-   * The upstream body of a fetch the store could not take, verified on the way (the final
-   * chunk is held back until the digest checks out); undefined if another request took it.
+   * Claims the upstream body of a fetch the store could not take, for one client; undefined
+   * if another request claimed it first. Send it through `passthroughStream`.
    */
-  takePassthrough(range?: ByteRange): Readable | undefined {
-    const taken = this.passthrough;
-    if (!taken) return undefined;
+  claimPassthrough(): { upstream: UpstreamBlob; source: FetchSource } | undefined {
+    const claimed = this.passthrough;
     this.passthrough = undefined;
-    return Readable.from(verifiedPassthrough(taken.upstream, taken.source, range));
-  }
-
-  /** Whether this fetch streams to one client without caching (and its body is still untaken). */
-  get passingThrough(): boolean {
-    return this.passthrough !== undefined;
-  }
-
-  /** Drops an untaken passthrough body (its client went away before reading). */
-  dropPassthrough(): void {
-    this.passthrough?.upstream.body.destroy();
-    this.passthrough = undefined;
+    return claimed;
   }
 
   /** Registers one more participant; balanced by leave() or by the reader it opens. */
@@ -338,7 +326,7 @@ export class InflightBlobs {
    * v2 blobs and v1 layers take on a miss.
    */
   async follow(key: string, store: BlobStore, source: FetchSource, sourceName: string, retried = false): Promise<(SendableBlob & { outcome: CacheOutcome }) | undefined> {
-    const { fetch, leader } = this.join(key, store, source, sourceName);
+    const { fetch, leader } = this.join(key, store, source, sourceName, retried);
     let size: number | undefined;
     try {
       ({ size } = await fetch.ready);
@@ -378,8 +366,10 @@ export class InflightBlobs {
     retried: boolean,
   ): Promise<(SendableBlob & { outcome: CacheOutcome }) | undefined> {
     fetch.leave();
-    if (!fetch.passingThrough) {
-      if (retried) throw new RegistryError('UNAVAILABLE', `blob ${key} cannot be cached now (storage full) and is being sent to another client; retry`, { headers: { 'retry-after': '1' } });
+    const claimed = fetch.claimPassthrough();
+    if (!claimed) {
+      // Cannot happen to a fetch of our own (`retried`); guarded against a loop all the same.
+      if (retried) throw new RegistryError('UNAVAILABLE', `blob ${key} cannot be cached now (storage full); retry`, { headers: { 'retry-after': '1' } });
       return this.follow(key, store, source, sourceName, true);
     }
     let taken = false;
@@ -387,13 +377,12 @@ export class InflightBlobs {
       size,
       outcome: 'miss',
       open: (range) => {
+        if (taken) throw new Error(`passthrough body of ${key} was opened twice`);
         taken = true;
-        const body = fetch.takePassthrough(range);
-        if (!body) throw new Error(`passthrough body of ${key} was taken twice`);
-        return body;
+        return Readable.from(verifiedPassthrough(claimed.upstream, claimed.source, range));
       },
       discard: () => {
-        if (!taken) fetch.dropPassthrough();
+        if (!taken) claimed.upstream.body.destroy();
         taken = true;
         return Promise.resolve();
       },
@@ -404,15 +393,19 @@ export class InflightBlobs {
    * Joins the fetch in progress for `key`, or starts one (`leader`). The caller holds the
    * fetch until it calls `fetch.leave()` or hands the hold to `fetch.openReader()`.
    */
-  join(key: string, store: BlobStore, source: FetchSource, sourceName = 'upstream'): { fetch: BlobFetch; leader: boolean } {
-    const existing = this.fetches.get(key);
+  join(key: string, store: BlobStore, source: FetchSource, sourceName = 'upstream', alone = false): { fetch: BlobFetch; leader: boolean } {
+    const existing = alone ? undefined : this.fetches.get(key);
     if (existing) {
       existing.hold();
       return { fetch: existing, leader: false };
     }
-    const fetch = new BlobFetch(key, () => this.fetches.delete(key));
+    // `alone`: a fetch for one client that nobody joins (a retry after a full store sent the
+    // shared one to another client).
+    const fetch = new BlobFetch(key, () => {
+      if (this.fetches.get(key) === fetch) this.fetches.delete(key);
+    });
     fetch.hold();
-    this.fetches.set(key, fetch);
+    if (!alone) this.fetches.set(key, fetch);
     void this.runClaimed(fetch, store, source).then(() => this.observer.fetchFinished?.(fetch.storedDigest?.text ?? key, fetch.received, fetch.failed, sourceName));
     return { fetch, leader: true };
   }

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { parseDigest, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import type { BlobStore, BlobWriter } from '../storage/blob-store.js';
-import { isStorageRefusal } from '../storage/refusal.js';
+import { isStorageRefusal, storageError } from '../storage/refusal.js';
 
 /** How long a client refused for the session bound is asked to wait before trying again. */
 export const SESSION_BOUND_RETRY_AFTER_SECONDS = 10;
@@ -233,18 +233,4 @@ export class UploadSessions {
 
 function tooManySessions(message: string): RegistryError {
   return new RegistryError('TOOMANYREQUESTS', message, { headers: { 'retry-after': String(SESSION_BOUND_RETRY_AFTER_SECONDS) } });
-}
-
-/**
- * A full or read-only store is the registry's condition, not the client's mistake and not a
- * crash: 507 Insufficient Storage in the OCI envelope. Other errors pass through unchanged.
- */
-export function storageError(error: unknown, what: string): unknown {
-  if (!isStorageRefusal(error)) return error;
-  const code = (error as NodeJS.ErrnoException).code ?? 'error';
-  return new RegistryError('UNAVAILABLE', `${what}: the registry's storage refuses writes (${code}); retry once space is freed`, {
-    status: 507,
-    headers: { 'retry-after': '60' },
-    cause: error,
-  });
 }

@@ -3,6 +3,7 @@
 // client's mistake: mirrored content is served without being cached, pushes get a 507, and one
 // warning a minute says so (a full disk must not write a log line per request).
 import type { Logger } from 'pino';
+import { RegistryError } from '../protocol/errors.js';
 
 const STORAGE_REFUSED_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM']);
 
@@ -34,4 +35,18 @@ export class StorageRefusalLog {
     this.log.warn({ code, err: (error as Error).message, what, alsoRefusedSinceLastWarning: this.unlogged }, 'storage refuses writes (full or read-only): serving without caching');
     this.unlogged = 0;
   }
+}
+
+/**
+ * A refusal as the client sees it: 507 Insufficient Storage in the OCI envelope (v1 renders the
+ * same status as `{"error"}`), with a Retry-After. Other errors pass through unchanged.
+ */
+export function storageError(error: unknown, what: string): unknown {
+  if (!isStorageRefusal(error)) return error;
+  const code = (error as NodeJS.ErrnoException).code ?? 'error';
+  return new RegistryError('UNAVAILABLE', `${what}: the registry's storage refuses writes (${code}); retry once space is freed`, {
+    status: 507,
+    headers: { 'retry-after': '60' },
+    cause: error,
+  });
 }

@@ -14,6 +14,8 @@ import { makeTempDir } from '../harness/tmp.js';
 import { onCleanup } from '../support/cleanup.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 import { runCli } from '../support/cli.js';
+import { writeHtpasswd } from '../support/users.js';
+import { sha256Digest } from '../harness/digests.js';
 
 const ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json';
 
@@ -97,7 +99,11 @@ test('with the cache disk full, pulls still work (streamed through, not cached),
   onCleanup(t, () => upstream.dispose());
   const image = await pushDockerImage(upstream.url, 'library/app', 'v1', [1_500_000, 700_000]);
   const dataDir = await smallFilesystem(t, '8m');
-  const mirror = await startInProcess({ upstreams: [{ name: 'hub', url: upstream.url, default: true }] }, dataDir);
+  const users = await makeTempDir('disk-full-users');
+  onCleanup(t, () => users.remove());
+  const htpasswd = path.join(users.path, 'htpasswd');
+  await writeHtpasswd(htpasswd, { alice: 'wonderland' });
+  const mirror = await startInProcess({ upstreams: [{ name: 'hub', url: upstream.url, default: true }], private: { namespaces: ['corp'] }, auth: { htpasswd } }, dataDir);
   onCleanup(t, () => mirror.stop());
   const filler = await fill(dataDir);
 
@@ -106,12 +112,22 @@ test('with the cache disk full, pulls still work (streamed through, not cached),
   await pullImage(mirror, image);
   assert.deepEqual(await storedBlobs(mirror), [], 'nothing half-written was kept');
 
+  // A push cannot be stored: a 507 in the OCI envelope, not a 500, and its session is gone.
+  const layer = Buffer.alloc(2_000_000, 7);
+  const push = await request(`${mirror.url}/v2/corp/app/blobs/uploads/?digest=${sha256Digest(layer)}`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}`, 'content-type': 'application/octet-stream' },
+    body: layer,
+  });
+  assert.equal(push.statusCode, 507);
+  assert.equal(((await push.body.json()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNAVAILABLE');
+
   const ready = await get(`${mirror.url}/readyz`);
   assert.equal(ready.status, 503);
   assert.match(ready.body.toString(), /ENOSPC|no space/i);
   assert.deepEqual(await readdir(path.join(dataDir, 'tmp')), [], '/readyz and the misses left nothing in tmp/');
   const serverErrors = mirror.requests().filter((line) => (line.status as number) >= 500 && line.path !== '/readyz');
-  assert.deepEqual(serverErrors, []);
+  assert.deepEqual(serverErrors.filter((line) => line.status !== 507), []);
   assert.deepEqual(mirror.logs.filter((line) => (line.level as number) >= 50), [], 'a full disk is not a server error');
   const misses = mirror.requests().filter((line) => line.cache === 'miss' && String(line.path).includes('/blobs/'));
   assert.equal(misses.length, 2 * (image.layers.length + 1), 'every blob request was a miss: nothing was cached');

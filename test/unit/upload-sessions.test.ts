@@ -52,3 +52,27 @@ test('every way a session ends gives its slot back: finish, a bad digest, cancel
   await uploads.start('corp/a', 'alice');
   await uploads.close();
 });
+
+test('a store that refuses writes (ENOSPC) makes a push a 507 in the OCI envelope, and frees the session', async () => {
+  const { blobs } = await fsStorage();
+  const full = Object.assign(Object.create(blobs) as typeof blobs, {
+    createWriter: async (...args: Parameters<typeof blobs.createWriter>) => {
+      const writer = await blobs.createWriter(...args);
+      return Object.assign(Object.create(writer) as typeof writer, {
+        write: () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })),
+        abort: () => writer.abort(),
+        close: () => writer.close(),
+        suspend: () => writer.suspend?.() ?? Promise.resolve(),
+      });
+    },
+  });
+  const uploads = new UploadSessions(full, 1000, { limits: { maxSessions: 1, maxSessionsPerUser: 1 } });
+  const { id } = await uploads.start('corp/a', 'alice');
+  const error = await uploads.append('corp/a', id, Readable.from([randomBytes(100)])).catch((e: unknown) => e);
+  assert.ok(error instanceof RegistryError, String(error));
+  assert.equal(error.status, 507);
+  assert.match(error.message, /ENOSPC/);
+  assert.equal(uploads.count, 0);
+  await uploads.start('corp/a', 'alice');
+  await uploads.close();
+});

@@ -4,6 +4,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../../protocol/errors.js';
 import { V1Error, v1ErrorBody } from '../../protocol/v1.js';
 import { readBounded, requestBodyMemory } from '../../util/read-bounded.js';
+import { storageError } from '../../storage/refusal.js';
 import { isClientGone, logClientGone } from '../connection-limits.js';
 
 // Index and image JSON bodies are small; a layer is never read through here.
@@ -18,7 +19,9 @@ function sendV1Error(reply: FastifyReply, status: number, message: string, heade
 }
 
 /** Every failure under /v1/ leaves as `{"error": "..."}` with its status. */
-export function handleV1Error(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function handleV1Error(thrown: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // A full or read-only disk is a 507, never a 500.
+  const error = storageError(thrown, 'request not stored') as FastifyError | Error;
   if (error instanceof V1Error) return sendV1Error(reply, error.status, error.message, error.headers);
   // Shared code (blob ranges, upstream failures) speaks RegistryError; keep status and headers.
   if (error instanceof RegistryError) {
