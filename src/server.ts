@@ -12,12 +12,13 @@ import tls from 'node:tls';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { longshoreApp } from './app.js';
-import { serverTimeouts } from './api/connection-limits.js';
+import { connectionOptions, enforceHeadersTimeoutOverTls } from './api/connection-limits.js';
 import { sendRegistryError } from './api/errors.js';
 import type { Config } from './config/schema.js';
 import { RegistryError } from './protocol/errors.js';
 import { acquireDataDirectoryLock, DataDirectoryLocked } from './lifecycle/server-lock.js';
 import { createServices, type Services } from './services.js';
+import { S3BucketUnusable } from './storage/s3-blob-store.js';
 
 /** A start-up failure an operator fixes (port taken, unwritable directory, bad TLS files): one line, no stack. */
 export class StartupError extends Error {
@@ -77,12 +78,16 @@ export function createFastify(log: Logger, httpLimits: Config['http'], tlsPair?:
     exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
     routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
     return503OnClosing: true,
-    ...serverTimeouts(httpLimits),
+    ...connectionOptions(httpLimits),
   };
   if (!tlsPair) return Fastify(options);
   // Typed as the plain-HTTP instance so callers and the plugin see one type: an https.Server
   // is an http.Server with TLS on its sockets (setSecureContext is reached by a cast where used).
-  return Fastify({ ...options, https: { ...tlsPair } } as unknown as typeof options);
+  // The node:http options go with the TLS pair (fastify passes only `https` on); a handshake
+  // gets as long as the headers would.
+  const app = Fastify({ ...options, https: { ...options.http, handshakeTimeout: httpLimits.headersTimeout, ...tlsPair } } as unknown as typeof options);
+  enforceHeadersTimeoutOverTls(app.server, httpLimits.headersTimeout);
+  return app;
 }
 
 export type LongshoreFastify = ReturnType<typeof createFastify>;
@@ -231,7 +236,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     services = await createServices(config, log);
   } catch (error) {
     await lock.release();
-    throw error;
+    throw error instanceof S3BucketUnusable ? new StartupError(error.code, error.message, { cause: error }) : error;
   }
   for (const upstream of config.upstreams.filter((u) => u.insecure)) {
     log.warn({ upstream: upstream.name }, 'upstream certificate verification is off (insecure: true); its answers could come from anyone on the path');

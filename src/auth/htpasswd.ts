@@ -21,7 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
-import type { UserVerifier } from './access.js';
+import type { UserVerifier } from './policy.js';
 import { BcryptPool } from './bcrypt-pool.js';
 import { currentClientAddress } from './client-address.js';
 import type { LoginLimiter } from './login-limiter.js';
@@ -173,20 +173,30 @@ export class HtpasswdUsers implements UserVerifier {
 
   async verify(username: string, password: string): Promise<boolean> {
     const address = currentClientAddress();
+    const limiter = this.options.limiter;
     // Before any work: a client or a name over its failure limit costs nothing more.
-    this.options.limiter?.check(address, username);
+    limiter?.begin(address, username);
+    let matches: boolean;
+    try {
+      matches = await this.check(username, password);
+    } catch (error) {
+      limiter?.abandoned(address, username);
+      throw error;
+    }
+    if (matches) limiter?.succeeded(address, username);
+    return matches;
+  }
+
+  private async check(username: string, password: string): Promise<boolean> {
     if (this.now() - this.checkedAt >= REFRESH_INTERVAL_MS) await this.refreshLeniently();
     const hash = this.users.get(username);
     const key = hash === undefined ? undefined : createHash('sha256').update(`${username}\0${password}\0${hash}`).digest('hex');
     if (key !== undefined && this.verified.has(key)) return true;
     // bcryptjs reads $2y$ (Apache's prefix) as $2b$: the algorithm is the same.
     const matches = await this.pool.compare(password, (hash ?? (await this.dummy())).replace(/^\$2y\$/, '$2b$'));
-    if (key !== undefined && matches) {
-      this.verified.set(key, true);
-      return true;
-    }
-    this.options.limiter?.failed(address, username);
-    return false;
+    if (key === undefined || !matches) return false;
+    this.verified.set(key, true);
+    return true;
   }
 
   async close(): Promise<void> {

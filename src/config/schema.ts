@@ -51,8 +51,33 @@ const v1UpstreamSchema = z.strictObject({
 });
 
 const UPLOAD_DEFAULTS = { maxSessions: 1000, maxSessionsPerUser: 100 };
+
+// storage.s3 (issue 16): the bucket that holds blobs and records when storage.driver is "s3".
+const s3Schema = z
+  .strictObject({
+    // Omit for AWS; any S3-compatible server's URL otherwise.
+    endpoint: httpUrl.optional(),
+    region: z.string().min(1).default('us-east-1'),
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name: 3-63 lower-case letters, digits, "." and "-"'),
+    // Key prefix, so one bucket can hold several mirrors; a "/" is added when missing.
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*\/?$|^$/, 'letters, digits, ".", "_", "-" and "/" between them')
+      .refine((prefix) => !prefix.split('/').some((segment) => segment === '.' || segment === '..'), 'no "." or ".." segments')
+      .default('')
+      .transform((prefix) => (prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`)),
+    // Both or neither; neither: the AWS SDK's default chain (environment, profile, instance role).
+    accessKeyId: z.string().min(1).optional(),
+    secretAccessKey: z.string().min(1).optional(),
+    // Path-style URLs (http://host/bucket/key). Default: true with an endpoint, false for AWS.
+    forcePathStyle: z.boolean().optional(),
+    // true: blob GETs answered 307 to a presigned URL (not supported yet: refused at start).
+    redirect: z.boolean().default(false),
+  })
+  .transform((s3) => ({ ...s3, forcePathStyle: s3.forcePathStyle ?? s3.endpoint !== undefined }));
+
 const LOGIN_FAILURE_DEFAULTS = { perAddress: 20, perUser: 10, window: 5 * 60_000 };
-const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024 };
+const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024, trustProxy: [] };
 
 const upstreamSchema = z
   .strictObject({
@@ -105,6 +130,10 @@ export const configSchema = z
       z
         .strictObject({
           path: z.string().min(1).default('./data'),
+          // "fs": everything under storage.path. "s3": blobs and records in storage.s3's bucket,
+          // storage.path holds scratch files only (in-progress downloads and uploads).
+          driver: z.enum(['fs', 's3']).default('fs'),
+          s3: section(s3Schema.optional()),
           // Allow DELETE of manifests, tags and blobs in private repositories.
           delete: z.boolean().default(false),
           // Unfinished blob uploads idle this long are dropped with their data.
@@ -130,7 +159,7 @@ export const configSchema = z
               .default({}),
           ),
         })
-        .default({ path: './data', delete: false, uploadTimeout: 60 * 60_000, uploads: UPLOAD_DEFAULTS, cache: {} }),
+        .default({ path: './data', driver: 'fs', delete: false, uploadTimeout: 60 * 60_000, uploads: UPLOAD_DEFAULTS, cache: {} }),
     ),
     private: section(
       z
@@ -160,7 +189,7 @@ export const configSchema = z
           signupAccess: z.enum(['pull', 'push']).default('pull'),
           // bcrypt runs in worker threads: this many at once; `verifyQueue` more may wait,
           // past that a login is answered 429.
-          verifyWorkers: z.number().int().min(1).max(64).default(2),
+          verifyWorkers: z.number().int().min(1).max(64).default(1),
           verifyQueue: z.number().int().min(1).default(64),
           // Failed logins allowed per client address and per user name in `window`; past the
           // limit, logins are answered 429 with Retry-After until the window ends. 0: no limit.
@@ -179,7 +208,7 @@ export const configSchema = z
           allowSignup: false,
           tokenTtl: 5 * 60_000,
           signupAccess: 'pull',
-          verifyWorkers: 2,
+          verifyWorkers: 1,
           verifyQueue: 64,
           loginFailures: LOGIN_FAILURE_DEFAULTS,
         }),
@@ -199,6 +228,9 @@ export const configSchema = z
           // Total memory all requests together may hold in buffered bodies (manifests, v1
           // JSON); past it, such requests are answered 503 until memory frees.
           maxBufferedBodies: byteSize.default(HTTP_DEFAULTS.maxBufferedBodies),
+          // Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client;
+          // without them every client behind a proxy shares its address (and its login limit).
+          trustProxy: z.array(z.string().min(1)).default([]),
         })
         .default(HTTP_DEFAULTS),
     ),
@@ -251,6 +283,16 @@ export const configSchema = z
     });
     if (config.auth.allowSignup && config.auth.htpasswd === undefined) {
       ctx.addIssue({ code: 'custom', path: ['auth', 'allowSignup'], message: 'sign-up writes accounts to auth.htpasswd, which is not set' });
+    }
+    const s3 = config.storage.s3;
+    if (config.storage.driver === 's3' && s3 === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['storage', 's3'], message: 'storage.driver is "s3", but storage.s3 (bucket, …) is not set' });
+    }
+    if (s3 !== undefined && (s3.accessKeyId === undefined) !== (s3.secretAccessKey === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['storage', 's3', 'secretAccessKey'], message: 'accessKeyId and secretAccessKey go together' });
+    }
+    if (s3?.redirect === true) {
+      ctx.addIssue({ code: 'custom', path: ['storage', 's3', 'redirect'], message: 'redirects to presigned URLs are not supported yet; blobs are streamed' });
     }
     if (config.http.requestTimeout > 0 && config.http.headersTimeout > config.http.requestTimeout) {
       ctx.addIssue({ code: 'custom', path: ['http', 'headersTimeout'], message: 'must not be longer than http.requestTimeout' });

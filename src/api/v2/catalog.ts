@@ -8,7 +8,7 @@
 // allowed, anyone sees them all; otherwise each one is checked as a pull would be (a Bearer
 // token sees what it grants).
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { AccessControl, AccessRequest } from '../../auth/access.js';
+import type { AccessControl, AccessRequest } from '../../auth/v2-access.js';
 import { paginate } from '../../protocol/pagination.js';
 import { linkNext, pageParameters } from './responses.js';
 
