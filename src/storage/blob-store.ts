@@ -78,7 +78,8 @@ export interface BlobWriter {
   /**
    * Optional: writes out what is buffered and gives back any descriptor or connection the
    * writer holds until it is used again (the next write or read reopens it). Upload sessions
-   * call it between chunks, so a thousand idle sessions hold no file descriptors.
+   * call it between chunks, so a thousand idle sessions hold no file descriptors. Only for a
+   * writer nobody reads through `readAt` meanwhile (an upload, not a followed fetch).
    */
   suspend?(): Promise<void>;
 }
