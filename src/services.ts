@@ -173,6 +173,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     audience: V1_TOKEN_AUDIENCE,
   });
   const uploads = new UploadSessions(blobs, config.storage.uploadTimeout, {
+    limits: config.storage.uploads,
     // Every upload is a push into a private repository.
     beforePublish: (digest, size) => privateContent.add(digest, size),
   });

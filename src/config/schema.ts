@@ -50,6 +50,8 @@ const v1UpstreamSchema = z.strictObject({
     .default('linux/amd64'),
 });
 
+const UPLOAD_DEFAULTS = { maxSessions: 1000, maxSessionsPerUser: 100 };
+
 // storage.s3 (issue 16): the bucket that holds blobs and records when storage.driver is "s3".
 const s3Schema = z
   .strictObject({
@@ -136,6 +138,18 @@ export const configSchema = z
           delete: z.boolean().default(false),
           // Unfinished blob uploads idle this long are dropped with their data.
           uploadTimeout: duration.default(60 * 60_000),
+          // Bounds on unfinished blob uploads (push sessions); past them, starting an upload is
+          // answered 429 TOOMANYREQUESTS with Retry-After. Idle sessions hold no descriptor.
+          uploads: section(
+            z
+              .strictObject({
+                // Open sessions of all users together.
+                maxSessions: z.number().int().min(1).default(UPLOAD_DEFAULTS.maxSessions),
+                // Open sessions of one user.
+                maxSessionsPerUser: z.number().int().min(1).default(UPLOAD_DEFAULTS.maxSessionsPerUser),
+              })
+              .default(UPLOAD_DEFAULTS),
+          ),
           cache: section(
             z
               .strictObject({
@@ -145,7 +159,7 @@ export const configSchema = z
               .default({}),
           ),
         })
-        .default({ path: './data', driver: 'fs', delete: false, uploadTimeout: 60 * 60_000, cache: {} }),
+        .default({ path: './data', driver: 'fs', delete: false, uploadTimeout: 60 * 60_000, uploads: UPLOAD_DEFAULTS, cache: {} }),
     ),
     private: section(
       z
