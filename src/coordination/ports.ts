@@ -92,7 +92,11 @@ export interface CacheIndex {
   close(): Promise<void>;
 }
 
-/** Every coordination port a replica uses, from one implementation (in-process or shared). */
+/**
+ * The coordination primitives of one implementation (in-process or shared). PrivateContent and
+ * CacheIndex are built beside it on the storage ports (storage/open-storage.ts, services.ts),
+ * because they load from and write through the metadata store.
+ */
 export interface Coordinator {
   locks: KeyedLocks;
   leases: Leases;

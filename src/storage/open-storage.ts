@@ -2,6 +2,11 @@
 // every command that works on a data directory (gc, import) open their ports here, and build
 // nothing else they do not use. storage.driver picks fs or s3 (issue 16); a Redis coordinator
 // (issue 17) is a new file plus a branch below.
+//
+// The in-process coordinator's locks hold within one process. A gc or import beside a server
+// has locks of its own, so what they write must not need the server's: gc deletes (bytes
+// before marks) and import publishes verified blobs and whole records; at worst the access
+// times of one cache-index shard written by both at once lose one side's recent entries.
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -65,7 +70,8 @@ function openFs(root: string): Drivers {
 
 /**
  * storage.driver "s3": blobs and records in the bucket, scratch files under storage.path. The
- * modules load only here: the AWS SDK adds over a second to start-up on a busy machine.
+ * driver and the AWS SDK are loaded only here: on the fs driver they would add most of a
+ * second to every start (and the SDK's Node version warning to its stderr).
  */
 async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
   const s3 = config.storage.s3;

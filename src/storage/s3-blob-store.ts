@@ -266,6 +266,11 @@ export class S3BlobStore implements BlobStore {
     return swept;
   }
 
+  /** Writes land in the local scratch directory first: its free space is what bounds a miss. */
+  hasRoomFor(bytes: number | undefined): Promise<boolean> {
+    return this.scratch.hasRoomFor(bytes);
+  }
+
   async checkWritable(): Promise<string | undefined> {
     const local = await this.scratch.checkWritable();
     if (local !== undefined) return `scratch directory: ${local}`;
