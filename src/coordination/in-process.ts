@@ -85,6 +85,7 @@ export function inProcessCoordinator(options: { onListenerError?: (error: unknow
     locks: new InProcessLocks(),
     leases: new InProcessLeases(),
     events: new InProcessBlobEvents(options.onListenerError),
+    status: () => ({ mode: 'in-process', connected: true, uncoordinated: { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0 } }),
     close: () => Promise.resolve(),
   };
 }

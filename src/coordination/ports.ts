@@ -92,10 +92,24 @@ export interface CacheIndex {
   close(): Promise<void>;
 }
 
+/** The ports that fall back to working uncoordinated when a shared coordinator is away. */
+export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex';
+
+export interface CoordinationStatus {
+  /** 'redis': replicas coordinate through Redis; 'in-process': one replica. */
+  mode: 'redis' | 'in-process';
+  /** Whether the shared coordinator is reachable now (always true in-process). */
+  connected: boolean;
+  /** Operations that ran uncoordinated because it was unreachable, per port, since start. */
+  uncoordinated: Record<CoordinationPort, number>;
+}
+
 /** Every coordination port a replica uses, from one implementation (in-process or shared). */
 export interface Coordinator {
   locks: KeyedLocks;
   leases: Leases;
   events: BlobEvents;
+  /** For metrics and health: which coordinator, whether it is reachable. */
+  status(): CoordinationStatus;
   close(): Promise<void>;
 }
