@@ -12,7 +12,6 @@ import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
-import { InProcessCacheIndex } from './coordination/cache-index.js';
 import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
 import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
@@ -81,6 +80,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
     circuits: () => [...breakers.entries()].map(([upstream, breaker]) => ({ upstream, state: breaker.circuit })),
+    coordination: () => coordinator.status(),
   });
   const breakers = new Map<string, CircuitBreakerUpstream>();
   const problems = new UpstreamProblemLog(log);
@@ -113,14 +113,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     v1: speaksV1(upstream) ? problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream)) : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
-  const cacheIndex: CacheIndex = new InProcessCacheIndex({
-    blobs,
-    metadata,
-    privateContent,
-    events: coordinator.events,
-    maxBytes: config.storage.cache.maxBytes,
-    log,
-  });
+  const cacheIndex: CacheIndex = storage.createCacheIndex(config.storage.cache.maxBytes);
   await cacheIndex.rebuild();
   // Evicted here or collected by gc (in any replica): the in-memory manifest copy goes too.
   coordinator.events.subscribe((event) => {

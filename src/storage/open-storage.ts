@@ -5,9 +5,8 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { inProcessCoordinator } from '../coordination/in-process.js';
-import { InProcessPrivateContent } from '../coordination/private-content.js';
-import type { Coordinator, PrivateContent } from '../coordination/ports.js';
+import { openCoordination } from '../coordination/open-coordination.js';
+import type { CacheIndex, Coordinator, PrivateContent } from '../coordination/ports.js';
 import type { BlobStore } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { FsMetadataDriver } from './fs-metadata-driver.js';
@@ -19,6 +18,8 @@ export interface StoragePorts {
   coordinator: Coordinator;
   /** Which digests are private content (pushed here). */
   privateContent: PrivateContent;
+  /** The LRU index over mirrored blobs, from the same coordinator (not yet rebuilt). */
+  createCacheIndex(maxBytes: number | undefined): CacheIndex;
   close(): Promise<void>;
 }
 
@@ -31,20 +32,22 @@ export interface OpenStorageOptions {
 }
 
 export async function openStorage(config: Config, log: Logger, options: OpenStorageOptions = {}): Promise<StoragePorts> {
-  const coordinator = inProcessCoordinator({
-    onListenerError: (error, event) => log.error({ err: error, event }, 'a blob event listener failed'),
-  });
+  const coordination = await openCoordination(config, log);
+  const { coordinator } = coordination;
   const root = path.resolve(config.storage.path);
   const blobs = new FsBlobStore(root);
   await blobs.init({ clearStaging: options.ownsStaging ?? true });
   const metadata = new CoordinatedMetadataStore(new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), coordinator.locks);
-  const privateContent = new InProcessPrivateContent(metadata);
-  await privateContent.load();
+  const privateContent = await coordination.openPrivateContent(metadata);
   return {
     blobs,
     metadata,
     coordinator,
     privateContent,
-    close: () => coordinator.close(),
+    createCacheIndex: (maxBytes) => coordination.createCacheIndex({ blobs, metadata, privateContent, maxBytes }),
+    close: async () => {
+      privateContent.close?.();
+      await coordinator.close();
+    },
   };
 }
