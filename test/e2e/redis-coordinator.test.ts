@@ -1,6 +1,8 @@
 // The Redis coordinator on a real redis-server: the coordination contract (one replica and
 // two sharing one Redis), then what happens when Redis goes away and comes back.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { request } from 'undici';
 import { after, before, describe, it } from 'node:test';
 import type { BlobEvent } from '../../src/coordination/ports.js';
 import type { RedisCoordinator } from '../../src/coordination/redis.js';
@@ -8,10 +10,14 @@ import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { MemoryBlobStore } from '../../src/storage/memory-blob-store.js';
 import { MemoryMetadataDriver } from '../../src/storage/memory-metadata-driver.js';
 import { CoordinatedMetadataStore } from '../../src/storage/metadata-store.js';
+import { sha256Digest } from '../harness/digests.js';
+import { startFakeUpstream } from '../harness/fake-upstream.js';
 import { startRedis, type RedisHandle } from '../harness/redis.js';
 import { pollUntil } from '../harness/wait.js';
 import { onCleanup } from '../support/cleanup.js';
 import { coordinationContract } from '../support/coordination-contract.js';
+import { startInProcess } from '../support/in-process.js';
+import { metricValue } from '../support/prometheus-text.js';
 import { redisCluster, redisDriver } from '../support/redis-coordination.js';
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -95,5 +101,73 @@ void describe('Redis coordinator when Redis goes away', () => {
       },
       { timeoutMs: 5000, intervalMs: 200, what: 'events crossing replicas again' },
     );
+  });
+});
+
+void describe('Redis coordinator started while Redis is down', () => {
+  it('opens after its bounded wait, works uncoordinated, and joins the others once Redis is up', async (t) => {
+    const server = running();
+    await server.stop();
+    onCleanup(t, async () => {
+      if (!server.process) await server.start(); // leave Redis running for the next test
+    });
+    const cluster = redisCluster(t, running, { keyPrefix: 'late:', connectTimeoutMs: 500 });
+    const started = Date.now();
+    const late = (await cluster.coordinator()) as RedisCoordinator;
+    assert.ok(Date.now() - started < 3000, `start-up waited ${Date.now() - started} ms`);
+    assert.equal(late.status().connected, false);
+    assert.ok(await late.leases.tryAcquire('fetch:sha256:ab', 1000), 'uncoordinated lease');
+    await server.start();
+    await pollUntil(() => Promise.resolve(late.status().connected), { timeoutMs: 10_000, what: 'the late coordinator connected' });
+    const other = await cluster.coordinator();
+    const heard: BlobEvent[] = [];
+    late.events.subscribe((event) => heard.push(event));
+    await pollUntil(
+      () => {
+        other.events.publish({ type: 'removed', digest: 'sha256:ab', reason: 'collected' });
+        return Promise.resolve(heard.length > 0);
+      },
+      { timeoutMs: 5000, intervalMs: 200, what: "the late coordinator hearing the other's events" },
+    );
+  });
+});
+
+void describe('a server with cluster.redis', () => {
+  it('pulls through while Redis is down (logged, counted in metrics) and coordinates again once it returns', async (t) => {
+    const server = running();
+    const upstream = await startFakeUpstream();
+    onCleanup(t, () => upstream.close());
+    const mirror = await startInProcess({
+      cluster: { redis: server.url, advertiseUrl: 'http://127.0.0.1:1' },
+      auth: { secret: 'a-shared-secret-of-enough-length' },
+      upstreams: [{ name: 'fake', url: upstream.url, default: true }],
+    });
+    onCleanup(t, () => mirror.stop());
+    const blobs = [randomBytes(64 * 1024), randomBytes(64 * 1024), randomBytes(64 * 1024)];
+    for (const blob of blobs) upstream.setBlob(sha256Digest(blob), blob);
+    const pull = async (blob: Buffer) => {
+      const response = await request(`${mirror.url}/v2/app/blobs/${sha256Digest(blob)}`);
+      assert.equal(response.statusCode, 200);
+      assert.ok(Buffer.from(await response.body.arrayBuffer()).equals(blob));
+    };
+    const scrape = async () => (await request(`${mirror.url}/metrics`)).body.text();
+
+    await pull(blobs[0]!);
+    assert.equal(metricValue(await scrape(), 'longshore_coordination_connected', { mode: 'redis' }), 1);
+    await server.stop();
+    await pollUntil(async () => metricValue(await scrape(), 'longshore_coordination_connected', { mode: 'redis' }) === 0, { timeoutMs: 5000, what: 'the metric to show Redis gone' });
+    await pull(blobs[0]!); // a hit
+    await pull(blobs[1]!); // a miss, fetched uncoordinated
+    const down = await scrape();
+    assert.ok(metricValue(down, 'longshore_coordination_uncoordinated_total', { port: 'leases' }) >= 1, 'the uncoordinated fetch is counted');
+    assert.ok(mirror.logs.some((line) => line.level === 40 && String(line.msg).startsWith('Redis unreachable')), 'and logged as a warning');
+
+    await server.start();
+    await pollUntil(async () => metricValue(await scrape(), 'longshore_coordination_connected', { mode: 'redis' }) === 1, { timeoutMs: 10_000, what: 'the metric to show Redis back' });
+    const leasesBefore = metricValue(await scrape(), 'longshore_coordination_uncoordinated_total', { port: 'leases' });
+    await pull(blobs[2]!);
+    assert.equal(metricValue(await scrape(), 'longshore_coordination_uncoordinated_total', { port: 'leases' }), leasesBefore, 'the next fetch is coordinated');
+    assert.ok(mirror.logs.some((line) => line.msg === 'Redis reachable again: coordinating'));
+    assert.equal(upstream.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/')).length, 3, 'one upstream GET per blob: the hit during the outage came from the cache');
   });
 });
