@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { exportCommand, gcCommand, importCommand, warmCommand } from './cli/commands.js';
+import { lsCommand } from './cli/ls.js';
 import { COMMAND_USAGE, USAGE } from './cli/usage.js';
 import { ConfigError, loadConfig, parseConfig, type ConfigWarning } from './config/load.js';
 import { createLogger } from './log.js';
@@ -50,6 +51,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   warm: warmCommand,
   export: exportCommand,
   import: importCommand,
+  ls: lsCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

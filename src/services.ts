@@ -1,9 +1,10 @@
 // Wires storage, upstream clients and the pull-through policy from a config. A new storage
 // driver or upstream kind is chosen here and nowhere else.
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { speaksV2, type Config, type UpstreamConfig } from './config/schema.js';
-import { NamespacePolicy } from './auth/access.js';
+import { AccessPolicy, NamespacePolicy } from './auth/policy.js';
 import { HtpasswdUsers, type HtpasswdOptions } from './auth/htpasswd.js';
 import { BcryptPool } from './auth/bcrypt-pool.js';
 import { LoginLimiter } from './auth/login-limiter.js';
@@ -14,6 +15,7 @@ import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
 import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
 import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
+import { MetadataProvenance } from './mirror/provenance.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
 import { V1PullThrough, type V1Upstream } from './mirror/v1-pull-through.js';
 import { UpstreamRouter } from './mirror/router.js';
@@ -27,10 +29,13 @@ import type { MetadataStore } from './storage/metadata-store.js';
 import { openStorage } from './storage/open-storage.js';
 import { V1_IMAGE_PREFIXES, V1ImageStore } from './storage/v1-image-store.js';
 import type { UpstreamRegistry } from './upstream/upstream.js';
-import { CircuitBreakerUpstream } from './upstream/circuit-breaker.js';
+import { CircuitBreakerUpstream, CircuitBreakerV1Upstream } from './upstream/circuit-breaker.js';
 import { UpstreamProblemLog } from './upstream/problem-log.js';
 import { speaksV1, V1RegistryClient } from './upstream/v1-client.js';
 import { V2RegistryClient, type UpstreamObserver } from './upstream/v2-client.js';
+
+/** How long closing waits for fetches to finish their bookkeeping once the upstreams are closed. */
+const FETCH_SETTLE_MS = 5_000;
 
 /** The `service` in Bearer challenges and the audience of the tokens we issue. */
 export const TOKEN_SERVICE = 'longshore';
@@ -110,7 +115,13 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tagTtlMs: upstream.tagTtl,
     platform: upstream.v1.platform,
     v2: v2Clients.get(upstream.name),
-    v1: speaksV1(upstream) ? problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream)) : undefined,
+    // The same breaker as v2, around the same problem log.
+    v1: speaksV1(upstream)
+      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream)), {
+          failures: upstream.circuitBreaker.failures,
+          cooldownMs: upstream.circuitBreaker.cooldown,
+        })
+      : undefined,
   }));
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = storage.createCacheIndex(config.storage.cache.maxBytes);
@@ -133,17 +144,15 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number
   const tokens = new JwtCodec(await loadSigningSecret(path.resolve(config.storage.path), config.auth.secret));
-  const access = new RegistryAccess(policy, users, tokens, {
-    anonymousPull: config.auth.anonymousPull,
-    privateAnonymousPull: config.private.anonymousPull,
+  // One policy for both APIs; each API's edge only reads credentials and writes refusals.
+  const accessPolicy = new AccessPolicy(policy, { anonymousPull: config.auth.anonymousPull, privateAnonymousPull: config.private.anonymousPull }, users);
+  const access = new RegistryAccess(accessPolicy, users, tokens, {
     tokenTtlMs: config.auth.tokenTtl,
     service: TOKEN_SERVICE,
   });
   const local = new LocalRegistry(blobs, manifests, metadata, privateContent);
   const v1Local = new V1LocalRegistry(new V1ImageStore(metadata, V1_IMAGE_PREFIXES.private), blobs, metadata, privateContent, local);
-  const v1Access = new V1Access(policy, users, tokens, {
-    anonymousPull: config.auth.anonymousPull,
-    privateAnonymousPull: config.private.anonymousPull,
+  const v1Access = new V1Access(accessPolicy, users, tokens, {
     tokenTtlMs: config.auth.tokenTtl,
     audience: V1_TOKEN_AUDIENCE,
   });
@@ -152,15 +161,17 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     beforePublish: (digest, size) => privateContent.add(digest, size),
   });
   const tags = new TagRecords(metadata);
+  const provenance = new MetadataProvenance(metadata);
   const mirror = new PullThroughMirror(blobs, manifests, tags, inflight, log, {
     offline: config.offline,
     tracker: cacheIndex,
     isPrivate: (digest) => privateContent.has(digest),
+    provenance,
   });
-  const v1Mirror = new V1PullThrough(new V1ImageStore(metadata, V1_IMAGE_PREFIXES.mirrored), metadata, blobs, inflight, mirror, log, {
+  const v1Mirror = new V1PullThrough(metadata, blobs, mirror, log, {
     offline: config.offline,
-    tracker: cacheIndex,
     upstreamByName: (name) => v1Router.byName(name),
+    provenance,
   });
   return {
     config,
@@ -189,6 +200,11 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       await uploads.close();
       await users?.close();
       await Promise.all([...upstreams.map((u) => u.close()), ...v1Upstreams.map((u) => u.v1?.close())]);
+      // Closing the upstreams ends their responses; the fetches reading them still commit or
+      // abort and write their records (provenance, layer digests). Let them, within a bound,
+      // so no metadata write is cut half-way by the exit.
+      const settleBy = Date.now() + FETCH_SETTLE_MS;
+      while (inflight.count > 0 && Date.now() < settleBy) await delay(10);
       await cacheIndex.close();
       await blobs.close();
       await storage.close();

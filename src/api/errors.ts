@@ -1,8 +1,10 @@
-// One error handler for the whole server: RegistryError → OCI envelope with its status;
+// The v2 edge of the one error hierarchy: RegistryError (V1Error included; an UpstreamError
+// is coded first by registryErrorOf) → OCI envelope with its status;
 // fastify's own client errors (bad JSON, body too large) keep their status; anything else is
 // a 500 that is logged with its stack and answered without internals.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ociErrorBody, RegistryError } from '../protocol/errors.js';
+import { registryErrorOf } from '../upstream/errors.js';
 import { isClientGone, logClientGone } from './connection-limits.js';
 
 export function sendRegistryError(reply: FastifyReply, error: RegistryError): FastifyReply {
@@ -11,7 +13,8 @@ export function sendRegistryError(reply: FastifyReply, error: RegistryError): Fa
   return reply.send(ociErrorBody(error));
 }
 
-export function handleError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function handleError(raised: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const error = registryErrorOf(raised) as FastifyError | Error;
   if (error instanceof RegistryError) {
     if (error.status >= 500) request.log.warn({ err: error.message, code: error.code }, 'request failed');
     return sendRegistryError(reply, error);

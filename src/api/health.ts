@@ -9,14 +9,16 @@ export interface WritableCheck {
 /**
  * `/healthz`: the process answers. `/readyz`: the config was loaded (there is no app without
  * it) and the storage takes a write (a full or read-only disk makes a mirror useless).
+ * `warnings` are reported with a ready answer.
  */
-export function healthRoutes(storage: WritableCheck): FastifyPluginCallback {
+export function healthRoutes(storage: WritableCheck, warnings: readonly string[] = []): FastifyPluginCallback {
   return (app, _options, done) => {
     app.get('/healthz', (_request, reply) => reply.send({ status: 'ok' }));
     app.get('/readyz', async (_request, reply) => {
       const problem = await storage.checkWritable();
       if (problem) return reply.code(503).send({ status: 'unavailable', problem });
-      return reply.send({ status: 'ready' });
+      // Ready, but set up in a way an operator should know about (e.g. unverified upstreams).
+      return reply.send(warnings.length > 0 ? { status: 'ready', warnings } : { status: 'ready' });
     });
     done();
   };

@@ -9,7 +9,10 @@ export function operationsRoutes(services: Services): FastifyPluginCallback {
       reply.header('content-type', services.metrics.registry.contentType);
       return reply.send(await services.metrics.registry.metrics());
     });
-    void app.register(healthRoutes(services.blobs));
+    const warnings = services.config.upstreams
+      .filter((upstream) => upstream.insecure)
+      .map((upstream) => `upstream ${upstream.name}: certificate verification is off (insecure: true)`);
+    void app.register(healthRoutes(services.blobs, warnings));
     done();
   };
 }

@@ -21,7 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
-import type { UserVerifier } from './access.js';
+import type { UserVerifier } from './policy.js';
 import { BcryptPool } from './bcrypt-pool.js';
 import { currentClientAddress } from './client-address.js';
 import type { LoginLimiter } from './login-limiter.js';

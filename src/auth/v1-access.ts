@@ -1,14 +1,11 @@
-// Access control for the v1 API, the way v1 clients behave (spec §4): Basic credentials go
-// only to index calls (those with `X-Docker-Token: true`), which answer with a token;
-// every later call carries `Authorization: Token signature=…,repository="NS/REPO",access=…`.
-// Our tokens are HS256-signed, expire, and name one repository and one access level.
-//   private namespaces: read for users (or anyone with private.anonymousPull), write and
-//                       delete for users; a forged, expired or foreign token is a 401
-//   mirrored:           read for anyone when auth.anonymousPull, else for users; a token we
-//                       did not sign is passed upstream untouched and never opens private content
+// The v1 edge of the access policy (auth/policy.ts decides): v1 clients send Basic
+// credentials only on index calls (those with `X-Docker-Token: true`), which answer with a
+// token; every later call carries `Authorization: Token signature=…,repository="NS/REPO",access=…`.
+// Our tokens are HS256-signed, expire, and name one repository and one access level. This
+// module reads those credentials into a Credential and writes refusals as v1 errors.
 import { V1Error } from '../protocol/v1.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import { userMayPush, verifyBasic, type NamespacePolicy, type UserVerifier } from './access.js';
+import { verifyBasic, type AccessPolicy, type Action, type Credential, type UserVerifier } from './policy.js';
 import type { JwtCodec } from './jwt.js';
 
 export type V1AccessLevel = 'read' | 'write' | 'delete';
@@ -21,20 +18,19 @@ export type V1Identity =
   | { kind: 'foreign'; authorization: string; claimedRepository: string | undefined };
 
 export interface V1AccessSettings {
-  anonymousPull: boolean;
-  privateAnonymousPull: boolean;
   tokenTtlMs: number;
   /** Audience of v1 tokens; distinct from v2's, so one kind cannot stand in for the other. */
   audience: string;
 }
 
-// What each token level lets a request do. A write token also reads: pushes probe with
-// `GET /v1/images/ID/json` before uploading.
-const ALLOWED: Record<V1AccessLevel, readonly V1AccessLevel[]> = {
-  read: ['read'],
-  write: ['read', 'write'],
-  delete: ['read', 'delete'],
+// The policy's actions behind each v1 access level. A write token also reads: pushes probe
+// with `GET /v1/images/ID/json` before uploading.
+const ACTIONS: Record<V1AccessLevel, readonly Action[]> = {
+  read: ['pull'],
+  write: ['pull', 'push'],
+  delete: ['pull', 'delete'],
 };
+const NEEDS: Record<V1AccessLevel, readonly Action[]> = { read: ['pull'], write: ['push'], delete: ['delete'] };
 
 export function accessForMethod(method: string): V1AccessLevel {
   if (method === 'GET' || method === 'HEAD') return 'read';
@@ -44,7 +40,7 @@ export function accessForMethod(method: string): V1AccessLevel {
 
 export class V1Access {
   constructor(
-    readonly policy: NamespacePolicy,
+    readonly policy: AccessPolicy,
     private readonly users: UserVerifier | undefined,
     private readonly tokens: JwtCodec,
     private readonly settings: V1AccessSettings,
@@ -76,35 +72,32 @@ export class V1Access {
     return { kind: 'anonymous' };
   }
 
+  /** The policy's view of a v1 identity. */
+  credential(identity: V1Identity): Credential {
+    switch (identity.kind) {
+      case 'token':
+        return { kind: 'token', subject: identity.user, grants: [{ repository: identity.repository, actions: ACTIONS[identity.access] }] };
+      case 'foreign':
+        return { kind: 'foreign' };
+      default:
+        return identity;
+    }
+  }
+
   /**
-   * Checks `need` on a repository; throws 401 (no or bad credentials) or 403 (never allowed,
-   * e.g. a push into a mirrored repository). Foreign tokens pass for mirrored reads: the
-   * upstream judges them.
+   * Checks `need` on a repository; throws 401 (no or bad credentials, a token for something
+   * else) or 403 (never allowed, e.g. a push into a mirrored repository).
    */
   authorizeRepository(identity: V1Identity, repository: string, need: V1AccessLevel): void {
-    const isPrivate = this.policy.isPrivate(repository);
-    if (!isPrivate && need !== 'read') {
-      throw new V1Error(403, `${repository} is a mirrored repository and read-only: push only into private namespaces (${this.namespacesText()})`);
-    }
-    switch (identity.kind) {
-      case 'user':
-        if (need !== 'read') this.assertMayPush(identity.name);
-        return;
-      case 'token':
-        if (identity.repository === repository && ALLOWED[identity.access].includes(need)) return;
-        throw this.unauthorized(`token grants ${identity.access} on ${identity.repository}, not ${need} on ${repository}`);
-      case 'foreign':
-        if (!isPrivate) return;
-        throw this.unauthorized('invalid or expired token');
-      case 'anonymous':
-        if (need === 'read' && (isPrivate ? this.settings.privateAnonymousPull : this.settings.anonymousPull)) return;
-        throw this.unauthorized(need === 'read' ? 'authentication required' : 'pushing needs a login (docker login)');
-    }
+    const decision = this.policy.decide(this.credential(identity), repository, NEEDS[need]);
+    if (decision.allowed) return;
+    if (decision.reason === 'forbidden') throw new V1Error(403, decision.message);
+    throw this.unauthorized(decision.message);
   }
 
   /** 403 for a self-registered account that may only pull (auth.signupAccess: pull). */
   assertMayPush(user: string): void {
-    if (!userMayPush(this.users, user)) throw new V1Error(403, `account ${user} was self-registered and may only pull until an operator grants more`);
+    if (!this.policy.mayPush(user)) throw new V1Error(403, `account ${user} was self-registered and may only pull until an operator grants more`);
   }
 
   /**
@@ -112,13 +105,20 @@ export class V1Access {
    * repository); the caller still checks a token's repository contains the image.
    */
   seesPrivateImages(identity: V1Identity): boolean {
-    if (identity.kind === 'user') return true;
     if (identity.kind === 'token') return this.policy.isPrivate(identity.repository);
-    if (identity.kind === 'anonymous') return this.settings.privateAnonymousPull;
-    return false;
+    return this.policy.readsPrivate(this.credential(identity));
   }
 
-  /** A token for the response of an index call: `X-Docker-Token` and `WWW-Authenticate`. */
+  /** Whether this identity may read mirrored images from the cache (image routes name no repository). */
+  readsMirrored(identity: V1Identity): boolean {
+    if (identity.kind === 'token') return !this.policy.isPrivate(identity.repository);
+    return this.policy.readsMirrored(this.credential(identity));
+  }
+
+  /**
+   * A token for the response of an index call (`X-Docker-Token` and `WWW-Authenticate`).
+   * Callers authorize `access` on the repository first (authorizeRepository).
+   */
   issueToken(identity: V1Identity, repository: string, access: V1AccessLevel): string {
     const user = identity.kind === 'user' ? identity.name : identity.kind === 'token' ? identity.user : '';
     const { token } = this.tokens.sign({ iss: 'longshore', sub: user, aud: this.settings.audience, repository, access }, this.settings.tokenTtlMs);
@@ -127,10 +127,6 @@ export class V1Access {
 
   unauthorized(message: string): V1Error {
     return new V1Error(401, message, { 'www-authenticate': 'Token' });
-  }
-
-  private namespacesText(): string {
-    return this.policy.hasPrivateNamespaces ? `private.namespaces: ${this.policy.namespaces.join(', ')}` : 'none are configured in private.namespaces';
   }
 }
 

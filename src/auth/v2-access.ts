@@ -1,64 +1,54 @@
-// Access control for the v2 API, the way Docker Hub does it: a 401 carries a Bearer
-// challenge naming our token endpoint and the scope needed; `GET /token` trades Basic
-// credentials (or none: anonymous) for a signed, expiring JWT listing the granted actions;
-// later requests carry `Authorization: Bearer`. Basic credentials on API requests work too.
-//   mirrored repositories: pull for anyone when auth.anonymousPull, else for users; never push
-//   private namespaces:   pull for users (or anyone with private.anonymousPull); push/delete for users
+// The v2 edge of the access policy (auth/policy.ts decides), the way Docker Hub and the
+// reference registry do it: a 401 carries a Bearer challenge naming our token endpoint and
+// the scope needed (with `error="insufficient_scope"` for a valid token lacking the action,
+// `error="invalid_token"` for one we did not sign or that expired, RFC 6750 §3.1);
+// `GET /token` trades Basic credentials (or none: anonymous) for a signed, expiring JWT
+// listing the granted actions; later requests carry `Authorization: Bearer`. Basic
+// credentials on API requests work too.
+import type { IncomingHttpHeaders } from 'node:http';
 import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
-import { userMayPush, verifyBasic, type AccessControl, type AccessRequest, type Action, type NamespacePolicy, type UserVerifier } from './access.js';
+import { verifyBasic, type AccessPolicy, type Action, type Credential, type Decision, type Grant, type UserVerifier } from './policy.js';
 import type { JwtCodec } from './jwt.js';
 
-export interface AccessSettings {
-  /** auth.anonymousPull: pulls of mirrored content without credentials. */
-  anonymousPull: boolean;
-  /** private.anonymousPull: pulls of private repositories without credentials. */
-  privateAnonymousPull: boolean;
+export interface AccessRequest {
+  headers: IncomingHttpHeaders;
+  /** Base URL the client used (publicUrl, or scheme + Host), for challenges. */
+  baseUrl: string;
+}
+
+export interface AccessControl {
+  /** Throws RegistryError UNAUTHORIZED (with a WWW-Authenticate challenge) or DENIED. */
+  authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<void>;
+  /** GET /v2/: answers 401 when credentials are configured and none valid were sent. */
+  authorizeBase(request: AccessRequest): Promise<void>;
+  /** GET /v2/_catalog lists private repositories: only for those who may pull them. */
+  authorizeCatalog(request: AccessRequest): Promise<void>;
+}
+
+export interface TokenSettings {
   tokenTtlMs: number;
   service: string;
 }
 
-interface Grant {
+/** The access claim of our JWTs, as Docker's token protocol spells it. */
+interface TokenAccess {
   type: string;
   name: string;
   actions: string[];
 }
 
-type Identity = { kind: 'anonymous' } | { kind: 'user'; name: string } | { kind: 'token'; subject: string; grants: Grant[] };
-
 export class RegistryAccess implements AccessControl {
   constructor(
-    private readonly policy: NamespacePolicy,
+    readonly policy: AccessPolicy,
     private readonly users: UserVerifier | undefined,
     private readonly tokens: JwtCodec,
-    private readonly settings: AccessSettings,
+    private readonly settings: TokenSettings,
   ) {}
 
-  /** What a user (undefined: anonymous) may do on a repository, by policy alone. */
-  allowedActions(user: string | undefined, repository: string): Action[] {
-    if (this.policy.isPrivate(repository)) {
-      if (user) return userMayPush(this.users, user) ? ['pull', 'push', 'delete'] : ['pull'];
-      return this.settings.privateAnonymousPull ? ['pull'] : [];
-    }
-    return user || this.settings.anonymousPull ? ['pull'] : [];
-  }
-
   async authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<void> {
-    const identity = await this.identify(request);
-    const granted =
-      identity.kind === 'token'
-        ? identity.grants.filter((g) => g.type === 'repository' && g.name === repository).flatMap((g) => g.actions)
-        : this.allowedActions(identity.kind === 'user' ? identity.name : undefined, repository);
-    const missing = actions.filter((a) => !granted.includes(a));
-    if (missing.length === 0) return;
-    // A user with valid credentials asking for what policy never gives: no token would help.
-    if (identity.kind === 'user' || (identity.kind === 'token' && identity.subject !== '')) {
-      const byPolicy = this.allowedActions(identity.kind === 'user' ? identity.name : identity.subject, repository);
-      if (!actions.every((a) => byPolicy.includes(a))) {
-        throw new RegistryError('DENIED', `${actions.join(',')} on ${repository} is not allowed for this user`, { detail: { name: repository, actions } });
-      }
-    }
-    throw this.challenge(request, `repository:${repository}:${actions.join(',')}`, 'authentication required');
+    const decision = this.policy.decide(await this.identify(request), repository, actions);
+    if (!decision.allowed) throw this.refusal(request, decision, `repository:${repository}:${actions.join(',')}`, { name: repository, actions });
   }
 
   async authorizeBase(request: AccessRequest): Promise<void> {
@@ -69,9 +59,7 @@ export class RegistryAccess implements AccessControl {
   }
 
   async authorizeCatalog(request: AccessRequest): Promise<void> {
-    if (this.settings.privateAnonymousPull) return;
-    const identity = await this.identify(request);
-    if (identity.kind === 'user' || (identity.kind === 'token' && identity.subject !== '')) return;
+    if (this.policy.readsPrivate(await this.identify(request))) return;
     throw this.challenge(request, 'registry:catalog:*', 'the catalog lists private repositories: log in');
   }
 
@@ -79,21 +67,20 @@ export class RegistryAccess implements AccessControl {
   async issueToken(request: AccessRequest, scopes: readonly string[]): Promise<{ token: string; access_token: string; expires_in: number; issued_at: string }> {
     const identity = await this.identify(request, { basicOnly: true });
     const user = identity.kind === 'user' ? identity.name : undefined;
-    const access: Grant[] = [];
+    const access: TokenAccess[] = [];
     for (const scope of scopes) {
       const match = /^repository:([^:]+):([a-z*,]+)$/.exec(scope);
       if (!match || !isValidRepositoryName(match[1] as string)) continue;
       const name = match[1] as string;
       const wanted = (match[2] as string).split(',').flatMap((a) => (a === '*' ? ['pull', 'push', 'delete'] : [a]));
-      const allowed = this.allowedActions(user, name);
-      const actions = wanted.filter((a): a is Action => (allowed as string[]).includes(a));
+      const actions = this.policy.grantable(user, name, wanted.filter(isAction));
       if (actions.length > 0) access.push({ type: 'repository', name, actions });
     }
     const { token, expiresIn, issuedAt } = this.tokens.sign({ iss: this.settings.service, sub: user ?? '', aud: this.settings.service, access }, this.settings.tokenTtlMs);
     return { token, access_token: token, expires_in: expiresIn, issued_at: issuedAt };
   }
 
-  private async identify(request: AccessRequest, options: { basicOnly?: boolean } = {}): Promise<Identity> {
+  private async identify(request: AccessRequest, options: { basicOnly?: boolean } = {}): Promise<Credential> {
     const header = request.headers.authorization;
     if (!header) return { kind: 'anonymous' };
     const [scheme, value = ''] = header.split(/\s+/, 2);
@@ -104,15 +91,39 @@ export class RegistryAccess implements AccessControl {
     }
     if (scheme?.toLowerCase() === 'bearer' && !options.basicOnly) {
       const claims = this.tokens.verify(value);
-      if (!claims || claims.aud !== this.settings.service) throw this.challenge(request, undefined, 'invalid or expired token');
-      return { kind: 'token', subject: claims.sub, grants: Array.isArray(claims.access) ? (claims.access as Grant[]) : [] };
+      if (!claims || claims.aud !== this.settings.service) throw this.challenge(request, undefined, 'invalid or expired token', 'invalid_token');
+      return { kind: 'token', subject: claims.sub, grants: grantsOf(claims.access) };
     }
     return { kind: 'anonymous' };
   }
 
-  private challenge(request: AccessRequest, scope: string | undefined, message: string): RegistryError {
+  private refusal(request: AccessRequest, decision: Exclude<Decision, { allowed: true }>, scope: string, detail: unknown): RegistryError {
+    switch (decision.reason) {
+      case 'forbidden':
+        return new RegistryError('DENIED', decision.message, { detail });
+      case 'login':
+        return this.challenge(request, scope, decision.message);
+      case 'insufficient_scope':
+      case 'invalid_token':
+        return this.challenge(request, scope, decision.message, decision.reason);
+    }
+  }
+
+  private challenge(request: AccessRequest, scope: string | undefined, message: string, error?: 'insufficient_scope' | 'invalid_token'): RegistryError {
     const parts = [`realm="${request.baseUrl}/token"`, `service="${this.settings.service}"`];
     if (scope) parts.push(`scope="${scope}"`);
+    if (error) parts.push(`error="${error}"`);
     return new RegistryError('UNAUTHORIZED', message, { headers: { 'www-authenticate': `Bearer ${parts.join(',')}` } });
   }
+}
+
+function isAction(value: string): value is Action {
+  return value === 'pull' || value === 'push' || value === 'delete';
+}
+
+function grantsOf(claim: unknown): Grant[] {
+  if (!Array.isArray(claim)) return [];
+  return (claim as TokenAccess[])
+    .filter((entry) => entry?.type === 'repository' && typeof entry.name === 'string' && Array.isArray(entry.actions))
+    .map((entry) => ({ repository: entry.name, actions: entry.actions.filter(isAction) }));
 }

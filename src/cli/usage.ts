@@ -6,12 +6,19 @@ export const COMMAND_USAGE: Record<string, string> = {
   gc: `usage: longshore gc [--config FILE] [--dry-run] [--grace 1h]
   Delete blobs no manifest references (untouched for at least --grace).
 `,
-  warm: `usage: longshore warm (--url URL | --config FILE) [--platform OS/ARCH[/VARIANT]]... [--all-platforms]
-                     [--file LIST] IMAGE...
-  Pull images into the cache, through the Longshore at --url or one started from --config.
+  warm: `usage: longshore warm (--url URL | --config FILE) [--creds USER:PASS] [--platform OS/ARCH[/VARIANT]]...
+                     [--all-platforms] [--file LIST] IMAGE...
+  Pull images into the cache, through the Longshore at --url or one started from --config
+  (or the one already serving that config's storage.path). --creds, or the docker/podman
+  login stored for the mirror's host, for mirrors that want credentials.
 `,
-  export: `usage: longshore export [--url URL | --config FILE] [--platform ...]... [--all-platforms] -o BUNDLE.tar IMAGE...
+  export: `usage: longshore export [--url URL | --config FILE] [--creds USER:PASS] [--platform ...]... [--all-platforms]
+                       -o BUNDLE.tar IMAGE...
   Write images as an OCI layout tar, for import at another site.
+`,
+  ls: `usage: longshore ls [--config FILE] [--json] [REPO]
+  List cached (mirrored) and private repositories with their tags, sizes and last pull time,
+  read from the data directory (safe beside a running server).
 `,
   import: `usage: longshore import [--config FILE] BUNDLE.tar...
   Load bundles written by export into the cache.
@@ -24,11 +31,13 @@ commands:
   serve  [--config FILE]                      run the mirror
   gc     [--config FILE] [--dry-run] [--grace 1h]
                                               delete blobs no manifest references
-  warm   (--url URL | --config FILE) [--platform OS/ARCH[/VARIANT]]... [--all-platforms]
-         [--file LIST] IMAGE...               pull images into the cache
-  export [--url URL | --config FILE] [--platform ...]... -o BUNDLE.tar IMAGE...
+  warm   (--url URL | --config FILE) [--creds USER:PASS] [--platform OS/ARCH[/VARIANT]]...
+         [--all-platforms] [--file LIST] IMAGE...
+                                              pull images into the cache
+  export [--url URL | --config FILE] [--creds USER:PASS] [--platform ...]... -o BUNDLE.tar IMAGE...
                                               write images as an OCI layout tar
   import [--config FILE] BUNDLE.tar...        load bundles into the cache
+  ls     [--config FILE] [--json] [REPO]      list cached and private repositories and tags
 
   longshore <command> --help                  that command's options
   longshore --version                         the version

@@ -50,6 +50,30 @@ const v1UpstreamSchema = z.strictObject({
     .default('linux/amd64'),
 });
 
+// storage.s3 (issue 16): the bucket that holds blobs and records when storage.driver is "s3".
+const s3Schema = z
+  .strictObject({
+    // Omit for AWS; any S3-compatible server's URL otherwise.
+    endpoint: httpUrl.optional(),
+    region: z.string().min(1).default('us-east-1'),
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name: 3-63 lower-case letters, digits, "." and "-"'),
+    // Key prefix, so one bucket can hold several mirrors; a "/" is added when missing.
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*\/?$|^$/, 'letters, digits, ".", "_", "-" and "/" between them')
+      .refine((prefix) => !prefix.split('/').some((segment) => segment === '.' || segment === '..'), 'no "." or ".." segments')
+      .default('')
+      .transform((prefix) => (prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`)),
+    // Both or neither; neither: the AWS SDK's default chain (environment, profile, instance role).
+    accessKeyId: z.string().min(1).optional(),
+    secretAccessKey: z.string().min(1).optional(),
+    // Path-style URLs (http://host/bucket/key). Default: true with an endpoint, false for AWS.
+    forcePathStyle: z.boolean().optional(),
+    // true: blob GETs answered 307 to a presigned URL (not supported yet: refused at start).
+    redirect: z.boolean().default(false),
+  })
+  .transform((s3) => ({ ...s3, forcePathStyle: s3.forcePathStyle ?? s3.endpoint !== undefined }));
+
 const LOGIN_FAILURE_DEFAULTS = { perAddress: 20, perUser: 10, window: 5 * 60_000 };
 const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024 };
 
@@ -104,6 +128,10 @@ export const configSchema = z
       z
         .strictObject({
           path: z.string().min(1).default('./data'),
+          // "fs": everything under storage.path. "s3": blobs and records in storage.s3's bucket,
+          // storage.path holds scratch files only (in-progress downloads and uploads).
+          driver: z.enum(['fs', 's3']).default('fs'),
+          s3: section(s3Schema.optional()),
           // Allow DELETE of manifests, tags and blobs in private repositories.
           delete: z.boolean().default(false),
           // Unfinished blob uploads idle this long are dropped with their data.
@@ -117,7 +145,7 @@ export const configSchema = z
               .default({}),
           ),
         })
-        .default({ path: './data', delete: false, uploadTimeout: 60 * 60_000, cache: {} }),
+        .default({ path: './data', driver: 'fs', delete: false, uploadTimeout: 60 * 60_000, cache: {} }),
     ),
     // Several replicas sharing one storage (an S3 bucket) coordinate through Redis.
     cluster: section(
@@ -254,6 +282,16 @@ export const configSchema = z
     });
     if (config.auth.allowSignup && config.auth.htpasswd === undefined) {
       ctx.addIssue({ code: 'custom', path: ['auth', 'allowSignup'], message: 'sign-up writes accounts to auth.htpasswd, which is not set' });
+    }
+    const s3 = config.storage.s3;
+    if (config.storage.driver === 's3' && s3 === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['storage', 's3'], message: 'storage.driver is "s3", but storage.s3 (bucket, …) is not set' });
+    }
+    if (s3 !== undefined && (s3.accessKeyId === undefined) !== (s3.secretAccessKey === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['storage', 's3', 'secretAccessKey'], message: 'accessKeyId and secretAccessKey go together' });
+    }
+    if (s3?.redirect === true) {
+      ctx.addIssue({ code: 'custom', path: ['storage', 's3', 'redirect'], message: 'redirects to presigned URLs are not supported yet; blobs are streamed' });
     }
     if (config.http.requestTimeout > 0 && config.http.headersTimeout > config.http.requestTimeout) {
       ctx.addIssue({ code: 'custom', path: ['http', 'headersTimeout'], message: 'must not be longer than http.requestTimeout' });

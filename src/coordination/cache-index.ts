@@ -60,8 +60,8 @@ export class InProcessCacheIndex implements CacheIndex {
     this.entries = new LRUCache<string, Entry>({
       maxSize: this.maxBytes ?? Number.MAX_SAFE_INTEGER,
       sizeCalculation: (entry) => Math.max(1, entry.size),
-      dispose: (_entry, digest, reason) => {
-        if (reason === 'evict') void this.evict(digest);
+      dispose: (entry, digest, reason) => {
+        if (reason === 'evict') void this.evict(digest, entry.size, 'least recently used; mirrored content over storage.cache.maxBytes');
       },
     });
     // Blobs fetched for the mirror announce themselves; pushes and imports are not mirrored.
@@ -92,7 +92,7 @@ export class InProcessCacheIndex implements CacheIndex {
         if (!this.entries.has(digest)) {
           // Larger than the whole bound: it was served, but it cannot stay.
           this.log.warn({ digest, size, maxBytes: this.maxBytes }, 'blob larger than storage.cache.maxBytes; not kept');
-          void this.evict(digest);
+          void this.evict(digest, size, 'larger than storage.cache.maxBytes on its own');
         }
       },
       (error: unknown) => this.log.error({ digest, err: error }, 'cache index: could not check whether a blob is private'),
@@ -138,13 +138,14 @@ export class InProcessCacheIndex implements CacheIndex {
     this.accessTimes.record(digest, at);
   }
 
-  private async evict(digest: string): Promise<void> {
+  private async evict(digest: string, size: number, why: string): Promise<void> {
     try {
       // A blob pushed into a private repository since it was mirrored is pinned: keep it.
       if (await this.privateContent.has(digest)) return;
       this.evictionCount += 1;
       this.record(digest, null);
       await this.blobs.delete(parseDigest(digest));
+      this.log.info({ digest, size, reason: why, maxBytes: this.maxBytes }, 'evicted');
       this.events.publish({ type: 'removed', digest, reason: 'evicted' });
     } catch (error) {
       this.log.error({ digest, err: error }, 'could not delete evicted blob');

@@ -24,12 +24,12 @@ redis.call('zadd', KEYS[1], 'GT', ARGV[3], ARGV[1])
 return {redis.call('exists', KEYS[4]), tonumber(redis.call('get', KEYS[3]) or '0')}`;
 // KEYS: lru. ARGV: digest, access time. 1 when the blob is in the index.
 const TOUCH_SCRIPT = `if redis.call('zscore', KEYS[1], ARGV[1]) then redis.call('zadd', KEYS[1], 'GT', ARGV[2], ARGV[1]) return 1 end return 0`;
-// KEYS: lru, sizes, bytes. ARGV: digest. 1 when it was counted.
+// KEYS: lru, sizes, bytes. ARGV: digest. Its counted size (-1: it was not counted).
 const FORGET_SCRIPT = `
 redis.call('zrem', KEYS[1], ARGV[1])
 local size = redis.call('hget', KEYS[2], ARGV[1])
-if size then redis.call('hdel', KEYS[2], ARGV[1]) redis.call('decrby', KEYS[3], size) return 1 end
-return 0`;
+if size then redis.call('hdel', KEYS[2], ARGV[1]) redis.call('decrby', KEYS[3], size) return tonumber(size) end
+return -1`;
 
 const EVICTION_LEASE_TTL_MS = 60_000;
 const REBUILD_LEASE_TTL_MS = 5 * 60_000;
@@ -149,7 +149,7 @@ export class RedisCacheIndex implements CacheIndex {
       if (maxBytes !== undefined && size > maxBytes) {
         // Larger than the whole bound: it was served, but it cannot stay.
         log.warn({ digest, size, maxBytes }, 'blob larger than storage.cache.maxBytes; not kept');
-        await this.evict(digest);
+        await this.evict(digest, 'larger than storage.cache.maxBytes on its own', size);
         return;
       }
       const reply = (await connection.client.eval(ADD_SCRIPT, {
@@ -193,7 +193,7 @@ export class RedisCacheIndex implements CacheIndex {
           if (bytes <= maxBytes) return;
           const [oldest] = await connection.client.zRange(this.keys.lru, 0, 0);
           if (oldest === undefined) return;
-          await this.evict(oldest);
+          await this.evict(oldest, 'least recently used; mirrored content over storage.cache.maxBytes');
         }
         this.evictAgain = true; // more to do: another pass, letting other work in between
       } finally {
@@ -205,8 +205,8 @@ export class RedisCacheIndex implements CacheIndex {
     }
   }
 
-  private async evict(digest: string): Promise<void> {
-    const { connection, blobs, metadata, privateContent, events, log } = this.options;
+  private async evict(digest: string, why: string, uncountedSize?: number): Promise<void> {
+    const { connection, blobs, metadata, privateContent, events, log, maxBytes } = this.options;
     const uncount = () => connection.client.eval(FORGET_SCRIPT, { keys: [this.keys.lru, this.keys.sizes, this.keys.bytes], arguments: [digest] });
     // Pinned since it was mirrored (pushed into a private repository): it stays, uncounted.
     // The metadata store's mark is checked too: it is the truth, whatever Redis lost.
@@ -220,8 +220,9 @@ export class RedisCacheIndex implements CacheIndex {
       log.error({ digest, err: error }, 'could not delete evicted blob');
       return;
     }
-    await uncount();
+    const counted = (await uncount()) as number;
     await connection.client.incr(this.keys.evictions);
+    log.info({ digest, size: counted >= 0 ? counted : uncountedSize, reason: why, maxBytes }, 'evicted');
     this.recordedAt.delete(digest);
     this.accessTimes.record(digest, null);
     events.publish({ type: 'removed', digest, reason: 'evicted' });

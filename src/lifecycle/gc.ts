@@ -10,7 +10,7 @@ import { referencedDigests } from '../protocol/manifest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import { V1_IMAGE_PREFIXES, V1ImageStore } from '../storage/v1-image-store.js';
+import { allMirroredImages, V1_IMAGE_PREFIXES, V1ImageStore } from '../storage/v1-image-store.js';
 
 export interface GcOptions {
   dryRun: boolean;
@@ -102,10 +102,8 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
   }
 
   // v1 images cached by the mirror point at their layers (v1 layers have no manifest).
-  const v1Images = new V1ImageStore(targets.metadata, V1_IMAGE_PREFIXES.mirrored);
-  for (const id of await v1Images.list()) {
-    const layer = (await v1Images.get(id))?.layer;
-    if (layer) referenced.add(layer.digest);
+  for await (const image of allMirroredImages(targets.metadata)) {
+    if (image.layer) referenced.add(image.layer.digest);
   }
 
   // Tags that point at a manifest that is gone would answer with nothing: drop them.

@@ -5,7 +5,7 @@
 // no tag record and is not listed.
 import { parseDigest } from '../protocol/digest.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
-import type { NamespacePolicy } from '../auth/access.js';
+import type { NamespacePolicy } from '../auth/policy.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataDriver } from '../storage/metadata-store.js';

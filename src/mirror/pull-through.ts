@@ -5,29 +5,27 @@ import type { Logger } from 'pino';
 import { parseDigest, digestOf, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
-import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
+import { BlobMisses, type BlobResult, type CacheTracker } from './blob-miss.js';
+import { CachedLookup } from './cached-lookup.js';
 import type { CacheOutcome } from './outcome.js';
+import type { Origin, ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget } from './router.js';
-import { SingleFlight } from './single-flight.js';
 import type { TagRecords, TagRecord } from './tag-records.js';
 
-/** A blob to send (hit: the stored file; miss: following the fetch) and how it was found. */
-export interface BlobResult extends SendableBlob {
-  outcome: CacheOutcome;
+export type { BlobResult, CacheTracker } from './blob-miss.js';
+
+/** A mirrored tag: what we last learned of it, and the manifest it points at. */
+interface TaggedManifest {
+  record: TagRecord;
+  manifest: StoredManifest;
 }
 
 export interface ManifestResult extends StoredManifest {
   outcome: CacheOutcome;
-}
-
-/** Where the mirror reports cache traffic, for the size bound (CacheIndex implements it). */
-export interface CacheTracker {
-  added(digest: string, size: number): void;
-  touched(digest: string): void;
-  forget(digest: string): void;
 }
 
 export interface MirrorOptions {
@@ -36,17 +34,21 @@ export interface MirrorOptions {
   tracker: CacheTracker;
   /** Digests of private content (pushed here): never served as mirrored content on their own say-so. */
   isPrivate: (digest: string) => Promise<boolean>;
+  /** Which upstream each fetched digest came from: private digests are served under those upstreams' names. */
+  provenance: ProvenanceIndex;
   now?: () => number;
 }
 
 export class PullThroughMirror {
-  private readonly manifestFetches = new SingleFlight<StoredManifest | undefined>();
-  private readonly tagChecks = new SingleFlight<StoredManifest | undefined>();
 
   private readonly offline: boolean;
   private readonly tracker: CacheTracker;
   private readonly isPrivate: (digest: string) => Promise<boolean>;
+  private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
+  private readonly lookups: CachedLookup;
+  /** The one blob path, shared with the v1 engine's layers. */
+  readonly blobMisses: BlobMisses;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -59,23 +61,38 @@ export class PullThroughMirror {
     this.offline = options.offline;
     this.tracker = options.tracker;
     this.isPrivate = options.isPrivate;
+    this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
+    this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
+    this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline);
   }
 
   /**
    * The store is content-addressed and shared with private repositories. A digest that is
-   * private content is served under a mirrored name only if the upstream confirms it has it
-   * there (the bytes are then the same); otherwise knowing a digest would be enough to read
-   * a private image through any mirrored name.
+   * private content is served under an upstream's names only if the mirror got it from that
+   * upstream (provenance: fetched, or confirmed before), or the upstream confirms it has it
+   * there now (the bytes are then the same); otherwise knowing a digest would be enough to
+   * read a private image through any mirrored name.
    */
   private async mayServeStored(target: MirrorTarget, digest: Digest, kind: 'blob' | 'manifest'): Promise<boolean> {
     if (!(await this.isPrivate(digest.text))) return true;
+    if (await this.provenance.fetchedFrom(digest, target.upstream.name)) return true;
     if (this.offline) return false;
     const found =
       kind === 'blob'
         ? await target.upstream.headBlob(target.repository, digest.text)
         : await target.upstream.headManifest(target.repository, digest.text, upstreamAcceptList([]));
-    return found !== undefined;
+    if (found === undefined) return false;
+    await this.recordOrigin(digest, target);
+    return true;
+  }
+
+  /** Provenance is bookkeeping: failing to write it costs an upstream confirmation later, never a request. */
+  private async recordOrigin(digest: Digest, target: MirrorTarget): Promise<void> {
+    const origin: Origin = { upstream: target.upstream.name, repository: target.repository };
+    await this.provenance.record(digest, origin).catch((error: unknown) => {
+      this.log.warn({ digest: digest.text, upstream: origin.upstream, err: (error as Error).message }, 'could not record where a digest came from');
+    });
   }
 
   private offlineMiss(code: 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN', what: string): RegistryError {
@@ -86,33 +103,23 @@ export class PullThroughMirror {
 
   async getBlob(target: MirrorTarget, digestText: string): Promise<BlobResult> {
     const digest = parseDigest(digestText);
-    // Two rounds at most: a fetch can commit between our store lookup and our join.
-    for (let round = 0; round < 2; round++) {
-      const handle = await this.blobs.open(digest);
-      if (handle) {
-        let allowed: boolean;
-        try {
-          allowed = await this.mayServeStored(target, digest, 'blob');
-        } catch (error) {
-          await handle.close();
-          throw this.blobError(error, target, digest);
-        }
-        if (!allowed) {
-          await handle.close();
-          throw this.blobError(new UpstreamBlobMissing(digest.text), target, digest);
-        }
-        this.tracker.touched(digest.text);
-        return { ...sendableBlob(handle), outcome: 'hit' };
-      }
-      this.tracker.forget(digest.text);
-      if (this.offline) throw this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`);
-      const source = { expected: digest, open: () => target.upstream.fetchBlob(target.repository, digest.text) };
-      const following = await this.inflight.follow(digest.text, this.blobs, source, target.upstream.name).catch((error: unknown) => {
+    return this.blobMisses
+      .serve({
+        key: digest.text,
+        upstream: target.upstream.name,
+        storedDigest: () => Promise.resolve(digest),
+        mayServe: () => this.mayServeStored(target, digest, 'blob'),
+        source: {
+          expected: digest,
+          open: () => target.upstream.fetchBlob(target.repository, digest.text),
+          stored: (stored) => this.recordOrigin(stored, target),
+        },
+        missing: () => new UpstreamBlobMissing(digest.text),
+        offlineMiss: () => this.offlineMiss('BLOB_UNKNOWN', `blob ${digest.text}`),
+      })
+      .catch((error: unknown) => {
         throw this.blobError(error, target, digest);
       });
-      if (following) return following;
-    }
-    throw new RegistryError('UNKNOWN', `blob ${digest.text} vanished while being stored`);
   }
 
   /** Size and presence without fetching the body. */
@@ -139,32 +146,33 @@ export class PullThroughMirror {
         detail: { digest: digest.text },
       });
     }
-    return toRegistryError(error);
+    return error;
   }
 
   // ---- manifests -----------------------------------------------------------------------
 
   async getManifestByDigest(target: MirrorTarget, digestText: string, accept: readonly string[]): Promise<ManifestResult> {
     const digest = parseDigest(digestText);
-    const stored = await this.manifests.get(digest);
-    if (stored && accepts(accept, stored.mediaType)) {
-      const allowed = await this.mayServeStored(target, digest, 'manifest').catch((error: unknown) => {
-        throw toRegistryError(error);
-      });
-      if (!allowed) throw manifestUnknown(target, digest.text);
-      this.tracker.touched(stored.digest);
-      return { ...stored, outcome: 'hit' };
-    }
-    if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${target.repository}@${digest.text}${stored ? ' in an accepted media type' : ''}`);
-    // Not cached, or cached in a type this client cannot take: ask upstream with its list.
-    const { promise, shared } = this.manifestFetches.run(`${target.upstream.name}|${digest.text}|${accept.join(',')}`, () =>
-      this.fetchManifest(target, digest.text, accept, digest),
-    );
-    const fetched = await promise.catch((error: unknown) => {
-      throw toRegistryError(error);
+    let stored: StoredManifest | undefined;
+    const found = await this.lookups.get<StoredManifest>({
+      key: `v2-manifest|${target.upstream.name}|${digest.text}|${accept.join(',')}`,
+      ttlMs: Number.POSITIVE_INFINITY, // content-addressed: never changes
+      cached: async () => {
+        stored = await this.manifests.get(digest);
+        return stored && accepts(accept, stored.mediaType) ? { value: stored, fetchedAt: 0 } : undefined;
+      },
+      // Not cached, or cached in a type this client cannot take: ask upstream with its list.
+      refresh: () => this.fetchManifest(target, digest.text, accept, digest),
     });
-    if (!fetched) throw manifestUnknown(target, digest.text);
-    return { ...fetched, outcome: shared ? 'coalesced' : 'miss' };
+    if (!found) {
+      if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${target.repository}@${digest.text}${stored ? ' in an accepted media type' : ''}`);
+      throw manifestUnknown(target, digest.text);
+    }
+    if (found.outcome === 'hit') {
+      if (!(await this.mayServeStored(target, digest, 'manifest'))) throw manifestUnknown(target, digest.text);
+      this.tracker.touched(found.value.digest);
+    }
+    return { ...found.value, outcome: found.outcome };
   }
 
   /**
@@ -174,56 +182,54 @@ export class PullThroughMirror {
    */
   async getManifestByTag(target: MirrorTarget, tag: string, accept: readonly string[]): Promise<ManifestResult> {
     const { upstream, repository } = target;
-    const record = await this.tags.get(upstream.name, repository, tag);
-    const known = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
-    const fresh = record !== undefined && this.now() - record.checkedAt < upstream.tagTtlMs;
-    if (known && (fresh || this.offline)) {
-      if (accepts(accept, known.mediaType)) {
-        this.tracker.touched(known.digest);
-        return { ...known, outcome: fresh ? 'hit' : 'stale' };
-      }
-      if (!this.offline) return this.passThroughTag(target, tag, accept);
+    const found = await this.lookups
+      .get<TaggedManifest>({
+        key: `v2-tag|${upstream.name}|${repository}|${tag}`,
+        ttlMs: upstream.tagTtlMs,
+        cached: async () => {
+          const record = await this.tags.get(upstream.name, repository, tag);
+          const manifest = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
+          return record && manifest ? { value: { record, manifest }, fetchedAt: record.checkedAt } : undefined;
+        },
+        refresh: (previous) => this.refreshTag(target, tag, previous?.value),
+        same: (known, fresh) => known.manifest.digest === fresh.manifest.digest,
+        context: { upstream: upstream.name, repository, tag },
+        describe: (known) => ({ digest: known.manifest.digest }),
+      })
+      ;
+    if (!found) throw this.offline ? this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${repository}:${tag}`) : manifestUnknown(target, tag);
+    const { manifest } = found.value;
+    if (accepts(accept, manifest.mediaType)) {
+      this.tracker.touched(manifest.digest);
+      return { ...manifest, outcome: found.outcome };
     }
-    if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${target.repository}:${tag}${known ? ' in an accepted media type' : ''}`);
-
-    const { promise, shared } = this.tagChecks.run(`${upstream.name}|${repository}|${tag}`, () => this.refreshTag(target, tag, record, known));
-    let manifest: StoredManifest | undefined;
-    try {
-      manifest = await promise;
-    } catch (error) {
-      if (known && error instanceof UpstreamError && error.isTransient) {
-        this.log.warn({ upstream: upstream.name, repository, tag, digest: known.digest, err: error.message }, 'upstream failed; serving stale tag');
-        if (accepts(accept, known.mediaType)) return { ...known, outcome: 'stale' };
-      }
-      throw toRegistryError(error);
-    }
-    if (!manifest) throw manifestUnknown(target, tag);
-    if (!accepts(accept, manifest.mediaType)) return this.passThroughTag(target, tag, accept);
-    const outcome: CacheOutcome = shared ? 'coalesced' : known?.digest === manifest.digest ? 'hit' : 'miss';
-    return { ...manifest, outcome };
+    if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${repository}:${tag} in an accepted media type`);
+    return this.passThroughTag(target, tag, accept);
   }
 
-  private async refreshTag(target: MirrorTarget, tag: string, record: TagRecord | undefined, known: StoredManifest | undefined): Promise<StoredManifest | undefined> {
+  private async refreshTag(target: MirrorTarget, tag: string, known: TaggedManifest | undefined): Promise<TaggedManifest | undefined> {
     const { upstream, repository } = target;
     const acceptList = upstreamAcceptList([]);
-    if (record && known) {
+    if (known) {
       const head = await upstream.headManifest(repository, tag, acceptList);
       if (!head) {
         await this.tags.delete(upstream.name, repository, tag);
         return undefined;
       }
-      if (head.digest === known.digest) {
-        await this.tags.put(upstream.name, repository, tag, { ...record, checkedAt: this.now() });
-        return known;
+      if (head.digest === known.manifest.digest) {
+        const record = { ...known.record, checkedAt: this.now() };
+        await this.tags.put(upstream.name, repository, tag, record);
+        return { record, manifest: known.manifest };
       }
     }
     const fetched = await this.fetchManifest(target, tag, []);
     if (!fetched) {
-      if (record) await this.tags.delete(upstream.name, repository, tag);
+      if (known) await this.tags.delete(upstream.name, repository, tag);
       return undefined;
     }
-    await this.tags.put(upstream.name, repository, tag, { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: this.now() });
-    return fetched;
+    const record: TagRecord = { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: this.now() };
+    await this.tags.put(upstream.name, repository, tag, record);
+    return { record, manifest: fetched };
   }
 
   /**
@@ -231,9 +237,7 @@ export class PullThroughMirror {
    * gets what the upstream gives for its own Accept list. Cached by digest, not as the tag.
    */
   private async passThroughTag(target: MirrorTarget, tag: string, accept: readonly string[]): Promise<ManifestResult> {
-    const fetched = await this.fetchManifest(target, tag, accept, undefined, true).catch((error: unknown) => {
-      throw toRegistryError(error);
-    });
+    const fetched = await this.fetchManifest(target, tag, accept, undefined, true);
     if (!fetched || !accepts(accept, fetched.mediaType)) {
       throw new RegistryError('MANIFEST_UNKNOWN', `no manifest of an accepted type for ${target.repository}:${tag}`, {
         detail: { tag, accept },
@@ -258,7 +262,9 @@ export class PullThroughMirror {
     if (claimed !== undefined && claimed.startsWith(`${expected?.algorithm ?? 'sha256'}:`) && claimed !== actual) {
       throw new UpstreamError(target.upstream.name, 'invalid', `manifest ${target.repository}:${reference} has digest ${actual}, expected ${claimed}`);
     }
-    const stored = await this.manifests.put(parseDigest(actual), fetched.bytes, fetched.mediaType);
+    const digest = parseDigest(actual);
+    const stored = await this.manifests.put(digest, fetched.bytes, fetched.mediaType);
+    await this.recordOrigin(digest, target);
     this.tracker.added(stored.digest, stored.bytes.byteLength);
     return stored;
   }
@@ -280,7 +286,7 @@ export class PullThroughMirror {
         const known = await this.tags.list(target.upstream.name, target.repository);
         if (known.length > 0) return { tags: known, outcome: 'stale' };
       }
-      throw toRegistryError(error);
+      throw error;
     }
   }
 }
@@ -289,24 +295,4 @@ function manifestUnknown(target: MirrorTarget, reference: string): RegistryError
   return new RegistryError('MANIFEST_UNKNOWN', `manifest ${target.repository}:${reference} not found in ${target.upstream.name}`, {
     detail: { name: target.repository, reference },
   });
-}
-
-/** Upstream failures in the client's terms: 429 stays 429, anything else unreachable is 502/503. */
-export function toRegistryError(error: unknown): unknown {
-  if (!(error instanceof UpstreamError)) return error;
-  switch (error.kind) {
-    case 'rate-limited':
-      return new RegistryError('TOOMANYREQUESTS', error.message, {
-        headers: error.options.retryAfterSeconds !== undefined ? { 'retry-after': String(error.options.retryAfterSeconds) } : {},
-        cause: error,
-      });
-    case 'denied':
-      // Docker Hub answers 401 for repositories that do not exist; to a mirror client both
-      // mean "not here", and a 404 lets docker and containerd fall back to the next source.
-      return new RegistryError('NAME_UNKNOWN', error.message, { cause: error });
-    case 'unavailable':
-      return new RegistryError('UNAVAILABLE', error.message, { status: 502, cause: error });
-    case 'invalid':
-      return new RegistryError('UNKNOWN', error.message, { status: 502, cause: error });
-  }
 }

@@ -6,27 +6,28 @@
 // manifest and config (§11.1) or a schema1 manifest (§11.2), its layers being v2 blobs.
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import { parseDigest } from '../protocol/digest.js';
+import { parseDigest, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { parsePlatform, platformMatches, type Platform } from '../protocol/image-ref.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { parseManifest, type ParsedManifest } from '../protocol/manifest.js';
 import { MediaType, MODERN_MANIFEST_TYPES } from '../protocol/media-types.js';
 import { EMPTY_GZ_TAR_DIGEST, v1ChainFromSchema1, v1ChainFromV2, type V1ChainEntry } from '../protocol/v1-from-v2.js';
-import { isValidImageId, payloadChecksum, payloadHash, V1Error, type V1SearchResult } from '../protocol/v1.js';
-import { sendableBlob, type BlobStore } from '../storage/blob-store.js';
+import { isValidImageId, payloadChecksum, payloadHash, type V1SearchResult } from '../protocol/v1.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import { imageJsonBytes, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
-import { UpstreamError } from '../upstream/errors.js';
-import type { UpstreamRegistry } from '../upstream/upstream.js';
-import type { V1RegistryClient, V1UpstreamAuth } from '../upstream/v1-client.js';
+import { imageJsonBytes, mirroredImageStore, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
+import { isNotFound, UpstreamError } from '../upstream/errors.js';
+import type { UpstreamRegistry, V1UpstreamRegistry } from '../upstream/upstream.js';
+import type { V1UpstreamAuth } from '../upstream/v1-client.js';
 import { readBounded } from '../util/read-bounded.js';
-import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
+import type { FetchSource } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
-import { toRegistryError, type BlobResult, type CacheTracker, type PullThroughMirror } from './pull-through.js';
+import type { BlobResult, PullThroughMirror } from './pull-through.js';
+import type { ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget, RoutableUpstream } from './router.js';
-import { SingleFlight } from './single-flight.js';
+import { CachedLookup, type CachedEntry } from './cached-lookup.js';
 
 /** The 32-byte gzip of an empty tar: the layer of empty history entries, which no upstream has to hold. */
 const EMPTY_GZ_TAR = Buffer.from([31, 139, 8, 0, 0, 9, 110, 136, 0, 255, 98, 24, 5, 163, 96, 20, 140, 88, 0, 8, 0, 0, 255, 255, 46, 175, 181, 239, 0, 4, 0, 0]);
@@ -38,49 +39,45 @@ const ACCEPT = [...MODERN_MANIFEST_TYPES, MediaType.dockerSchema1Signed, MediaTy
 /** One upstream as v1 sees it: a v1 index and registry, a v2 API, or both. */
 export interface V1Upstream extends RoutableUpstream {
   readonly tagTtlMs: number;
-  readonly v1: V1RegistryClient | undefined;
+  readonly v1: V1UpstreamRegistry | undefined;
   readonly v2: UpstreamRegistry | undefined;
   readonly platform: string;
 }
 
 export type V1Target = MirrorTarget<V1Upstream>;
 
-interface TimedRecord<T> {
-  value: T;
-  fetchedAt: number;
-}
-
 export interface V1MirrorOptions {
   offline: boolean;
-  tracker: CacheTracker;
   /** Finds a configured upstream by name: records remember where their layer comes from. */
   upstreamByName: (name: string) => V1Upstream | undefined;
+  /** Layers fetched from a v1 upstream are recorded like v2 blobs: that upstream's names may serve them. */
+  provenance: ProvenanceIndex;
   now?: () => number;
 }
 
 export class V1PullThrough {
-  private readonly imageFetches = new SingleFlight<V1ImageRecord | undefined>();
-  private readonly refreshes = new SingleFlight<unknown>();
   /** Ancestries learned from an `ancestry` call: each ancestor's is a suffix of it. */
   private readonly knownAncestry = new LRUCache<string, string[]>({ max: 10_000 });
   private readonly offline: boolean;
-  private readonly tracker: CacheTracker;
   private readonly upstreamByName: (name: string) => V1Upstream | undefined;
+  private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
+  private readonly lookups: CachedLookup;
+  /** Mirrored image records, one store per upstream: one upstream never answers for another. */
+  private readonly imageStores = new Map<string, V1ImageStore>();
 
   constructor(
-    private readonly images: V1ImageStore,
     private readonly metadata: MetadataStore,
     private readonly blobs: BlobStore,
-    private readonly inflight: InflightBlobs,
     private readonly v2: PullThroughMirror,
     private readonly log: Logger,
     options: V1MirrorOptions,
   ) {
     this.offline = options.offline;
-    this.tracker = options.tracker;
     this.upstreamByName = options.upstreamByName;
+    this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
+    this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
   }
 
   // ---- repositories and tags ---------------------------------------------------------------
@@ -145,18 +142,40 @@ export class V1PullThrough {
 
   // ---- images ------------------------------------------------------------------------------
 
-  /** An image's record (json and ancestry), cached forever once fetched. */
+  /** An image's record (json and ancestry), cached forever once fetched; per upstream. */
   async image(id: string, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<{ record: V1ImageRecord; outcome: CacheOutcome }> {
-    const cached = await this.images.get(id);
-    if (cached) return { record: cached, outcome: 'hit' };
     const client = target?.upstream.v1;
-    if (!client || this.offline) throw notFound(`Image not found: ${id}${this.offline ? ' (not cached, and offline mode is on)' : ''}`);
-    const { promise, shared } = this.imageFetches.run(id, () => this.fetchImage(client, target, id, auth));
-    const record = await promise.catch((error: unknown) => {
-      throw toRegistryError(error);
-    });
-    if (!record) throw notFound(`Image not found: ${id} at ${target.upstream.name}`);
-    return { record, outcome: shared ? 'coalesced' : 'miss' };
+    const images = target ? this.images(target.upstream.name) : undefined;
+    const found =
+      target && images
+        ? await this.lookups
+            .get<V1ImageRecord>({
+              key: `v1-image|${target.upstream.name}|${id}`,
+              ttlMs: Number.POSITIVE_INFINITY, // an id's json and ancestry never change
+              cached: async () => {
+                const record = await images.get(id);
+                return record && { value: record, fetchedAt: 0 };
+              },
+              refresh: async () => (client ? this.fetchImage(client, target, id, auth) : undefined),
+              context: { upstream: target.upstream.name, image: id },
+            })
+        : undefined;
+    if (!found) throw notFound(`Image not found: ${id}${this.offline ? ' (not cached, and offline mode is on)' : target ? ` at ${target.upstream.name}` : ''}`);
+    return { record: found.value, outcome: found.outcome };
+  }
+
+  /**
+   * Old-Docker mirror mode with a token the mirror did not issue, when mirrored content is not
+   * open to anyone: the upstream decides whether the token's holder may read this image (a
+   * json GET with their token); only then is it served, from the cache if it is there.
+   */
+  async confirmImage(id: string, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<void> {
+    const client = target?.upstream.v1;
+    if (!client || this.offline) {
+      throw new RegistryError('UNAUTHORIZED', 'a token this mirror did not issue is checked by the upstream, and no upstream can be asked', { headers: { 'www-authenticate': 'Token' } });
+    }
+    const json = await client.imageJson(id, auth);
+    if (!json) throw notFound(`Image not found: ${id} at ${client.name}`);
   }
 
   /** Remembers an ancestry list so each ancestor's record can be built without asking again. */
@@ -164,7 +183,7 @@ export class V1PullThrough {
     ids.forEach((id, index) => this.knownAncestry.set(id, ids.slice(index)));
   }
 
-  private async fetchImage(client: V1RegistryClient, target: V1Target, id: string, auth: V1UpstreamAuth): Promise<V1ImageRecord | undefined> {
+  private async fetchImage(client: V1UpstreamRegistry, target: V1Target, id: string, auth: V1UpstreamAuth): Promise<V1ImageRecord | undefined> {
     const json = await client.imageJson(id, auth);
     if (!json) return undefined;
     let parsed: { id?: unknown; parent?: unknown };
@@ -191,78 +210,89 @@ export class V1PullThrough {
       ...(json.layerSize !== undefined ? { layerSize: json.layerSize } : {}),
       ...(json.payloadChecksum ? { computed: { payload: json.payloadChecksum, tarsums: [] } } : {}),
     };
-    await this.images.put(record);
+    await this.images(target.upstream.name).put(record);
     return record;
   }
 
   /** The layer of an image: from the store, or teed from the upstream (coalesced per image). */
   async layer(record: V1ImageRecord, target: V1Target | undefined, auth: V1UpstreamAuth): Promise<BlobResult> {
-    for (let round = 0; round < 2; round++) {
-      const stored = await this.storedLayer(record);
-      if (stored) return stored;
-      if (record.source?.api === 'v2') return this.v2Layer(record, target);
-      const client = target?.upstream.v1;
-      if (!client || this.offline) throw notFound(`layer of ${record.id} is not cached${this.offline ? ', and offline mode is on' : ''}`);
-      const source: FetchSource = {
-        open: () => client.layer(record.id, auth, record.layerSize),
-        alreadyStored: async () => {
-          const layer = (await this.current(record)).layer;
-          return layer !== undefined && (await this.blobs.stat(parseDigest(layer.digest))) !== undefined;
+    if (record.source?.api === 'v2') return this.v2Layer(record, target);
+    const client = target?.upstream.v1;
+    const upstream = client?.name ?? record.source?.upstream ?? '';
+    let current = record;
+    const source: FetchSource = {
+      open: async () => (client ? client.layer(record.id, auth, record.layerSize) : undefined),
+      alreadyStored: async () => {
+        const layer = (await this.current(record)).layer;
+        return layer !== undefined && (await this.blobs.stat(parseDigest(layer.digest))) !== undefined;
+      },
+      verifier: () => layerVerifier(record),
+      stored: async (digest, size) => {
+        record.layer = { digest: digest.text, size };
+        try {
+          await this.provenance.record(digest, { upstream, repository: record.source?.repository ?? '' });
+          await this.images(upstream).put({ ...(await this.current(record)), layer: record.layer });
+        } catch (error) {
+          // The verified layer is stored either way; the record learns its digest next time.
+          this.log.warn({ image: record.id, err: (error as Error).message }, 'could not record the layer digest or origin of a v1 image');
+        }
+      },
+    };
+    return this.v2.blobMisses
+      .serve({
+        key: `v1:${upstream}:${record.id}`,
+        upstream,
+        // A fetch that committed meanwhile wrote the layer's digest into the record.
+        storedDigest: async (round) => {
+          if (round > 0) current = await this.current(current);
+          return current.layer ? parseDigest(current.layer.digest) : undefined;
         },
-        verifier: () => layerVerifier(record),
-        stored: async (digest, size) => {
-          record.layer = { digest: digest.text, size };
-          try {
-            await this.images.put({ ...(await this.current(record)), layer: record.layer });
-          } catch (error) {
-            // The verified layer is stored either way; the record learns its digest next time.
-            this.log.warn({ image: record.id, err: (error as Error).message }, 'could not record the layer digest of a v1 image');
-          }
-        },
-      };
-      const following = await this.inflight.follow(`v1:${client.name}:${record.id}`, this.blobs, source, client.name).catch((error: unknown) => {
-        if (error instanceof UpstreamBlobMissing) throw notFound(`layer of ${record.id} not found at ${client.name}`);
-        throw toRegistryError(error);
+        source,
+        missing: () => notFound(`layer of ${record.id} not found at ${client ? client.name : `${upstream} (no v1 registry configured)`}`),
+        offlineMiss: () => notFound(`layer of ${record.id} is not cached, and offline mode is on`),
       });
-      if (following) return following;
-      record = await this.current(record);
-    }
-    throw new V1Error(500, `layer of ${record.id} vanished while being stored`);
   }
 
   private async current(record: V1ImageRecord): Promise<V1ImageRecord> {
-    return (await this.images.get(record.id)) ?? record;
+    const upstream = record.source?.upstream;
+    return (upstream !== undefined ? await this.images(upstream).get(record.id) : undefined) ?? record;
   }
 
-  private async storedLayer(record: V1ImageRecord): Promise<BlobResult | undefined> {
-    if (!record.layer) return undefined;
-    const handle = await this.blobs.open(parseDigest(record.layer.digest));
-    if (!handle) {
-      this.tracker.forget(record.layer.digest); // evicted or collected: no longer counted
-      return undefined;
+  private images(upstream: string): V1ImageStore {
+    let store = this.imageStores.get(upstream);
+    if (!store) {
+      store = mirroredImageStore(this.metadata, upstream);
+      this.imageStores.set(upstream, store);
     }
-    this.tracker.touched(record.layer.digest);
-    return { ...sendableBlob(handle), outcome: 'hit' };
+    return store;
   }
 
-  /** A layer that is a v2 blob: the v2 mirror's own path (same tee, same coalescing). */
+  /** A layer that is a v2 blob: the v2 mirror's own path (same tee, same coalescing, same guard). */
   private async v2Layer(record: V1ImageRecord, target: V1Target | undefined): Promise<BlobResult> {
-    const digest = record.layer?.digest as string;
-    if (digest === EMPTY_GZ_TAR_DIGEST) {
-      // Stored once; from then on it is served like any stored layer.
-      await this.blobs.put(parseDigest(digest), EMPTY_GZ_TAR);
-      const stored = await this.storedLayer(record);
-      if (stored) return stored;
+    const digest = parseDigest(record.layer?.digest as string);
+    if (digest.text === EMPTY_GZ_TAR_DIGEST) {
+      // Stored once, and served to anyone: it is a constant, not anybody's content.
+      await this.blobs.put(digest, EMPTY_GZ_TAR);
+      return this.storedOnly(digest, `the empty layer ${digest.text} could not be stored`);
     }
     const source = record.source;
     const upstream = source?.upstream === target?.upstream.name ? target?.upstream : undefined;
     const v2 = upstream?.v2 ?? this.upstreamByName(source?.upstream ?? '')?.v2;
-    if (!v2 || !source?.repository) throw notFound(`layer of ${record.id}: its upstream ${source?.upstream ?? '?'} is not configured any more`);
-    try {
-      return await this.v2.getBlob({ upstream: v2, repository: source.repository }, digest);
-    } catch (error) {
-      throw toRegistryError(error);
-    }
+    // Its upstream is gone from the config: what is stored is still served.
+    if (!v2 || !source?.repository) return this.storedOnly(digest, `layer of ${record.id}: its upstream ${source?.upstream ?? '?'} is not configured any more`);
+    return this.v2.getBlob({ upstream: v2, repository: source.repository }, digest.text);
+  }
+
+  /** A stored blob, or `notFound(why)`: no upstream to ask. */
+  private storedOnly(digest: Digest, why: string): Promise<BlobResult> {
+    return this.v2.blobMisses.serve({
+      key: digest.text,
+      upstream: '',
+      storedDigest: () => Promise.resolve(digest),
+      source: { expected: digest, open: () => Promise.resolve(undefined) },
+      missing: () => notFound(why),
+      offlineMiss: () => notFound(why),
+    });
   }
 
   // ---- v1 views of v2 images (§11) ---------------------------------------------------------
@@ -277,8 +307,8 @@ export class V1PullThrough {
     try {
       return await this.v2.listTags(this.v2Target(target));
     } catch (error) {
-      if (error instanceof RegistryError && error.status === 404) return undefined;
-      throw toRegistryError(error);
+      if (isNotFound(error)) return undefined;
+      throw error;
     }
   }
 
@@ -289,8 +319,8 @@ export class V1PullThrough {
     try {
       manifest = await this.v2.getManifestByTag(v2Target, tag, ACCEPT);
     } catch (error) {
-      if (error instanceof RegistryError && error.status === 404) return undefined;
-      throw toRegistryError(error);
+      if (isNotFound(error)) return undefined;
+      throw error;
     }
     const outcome = manifest.outcome;
     let { bytes, mediaType, digest } = manifest;
@@ -299,20 +329,20 @@ export class V1PullThrough {
       const wanted: Platform = parsePlatform(target.upstream.platform);
       const child = parsed.manifests.find((m) => platformMatches(wanted, m.platform));
       if (!child) throw notFound(`${target.repository}:${tag} has no ${target.upstream.platform} image (v1.platform)`);
-      ({ bytes, mediaType, digest } = await this.v2.getManifestByDigest(v2Target, child.digest, ACCEPT).catch((error: unknown) => {
-        throw toRegistryError(error);
-      }));
+      ({ bytes, mediaType, digest } = await this.v2.getManifestByDigest(v2Target, child.digest, ACCEPT));
     }
-    const known = await this.metadata.get<{ top: string }>(this.chainKey(digest));
+    const chainKey = this.chainKey(target, digest);
+    const known = await this.metadata.get<{ top: string }>(chainKey);
     if (known) return { id: known.top, outcome };
     const image = parseManifest(bytes, mediaType);
     const chain = await this.chainOf(v2Target, bytes, image);
     const sizes = new Map<string, number>(image.kind === 'image' ? image.layers.map((l) => [l.digest, l.size]) : []);
     sizes.set(EMPTY_GZ_TAR_DIGEST, EMPTY_GZ_TAR.length);
     const ids = chain.map((entry) => entry.id);
+    const images = this.images(target.upstream.name);
     for (const [index, entry] of chain.entries()) {
-      if (await this.images.get(entry.id)) continue;
-      await this.images.put({
+      if (await images.get(entry.id)) continue;
+      await images.put({
         id: entry.id,
         ...(entry.parent ? { parent: entry.parent } : {}),
         json: Buffer.from(entry.v1Compatibility, 'utf8').toString('base64'),
@@ -324,7 +354,7 @@ export class V1PullThrough {
       });
     }
     const top = ids[0] as string;
-    await this.metadata.put(this.chainKey(digest), { top });
+    await this.metadata.put(chainKey, { top });
     // Tags of one repository resolve concurrently (a tag list); their ids must all land.
     const listKey = this.key(target, '_v2images');
     await this.metadata.update<string[]>(listKey, (current) => {
@@ -338,20 +368,18 @@ export class V1PullThrough {
   /** The v1 chain (top first) of a schema2/OCI manifest (§11.1) or a schema1 one (§11.2). */
   private async chainOf(target: MirrorTarget, bytes: Buffer, parsed: ParsedManifest): Promise<V1ChainEntry[]> {
     if (parsed.kind === 'image') {
-      const blob = await this.v2.getBlob(target, parsed.config.digest).catch((error: unknown) => {
-        throw toRegistryError(error);
-      });
-      const config = await readBounded(blob.open() as AsyncIterable<Buffer>, MAX_MANIFEST_BYTES, () => new V1Error(502, 'image config over 4 MiB'));
+      const blob = await this.v2.getBlob(target, parsed.config.digest);
+      const config = await readBounded(blob.open() as AsyncIterable<Buffer>, MAX_MANIFEST_BYTES, () => new RegistryError('UNKNOWN', 'image config over 4 MiB', { status: 502 }));
       try {
         return v1ChainFromV2(config, parsed.layers.map((l) => l.digest));
       } catch (error) {
-        throw new V1Error(404, `no v1 view of this image: ${(error as Error).message}`);
+        throw noV1View(error);
       }
     }
     try {
       return v1ChainFromSchema1(bytes);
     } catch (error) {
-      throw new V1Error(404, `no v1 view of this image: ${(error as Error).message}`);
+      throw noV1View(error);
     }
   }
 
@@ -359,8 +387,9 @@ export class V1PullThrough {
     return metadataKeys.v1MirrorList(target.upstream.name, target.repository, ...rest);
   }
 
-  private chainKey(manifestDigest: string): string {
-    return metadataKeys.v1MirrorChain(parseDigest(manifestDigest));
+  /** Per upstream, like the records the chain's ids name. */
+  private chainKey(target: V1Target, manifestDigest: string): string {
+    return metadataKeys.v1MirrorChain(target.upstream.name, parseDigest(manifestDigest));
   }
 
   /**
@@ -369,22 +398,19 @@ export class V1PullThrough {
    */
   private async timed<T>(target: V1Target, name: string, fetch: () => Promise<T | undefined>): Promise<{ ids: T; outcome: CacheOutcome } | undefined> {
     const key = this.key(target, name);
-    const cached = await this.metadata.get<TimedRecord<T>>(key);
-    if (cached && (this.offline || this.now() - cached.fetchedAt < target.upstream.tagTtlMs)) return { ids: cached.value, outcome: 'hit' };
-    if (this.offline) return undefined;
-    try {
-      const { promise, shared } = this.refreshes.run(key, fetch);
-      const value = (await promise) as T | undefined;
-      if (value === undefined) return undefined;
-      if (!shared) await this.metadata.put(key, { value, fetchedAt: this.now() } satisfies TimedRecord<T>);
-      return { ids: value, outcome: shared ? 'coalesced' : 'miss' };
-    } catch (error) {
-      if (cached && error instanceof UpstreamError && error.isTransient) {
-        this.log.warn({ upstream: target.upstream.name, repository: target.repository, err: error.message }, 'v1 upstream failed; serving stale');
-        return { ids: cached.value, outcome: 'stale' };
-      }
-      throw toRegistryError(error);
-    }
+    const found = await this.lookups
+      .get<T>({
+        key,
+        ttlMs: target.upstream.tagTtlMs,
+        cached: () => this.metadata.get<CachedEntry<T>>(key),
+        refresh: async () => {
+          const value = await fetch();
+          if (value !== undefined) await this.metadata.put(key, { value, fetchedAt: this.now() } satisfies CachedEntry<T>);
+          return value;
+        },
+        context: { upstream: target.upstream.name, repository: target.repository },
+      });
+    return found && { ids: found.value, outcome: found.outcome };
   }
 }
 
@@ -407,6 +433,11 @@ function layerVerifier(record: V1ImageRecord): { update(chunk: Buffer): void; ch
   };
 }
 
-function notFound(message: string): V1Error {
-  return new V1Error(404, message);
+/** Nothing of that name (repository, tag, image, layer) here or upstream: a 404 in either API. */
+function notFound(message: string): RegistryError {
+  return new RegistryError('NAME_UNKNOWN', message);
+}
+
+function noV1View(error: unknown): RegistryError {
+  return new RegistryError('MANIFEST_UNKNOWN', `no v1 view of this image: ${(error as Error).message}`);
 }

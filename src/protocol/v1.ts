@@ -1,15 +1,23 @@
 // Docker Registry v1: names, image ids, tags, the /v1/ path grammar and the error format.
 // Pure code; the routes and the registry build on it. Spec: docs/v1-protocol.md §2, §3, §5.
 import { createHash, type Hash } from 'node:crypto';
+import { RegistryError, type OciErrorCode } from './errors.js';
 
-/** An error in the v1 format: `{"error": "..."}` with a status, as the Python registry sent. */
-export class V1Error extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
+// The v1 API's errors carry only a status and a message; as members of the one coded error
+// hierarchy they get the OCI code that says the same, so either edge can render them.
+const CODE_BY_STATUS: Readonly<Record<number, OciErrorCode>> = {
+  401: 'UNAUTHORIZED',
+  403: 'DENIED',
+  404: 'NAME_UNKNOWN',
+  405: 'UNSUPPORTED',
+  413: 'SIZE_INVALID',
+  429: 'TOOMANYREQUESTS',
+};
+
+/** An error written by v1 code, with the status the Python registry sent (rendered as `{"error": "..."}` at the v1 edge). */
+export class V1Error extends RegistryError {
+  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+    super(CODE_BY_STATUS[status] ?? 'UNKNOWN', message, { status, headers });
     this.name = 'V1Error';
   }
 }

@@ -25,7 +25,8 @@
 //       │   └── _tags/<tag>                           {id, updated}
 //       └── mirror/
 //           ├── images/<upstream>/<id>                mirrored v1 image records, per upstream
-//           ├── chains/<alg>/<hex>                    {top}: v1 chain derived from a v2 manifest
+//           ├── images/<id>                           (before they were per upstream; read for their source upstream)
+//           ├── chains/<upstream>/<alg>/<hex>         {top}: v1 chain derived from a v2 manifest
 //           └── repositories/<upstream>/<repository…>/<name…>
 //                                                     {value, fetchedAt}: upstream lists (TTL)
 import type { Digest } from '../protocol/digest.js';
@@ -68,8 +69,11 @@ export const metadataKeys = {
   v1MirroredImages: join('v1', 'mirror', 'images'),
   /** One upstream's mirrored v1 image records: a v1 id is whatever its publisher says it is. */
   v1MirroredImagesOf: (upstream: string) => join('v1', 'mirror', 'images', upstream),
+  /** Where mirrored v1 records lived before they were scoped by upstream (still read). */
+  v1MirroredImageUnscoped: (id: string) => join('v1', 'mirror', 'images', id),
   v1RepositoriesRoot: join('v1', 'repositories'),
   v1Repository: (repository: string, ...rest: string[]) => join('v1', 'repositories', repository, ...rest),
-  v1MirrorChain: (manifest: Digest) => join('v1', 'mirror', 'chains', manifest.algorithm, manifest.hex),
+  /** Per upstream, like the image records the chain's ids name. */
+  v1MirrorChain: (upstream: string, manifest: Digest) => join('v1', 'mirror', 'chains', upstream, manifest.algorithm, manifest.hex),
   v1MirrorList: (upstream: string, repository: string, ...rest: string[]) => join('v1', 'mirror', 'repositories', upstream, repository, ...rest),
 } as const;

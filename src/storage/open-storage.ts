@@ -1,7 +1,7 @@
 // The one place a storage driver and a coordinator are chosen from the config. The server and
 // every command that works on a data directory (gc, import) open their ports here, and build
-// nothing else they do not use. An S3 driver (issue 16) or a Redis coordinator (issue 17) is a
-// new file plus a branch below.
+// nothing else they do not use. storage.driver picks fs or s3 (issue 16); cluster.redis the
+// coordinator (issue 17, coordination/open-coordination.ts).
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -10,7 +10,10 @@ import type { CacheIndex, Coordinator, PrivateContent } from '../coordination/po
 import type { BlobStore } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { FsMetadataDriver } from './fs-metadata-driver.js';
-import { CoordinatedMetadataStore, type MetadataStore } from './metadata-store.js';
+import { CoordinatedMetadataStore, type MetadataDriver, type MetadataStore } from './metadata-store.js';
+import { S3BlobStore } from './s3-blob-store.js';
+import { createS3Client } from './s3-client.js';
+import { S3MetadataDriver } from './s3-metadata-driver.js';
 
 export interface StoragePorts {
   blobs: BlobStore;
@@ -35,9 +38,9 @@ export async function openStorage(config: Config, log: Logger, options: OpenStor
   const coordination = await openCoordination(config, log);
   const { coordinator } = coordination;
   const root = path.resolve(config.storage.path);
-  const blobs = new FsBlobStore(root);
+  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? openS3(config, root) : openFs(root);
   await blobs.init({ clearStaging: options.ownsStaging ?? true });
-  const metadata = new CoordinatedMetadataStore(new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), coordinator.locks);
+  const metadata = new CoordinatedMetadataStore(metadataDriver, coordinator.locks);
   const privateContent = await coordination.openPrivateContent(metadata);
   return {
     blobs,
@@ -48,6 +51,37 @@ export async function openStorage(config: Config, log: Logger, options: OpenStor
     close: async () => {
       privateContent.close?.();
       await coordinator.close();
+      closeDriver();
     },
+  };
+}
+
+interface Drivers {
+  blobs: BlobStore;
+  metadataDriver: MetadataDriver;
+  /** Releases what the drivers hold beyond the ports' own close (an S3 client's sockets). */
+  closeDriver: () => void;
+}
+
+function openFs(root: string): Drivers {
+  return { blobs: new FsBlobStore(root), metadataDriver: new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), closeDriver: () => undefined };
+}
+
+/** storage.driver "s3": blobs and records in the bucket, scratch files under storage.path. */
+function openS3(config: Config, scratchDir: string): Drivers {
+  const s3 = config.storage.s3;
+  if (s3 === undefined) throw new Error('storage.driver is "s3" but storage.s3 is not set'); // the schema refuses this already
+  const client = createS3Client(s3);
+  const location = { client, bucket: s3.bucket, prefix: s3.prefix };
+  return {
+    blobs: new S3BlobStore({
+      ...location,
+      scratchDir,
+      // Another replica's upload may run long; older ones are a killed process's leftovers.
+      startupSweepGraceMs: config.storage.uploadTimeout,
+      describeEndpoint: s3.endpoint ?? 'AWS',
+    }),
+    metadataDriver: new S3MetadataDriver(location),
+    closeDriver: () => client.destroy(),
   };
 }

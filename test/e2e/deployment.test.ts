@@ -20,6 +20,7 @@ import { makePrivateCa, type PrivateCa } from '../harness/tls.js';
 import { startTlsNginx } from '../harness/tls-nginx.js';
 import { runCli } from '../support/cli.js';
 import { onCleanup } from '../support/cleanup.js';
+import { writeHtpasswd } from '../support/users.js';
 
 let registry: RegistryHandle;
 let image: GeneratedImage;
@@ -211,7 +212,7 @@ test('CLI: --version, <command> --help, no command, warm with nowhere to warm', 
   const version = await runCli(['--version']);
   assert.equal(version.code, 0);
   assert.equal(version.stdout.trim(), `longshore ${pkg.version}`);
-  for (const command of ['serve', 'gc', 'warm', 'export', 'import']) {
+  for (const command of ['serve', 'gc', 'warm', 'export', 'import', 'ls']) {
     const help = await runCli([command, '--help']);
     assert.equal(help.code, 0, `${command} --help`);
     assert.match(help.stdout, new RegExp(`^usage: longshore ${command} `));
@@ -250,4 +251,105 @@ test('one server per data directory: a second serve refuses, warm --config goes 
   // A clean stop removes the lock.
   await mirror.stop();
   assert.deepEqual((await readdir(mirror.dataDir)).filter((f) => f === 'longshore.lock'), []);
+});
+
+test('warm --creds (or the stored docker/podman login) warms images from a mirror that wants credentials', async (t) => {
+  const dir = await makeTempDir('creds');
+  onCleanup(t, () => dir.remove());
+  const users = join(dir.path, 'htpasswd');
+  await writeHtpasswd(users, { alice: 'wonderland' });
+  const mirror = await startLongshore({
+    auth: { htpasswd: users, anonymousPull: false },
+    upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }],
+  });
+  onCleanup(t, () => mirror.dispose());
+  const noAuthFile = { REGISTRY_AUTH_FILE: join(dir.path, 'none.json'), DOCKER_CONFIG: dir.path, XDG_RUNTIME_DIR: dir.path };
+
+  const anonymous = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/web:v1'], 60_000, noAuthFile);
+  assert.equal(anonymous.code, 1, 'refused without credentials');
+  const withCreds = await runCli(['warm', '--url', mirror.url, '--creds', 'alice:wonderland', 'registry.test/apps/web:v1'], 60_000, noAuthFile);
+  assert.equal(withCreds.code, 0, withCreds.stderr);
+
+  const authFile = join(dir.path, 'auth.json');
+  await writeFile(authFile, JSON.stringify({ auths: { [new URL(mirror.url).host]: { auth: Buffer.from('alice:wonderland').toString('base64') } } }));
+  const stored = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/web:v1'], 60_000, { ...noAuthFile, REGISTRY_AUTH_FILE: authFile });
+  assert.equal(stored.code, 0, stored.stderr);
+
+  const malformed = await runCli(['warm', '--url', mirror.url, '--creds', 'alice', 'registry.test/apps/web:v1']);
+  assert.equal(malformed.code, 2);
+  assert.match(malformed.stderr, /--creds: expected USER:PASSWORD/);
+});
+
+test('refused upstream credentials: the client gets a 404, the log one warn line per upstream per cooldown naming the upstream and the reason', async (t) => {
+  const dir = await makeTempDir('refused');
+  onCleanup(t, () => dir.remove());
+  const users = join(dir.path, 'htpasswd');
+  await writeHtpasswd(users, { alice: 'wonderland' });
+  // Another Longshore with accounts is a real registry that refuses wrong credentials.
+  const guarded = await startLongshore({ auth: { htpasswd: users, anonymousPull: false }, upstreams: [{ name: 'hub', url: registry.url, default: true }] });
+  onCleanup(t, () => guarded.dispose());
+  const mirror = await startLongshore({
+    upstreams: [{ name: 'corp', url: guarded.url, username: 'alice', password: 'not-her-password', circuitBreaker: { cooldown: '1h' } }],
+  });
+  onCleanup(t, () => mirror.dispose());
+
+  const first = await getManifest(mirror.url, '/v2/corp/apps/web/manifests/v1');
+  assert.equal(first.status, 404);
+  const second = await getManifest(mirror.url, '/v2/corp/apps/web/manifests/v2');
+  assert.equal(second.status, 404);
+  const warning = await mirror.waitForLog((r) => r.msg === 'upstream refused the configured credentials', 5_000);
+  assert.equal(warning.level, 40);
+  assert.equal(warning.upstream, 'corp');
+  assert.match(String(warning.reason), /401/);
+  assert.equal(mirror.logs.filter((r) => r.msg === 'upstream refused the configured credentials').length, 1, 'once per cooldown, not per request');
+
+  // With the right password the same pull works: the warning was about the credentials.
+  const fixed = await startLongshore({ upstreams: [{ name: 'corp', url: guarded.url, username: 'alice', password: 'wonderland' }] });
+  onCleanup(t, () => fixed.dispose());
+  assert.equal((await getManifest(fixed.url, '/v2/corp/apps/web/manifests/v1')).status, 200);
+  assert.ok(!fixed.logs.some((r) => r.msg === 'upstream refused the configured credentials'));
+});
+
+test('longshore ls lists cached and private repositories with tags, sizes and last pull time (JSON with --json)', async (t) => {
+  const dir = await makeTempDir('ls');
+  onCleanup(t, () => dir.remove());
+  const users = join(dir.path, 'htpasswd');
+  await writeHtpasswd(users, { alice: 'wonderland' });
+  const mirror = await startLongshore({
+    auth: { htpasswd: users },
+    private: { namespaces: ['corp'], anonymousPull: true },
+    upstreams: [{ name: 'hub', url: registry.url }],
+  });
+  onCleanup(t, () => mirror.dispose());
+  const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+  const pushed = await pushDockerImage(mirror.url, 'corp/app', '1.0', [30_000], { headers: basic });
+  // Pull the mirrored image whole: manifest, config, layer.
+  assert.equal((await getManifest(mirror.url)).status, 200);
+  for (const digest of [image.configDigest, ...image.layers.map((l) => l.digest)]) {
+    const blob = await request(`${mirror.url}/v2/hub/apps/web/blobs/${digest}`);
+    assert.equal(blob.statusCode, 200);
+    await blob.body.dump({ limit: Number.MAX_SAFE_INTEGER });
+  }
+  const sizeOf = (i: GeneratedImage) => i.manifestBytes.byteLength + i.configBytes.byteLength + i.layers.reduce((sum, l) => sum + l.size, 0);
+
+  await mirror.stop(); // access times are written at close
+  const listed = await runCli(['ls', '--config', mirror.configPath, '--json']);
+  assert.equal(listed.code, 0, listed.stderr);
+  const repositories = JSON.parse(listed.stdout) as Array<{ kind: string; upstream?: string; name: string; tags: Array<{ tag: string; digest: string; bytes: number; lastPull?: string }> }>;
+  assert.deepEqual(
+    repositories.map((r) => [r.kind, r.upstream, r.name, r.tags.map((tag) => [tag.tag, tag.digest, tag.bytes])]),
+    [
+      ['mirrored', 'hub', 'apps/web', [['v1', image.manifestDigest, sizeOf(image)]]],
+      ['private', undefined, 'corp/app', [['1.0', pushed.manifestDigest, sizeOf(pushed)]]],
+    ],
+  );
+  const lastPull = Date.parse(repositories[0]!.tags[0]!.lastPull ?? '');
+  assert.ok(Math.abs(Date.now() - lastPull) < 10 * 60_000, `last pull is recent: ${repositories[0]!.tags[0]!.lastPull}`);
+
+  const one = await runCli(['ls', '--config', mirror.configPath, 'corp/app:1.0']);
+  assert.equal(one.code, 0, one.stderr);
+  const lines = one.stdout.trim().split('\n');
+  assert.match(lines[0]!, /^REPOSITORY\s+TAG\s+SIZE\s+LAST PULL\s+SOURCE$/);
+  assert.equal(lines.length, 2);
+  assert.match(lines[1]!, /^corp\/app\s+1\.0\s+\S+.*private$/);
 });

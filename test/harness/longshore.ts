@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { spawnProcess } from './processes.js';
+import { s3StorageConfig, sharedSwift } from './swift.js';
 import type { ProcessHandle } from './processes.js';
 import { makeTempDir } from './tmp.js';
 
@@ -64,11 +65,27 @@ function listeningAddress(record: LogRecord | undefined): string | undefined {
   return record?.msg === 'listening' && typeof record.address === 'string' ? record.address : undefined;
 }
 
+/**
+ * TEST_STORAGE_DRIVER=s3 runs a suite unchanged on the S3 driver: every Longshore it starts
+ * (without a storage.driver of its own) gets a bucket of its own on one shared Swift, and the
+ * data dir holds scratch files only. test/e2e/s3-*.test.ts set it for the suites that matter.
+ * (Not LONGSHORE_*: the server would take that for a config override.)
+ */
+export const TEST_STORAGE_ENV = 'TEST_STORAGE_DRIVER';
+
+async function testStorageDefaults(storage: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const wanted = process.env[TEST_STORAGE_ENV];
+  if (wanted === undefined || wanted === '' || wanted === 'fs' || storage.driver !== undefined) return {};
+  if (wanted !== 's3') throw new Error(`${TEST_STORAGE_ENV}=${wanted}: expected "fs" or "s3"`);
+  return s3StorageConfig(await sharedSwift());
+}
+
 export async function startLongshore(config: Record<string, unknown>, opts: LongshoreOptions = {}): Promise<LongshoreHandle> {
   const workDir = await makeTempDir('longshore');
   const dataDir = opts.dataDir ?? join(workDir.path, 'data');
   await mkdir(dataDir, { recursive: true });
-  const storage = (config.storage ?? {}) as Record<string, unknown>;
+  const given = (config.storage ?? {}) as Record<string, unknown>;
+  const storage = { ...(await testStorageDefaults(given)), ...given };
   const effectiveConfig = {
     ...config,
     listen: config.listen ?? '127.0.0.1:0',

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, ListBucketsCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListBucketsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { request } from 'undici';
 import { createS3Client } from '../../src/storage/s3-client.js';
@@ -294,5 +294,64 @@ export async function startSwift(): Promise<SwiftHandle> {
   } catch (error) {
     await dispose();
     throw error;
+  }
+}
+
+let shared: Promise<SwiftHandle> | undefined;
+
+/**
+ * One Swift for the whole test process, started on first use (suites that run unchanged on
+ * the S3 driver, see longshore.ts); disposeSharedSwift() stops it. Its running children keep
+ * the test process alive, so a suite must call it in an after() hook.
+ */
+export function sharedSwift(): Promise<SwiftHandle> {
+  shared ??= startSwift();
+  return shared;
+}
+
+/** Stops the shared Swift if it was started (a suite's last after() hook). */
+export async function disposeSharedSwift(): Promise<void> {
+  const running = shared;
+  shared = undefined;
+  await (await running?.catch(() => undefined))?.dispose();
+}
+
+/** The storage section that puts a Longshore on `swift`, in a bucket of its own. */
+export async function s3StorageConfig(swift: SwiftHandle, bucket?: string): Promise<Record<string, unknown>> {
+  return {
+    driver: 's3',
+    s3: {
+      endpoint: swift.endpoint,
+      region: swift.region,
+      bucket: bucket ?? (await swift.createBucket()),
+      accessKeyId: swift.accessKeyId,
+      secretAccessKey: swift.secretAccessKey,
+    },
+  };
+}
+
+/**
+ * Objects under `blobs/` and `meta/` across every bucket of the shared Swift: proof that a
+ * suite run with TEST_STORAGE_DRIVER=s3 really stored in S3.
+ */
+export async function sharedSwiftObjectCounts(): Promise<{ buckets: number; blobs: number; records: number }> {
+  if (shared === undefined) return { buckets: 0, blobs: 0, records: 0 };
+  const swift = await shared;
+  const client = swift.client();
+  try {
+    const counts = { buckets: 0, blobs: 0, records: 0 };
+    for (const bucket of (await client.send(new ListBucketsCommand({}))).Buckets ?? []) {
+      counts.buckets += 1;
+      for (const [prefix, field] of [
+        ['blobs/', 'blobs'],
+        ['meta/', 'records'],
+      ] as const) {
+        const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket.Name, Prefix: prefix }));
+        counts[field] += listed.KeyCount ?? 0;
+      }
+    }
+    return counts;
+  } finally {
+    client.destroy();
   }
 }

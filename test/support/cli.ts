@@ -8,8 +8,8 @@ export interface CliResult {
   stderr: string;
 }
 
-export async function runCli(args: string[], timeoutMs = 120_000): Promise<CliResult> {
-  const child = spawnProcess(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { cwd: REPO_ROOT, env: { ...process.env } });
+export async function runCli(args: string[], timeoutMs = 120_000, env: Record<string, string> = {}): Promise<CliResult> {
+  const child = spawnProcess(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env } });
   const timer = setTimeout(() => void child.kill9(), timeoutMs);
   try {
     const status = await child.exited;

@@ -90,3 +90,15 @@ test('/metrics, /healthz and /readyz requests are logged at debug, not info', as
     ],
   );
 });
+
+test('/readyz names upstreams whose certificates are not verified', async (t) => {
+  const { app } = await buildTestApp(t, {
+    upstreams: [
+      { name: 'lab', url: 'https://lab.example', insecure: true },
+      { name: 'hub', url: 'https://hub.example' },
+    ],
+  });
+  const ready = await app.inject({ url: '/readyz' });
+  assert.equal(ready.statusCode, 200);
+  assert.deepEqual(ready.json(), { status: 'ready', warnings: ['upstream lab: certificate verification is off (insecure: true)'] });
+});

@@ -15,7 +15,9 @@ import { memoryStorage, type TestStorage } from '../support/stores.js';
 async function setUp(maxBytes: number | undefined, storage?: TestStorage<BlobStore>) {
   const ports = storage ?? (await memoryStorage());
   let clock = 1_000_000;
-  const index = new InProcessCacheIndex({ ...ports, events: ports.coordinator.events, maxBytes, log: pino({ level: 'silent' }), now: () => clock });
+  const logs: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const index = new InProcessCacheIndex({ ...ports, events: ports.coordinator.events, maxBytes, log, now: () => clock });
   const evicted: string[] = [];
   ports.coordinator.events.subscribe((event) => {
     if (event.type === 'removed' && event.reason === 'evicted') evicted.push(event.digest);
@@ -31,13 +33,13 @@ async function setUp(maxBytes: number | undefined, storage?: TestStorage<BlobSto
     index.added(item.digest, item.bytes.byteLength);
     await new Promise((resolve) => setImmediate(resolve));
   };
-  return { ports, blobs: ports.blobs, privateContent: ports.privateContent, index, evicted, store, add, tick: (ms: number) => (clock += ms) };
+  return { ports, blobs: ports.blobs, privateContent: ports.privateContent, index, evicted, logs, store, add, tick: (ms: number) => (clock += ms) };
 }
 
 const onDisk = async (blobs: BlobStore, digest: string) => (await blobs.stat(parseDigest(digest))) !== undefined;
 
-test('the least recently used blob is evicted first, its file deleted', async () => {
-  const { blobs, index, evicted, store, add, tick } = await setUp(3000);
+test('the least recently used blob is evicted first, its file deleted, with a log line saying why', async () => {
+  const { blobs, index, evicted, logs, store, add, tick } = await setUp(3000);
   const a = await store(1000);
   await add(a);
   const b = await store(1000);
@@ -51,6 +53,10 @@ test('the least recently used blob is evicted first, its file deleted', async ()
   await pollUntil(() => Promise.resolve(evicted.length === 1), { timeoutMs: 2000, what: 'one eviction' });
   assert.deepEqual(evicted, [b.digest]);
   assert.equal(await onDisk(blobs, b.digest), false);
+  const line = logs.find((l) => l.msg === 'evicted');
+  assert.equal(line?.digest, b.digest);
+  assert.equal(line?.size, 1000);
+  assert.match(String(line?.reason), /least recently used/);
   for (const kept of [a, c, d]) assert.equal(await onDisk(blobs, kept.digest), true);
   assert.deepEqual((await index.stats()).mirrored, { bytes: 3000, objects: 3 });
   assert.equal((await index.stats()).evictions, 1);

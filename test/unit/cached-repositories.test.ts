@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NamespacePolicy } from '../../src/auth/access.js';
+import { NamespacePolicy } from '../../src/auth/policy.js';
 import { CachedRepositories } from '../../src/mirror/cached-repositories.js';
 import type { Digest } from '../../src/protocol/digest.js';
 import { metadataKeys } from '../../src/storage/keys.js';

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CircuitBreakerUpstream } from '../../src/upstream/circuit-breaker.js';
+import { CircuitBreakerUpstream, CircuitBreakerV1Upstream } from '../../src/upstream/circuit-breaker.js';
 import { UpstreamError } from '../../src/upstream/errors.js';
-import type { UpstreamRegistry } from '../../src/upstream/upstream.js';
+import type { UpstreamRegistry, V1UpstreamRegistry } from '../../src/upstream/upstream.js';
 
 function scripted(outcomes: Array<'ok' | 'down' | 'missing' | 'denied'>) {
   let calls = 0;
@@ -57,4 +57,23 @@ test('a failed trial reopens; successes, 404s and non-transient errors reset the
   now = 2000;
   await assert.rejects(breaker.listTags('a'), /connection refused/); // the trial fails
   assert.equal(breaker.circuit, 'open');
+});
+
+test('the v1 upstream sits behind the same breaker: repeated failures open it and it fails fast', async () => {
+  let now = 0;
+  let calls = 0;
+  const v1 = {
+    name: 'legacy',
+    tags: () => {
+      calls += 1;
+      return Promise.reject(new UpstreamError('legacy', 'unavailable', 'connection refused'));
+    },
+  } as unknown as V1UpstreamRegistry;
+  const breaker = new CircuitBreakerV1Upstream(v1, { failures: 2, cooldownMs: 5_000 }, () => now);
+  for (let i = 0; i < 2; i++) await assert.rejects(breaker.tags('corp/app'), /connection refused/);
+  assert.equal(breaker.circuit, 'open');
+  await assert.rejects(breaker.tags('corp/app'), (e: UpstreamError) => e.isTransient && /circuit open/.test(e.message));
+  assert.equal(calls, 2, 'an open circuit does not ask the v1 upstream');
+  now = 5_000;
+  assert.equal(breaker.circuit, 'half-open');
 });

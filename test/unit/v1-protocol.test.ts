@@ -1,7 +1,7 @@
 // The v1 path grammar, names and ids (docs: v1-protocol.md §2, §3) and v1 token access.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NamespacePolicy } from '../../src/auth/access.js';
+import { AccessPolicy, NamespacePolicy } from '../../src/auth/policy.js';
 import { JwtCodec } from '../../src/auth/jwt.js';
 import { V1Access } from '../../src/auth/v1-access.js';
 import { isValidImageId, normalizeV1Repository, parseImageList, parseV1Path, V1Error } from '../../src/protocol/v1.js';
@@ -48,7 +48,7 @@ test('image lists: ids validated, Go\'s capitalised Tag kept, anything else a 40
 
 test('tokens: signed by us, scoped to one repository and level; foreign tokens are told apart', async () => {
   const codec = new JwtCodec(Buffer.from('unit-test-secret-0123456789'));
-  const access = new V1Access(new NamespacePolicy(['corp']), undefined, codec, { anonymousPull: true, privateAnonymousPull: false, tokenTtlMs: 60_000, audience: 'longshore-v1' });
+  const access = new V1Access(new AccessPolicy(new NamespacePolicy(['corp']), { anonymousPull: true, privateAnonymousPull: false }), undefined, codec, { tokenTtlMs: 60_000, audience: 'longshore-v1' });
   const token = access.issueToken({ kind: 'user', name: 'alice' }, 'corp/app', 'write');
   assert.match(token, /^signature=[^,]+,repository="corp\/app",access=write$/);
   const identity = await access.identify({ authorization: `Token ${token}` });
@@ -58,7 +58,7 @@ test('tokens: signed by us, scoped to one repository and level; foreign tokens a
   assert.throws(() => access.authorizeRepository(identity, 'corp/other', 'read'), (e: unknown) => e instanceof V1Error && e.status === 401);
 
   const other = new JwtCodec(Buffer.from('another-secret-entirely-000'));
-  const forged = new V1Access(new NamespacePolicy(['corp']), undefined, other, { anonymousPull: true, privateAnonymousPull: false, tokenTtlMs: 60_000, audience: 'longshore-v1' }).issueToken(
+  const forged = new V1Access(new AccessPolicy(new NamespacePolicy(['corp']), { anonymousPull: true, privateAnonymousPull: false }), undefined, other, { tokenTtlMs: 60_000, audience: 'longshore-v1' }).issueToken(
     { kind: 'user', name: 'mallory' },
     'corp/app',
     'write',

@@ -3,6 +3,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../../protocol/errors.js';
 import { V1Error, v1ErrorBody } from '../../protocol/v1.js';
+import { registryErrorOf } from '../../upstream/errors.js';
 import { readBounded, requestBodyMemory } from '../../util/read-bounded.js';
 import { isClientGone, logClientGone } from '../connection-limits.js';
 
@@ -17,10 +18,12 @@ function sendV1Error(reply: FastifyReply, status: number, message: string, heade
   return reply.request.method === 'HEAD' ? reply.send() : reply.send(v1ErrorBody(message));
 }
 
-/** Every failure under /v1/ leaves as `{"error": "..."}` with its status. */
-export function handleV1Error(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (error instanceof V1Error) return sendV1Error(reply, error.status, error.message, error.headers);
-  // Shared code (blob ranges, upstream failures) speaks RegistryError; keep status and headers.
+/**
+ * The v1 edge of the one error hierarchy: every failure under /v1/ leaves as
+ * `{"error": "..."}` with its status (and headers) whatever code raised it.
+ */
+export function handleV1Error(raised: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const error = registryErrorOf(raised) as FastifyError | Error;
   if (error instanceof RegistryError) {
     if (error.status >= 500) request.log.warn({ err: error.message, code: error.code }, 'request failed');
     return sendV1Error(reply, error.status, error.message, error.headers);

@@ -45,6 +45,9 @@ export class V1ImageHandlers {
       throw this.access.unauthorized('invalid or expired token');
     }
     if (!this.mirrored) throw new V1Error(404, 'Image not found');
+    // A token we did not issue is the upstream's to judge (the mirror side asks it); anyone
+    // else needs the policy's leave to read mirrored content at all.
+    if (identity.kind !== 'foreign' && !this.access.readsMirrored(identity)) throw this.access.unauthorized('authentication required');
     return this.mirrored.image(request, reply, id, resource, identity);
   }
 

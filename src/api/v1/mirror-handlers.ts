@@ -58,6 +58,9 @@ export class V1MirrorHandlers implements RepositoryHandlers, MirroredImages, Sea
 
   async image(request: FastifyRequest, reply: FastifyReply, id: string, resource: Exclude<ImageResource, 'checksum'>, identity: V1Identity): Promise<FastifyReply> {
     const { target, auth } = this.imageContext(request, identity);
+    // A token we did not issue never opens the cache on its own: unless the policy lets
+    // anyone read mirrored content, its holder reads only what the upstream shows them.
+    if (identity.kind === 'foreign' && !this.access.readsMirrored(identity)) await this.mirror.confirmImage(id, target, auth);
     const { record, outcome } = await this.mirror.image(id, target, auth);
     request.cacheKind = resource === 'layer' ? 'v1_layer' : 'v1_json';
     if (resource === 'ancestry') this.mirror.learnAncestry(record.ancestry);

@@ -3,7 +3,7 @@
 // repositories are served here, mirrored ones by the mirror side when one is configured.
 // Errors leave in the v1 format, `{"error": "..."}`.
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
-import type { V1Access, V1Identity } from '../../auth/v1-access.js';
+import { accessForMethod, type V1Access, type V1Identity } from '../../auth/v1-access.js';
 import { parseV1Path, V1Error, type V1Route } from '../../protocol/v1.js';
 import { keepBodiesRaw } from '../raw-bodies.js';
 import { handleV1Error, sendJson } from './http.js';
@@ -92,8 +92,8 @@ async function dispatch(deps: V1Dependencies, request: FastifyRequest, reply: Fa
   if (isPrivate) {
     handlers = deps.index;
   } else {
-    if (request.method !== 'GET') deps.access.authorizeRepository(identity, repository, 'write'); // 403: read-only
-    deps.access.authorizeRepository(identity, repository, 'read');
+    // Writes are refused by the policy (403): mirrored repositories are read-only.
+    deps.access.authorizeRepository(identity, repository, accessForMethod(request.method));
     if (!deps.mirrored) throw new V1Error(404, `Repository not found: ${repository} is not in private.namespaces and no upstream serves it over v1`);
     handlers = deps.mirrored;
   }

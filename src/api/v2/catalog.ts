@@ -8,7 +8,7 @@
 // allowed, anyone sees them all; otherwise each one is checked as a pull would be (a Bearer
 // token sees what it grants).
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { AccessControl, AccessRequest } from '../../auth/access.js';
+import type { AccessControl, AccessRequest } from '../../auth/v2-access.js';
 import { paginate } from '../../protocol/pagination.js';
 import { linkNext, pageParameters } from './responses.js';
 
@@ -28,14 +28,8 @@ export class Catalog {
   async answer(request: FastifyRequest, reply: FastifyReply, access: AccessRequest): Promise<FastifyReply> {
     const { n, last } = pageParameters(request);
     const anonymous: AccessRequest = { headers: {}, baseUrl: access.baseUrl };
-    let refusal: Error | undefined;
-    const seesPrivate = await this.access.authorizeCatalog(access).then(
-      () => true,
-      (error: unknown) => {
-        refusal = error instanceof Error ? error : new Error(String(error));
-        return false;
-      },
-    );
+    const refusal = await failureOf(this.access.authorizeCatalog(access));
+    const seesPrivate = refusal === undefined;
     const visible = seesPrivate ? await this.sources.privateRepositories() : [];
     const mirrored = await this.sources.cachedRepositories();
     if (mirrored.length > 0) {
@@ -54,9 +48,14 @@ export class Catalog {
   }
 }
 
-function passes(check: Promise<void>): Promise<boolean> {
+/** The error an access check throws (a 401 challenge, a 403), or undefined when it passes. */
+function failureOf(check: Promise<void>): Promise<Error | undefined> {
   return check.then(
-    () => true,
-    () => false,
+    () => undefined,
+    (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
   );
+}
+
+async function passes(check: Promise<void>): Promise<boolean> {
+  return (await failureOf(check)) === undefined;
 }

@@ -2,7 +2,8 @@
 // under /v2/ arrives at one wildcard route, is classified by protocol/reference.ts, checked
 // by access control, and handed to the local (private) or the mirror handlers.
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
-import type { AccessControl, AccessRequest, Action, NamespacePolicy } from '../../auth/access.js';
+import type { Action, NamespacePolicy } from '../../auth/policy.js';
+import type { AccessControl, AccessRequest } from '../../auth/v2-access.js';
 import { RegistryError } from '../../protocol/errors.js';
 import { keepBodiesRaw } from '../raw-bodies.js';
 import { assertRepositoryName, isValidRepositoryName, isValidTag, parseV2Path, type V2Route } from '../../protocol/reference.js';
@@ -122,10 +123,8 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
     }
   }
 
-  if (!READ_METHODS.has(request.method)) {
-    throw new RegistryError('DENIED', `${name} is a mirrored repository and read-only: push only into private namespaces`, { detail: { name } });
-  }
-  await deps.access.authorize(access, name, ['pull']);
+  // Writes are refused by the policy (DENIED): mirrored repositories are read-only.
+  await deps.access.authorize(access, name, actionsFor(request.method));
   const mirror = deps.mirrorHandlers;
   switch (route.kind) {
     case 'manifest':

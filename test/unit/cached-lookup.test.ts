@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { CachedLookup, type CachedEntry, type Lookup } from '../../src/mirror/cached-lookup.js';
+import { UpstreamError } from '../../src/upstream/errors.js';
+
+const silent = pino({ level: 'silent' });
+
+/** One cached value in memory and an upstream that answers from a script. */
+function fixture(now: () => number, answers: Array<string | undefined | Error>) {
+  let entry: CachedEntry<string> | undefined;
+  let calls = 0;
+  const lookup: Lookup<string> = {
+    key: 'k',
+    ttlMs: 100,
+    cached: () => Promise.resolve(entry),
+    refresh: async () => {
+      calls += 1;
+      await new Promise((resolve) => setImmediate(resolve));
+      const answer = answers.shift();
+      if (answer instanceof Error) throw answer;
+      if (answer !== undefined) entry = { value: answer, fetchedAt: now() };
+      return answer;
+    },
+    same: (a, b) => a === b,
+  };
+  return { lookup, calls: () => calls };
+}
+
+test('within the TTL no upstream call; past it one refresh shared by concurrent callers; unchanged is a hit', async () => {
+  let now = 0;
+  const lookups = new CachedLookup({ offline: false, now: () => now }, silent);
+  const { lookup, calls } = fixture(() => now, ['a', 'a', 'b']);
+  assert.deepEqual(await lookups.get(lookup), { value: 'a', outcome: 'miss' });
+  now = 50;
+  assert.deepEqual(await lookups.get(lookup), { value: 'a', outcome: 'hit' });
+  assert.equal(calls(), 1);
+  now = 200;
+  const [first, second] = await Promise.all([lookups.get(lookup), lookups.get(lookup)]);
+  assert.deepEqual([first?.outcome, second?.outcome], ['hit', 'coalesced'], 'revalidated unchanged, and shared');
+  assert.equal(calls(), 2);
+  now = 400;
+  assert.deepEqual(await lookups.get(lookup), { value: 'b', outcome: 'miss' });
+});
+
+test('a transient upstream failure serves the last answer stale; other failures and absent answers do not', async () => {
+  let now = 0;
+  const lookups = new CachedLookup({ offline: false, now: () => now }, silent);
+  const denied = new UpstreamError('up', 'denied', 'no');
+  const { lookup } = fixture(() => now, ['a', new UpstreamError('up', 'unavailable', 'down'), denied, undefined]);
+  await lookups.get(lookup);
+  now = 200;
+  assert.deepEqual(await lookups.get(lookup), { value: 'a', outcome: 'stale' });
+  await assert.rejects(lookups.get(lookup), denied);
+  assert.equal(await lookups.get(lookup), undefined, 'the upstream says it is gone');
+});
+
+test('offline: known answers are served (stale past the TTL) and nothing else is asked for', async () => {
+  let now = 0;
+  const online = new CachedLookup({ offline: false, now: () => now }, silent);
+  const offline = new CachedLookup({ offline: true, now: () => now }, silent);
+  const { lookup, calls } = fixture(() => now, ['a']);
+  assert.equal(await offline.get(lookup), undefined);
+  assert.equal(calls(), 0);
+  await online.get(lookup);
+  now = 200;
+  assert.deepEqual(await offline.get(lookup), { value: 'a', outcome: 'stale' });
+  assert.equal(calls(), 1);
+});
