@@ -34,6 +34,7 @@ export interface RedisConnectionOptions {
 }
 
 const WARN_INTERVAL_MS = 10_000;
+const COMMAND_TIMEOUT_MS = 2000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 /** Reconnect attempts back off to this delay and keep going for as long as the process runs. */
 const MAX_RECONNECT_DELAY_MS = 2000;
@@ -49,7 +50,35 @@ export class CoordinationError extends Error {
   }
 }
 
+/**
+ * The client with a deadline on every command. node-redis's own command timeout stops at the
+ * socket write, so on a Redis that stopped answering (a hung server, a network dropping
+ * packets) with the connection still open, a command would wait forever and so would the
+ * request behind it. A late reply is still matched to its command by the client and dropped.
+ */
+function withDeadlines(client: RedisClient, timeoutMs: number): RedisClient {
+  return new Proxy(client, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result: unknown = (value as (...a: unknown[]) => unknown).apply(target, args);
+        return result instanceof Promise ? beforeDeadline(result, timeoutMs, String(property)) : result;
+      };
+    },
+  });
+}
+
+function beforeDeadline<T>(promise: Promise<T>, timeoutMs: number, command: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer ${command} within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 export class RedisConnection {
+  /** Commands through this fail after COMMAND_TIMEOUT_MS without an answer. */
   readonly client: RedisClient;
   readonly keyPrefix: string;
   /** This process's id in messages and lease tokens. */
@@ -64,9 +93,10 @@ export class RedisConnection {
 
   private constructor(
     private readonly options: RedisConnectionOptions,
-    client: RedisClient,
+    private readonly rawClient: RedisClient,
   ) {
-    this.client = client;
+    const client = rawClient;
+    this.client = withDeadlines(rawClient, COMMAND_TIMEOUT_MS);
     this.keyPrefix = options.keyPrefix ?? 'longshore:';
     this.log = options.log;
     // Without an 'error' listener a connection error would crash the process.
@@ -96,7 +126,7 @@ export class RedisConnection {
 
   /** A second connection with the same options (subscribers need one of their own). */
   duplicate(): RedisClient {
-    const client = this.client.duplicate();
+    const client = this.rawClient.duplicate();
     client.on('error', () => undefined); // reported once through the main connection
     return client;
   }
@@ -106,7 +136,7 @@ export class RedisConnection {
   }
 
   get connected(): boolean {
-    return this.client.isReady;
+    return this.rawClient.isReady;
   }
 
   /** Calls `listener` every time the connection becomes ready again. Returns the remover. */
@@ -132,12 +162,12 @@ export class RedisConnection {
     this.closed = true;
     this.readyListeners.clear();
     // destroy(): a graceful quit would wait for a Redis that may be gone.
-    if (this.client.isOpen) this.client.destroy();
+    if (this.rawClient.isOpen) this.rawClient.destroy();
     return Promise.resolve();
   }
 
   private async waitForFirstConnection(timeoutMs: number): Promise<void> {
-    const connecting = this.client.connect().then(
+    const connecting = this.rawClient.connect().then(
       () => true,
       (error: unknown) => {
         this.log.warn({ redis: redactUrl(this.options.url), err: (error as Error).message }, 'Redis connection failed');

@@ -104,6 +104,31 @@ void describe('Redis coordinator when Redis goes away', () => {
   });
 });
 
+void describe('Redis coordinator on a Redis that stops answering', () => {
+  it('falls back after the command timeout instead of hanging, and coordinates again once it answers', async (t) => {
+    const server = running();
+    const cluster = redisCluster(t, running, { keyPrefix: 'hung:' });
+    const coordinator = (await cluster.coordinator()) as RedisCoordinator;
+    const child = server.process?.child;
+    assert.ok(child);
+    child.kill('SIGSTOP'); // the socket stays open; nothing answers
+    onCleanup(t, () => child.kill('SIGCONT'));
+    const started = Date.now();
+    const lease = await coordinator.leases.tryAcquire('fetch:sha256:hh', 5000);
+    const waited = Date.now() - started;
+    assert.ok(lease, 'an uncoordinated lease');
+    assert.ok(waited < 4000, `waited ${waited} ms`);
+    assert.equal(coordinator.status().uncoordinated.leases, 1);
+    await lease.release();
+    child.kill('SIGCONT');
+    const other = await cluster.coordinator();
+    await pollUntil(async () => (await coordinator.leases.tryAcquire('fetch:sha256:ii', 5000)) !== undefined && (await other.leases.tryAcquire('fetch:sha256:ii', 5000)) === undefined, {
+      timeoutMs: 5000,
+      what: 'leases excluding across coordinators again',
+    });
+  });
+});
+
 void describe('Redis coordinator started while Redis is down', () => {
   it('opens after its bounded wait, works uncoordinated, and joins the others once Redis is up', async (t) => {
     const server = running();
