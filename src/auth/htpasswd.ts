@@ -174,7 +174,7 @@ export class HtpasswdUsers implements UserVerifier {
   async verify(username: string, password: string): Promise<boolean> {
     const address = currentClientAddress();
     // Before any work: a client or a name over its failure limit costs nothing more.
-    this.options.limiter?.check(address, username);
+    await this.options.limiter?.check(address, username);
     if (this.now() - this.checkedAt >= REFRESH_INTERVAL_MS) await this.refreshLeniently();
     const hash = this.users.get(username);
     const key = hash === undefined ? undefined : createHash('sha256').update(`${username}\0${password}\0${hash}`).digest('hex');
@@ -185,7 +185,7 @@ export class HtpasswdUsers implements UserVerifier {
       this.verified.set(key, true);
       return true;
     }
-    this.options.limiter?.failed(address, username);
+    await this.options.limiter?.failed(address, username);
     return false;
   }
 

@@ -2,8 +2,12 @@
 // may fail `failures` times per window; past that, its logins are refused with 429 and
 // Retry-After until the window ends, before any bcrypt work is spent on them. A success does
 // not reset the count: a guesser who gets one right still had to stay under the limit.
-// Memory is bounded: at most MAX_TRACKED keys of each kind, least recently failed dropped.
-import { LRUCache } from 'lru-cache';
+// The counts live in the coordinator's WindowCounters: in memory for one replica (bounded,
+// least recently failed dropped), in Redis with cluster.redis, so a guesser spreading tries
+// over the replicas behind a load balancer meets the same limit.
+import { createHash } from 'node:crypto';
+import { InProcessWindowCounters } from '../coordination/in-process.js';
+import type { WindowCounters } from '../coordination/ports.js';
 import { RegistryError } from '../protocol/errors.js';
 
 export interface LoginLimitSettings {
@@ -14,49 +18,42 @@ export interface LoginLimitSettings {
   windowMs: number;
 }
 
-interface Window {
-  failures: number;
-  endsAt: number;
-}
-
-const MAX_TRACKED = 10_000;
-
 export class LoginLimiter {
-  private readonly byAddress = new LRUCache<string, Window>({ max: MAX_TRACKED });
-  private readonly byUser = new LRUCache<string, Window>({ max: MAX_TRACKED });
-
   constructor(
     private readonly settings: LoginLimitSettings,
-    private readonly now: () => number = Date.now,
+    now: () => number = Date.now,
+    private readonly counters: WindowCounters = new InProcessWindowCounters(now),
   ) {}
 
   /** Throws 429 (with Retry-After) when the address or the user name is over its limit. */
-  check(address: string | undefined, username: string): void {
-    const blocked = [
-      address === undefined ? undefined : this.blockedFor(this.byAddress, address, this.settings.perAddress),
-      this.blockedFor(this.byUser, username, this.settings.perUser),
-    ].filter((ms): ms is number => ms !== undefined);
+  async check(address: string | undefined, username: string): Promise<void> {
+    const blocked = (
+      await Promise.all([
+        address === undefined ? undefined : this.blockedFor(addressKey(address), this.settings.perAddress),
+        this.blockedFor(userKey(username), this.settings.perUser),
+      ])
+    ).filter((ms): ms is number => ms !== undefined);
     if (blocked.length === 0) return;
     const retryAfter = Math.max(1, Math.ceil(Math.max(...blocked) / 1000));
     throw new RegistryError('TOOMANYREQUESTS', `too many failed logins; retry in ${retryAfter} s`, { headers: { 'retry-after': String(retryAfter) } });
   }
 
-  failed(address: string | undefined, username: string): void {
-    if (address !== undefined) this.count(this.byAddress, address);
-    this.count(this.byUser, username);
+  async failed(address: string | undefined, username: string): Promise<void> {
+    await Promise.all([
+      address === undefined || this.settings.perAddress === 0 ? undefined : this.counters.increment(addressKey(address), this.settings.windowMs),
+      this.settings.perUser === 0 ? undefined : this.counters.increment(userKey(username), this.settings.windowMs),
+    ]);
   }
 
   /** Milliseconds until the key may try again, or undefined when it is under its limit. */
-  private blockedFor(windows: LRUCache<string, Window>, key: string, limit: number): number | undefined {
+  private async blockedFor(key: string, limit: number): Promise<number | undefined> {
     if (limit === 0) return undefined;
-    const window = windows.peek(key);
-    if (!window || window.endsAt <= this.now() || window.failures < limit) return undefined;
-    return window.endsAt - this.now();
-  }
-
-  private count(windows: LRUCache<string, Window>, key: string): void {
-    const window = windows.get(key);
-    if (!window || window.endsAt <= this.now()) windows.set(key, { failures: 1, endsAt: this.now() + this.settings.windowMs });
-    else window.failures++;
+    const window = await this.counters.peek(key);
+    if (!window || window.count < limit) return undefined;
+    return window.remainingMs;
   }
 }
+
+// Names are hashed: a key's length stays bounded whatever a client sends as a user name.
+const addressKey = (address: string) => `login:address:${address}`;
+const userKey = (username: string) => `login:user:${createHash('sha256').update(username).digest('hex').slice(0, 32)}`;

@@ -9,6 +9,7 @@
 //   BlobEvents      "blob committed" / "blob removed" notifications to every replica
 //   PrivateContent  which digests are private content (pushed here): never evicted or mirrored
 //   CacheIndex      the LRU over mirrored blobs: the storage.cache.maxBytes bound, access times
+//   WindowCounters  counts per key in expiring windows (failed logins per address and per name)
 import type { Digest } from '../protocol/digest.js';
 
 /** Serialises async work per key. Work for different keys runs concurrently. */
@@ -92,8 +93,25 @@ export interface CacheIndex {
   close(): Promise<void>;
 }
 
+/** A key's open window: its count so far and the time until it closes. */
+export interface WindowCount {
+  count: number;
+  remainingMs: number;
+}
+
+/**
+ * Counters in fixed windows: the first increment of a key opens a window of `windowMs`, and
+ * the count is forgotten when it closes. Shared by the replicas, so a limit holds cluster-wide.
+ */
+export interface WindowCounters {
+  /** Adds one to the key's window (opening one if none is open); resolves to the window after it. */
+  increment(key: string, windowMs: number): Promise<WindowCount>;
+  /** The key's open window, or undefined when none is. */
+  peek(key: string): Promise<WindowCount | undefined>;
+}
+
 /** The ports that fall back to working uncoordinated when a shared coordinator is away. */
-export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex';
+export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex' | 'counters';
 
 export interface CoordinationStatus {
   /** 'redis': replicas coordinate through Redis; 'in-process': one replica. */
@@ -109,6 +127,7 @@ export interface Coordinator {
   locks: KeyedLocks;
   leases: Leases;
   events: BlobEvents;
+  counters: WindowCounters;
   /** For metrics and health: which coordinator, whether it is reachable. */
   status(): CoordinationStatus;
   close(): Promise<void>;

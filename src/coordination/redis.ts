@@ -13,11 +13,13 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { InProcessBlobEvents, InProcessLeases, InProcessLocks } from './in-process.js';
-import type { BlobEvent, BlobEvents, Coordinator, KeyedLocks, Lease, Leases } from './ports.js';
+import { InProcessBlobEvents, InProcessLeases, InProcessLocks, InProcessWindowCounters } from './in-process.js';
+import type { BlobEvent, BlobEvents, Coordinator, KeyedLocks, Lease, Leases, WindowCount, WindowCounters } from './ports.js';
 import { CoordinationError, RedisConnection, type RedisClient, type RedisConnectionOptions } from './redis-connection.js';
 
 const RENEW_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+// KEYS: counter. ARGV: window ms. The first increment opens the window (sets the expiry).
+const INCREMENT_SCRIPT = `local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end return {n, redis.call('pttl', KEYS[1])}`;
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
 export interface RedisLockOptions {
@@ -184,6 +186,39 @@ export class RedisBlobEvents implements BlobEvents {
   }
 }
 
+/** Counters as Redis keys that expire with their window: nothing to clean up, memory bounded by time. */
+export class RedisWindowCounters implements WindowCounters {
+  /** Used while Redis is unreachable: limits hold per replica only. */
+  private readonly fallback = new InProcessWindowCounters();
+
+  constructor(private readonly connection: RedisConnection) {}
+
+  async increment(key: string, windowMs: number): Promise<WindowCount> {
+    try {
+      const [count, remainingMs] = (await this.connection.client.eval(INCREMENT_SCRIPT, { keys: [this.redisKey(key)], arguments: [String(windowMs)] })) as [number, number];
+      return { count, remainingMs };
+    } catch (error) {
+      this.connection.uncoordinated('counters', error, { counter: key });
+      return this.fallback.increment(key, windowMs);
+    }
+  }
+
+  async peek(key: string): Promise<WindowCount | undefined> {
+    try {
+      const redisKey = this.redisKey(key);
+      const [count, remainingMs] = await Promise.all([this.connection.client.get(redisKey), this.connection.client.pTTL(redisKey)]);
+      return count === null || remainingMs <= 0 ? undefined : { count: Number(count), remainingMs };
+    } catch (error) {
+      this.connection.uncoordinated('counters', error, { counter: key });
+      return this.fallback.peek(key);
+    }
+  }
+
+  private redisKey(key: string): string {
+    return this.connection.key(`counter:${key}`);
+  }
+}
+
 export interface RedisCoordinator extends Coordinator {
   readonly connection: RedisConnection;
 }
@@ -201,6 +236,7 @@ export async function openRedisCoordinator(options: RedisCoordinatorOptions): Pr
     locks: new RedisLocks(connection, options),
     leases: new RedisLeases(connection),
     events,
+    counters: new RedisWindowCounters(connection),
     status: () => connection.status(),
     close: async () => {
       events.close();

@@ -6,7 +6,9 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { LoginLimiter } from '../../src/auth/login-limiter.js';
 import type { BlobEvent, CacheIndex, Coordinator, PrivateContent } from '../../src/coordination/ports.js';
+import type { RegistryError } from '../../src/protocol/errors.js';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { MemoryBlobStore } from '../../src/storage/memory-blob-store.js';
 import type { MetadataDriver } from '../../src/storage/metadata-store.js';
@@ -190,7 +192,36 @@ export function coordinationContract(driver: CoordinationDriver): void {
     assert.deepEqual((await one.index.stats()).mirrored, { bytes: 3000, objects: 3 });
   });
 
+  test(`${name} coordinator: counters count per key within a window that closes by itself`, async (t) => {
+    const { counters } = await (await driver.cluster(t)).coordinator();
+    assert.equal(await counters.peek('login:user:a'), undefined);
+    assert.equal((await counters.increment('login:user:a', 200)).count, 1);
+    const second = await counters.increment('login:user:a', 200);
+    assert.equal(second.count, 2);
+    assert.ok(second.remainingMs > 0 && second.remainingMs <= 200, `remaining ${second.remainingMs}`);
+    assert.equal((await counters.increment('login:user:b', 200)).count, 1, 'keys count apart');
+    assert.equal((await counters.peek('login:user:a'))?.count, 2);
+    await pause(250);
+    assert.equal(await counters.peek('login:user:a'), undefined, 'the window closed');
+    assert.equal((await counters.increment('login:user:a', 200)).count, 1, 'a new window starts at one');
+  });
+
   if (!driver.shared) return;
+
+  test(`${name} coordinator, two replicas: failed-login limits hold across replicas`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const [one, two] = [await cluster.coordinator(), await cluster.coordinator()];
+    const settings = { perAddress: 0, perUser: 3, windowMs: 60_000 };
+    const [limiterOne, limiterTwo] = [new LoginLimiter(settings, Date.now, one.counters), new LoginLimiter(settings, Date.now, two.counters)];
+    await limiterOne.failed('10.0.0.1', 'alice');
+    await limiterTwo.failed('10.0.0.2', 'alice');
+    await limiterOne.check('10.0.0.3', 'alice'); // two failures: still allowed
+    await limiterTwo.failed('10.0.0.3', 'alice');
+    for (const limiter of [limiterOne, limiterTwo]) {
+      await assert.rejects(limiter.check('10.0.0.4', 'alice'), (error: RegistryError) => error.code === 'TOOMANYREQUESTS', 'the third failure, on either replica, blocks the name on both');
+    }
+    await limiterOne.check('10.0.0.4', 'bob');
+  });
 
   test(`${name} coordinator, two replicas: locks and leases exclude each other across coordinators`, async (t) => {
     const cluster = await driver.cluster(t);
