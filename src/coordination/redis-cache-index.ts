@@ -6,13 +6,10 @@
 // rebuilds it under a lease. Private blobs are never in the set and never evicted: the private
 // index is checked, and before a delete the metadata store's mark as well.
 import { LRUCache } from 'lru-cache';
-import type { Logger } from 'pino';
 import { parseDigest } from '../protocol/digest.js';
-import type { BlobStore } from '../storage/blob-store.js';
-import type { MetadataStore } from '../storage/metadata-store.js';
 import { AccessTimeRecords } from './access-times.js';
-import { RECORD_INTERVAL_MS } from './cache-index.js';
-import type { BlobEvents, CacheIndex, CacheStats, Leases, PrivateContent } from './ports.js';
+import { RECORD_INTERVAL_MS, type CacheIndexOptions } from './cache-index.js';
+import type { CacheIndex, CacheStats, Leases } from './ports.js';
 import { hasPrivateMark } from './private-content.js';
 import type { RedisConnection } from './redis-connection.js';
 
@@ -36,18 +33,10 @@ const REBUILD_LEASE_TTL_MS = 5 * 60_000;
 /** Evictions per pass; a pass that stops there schedules the next. */
 const EVICTION_BATCH = 1000;
 
-export interface RedisCacheIndexOptions {
+export interface RedisCacheIndexOptions extends CacheIndexOptions {
   connection: RedisConnection;
+  /** Evictions and rebuilds run in one replica at a time under these. */
   leases: Leases;
-  blobs: BlobStore;
-  metadata: MetadataStore;
-  privateContent: PrivateContent;
-  events: BlobEvents;
-  /** storage.cache.maxBytes; undefined: track recency and size, evict nothing. */
-  maxBytes: number | undefined;
-  log: Logger;
-  now?: () => number;
-  flushIntervalMs?: number;
 }
 
 export class RedisCacheIndex implements CacheIndex {
