@@ -137,7 +137,9 @@ export class RedisPrivateContent implements PrivateContent {
       const renewal = setInterval(() => void lease.renew().catch(() => undefined), REBUILD_LEASE_TTL_MS / 3);
       try {
         let count = 0;
-        // Marks added meanwhile are written by their add() too; ADD counts each digest once.
+        // Marks added meanwhile are written by their add() too; ADD counts each digest once. A
+        // mark removed meanwhile may come back into the hash: the safe direction (a digest
+        // taken for private is kept and needs its upstream's word), until the next rebuild.
         for await (const mark of readPrivateMarks(this.metadata)) {
           await this.apply(mark.digest, { op: 'add', size: mark.size });
           count += 1;
