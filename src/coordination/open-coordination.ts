@@ -9,9 +9,6 @@ import { InProcessCacheIndex } from './cache-index.js';
 import { inProcessCoordinator } from './in-process.js';
 import type { CacheIndex, Coordinator, PrivateContent } from './ports.js';
 import { InProcessPrivateContent } from './private-content.js';
-import { openRedisCoordinator } from './redis.js';
-import { RedisCacheIndex } from './redis-cache-index.js';
-import { RedisPrivateContent } from './redis-private-content.js';
 
 export interface CacheIndexPorts {
   blobs: BlobStore;
@@ -44,6 +41,13 @@ export async function openCoordination(config: Config, log: Logger): Promise<Coo
       createCacheIndex: (ports) => new InProcessCacheIndex({ ...ports, events: coordinator.events, log }),
     };
   }
+  // Loaded only with cluster.redis: the client is a large module tree that a single replica
+  // (and every CLI command) would otherwise pay for at start.
+  const [{ openRedisCoordinator }, { RedisCacheIndex }, { RedisPrivateContent }] = await Promise.all([
+    import('./redis.js'),
+    import('./redis-cache-index.js'),
+    import('./redis-private-content.js'),
+  ]);
   const coordinator = await openRedisCoordinator({ url: redisUrl, log, onListenerError });
   return {
     coordinator,
