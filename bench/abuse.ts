@@ -1,4 +1,4 @@
-// npm run bench:abuse [-- --seconds N] [-- --login-rate N] [-- --baseline DIR]
+// npm run bench:abuse [-- --seconds N] [-- --login-rate N] [-- --only logins,headers,bodies] [-- --baseline DIR]
 //
 // Issue 14's load scenario for points 1-2: the p95 latency of a cached pull (manifest by tag,
 // config and a 1 MiB layer, from a warm cache) while anonymous clients abuse the server,
@@ -39,6 +39,8 @@ const seconds = Number(option('--seconds') ?? 20);
 const loginRate = Number(option('--login-rate') ?? 100);
 // A checkout of the code before the fix (e.g. the main branch) to measure the same way.
 const baseline = option('--baseline');
+// Which abuse runs (all by default), to see what each one costs.
+const kinds = new Set((option('--only') ?? 'logins,headers,bodies').split(','));
 const PULLERS = 4;
 const MAX_GUESSES_IN_FLIGHT = 512;
 
@@ -118,6 +120,7 @@ function startAbuse(url: string): Abuse {
   let sent = 0;
   const started = performance.now();
   const loginTimer = setInterval(() => {
+    if (!kinds.has('logins')) return;
     const due = Math.floor(((performance.now() - started) / 1000) * loginRate) - sent;
     for (let i = 0; i < due; i++) {
       sent++;
@@ -133,6 +136,7 @@ function startAbuse(url: string): Abuse {
     socket.on('error', () => undefined);
     socket.on('close', () => {
       sockets.delete(socket);
+      if (!running) return; // closed by stop(), not by the server
       count(`${kind} closed by server`);
       setTimeout(() => open(kind), 100);
     });
@@ -145,8 +149,8 @@ function startAbuse(url: string): Abuse {
       socket.write(Buffer.alloc(64 * 1024, 0x20));
     }
   };
-  for (let i = 0; i < 200; i++) open('headers');
-  for (let i = 0; i < 50; i++) open('bodies');
+  if (kinds.has('headers')) for (let i = 0; i < 200; i++) open('headers');
+  if (kinds.has('bodies')) for (let i = 0; i < 50; i++) open('bodies');
   return {
     statuses,
     stop: async () => {
@@ -210,7 +214,7 @@ async function main(): Promise<void> {
     const dir = join(REPO_ROOT, 'bench', 'results');
     await mkdir(dir, { recursive: true });
     const file = join(dir, `abuse-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    await writeFile(file, `${JSON.stringify({ seconds, pullers: PULLERS, loginRate, results }, null, 2)}\n`);
+    await writeFile(file, `${JSON.stringify({ seconds, pullers: PULLERS, loginRate, abuse: [...kinds], results }, null, 2)}\n`);
     console.log(`raw: ${file}`);
   } finally {
     await upstream.dispose();

@@ -22,7 +22,9 @@ import { v2DisabledRoutes } from './api/v2/disabled.js';
 import { v2Routes } from './api/v2/routes.js';
 import { CachedRepositories } from './mirror/cached-repositories.js';
 import { RegistryError } from './protocol/errors.js';
+import { uiPlugin } from './ui/plugin.js';
 import type { Api } from './metrics/metrics.js';
+import type { JwtCodec } from './auth/jwt.js';
 import type { Services } from './services.js';
 
 /** Endpoints for orchestrators and monitoring, not clients. */
@@ -64,6 +66,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
           path: request.url,
           client: request.ip,
           userAgent: request.headers['user-agent'],
+          user: requestUser(request.headers.authorization, reply.statusCode, services.tokens),
           status: reply.statusCode,
           bytes: length === undefined ? undefined : Number(length),
           durationMs: Math.round(reply.elapsedTime * 100) / 100,
@@ -85,6 +88,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
 
   const cached = new CachedRepositories(services.metadata, services.blobs, services.router, services.policy);
   void app.register(operationsRoutes(services));
+  if (services.config.ui.enabled) void app.register(uiPlugin(services));
   if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services, cached)));
   if (services.config.api.v2) {
     void app.register(
@@ -119,6 +123,26 @@ function v1Dependencies(services: Services, cached: CachedRepositories) {
     search: new V1Search(access, { privateRepositories: localRepositories, cachedRepositories: () => cached.list() }, mirrored),
     mirrored,
   };
+}
+
+/**
+ * Who made a request, for the access log: the user of accepted Basic credentials, or the
+ * subject of a token we issued (v2 Bearer, v1 "Token signature=…"). Read from the request
+ * after the fact so the log needs nothing from the access policy: Basic credentials that
+ * were refused end in 401, so any other status means they were good.
+ */
+function requestUser(authorization: string | undefined, status: number, tokens: JwtCodec): string | undefined {
+  if (!authorization) return undefined;
+  const [scheme = '', value = ''] = authorization.split(/\s+/, 2);
+  if (scheme.toLowerCase() === 'basic') {
+    if (status === 401) return undefined;
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return colon > 0 ? decoded.slice(0, colon) : undefined;
+  }
+  const token = scheme.toLowerCase() === 'bearer' ? value : /signature=([A-Za-z0-9_.-]+)/.exec(authorization)?.[1];
+  const subject = token ? tokens.verify(token)?.sub : undefined;
+  return subject || undefined; // '' is an anonymous token
 }
 
 function apiOf(url: string): Api {

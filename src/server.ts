@@ -4,7 +4,7 @@
 // "refused"), let responses in flight finish within the grace period, cut the rest, abort
 // upstream fetches nobody reads any more, and leave no temp files behind.
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readFile, stat } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type https from 'node:https';
 import path from 'node:path';
@@ -12,12 +12,13 @@ import tls from 'node:tls';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { longshoreApp } from './app.js';
-import { serverTimeouts } from './api/connection-limits.js';
+import { connectionOptions, enforceHeadersTimeoutOverTls } from './api/connection-limits.js';
 import { sendRegistryError } from './api/errors.js';
 import type { Config } from './config/schema.js';
 import { RegistryError } from './protocol/errors.js';
 import { acquireDataDirectoryLock, DataDirectoryLocked } from './lifecycle/server-lock.js';
 import { createServices, type Services } from './services.js';
+import { S3BucketUnusable } from './storage/s3-blob-store.js';
 
 /** A start-up failure an operator fixes (port taken, unwritable directory, bad TLS files): one line, no stack. */
 export class StartupError extends Error {
@@ -77,12 +78,16 @@ export function createFastify(log: Logger, httpLimits: Config['http'], tlsPair?:
     exposeHeadRoutes: false, // an implicit HEAD would run the GET handler and fetch whole blobs
     routerOptions: { maxParamLength: 2048 }, // names run to 255 characters plus the rest of the path
     return503OnClosing: true,
-    ...serverTimeouts(httpLimits),
+    ...connectionOptions(httpLimits),
   };
   if (!tlsPair) return Fastify(options);
   // Typed as the plain-HTTP instance so callers and the plugin see one type: an https.Server
   // is an http.Server with TLS on its sockets (setSecureContext is reached by a cast where used).
-  return Fastify({ ...options, https: { ...tlsPair } } as unknown as typeof options);
+  // The node:http options go with the TLS pair (fastify passes only `https` on); a handshake
+  // gets as long as the headers would.
+  const app = Fastify({ ...options, https: { ...options.http, handshakeTimeout: httpLimits.headersTimeout, ...tlsPair } } as unknown as typeof options);
+  enforceHeadersTimeoutOverTls(app.server, httpLimits.headersTimeout);
+  return app;
 }
 
 export type LongshoreFastify = ReturnType<typeof createFastify>;
@@ -133,6 +138,28 @@ function listenError(error: unknown, listen: string, key: string): unknown {
   return error;
 }
 
+/**
+ * Every directory directly under storage.path takes a file (root passes permission checks, so
+ * only a real create tells; a read-only mount over blobs/ would otherwise fail on the first
+ * write). A full disk is not a start-up failure: cached content can still be served.
+ */
+async function assertSubdirectoriesWritable(root: string): Promise<void> {
+  const entries = await readdir(root, { withFileTypes: true });
+  // lost+found (a filesystem's root) and hidden directories are not ours.
+  const ours = entries.filter((e) => e.isDirectory() && e.name !== 'lost+found' && !e.name.startsWith('.'));
+  for (const dir of [root, ...ours.map((e) => path.join(root, e.name))]) {
+    const probe = path.join(dir, `.longshore-start-${process.pid}`);
+    try {
+      await (await open(probe, 'wx')).close();
+      await rm(probe, { force: true });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EEXIST') continue;
+      throw new StartupError('STORAGE_UNWRITABLE', `storage.path ${root}: ${dir} does not take new files (${code}${code === 'EROFS' ? ': read-only filesystem' : ''}); fix the mount or its permissions`);
+    }
+  }
+}
+
 /** The checks whose failures operators fix themselves, made before anything is created. */
 async function preflight(config: Config): Promise<TlsPair | undefined> {
   const root = path.resolve(config.storage.path);
@@ -146,9 +173,12 @@ async function preflight(config: Config): Promise<TlsPair | undefined> {
       throw new StartupError('STORAGE_UNWRITABLE', `storage.path ${root} cannot be created (${(mkdirError as NodeJS.ErrnoException).code ?? 'error'}); create it or fix the permissions of its parent`);
     });
   }
-  await access(root, fsConstants.W_OK | fsConstants.X_OK).catch(() => {
+  await access(root, fsConstants.W_OK | fsConstants.X_OK).catch((error: unknown) => {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') throw new StartupError('STORAGE_UNWRITABLE', `storage.path ${root} is on a read-only filesystem; mount it read-write or choose another storage.path`);
     throw new StartupError('STORAGE_UNWRITABLE', `storage.path ${root} is not writable by this user (uid ${process.getuid?.() ?? '?'}); fix its owner or permissions`);
   });
+  await assertSubdirectoriesWritable(root);
   if (config.auth.htpasswd) {
     const file = path.resolve(config.auth.htpasswd);
     await access(file, fsConstants.R_OK).catch((error: unknown) => {
@@ -206,7 +236,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     services = await createServices(config, log);
   } catch (error) {
     await lock.release();
-    throw error;
+    throw error instanceof S3BucketUnusable ? new StartupError(error.code, error.message, { cause: error }) : error;
   }
   for (const upstream of config.upstreams.filter((u) => u.insecure)) {
     log.warn({ upstream: upstream.name }, 'upstream certificate verification is off (insecure: true); its answers could come from anyone on the path');

@@ -13,6 +13,7 @@ import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
+import { UpstreamActivity } from './ui/upstream-activity.js';
 import type { CacheIndex, Coordinator, PrivateContent, WindowCounters } from './coordination/ports.js';
 import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
 import { MetadataProvenance } from './mirror/provenance.js';
@@ -71,6 +72,8 @@ export interface Services {
   uploads: UploadSessions;
   inflight: InflightBlobs;
   metrics: Metrics;
+  /** Recent latency and last failure per upstream, as this replica saw them (the web page). */
+  upstreamActivity: UpstreamActivity;
   close(): Promise<void>;
 }
 
@@ -87,16 +90,17 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     circuits: () => [...breakers.entries()].map(([upstream, breaker]) => ({ upstream, state: breaker.circuit })),
     coordination: () => coordinator.status(),
   });
-  const breakers = new Map<string, CircuitBreakerUpstream>();
+  const breakers = new Map<string, { readonly circuit: CircuitBreakerUpstream['circuit'] }>();
   const problems = new UpstreamProblemLog(log);
   const problemSubject = (upstream: UpstreamConfig) => ({
     name: upstream.name,
     hasCredentials: upstream.username !== undefined,
     cooldownMs: upstream.circuitBreaker.cooldown,
   });
+  const upstreamActivity = new UpstreamActivity();
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
-    const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream));
+    const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));
     const client = new CircuitBreakerUpstream(watched, {
       failures: upstream.circuitBreaker.failures,
       cooldownMs: upstream.circuitBreaker.cooldown,
@@ -107,22 +111,27 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const upstreams = [...v2Clients.values()];
   const router = new UpstreamRouter(upstreams);
   // v1 sees every upstream: a v1 index, or v1 views of the v2 API's images (or both).
-  const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => ({
-    name: upstream.name,
-    hosts: upstream.hosts,
-    isDefault: upstream.default,
-    libraryPrefix: upstream.libraryPrefix,
-    tagTtlMs: upstream.tagTtl,
-    platform: upstream.v1.platform,
-    v2: v2Clients.get(upstream.name),
+  const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => {
     // The same breaker as v2, around the same problem log.
-    v1: speaksV1(upstream)
-      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream)), {
+    const v1 = speaksV1(upstream)
+      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)), {
           failures: upstream.circuitBreaker.failures,
           cooldownMs: upstream.circuitBreaker.cooldown,
         })
-      : undefined,
-  }));
+      : undefined;
+    // A v1-only upstream's circuit is its only one: it shows in the circuit metric.
+    if (v1 && !breakers.has(upstream.name)) breakers.set(upstream.name, v1);
+    return {
+      name: upstream.name,
+      hosts: upstream.hosts,
+      isDefault: upstream.default,
+      libraryPrefix: upstream.libraryPrefix,
+      tagTtlMs: upstream.tagTtl,
+      platform: upstream.v1.platform,
+      v2: v2Clients.get(upstream.name),
+      v1,
+    };
+  });
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = storage.createCacheIndex(config.storage.cache.maxBytes);
   await cacheIndex.rebuild();
@@ -157,6 +166,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     audience: V1_TOKEN_AUDIENCE,
   });
   const uploads = new UploadSessions(blobs, config.storage.uploadTimeout, {
+    limits: config.storage.uploads,
     // Every upload is a push into a private repository.
     beforePublish: (digest, size) => privateContent.add(digest, size),
   });
@@ -196,6 +206,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     v1Router,
     uploads,
     metrics,
+    upstreamActivity,
     close: async () => {
       await uploads.close();
       await users?.close();
@@ -213,9 +224,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
 }
 
 /** Upstream client events into metrics. */
-function upstreamObserver(upstream: string, metrics: Metrics): UpstreamObserver {
+function upstreamObserver(upstream: string, metrics: Metrics, activity: UpstreamActivity): UpstreamObserver {
   return {
-    request: (kind, status, seconds) => metrics.upstreamRequest(upstream, kind, status, seconds),
+    request: (kind, status, seconds) => {
+      metrics.upstreamRequest(upstream, kind, status, seconds);
+      activity.request(upstream, kind, status, seconds);
+    },
     rateLimit: (remaining) => metrics.upstreamRateLimit(upstream, remaining),
     received: (bytes) => metrics.upstreamReceived(upstream, bytes),
   };

@@ -4,6 +4,7 @@
 // a 500 that is logged with its stack and answered without internals.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ociErrorBody, RegistryError } from '../protocol/errors.js';
+import { storageError } from '../storage/refusal.js';
 import { registryErrorOf } from '../upstream/errors.js';
 import { isClientGone, logClientGone } from './connection-limits.js';
 
@@ -14,7 +15,8 @@ export function sendRegistryError(reply: FastifyReply, error: RegistryError): Fa
 }
 
 export function handleError(raised: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const error = registryErrorOf(raised) as FastifyError | Error;
+  // A full or read-only disk is a 507 wherever it surfaces (a push, a manifest PUT), never a 500.
+  const error = registryErrorOf(storageError(raised, 'request not stored')) as FastifyError | Error;
   if (error instanceof RegistryError) {
     if (error.status >= 500) request.log.warn({ err: error.message, code: error.code }, 'request failed');
     return sendRegistryError(reply, error);

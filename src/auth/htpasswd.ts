@@ -173,20 +173,30 @@ export class HtpasswdUsers implements UserVerifier {
 
   async verify(username: string, password: string): Promise<boolean> {
     const address = currentClientAddress();
+    const limiter = this.options.limiter;
     // Before any work: a client or a name over its failure limit costs nothing more.
-    await this.options.limiter?.check(address, username);
+    await limiter?.begin(address, username);
+    let matches: boolean;
+    try {
+      matches = await this.check(username, password);
+    } catch (error) {
+      await limiter?.abandoned(address, username);
+      throw error;
+    }
+    if (matches) await limiter?.succeeded(address, username);
+    return matches;
+  }
+
+  private async check(username: string, password: string): Promise<boolean> {
     if (this.now() - this.checkedAt >= REFRESH_INTERVAL_MS) await this.refreshLeniently();
     const hash = this.users.get(username);
     const key = hash === undefined ? undefined : createHash('sha256').update(`${username}\0${password}\0${hash}`).digest('hex');
     if (key !== undefined && this.verified.has(key)) return true;
     // bcryptjs reads $2y$ (Apache's prefix) as $2b$: the algorithm is the same.
     const matches = await this.pool.compare(password, (hash ?? (await this.dummy())).replace(/^\$2y\$/, '$2b$'));
-    if (key !== undefined && matches) {
-      this.verified.set(key, true);
-      return true;
-    }
-    await this.options.limiter?.failed(address, username);
-    return false;
+    if (key === undefined || !matches) return false;
+    this.verified.set(key, true);
+    return true;
   }
 
   async close(): Promise<void> {

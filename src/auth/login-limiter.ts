@@ -1,9 +1,9 @@
 // Failed-login limits per client address and per user name (auth.loginFailures). Each key
 // may fail `failures` times per window; past that, its logins are refused with 429 and
 // Retry-After until the window ends, before any bcrypt work is spent on them. A success does
-// not reset the count: a guesser who gets one right still had to stay under the limit.
+// not reset the earlier failures: a guesser who gets one right still had to stay under the limit.
 // The counts live in the coordinator's WindowCounters: in memory for one replica (bounded,
-// least recently failed dropped), in Redis with cluster.redis, so a guesser spreading tries
+// least recently counted dropped), in Redis with cluster.redis, so a guesser spreading tries
 // over the replicas behind a load balancer meets the same limit.
 import { createHash } from 'node:crypto';
 import { InProcessWindowCounters } from '../coordination/in-process.js';
@@ -25,24 +25,45 @@ export class LoginLimiter {
     private readonly counters: WindowCounters = new InProcessWindowCounters(now),
   ) {}
 
-  /** Throws 429 (with Retry-After) when the address or the user name is over its limit. */
-  async check(address: string | undefined, username: string): Promise<void> {
-    const blocked = (
-      await Promise.all([
-        address === undefined ? undefined : this.blockedFor(addressKey(address), this.settings.perAddress),
-        this.blockedFor(userKey(username), this.settings.perUser),
-      ])
-    ).filter((ms): ms is number => ms !== undefined);
+  /**
+   * Starts a login: throws 429 (with Retry-After) when the address or the name is over its
+   * limit, else counts the attempt as failed until `succeeded` (or `abandoned`) takes it
+   * back. Counted up front, so a burst of concurrent guesses cannot all slip past the limit
+   * while their bcrypt checks wait in the queue.
+   */
+  async begin(address: string | undefined, username: string): Promise<void> {
+    // Counted first and checked on the count it produced: atomic per key (one Redis INCRBY),
+    // so of concurrent logins exactly those under the limit go ahead, on any replica.
+    const keys = this.limitedKeys(address, username);
+    const windows = await Promise.all(keys.map(({ key }) => this.counters.add(key, +1, this.settings.windowMs)));
+    const blocked = windows.flatMap((window, i) => (window && window.count > keys[i]!.limit ? [window.remainingMs] : []));
     if (blocked.length === 0) return;
-    const retryAfter = Math.max(1, Math.ceil(Math.max(...blocked) / 1000));
-    throw new RegistryError('TOOMANYREQUESTS', `too many failed logins; retry in ${retryAfter} s`, { headers: { 'retry-after': String(retryAfter) } });
+    await this.count(address, username, -1); // refused: not an attempt
+    throw tooMany(blocked);
   }
 
-  async failed(address: string | undefined, username: string): Promise<void> {
-    await Promise.all([
-      address === undefined || this.settings.perAddress === 0 ? undefined : this.counters.increment(addressKey(address), this.settings.windowMs),
-      this.settings.perUser === 0 ? undefined : this.counters.increment(userKey(username), this.settings.windowMs),
-    ]);
+  /** The login begun for this address and name was right: it does not count as a failure. */
+  async succeeded(address: string | undefined, username: string): Promise<void> {
+    await this.abandoned(address, username);
+  }
+
+  /** The login could not be checked (e.g. the queue was full): not a failure either. */
+  async abandoned(address: string | undefined, username: string): Promise<void> {
+    await this.count(address, username, -1);
+  }
+
+  /** Throws 429 (with Retry-After) when the address or the user name is over its limit. */
+  async check(address: string | undefined, username: string): Promise<void> {
+    const blocked = (await Promise.all(this.limitedKeys(address, username).map(({ key, limit }) => this.blockedFor(key, limit)))).filter((ms): ms is number => ms !== undefined);
+    if (blocked.length > 0) throw tooMany(blocked);
+  }
+
+  /** The counters this login touches, with their limits (a limit of 0 is none). */
+  private limitedKeys(address: string | undefined, username: string): Array<{ key: string; limit: number }> {
+    return [
+      ...(address === undefined || this.settings.perAddress === 0 ? [] : [{ key: addressKey(address), limit: this.settings.perAddress }]),
+      ...(this.settings.perUser === 0 ? [] : [{ key: userKey(username), limit: this.settings.perUser }]),
+    ];
   }
 
   /** Milliseconds until the key may try again, or undefined when it is under its limit. */
@@ -52,6 +73,15 @@ export class LoginLimiter {
     if (!window || window.count < limit) return undefined;
     return window.remainingMs;
   }
+
+  private async count(address: string | undefined, username: string, change: 1 | -1): Promise<void> {
+    await Promise.all(this.limitedKeys(address, username).map(({ key }) => this.counters.add(key, change, this.settings.windowMs)));
+  }
+}
+
+function tooMany(blockedForMs: number[]): RegistryError {
+  const retryAfter = Math.max(1, Math.ceil(Math.max(...blockedForMs) / 1000));
+  return new RegistryError('TOOMANYREQUESTS', `too many failed logins; retry in ${retryAfter} s`, { headers: { 'retry-after': String(retryAfter) } });
 }
 
 // Names are hashed: a key's length stays bounded whatever a client sends as a user name.

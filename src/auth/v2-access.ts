@@ -18,8 +18,11 @@ export interface AccessRequest {
 }
 
 export interface AccessControl {
-  /** Throws RegistryError UNAUTHORIZED (with a WWW-Authenticate challenge) or DENIED. */
-  authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<void>;
+  /**
+   * Throws RegistryError UNAUTHORIZED (with a WWW-Authenticate challenge) or DENIED. Resolves
+   * to who was let in: the user's name (a token's subject), or undefined for an anonymous client.
+   */
+  authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<string | undefined>;
   /** GET /v2/: answers 401 when credentials are configured and none valid were sent. */
   authorizeBase(request: AccessRequest): Promise<void>;
   /** GET /v2/_catalog lists private repositories: only for those who may pull them. */
@@ -46,9 +49,12 @@ export class RegistryAccess implements AccessControl {
     private readonly settings: TokenSettings,
   ) {}
 
-  async authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<void> {
-    const decision = this.policy.decide(await this.identify(request), repository, actions);
+  async authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<string | undefined> {
+    const credential = await this.identify(request);
+    const decision = this.policy.decide(credential, repository, actions);
     if (!decision.allowed) throw this.refusal(request, decision, `repository:${repository}:${actions.join(',')}`, { name: repository, actions });
+    if (credential.kind === 'user') return credential.name;
+    return credential.kind === 'token' && credential.subject !== '' ? credential.subject : undefined;
   }
 
   async authorizeBase(request: AccessRequest): Promise<void> {

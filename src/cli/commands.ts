@@ -133,13 +133,13 @@ export async function importCommand(args: string[]): Promise<number> {
   if (positionals.length === 0) throw new ConfigError('name at least one bundle file');
   const config = await configFrom(values.config);
   const targets = await openImportTargets(config, pino({ level: 'warn' }));
-  const progress = createProgress(process.stdout);
+  const progress = createProgress(process.stdout, { unit: 'bundles' });
   let failures = 0;
   try {
     for (const file of positionals) {
       try {
         const result = await importBundle(file, targets, progress);
-        process.stdout.write(`imported ${file}: ${result.blobs} blobs (${formatBytes(result.bytes)}), tags: ${result.tags.join(', ') || 'none'}\n`);
+        process.stdout.write(`imported ${file}: ${result.tags.length} images, ${result.blobs} blobs (${formatBytes(result.bytes)}), tags: ${result.tags.join(', ') || 'none'}\n`);
       } catch (error) {
         failures += 1;
         process.stderr.write(`${(error as Error).message}; nothing imported from it\n`);

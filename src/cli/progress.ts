@@ -28,8 +28,27 @@ export function formatBytes(bytes: number): string {
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
-export function createProgress(out: NodeJS.WriteStream): Progress {
-  return out.isTTY ? new BarProgress(out) : new LineProgress(out);
+export interface ProgressOptions {
+  /** What each begin() is, for the total line: "images" (warm, export) or "bundles" (import). */
+  unit?: string;
+  /** Plain-line output: how often a line with bytes, rate and ETA is written while work runs. */
+  heartbeatMs?: number;
+  now?: () => number;
+}
+
+/** A pipe or a CI log gets a line at least this often, so a long layer never looks hung. */
+const HEARTBEAT_MS = 5000;
+
+export function createProgress(out: NodeJS.WriteStream, options: ProgressOptions = {}): Progress {
+  return out.isTTY ? new BarProgress(out) : new LineProgress(out, options.heartbeatMs ?? HEARTBEAT_MS, options.now ?? Date.now, options.unit ?? 'images');
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 abstract class TrackedProgress implements Progress {
@@ -75,22 +94,51 @@ abstract class TrackedProgress implements Progress {
 }
 
 class LineProgress extends TrackedProgress {
-  constructor(private readonly out: NodeJS.WriteStream) {
+  private heartbeat: NodeJS.Timeout | undefined;
+  private startedAt: number | undefined;
+
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly heartbeatMs: number,
+    private readonly now: () => number,
+    private readonly unit: string,
+  ) {
     super();
   }
 
   protected changed(image: string, event: 'begin' | 'advance' | 'blob' | 'end', error?: Error): void {
+    if (event === 'begin' && !this.heartbeat) {
+      this.startedAt = this.now();
+      this.heartbeat = setInterval(() => this.out.write(this.rateLine()), this.heartbeatMs);
+      this.heartbeat.unref(); // never what keeps the command alive
+    }
     const row = this.rows.get(image);
     if (!row) return;
-    if (event === 'begin') this.out.write(`${image}: ${row.totalBlobs} blobs, ${formatBytes(row.totalBytes)}\n`);
-    if (event === 'blob') this.out.write(`${image}: ${row.doneBlobs}/${row.totalBlobs} blobs, ${formatBytes(row.doneBytes)}\n`);
+    // A total of 0 blobs means "not known up front" (a bundle is read as it comes): no "1/0".
+    const blobsOf = (done: number | undefined) => (row.totalBlobs > 0 ? `${done === undefined ? '' : `${done}/`}${row.totalBlobs} blobs` : `${done ?? 0} blobs`);
+    if (event === 'begin') this.out.write(row.totalBlobs > 0 ? `${image}: ${blobsOf(undefined)}, ${formatBytes(row.totalBytes)}\n` : `${image}: ${formatBytes(row.totalBytes)}\n`);
+    if (event === 'blob') this.out.write(`${image}: ${blobsOf(row.doneBlobs)}, ${formatBytes(row.doneBytes)}\n`);
     if (event === 'end') this.out.write(error ? `${image}: FAILED: ${error.message}\n` : `${image}: done\n`);
   }
 
-  finish(): void {
+  /** "progress: 12.0 MiB of 40.0 MiB (30%), 2.0 MiB/s, ETA 14s" */
+  private rateLine(): string {
     const total = this.total();
-    const failed = [...this.rows.values()].filter((r) => r.state === 'failed').length;
-    this.out.write(`total: ${this.rows.size - failed}/${this.rows.size} images, ${total.doneBlobs} blobs, ${formatBytes(total.doneBytes)}\n`);
+    const seconds = Math.max((this.now() - (this.startedAt ?? this.now())) / 1000, 0.001);
+    const rate = total.doneBytes / seconds;
+    const left = Math.max(total.totalBytes - total.doneBytes, 0);
+    const percent = total.totalBytes > 0 ? ` (${Math.floor((total.doneBytes / total.totalBytes) * 100)}%)` : '';
+    return `progress: ${formatBytes(total.doneBytes)} of ${formatBytes(total.totalBytes)}${percent}, ${formatBytes(rate)}/s, ETA ${rate > 0 ? formatDuration(left / rate) : '?'}\n`;
+  }
+
+  finish(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    // What failed brought nothing in: its bytes and blobs are not part of the total.
+    const done = [...this.rows.values()].filter((r) => r.state !== 'failed');
+    const blobs = done.reduce((sum, r) => sum + r.doneBlobs, 0);
+    const bytes = done.reduce((sum, r) => sum + r.doneBytes, 0);
+    this.out.write(`total: ${done.length}/${this.rows.size} ${this.unit}, ${blobs} blobs, ${formatBytes(bytes)}\n`);
   }
 }
 

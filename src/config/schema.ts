@@ -50,6 +50,8 @@ const v1UpstreamSchema = z.strictObject({
     .default('linux/amd64'),
 });
 
+const UPLOAD_DEFAULTS = { maxSessions: 1000, maxSessionsPerUser: 100 };
+
 // storage.s3 (issue 16): the bucket that holds blobs and records when storage.driver is "s3".
 const s3Schema = z
   .strictObject({
@@ -75,7 +77,7 @@ const s3Schema = z
   .transform((s3) => ({ ...s3, forcePathStyle: s3.forcePathStyle ?? s3.endpoint !== undefined }));
 
 const LOGIN_FAILURE_DEFAULTS = { perAddress: 20, perUser: 10, window: 5 * 60_000 };
-const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024 };
+const HTTP_DEFAULTS = { headersTimeout: 10_000, requestTimeout: 60 * 60_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024, trustProxy: [] };
 
 const upstreamSchema = z
   .strictObject({
@@ -136,6 +138,18 @@ export const configSchema = z
           delete: z.boolean().default(false),
           // Unfinished blob uploads idle this long are dropped with their data.
           uploadTimeout: duration.default(60 * 60_000),
+          // Bounds on unfinished blob uploads (push sessions); past them, starting an upload is
+          // answered 429 TOOMANYREQUESTS with Retry-After. Idle sessions hold no descriptor.
+          uploads: section(
+            z
+              .strictObject({
+                // Open sessions of all users together.
+                maxSessions: z.number().int().min(1).default(UPLOAD_DEFAULTS.maxSessions),
+                // Open sessions of one user.
+                maxSessionsPerUser: z.number().int().min(1).default(UPLOAD_DEFAULTS.maxSessionsPerUser),
+              })
+              .default(UPLOAD_DEFAULTS),
+          ),
           cache: section(
             z
               .strictObject({
@@ -145,7 +159,7 @@ export const configSchema = z
               .default({}),
           ),
         })
-        .default({ path: './data', driver: 'fs', delete: false, uploadTimeout: 60 * 60_000, cache: {} }),
+        .default({ path: './data', driver: 'fs', delete: false, uploadTimeout: 60 * 60_000, uploads: UPLOAD_DEFAULTS, cache: {} }),
     ),
     // Several replicas sharing one storage (an S3 bucket) coordinate through Redis.
     cluster: section(
@@ -191,7 +205,7 @@ export const configSchema = z
           signupAccess: z.enum(['pull', 'push']).default('pull'),
           // bcrypt runs in worker threads: this many at once; `verifyQueue` more may wait,
           // past that a login is answered 429.
-          verifyWorkers: z.number().int().min(1).max(64).default(2),
+          verifyWorkers: z.number().int().min(1).max(64).default(1),
           verifyQueue: z.number().int().min(1).default(64),
           // Failed logins allowed per client address and per user name in `window`; past the
           // limit, logins are answered 429 with Retry-After until the window ends. 0: no limit.
@@ -210,7 +224,7 @@ export const configSchema = z
           allowSignup: false,
           tokenTtl: 5 * 60_000,
           signupAccess: 'pull',
-          verifyWorkers: 2,
+          verifyWorkers: 1,
           verifyQueue: 64,
           loginFailures: LOGIN_FAILURE_DEFAULTS,
         }),
@@ -230,6 +244,9 @@ export const configSchema = z
           // Total memory all requests together may hold in buffered bodies (manifests, v1
           // JSON); past it, such requests are answered 503 until memory frees.
           maxBufferedBodies: byteSize.default(HTTP_DEFAULTS.maxBufferedBodies),
+          // Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client;
+          // without them every client behind a proxy shares its address (and its login limit).
+          trustProxy: z.array(z.string().min(1)).default([]),
         })
         .default(HTTP_DEFAULTS),
     ),
@@ -255,6 +272,8 @@ export const configSchema = z
         })
         .default({}),
     ),
+    // The read-only web page at /ui/ (and its JSON API under /ui/api/).
+    ui: section(z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true })),
     upstreams: section(z.array(upstreamSchema).default([])),
   })
   .superRefine((config, ctx) => {

@@ -92,10 +92,13 @@ export class InProcessWindowCounters implements WindowCounters {
     this.windows = new LRUCache({ max: maxKeys });
   }
 
-  increment(key: string, windowMs: number): Promise<WindowCount> {
+  add(key: string, change: 1 | -1, windowMs: number): Promise<WindowCount | undefined> {
     let window = this.windows.get(key);
-    if (!window || window.endsAt <= this.now()) this.windows.set(key, (window = { count: 0, endsAt: this.now() + windowMs }));
-    window.count += 1;
+    if (!window || window.endsAt <= this.now()) {
+      if (change < 0) return Promise.resolve(undefined);
+      this.windows.set(key, (window = { count: 0, endsAt: this.now() + windowMs }));
+    }
+    window.count = Math.max(0, window.count + change);
     return Promise.resolve({ count: window.count, remainingMs: window.endsAt - this.now() });
   }
 

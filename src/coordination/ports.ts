@@ -104,8 +104,11 @@ export interface WindowCount {
  * the count is forgotten when it closes. Shared by the replicas, so a limit holds cluster-wide.
  */
 export interface WindowCounters {
-  /** Adds one to the key's window (opening one if none is open); resolves to the window after it. */
-  increment(key: string, windowMs: number): Promise<WindowCount>;
+  /**
+   * Adds `change` to the key's window: +1 opens one if none is open, -1 takes back an earlier
+   * +1 (never below 0, never opening a window). Resolves to the window after it, if open.
+   */
+  add(key: string, change: 1 | -1, windowMs: number): Promise<WindowCount | undefined>;
   /** The key's open window, or undefined when none is. */
   peek(key: string): Promise<WindowCount | undefined>;
 }
@@ -122,7 +125,11 @@ export interface CoordinationStatus {
   uncoordinated: Record<CoordinationPort, number>;
 }
 
-/** Every coordination port a replica uses, from one implementation (in-process or shared). */
+/**
+ * The coordination primitives of one implementation (in-process or shared). PrivateContent and
+ * CacheIndex are built beside it on the storage ports (storage/open-storage.ts, services.ts),
+ * because they load from and write through the metadata store.
+ */
 export interface Coordinator {
   locks: KeyedLocks;
   leases: Leases;

@@ -18,8 +18,15 @@ import type { BlobEvent, BlobEvents, Coordinator, KeyedLocks, Lease, Leases, Win
 import { CoordinationError, RedisConnection, type RedisClient, type RedisConnectionOptions } from './redis-connection.js';
 
 const RENEW_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
-// KEYS: counter. ARGV: window ms. The first increment opens the window (sets the expiry).
-const INCREMENT_SCRIPT = `local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end return {n, redis.call('pttl', KEYS[1])}`;
+// KEYS: counter. ARGV: change (1 or -1), window ms. +1 on no key opens the window (the key
+// expires with it); -1 never opens one, nor goes below 0. Returns {count, ms left} or {-1, 0}.
+const ADD_SCRIPT = `
+local change = tonumber(ARGV[1])
+if change < 0 and redis.call('exists', KEYS[1]) == 0 then return {-1, 0} end
+local n = redis.call('incrby', KEYS[1], change)
+if n < 0 then redis.call('set', KEYS[1], 0, 'KEEPTTL') n = 0 end
+if redis.call('pttl', KEYS[1]) < 0 then redis.call('pexpire', KEYS[1], ARGV[2]) end
+return {n, redis.call('pttl', KEYS[1])}`;
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
 export interface RedisLockOptions {
@@ -193,13 +200,13 @@ export class RedisWindowCounters implements WindowCounters {
 
   constructor(private readonly connection: RedisConnection) {}
 
-  async increment(key: string, windowMs: number): Promise<WindowCount> {
+  async add(key: string, change: 1 | -1, windowMs: number): Promise<WindowCount | undefined> {
     try {
-      const [count, remainingMs] = (await this.connection.client.eval(INCREMENT_SCRIPT, { keys: [this.redisKey(key)], arguments: [String(windowMs)] })) as [number, number];
-      return { count, remainingMs };
+      const [count, remainingMs] = (await this.connection.client.eval(ADD_SCRIPT, { keys: [this.redisKey(key)], arguments: [String(change), String(windowMs)] })) as [number, number];
+      return count < 0 ? undefined : { count, remainingMs };
     } catch (error) {
       this.connection.uncoordinated('counters', error, { counter: key });
-      return this.fallback.increment(key, windowMs);
+      return this.fallback.add(key, change, windowMs);
     }
   }
 

@@ -8,11 +8,11 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { Progress } from '../cli/progress.js';
-import { createDigester, parseDigest } from '../protocol/digest.js';
+import { createDigester, digestOf, parseDigest } from '../protocol/digest.js';
 import { formatImageRef, type ImageRef } from '../protocol/image-ref.js';
 import type { Descriptor } from '../protocol/manifest.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
-import { planImage, type PlatformChoice } from './image-walker.js';
+import { planImage, type FetchedManifest, type ImagePlan, type PlatformChoice } from './image-walker.js';
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 
@@ -48,9 +48,10 @@ export async function exportBundle(
     for (const ref of refs) {
       try {
         const plan = await planImage(client, ref, platforms);
+        const top = bundledTop(plan);
         const pending = plan.blobs.filter((b) => !written.has(b.digest));
         progress.begin(ref.text, pending.reduce((n, b) => n + b.size, 0), pending.length);
-        for (const manifest of [plan.top, ...plan.images]) {
+        for (const manifest of [top, ...plan.images]) {
           if (written.has(manifest.digest)) continue;
           await addBytes(pack, blobPath(manifest.digest), manifest.bytes);
           written.add(manifest.digest);
@@ -64,10 +65,13 @@ export async function exportBundle(
           progress.blobDone(ref.text);
         }
         indexEntries.push({
-          mediaType: plan.top.mediaType,
-          digest: plan.top.digest,
-          size: plan.top.bytes.byteLength,
-          annotations: { [REF_NAME_ANNOTATION]: formatImageRef(ref) },
+          mediaType: top.mediaType,
+          digest: top.digest,
+          size: top.bytes.byteLength,
+          annotations: {
+            [REF_NAME_ANNOTATION]: formatImageRef(ref),
+            ...(top === plan.top ? {} : { [SOURCE_INDEX_ANNOTATION]: plan.top.digest }),
+          },
         });
         progress.end(ref.text);
         result.images.push({ image: ref.text });
@@ -94,6 +98,22 @@ export async function exportBundle(
     await rm(partial, { force: true });
     throw error;
   }
+}
+
+/** Where a platform-filtered index came from: the upstream's full index digest. */
+export const SOURCE_INDEX_ANNOTATION = 'io.longshore.export.source-index';
+
+/**
+ * The top manifest as the bundle holds it. With some platforms left out, the upstream's index
+ * would name manifests the bundle lacks, and `skopeo copy --all` from the bundle would fail on
+ * them: the bundle gets a copy of the index listing only the platforms it holds.
+ */
+function bundledTop(plan: ImagePlan): FetchedManifest {
+  if (plan.skippedPlatforms.length === 0) return plan.top;
+  const index = JSON.parse(plan.top.bytes.toString('utf8')) as { manifests: Descriptor[] };
+  const held = new Set(plan.images.map((image) => image.digest));
+  const bytes = Buffer.from(JSON.stringify({ ...index, manifests: index.manifests.filter((m) => held.has(m.digest)) }, null, 3));
+  return { digest: digestOf(bytes), mediaType: plan.top.mediaType, bytes };
 }
 
 async function copyBlob(client: UpstreamRegistry, repository: string, blob: Descriptor, pack: tar.Pack, counted: (bytes: number) => void): Promise<void> {

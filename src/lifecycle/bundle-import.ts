@@ -4,6 +4,7 @@
 // every manifest's references are checked, before anything is published. A truncated or
 // corrupted bundle changes nothing.
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import tar from 'tar-stream';
@@ -88,7 +89,8 @@ export async function importBundle(file: string, targets: ImportTargets, progres
     // If an entry fails, the loop below stops and the pipeline rejects with a premature
     // close: the entry's error is the one to report, so this rejection is observed but not raised.
     reading.catch(() => undefined);
-    progress.begin(file, 0, 0);
+    // The blob count is learned as the tar is read; the bytes to read are the file's.
+    progress.begin(file, (await stat(file)).size, 0);
     for await (const entry of extract) {
       const name = entry.header.name.replace(/^\.\//, '');
       const blob = /^blobs\/([a-z0-9]+)\/([a-f0-9]+)$/.exec(name);

@@ -12,8 +12,10 @@
 // checksum) that must pass before anything is stored.
 import { Readable } from 'node:stream';
 import type { Leases } from '../coordination/ports.js';
-import type { Digest } from '../protocol/digest.js';
-import { READ_CHUNK_BYTES, type BlobStore, type BlobWriter, type ByteRange, type SendableBlob } from '../storage/blob-store.js';
+import { createDigester, type Digest } from '../protocol/digest.js';
+import { RegistryError } from '../protocol/errors.js';
+import { READ_CHUNK_BYTES, DigestMismatchError, SizeMismatchError, type BlobStore, type BlobWriter, type ByteRange, type SendableBlob } from '../storage/blob-store.js';
+import { isStorageRefusal } from '../storage/refusal.js';
 import type { CacheOutcome } from './outcome.js';
 import type { UpstreamBlob } from '../upstream/upstream.js';
 import { deferred } from '../util/deferred.js';
@@ -50,7 +52,7 @@ export class UpstreamBlobMissing extends Error {
   }
 }
 
-type FetchState = 'starting' | 'streaming' | 'committed' | 'failed';
+type FetchState = 'starting' | 'streaming' | 'committed' | 'failed' | 'passthrough';
 
 export interface InflightObserver {
   /**
@@ -97,6 +99,11 @@ export class BlobFetch {
 
   /** The digest the bytes were stored under, once committed. */
   storedDigest: Digest | undefined;
+  /**
+   * Set when the store cannot take the blob (full or read-only disk): the upstream body, for
+   * one client to receive uncached. Whoever takes it first (the leader) gets it; others retry.
+   */
+  private passthrough: { upstream: UpstreamBlob; source: FetchSource } | undefined;
 
   constructor(
     /** What the fetch is for: a digest's text, or e.g. "v1:<upstream>:<image id>". */
@@ -118,6 +125,11 @@ export class BlobFetch {
     return this.state === 'committed';
   }
 
+  /** The store could not take the blob: it goes to one client without being cached. */
+  get uncached(): boolean {
+    return this.state === 'passthrough';
+  }
+
   async run(store: BlobStore, source: FetchSource): Promise<void> {
     let upstream: UpstreamBlob | undefined;
     try {
@@ -126,8 +138,16 @@ export class BlobFetch {
       if (stored) throw new BlobAlreadyStored(this.key);
       upstream = await source.open();
       if (!upstream) throw new UpstreamBlobMissing(this.key);
+      const writer = await this.stagingWriter(store, expected, upstream.size);
+      if (!writer) {
+        // Settled at once: later requests start their own fetch, which may find room again.
+        this.passthrough = { upstream, source };
+        this.state = 'passthrough';
+        this.onSettled();
+        this.readyControl.resolve({ size: upstream.size });
+        return;
+      }
       const verifier = source.verifier?.();
-      const writer = await store.createWriter(expected);
       this.writer = writer;
       this.size = upstream.size;
       this.state = 'streaming';
@@ -160,6 +180,27 @@ export class BlobFetch {
       this.notify();
       this.leave();
     }
+  }
+
+  /** A writer for the blob, or undefined when the store has no room or refuses writes. */
+  private async stagingWriter(store: BlobStore, expected: Digest | undefined, size: number | undefined): Promise<BlobWriter | undefined> {
+    if (store.hasRoomFor && !(await store.hasRoomFor(size))) return undefined;
+    try {
+      return await store.createWriter(expected);
+    } catch (error) {
+      if (isStorageRefusal(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Claims the upstream body of a fetch the store could not take, for one client; undefined
+   * if another request claimed it first. Send it through `passthroughStream`.
+   */
+  claimPassthrough(): { upstream: UpstreamBlob; source: FetchSource } | undefined {
+    const claimed = this.passthrough;
+    this.passthrough = undefined;
+    return claimed;
   }
 
   /** Registers one more participant; balanced by leave() or by the reader it opens. */
@@ -284,8 +325,8 @@ export class InflightBlobs {
    * undefined when the content reached the store meanwhile (look there again). The one path
    * v2 blobs and v1 layers take on a miss.
    */
-  async follow(key: string, store: BlobStore, source: FetchSource, sourceName: string): Promise<(SendableBlob & { outcome: CacheOutcome }) | undefined> {
-    const { fetch, leader } = this.join(key, store, source, sourceName);
+  async follow(key: string, store: BlobStore, source: FetchSource, sourceName: string, retried = false): Promise<(SendableBlob & { outcome: CacheOutcome }) | undefined> {
+    const { fetch, leader } = this.join(key, store, source, sourceName, retried);
     let size: number | undefined;
     try {
       ({ size } = await fetch.ready);
@@ -294,6 +335,7 @@ export class InflightBlobs {
       if (error instanceof BlobAlreadyStored) return undefined;
       throw error;
     }
+    if (fetch.uncached) return this.passThrough(fetch, size, key, store, source, sourceName, retried);
     let taken = false;
     return {
       size,
@@ -311,18 +353,59 @@ export class InflightBlobs {
   }
 
   /**
+   * The store could not take the blob: the leader streams the upstream body straight to its
+   * client, uncached; a request that joined it asks upstream once more for itself.
+   */
+  private async passThrough(
+    fetch: BlobFetch,
+    size: number | undefined,
+    key: string,
+    store: BlobStore,
+    source: FetchSource,
+    sourceName: string,
+    retried: boolean,
+  ): Promise<(SendableBlob & { outcome: CacheOutcome }) | undefined> {
+    fetch.leave();
+    const claimed = fetch.claimPassthrough();
+    if (!claimed) {
+      // Cannot happen to a fetch of our own (`retried`); guarded against a loop all the same.
+      if (retried) throw new RegistryError('UNAVAILABLE', `blob ${key} cannot be cached now (storage full); retry`, { headers: { 'retry-after': '1' } });
+      return this.follow(key, store, source, sourceName, true);
+    }
+    let taken = false;
+    return {
+      size,
+      outcome: 'miss',
+      open: (range) => {
+        if (taken) throw new Error(`passthrough body of ${key} was opened twice`);
+        taken = true;
+        return Readable.from(verifiedPassthrough(claimed.upstream, claimed.source, range));
+      },
+      discard: () => {
+        if (!taken) claimed.upstream.body.destroy();
+        taken = true;
+        return Promise.resolve();
+      },
+    };
+  }
+
+  /**
    * Joins the fetch in progress for `key`, or starts one (`leader`). The caller holds the
    * fetch until it calls `fetch.leave()` or hands the hold to `fetch.openReader()`.
    */
-  join(key: string, store: BlobStore, source: FetchSource, sourceName = 'upstream'): { fetch: BlobFetch; leader: boolean } {
-    const existing = this.fetches.get(key);
+  join(key: string, store: BlobStore, source: FetchSource, sourceName = 'upstream', alone = false): { fetch: BlobFetch; leader: boolean } {
+    const existing = alone ? undefined : this.fetches.get(key);
     if (existing) {
       existing.hold();
       return { fetch: existing, leader: false };
     }
-    const fetch = new BlobFetch(key, () => this.fetches.delete(key));
+    // `alone`: a fetch for one client that nobody joins (a retry after a full store sent the
+    // shared one to another client).
+    const fetch = new BlobFetch(key, () => {
+      if (this.fetches.get(key) === fetch) this.fetches.delete(key);
+    });
     fetch.hold();
-    this.fetches.set(key, fetch);
+    if (!alone) this.fetches.set(key, fetch);
     void this.runClaimed(fetch, store, source).then(() => this.observer.fetchFinished?.(fetch.storedDigest?.text ?? key, fetch.received, fetch.failed, sourceName));
     return { fetch, leader: true };
   }
@@ -342,5 +425,45 @@ export class InflightBlobs {
       clearInterval(renewal);
       await lease?.release().catch(() => undefined);
     }
+  }
+}
+
+/**
+ * The bytes of an upstream blob for one client, checked as the cache would check them: the
+ * digest (or the source's own verifier) and the stated size, with the final chunk held back
+ * until they pass, so a corrupt blob ends in an aborted response, never a complete wrong one.
+ * A range ends at its last byte without reading the rest (as a following reader would).
+ */
+async function* verifiedPassthrough(upstream: UpstreamBlob, source: FetchSource, range: ByteRange | undefined): AsyncGenerator<Buffer> {
+  const hash = source.expected ? createDigester(source.expected.algorithm) : undefined;
+  const verifier = source.verifier?.();
+  const first = range?.start ?? 0;
+  const last = range?.end ?? Number.POSITIVE_INFINITY;
+  let position = 0;
+  let held: Buffer | undefined;
+  try {
+    for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
+      hash?.update(chunk);
+      verifier?.update(chunk);
+      const from = Math.max(first - position, 0);
+      const to = Math.min(last + 1 - position, chunk.byteLength);
+      position += chunk.byteLength;
+      if (upstream.size !== undefined && position > upstream.size) throw new SizeMismatchError(source.expected?.text ?? 'blob', upstream.size, position);
+      if (held) yield held;
+      held = to > from ? chunk.subarray(from, to) : undefined;
+      if (position > last) {
+        if (held) yield held;
+        return;
+      }
+    }
+    if (upstream.size !== undefined && position !== upstream.size) throw new SizeMismatchError(source.expected?.text ?? 'blob', upstream.size, position);
+    if (source.expected && hash) {
+      const hex = hash.digest('hex');
+      if (hex !== source.expected.hex) throw new DigestMismatchError(source.expected.text, `${source.expected.algorithm}:${hex}`, position);
+    }
+    verifier?.check(position);
+    if (held) yield held;
+  } finally {
+    upstream.body.destroy();
   }
 }

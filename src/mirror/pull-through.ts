@@ -7,6 +7,7 @@ import { RegistryError } from '../protocol/errors.js';
 import { accepts, upstreamAcceptList } from '../protocol/media-types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
+import { isStorageRefusal, StorageRefusalLog } from '../storage/refusal.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
 import { BlobMisses, type BlobResult, type CacheTracker } from './blob-miss.js';
@@ -46,6 +47,7 @@ export class PullThroughMirror {
   private readonly isPrivate: (digest: string) => Promise<boolean>;
   private readonly provenance: ProvenanceIndex;
   private readonly now: () => number;
+  private readonly storageRefusals: StorageRefusalLog;
   private readonly lookups: CachedLookup;
   /** The one blob path, shared with the v1 engine's layers. */
   readonly blobMisses: BlobMisses;
@@ -60,6 +62,7 @@ export class PullThroughMirror {
   ) {
     this.offline = options.offline;
     this.tracker = options.tracker;
+    this.storageRefusals = new StorageRefusalLog(log);
     this.isPrivate = options.isPrivate;
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
@@ -213,23 +216,31 @@ export class PullThroughMirror {
     if (known) {
       const head = await upstream.headManifest(repository, tag, acceptList);
       if (!head) {
-        await this.tags.delete(upstream.name, repository, tag);
+        await this.recordTag(this.tags.delete(upstream.name, repository, tag), target, tag);
         return undefined;
       }
       if (head.digest === known.manifest.digest) {
         const record = { ...known.record, checkedAt: this.now() };
-        await this.tags.put(upstream.name, repository, tag, record);
+        await this.recordTag(this.tags.put(upstream.name, repository, tag, record), target, tag);
         return { record, manifest: known.manifest };
       }
     }
     const fetched = await this.fetchManifest(target, tag, []);
     if (!fetched) {
-      if (known) await this.tags.delete(upstream.name, repository, tag);
+      if (known) await this.recordTag(this.tags.delete(upstream.name, repository, tag), target, tag);
       return undefined;
     }
     const record: TagRecord = { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: this.now() };
-    await this.tags.put(upstream.name, repository, tag, record);
+    await this.recordTag(this.tags.put(upstream.name, repository, tag, record), target, tag);
     return { record, manifest: fetched };
+  }
+
+  /** A tag record that a full or read-only disk refuses is skipped: the answer is still right. */
+  private async recordTag(write: Promise<void>, target: MirrorTarget, tag: string): Promise<void> {
+    await write.catch((error: unknown) => {
+      if (!isStorageRefusal(error)) throw error;
+      this.storageRefusals.refused(error, `tag ${target.repository}:${tag}`);
+    });
   }
 
   /**
@@ -263,10 +274,17 @@ export class PullThroughMirror {
       throw new UpstreamError(target.upstream.name, 'invalid', `manifest ${target.repository}:${reference} has digest ${actual}, expected ${claimed}`);
     }
     const digest = parseDigest(actual);
-    const stored = await this.manifests.put(digest, fetched.bytes, fetched.mediaType);
-    await this.recordOrigin(digest, target);
-    this.tracker.added(stored.digest, stored.bytes.byteLength);
-    return stored;
+    try {
+      const stored = await this.manifests.put(digest, fetched.bytes, fetched.mediaType);
+      await this.recordOrigin(digest, target);
+      this.tracker.added(stored.digest, stored.bytes.byteLength);
+      return stored;
+    } catch (error) {
+      // A full or read-only disk: the client still gets the verified manifest, uncached.
+      if (!isStorageRefusal(error)) throw error;
+      this.storageRefusals.refused(error, `manifest ${target.repository}@${actual}`);
+      return { digest: actual, mediaType: fetched.mediaType, bytes: fetched.bytes };
+    }
   }
 
   // ---- tags ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 // One in-flight promise per key: concurrent callers for the same key share the first
-// caller's work (tag revalidation, manifest fetches).
+// caller's work. Used by the engine's one cached lookup (mirror/cached-lookup.ts).
 export class SingleFlight<T> {
   private readonly pending = new Map<string, Promise<T>>();
 

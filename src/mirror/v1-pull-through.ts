@@ -1,7 +1,7 @@
-// The v1 pull-through policy (docs: v1-protocol.md §8, §10, §11). Image json and ancestry are
-// immutable per id and cached forever; layers go through the same in-flight fetches (tee,
-// verification, coalescing) as v2 blobs; tags and image lists are kept for tagTtl and served
-// stale when the upstream fails. An upstream either speaks v1 (index + registry), or only v2:
+// The v1 pull-through policy (docs: v1-protocol.md §8, §10, §11), on the engine's pieces:
+// image records (json and ancestry, immutable per id, kept per upstream), tags and image
+// lists (kept for tagTtl, served stale when the upstream fails) through the one cached
+// lookup; layers through the one blob path (tee, verification, coalescing) as v2 blobs. An upstream either speaks v1 (index + registry), or only v2:
 // then tags resolve through the v2 mirror and the v1 chain is derived from the schema2
 // manifest and config (§11.1) or a schema1 manifest (§11.2), its layers being v2 blobs.
 import { LRUCache } from 'lru-cache';

@@ -142,7 +142,7 @@ export class LocalRegistry {
         artifactType: document.artifactType ?? (parsed.kind === 'image' ? parsed.config.mediaType : undefined),
         annotations: document.annotations,
       };
-      await this.metadata.put(`${metadataKeys.localReferrers(repository, subjectDigest)}/${digest.text}`, record);
+      await this.metadata.put(metadataKeys.localReferrer(repository, subjectDigest, digest.text), record);
     }
     return { digest: digest.text, subject };
   }
@@ -188,7 +188,7 @@ export class LocalRegistry {
       const subject = (JSON.parse(manifest.bytes.toString('utf8')) as { subject?: Descriptor }).subject?.digest;
       if (subject) {
         const s = parseDigest(subject);
-        await this.metadata.delete(`${metadataKeys.localReferrers(repository, s)}/${digest.text}`);
+        await this.metadata.delete(metadataKeys.localReferrer(repository, s, digest.text));
       }
     }
   }
@@ -223,7 +223,7 @@ export class LocalRegistry {
     const prefix = metadataKeys.localReferrers(repository, subject);
     const descriptors: Descriptor[] = [];
     for (const digest of await this.metadata.list(prefix)) {
-      const record = await this.metadata.get<ReferrerRecord>(`${prefix}/${digest}`);
+      const record = await this.metadata.get<ReferrerRecord>(metadataKeys.localReferrer(repository, subject, digest));
       if (!record) continue;
       if (artifactType !== undefined && record.artifactType !== artifactType) continue;
       const descriptor: Descriptor & { artifactType?: string } = { mediaType: record.mediaType, digest, size: record.size };

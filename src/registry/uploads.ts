@@ -2,15 +2,27 @@
 // order, PUT ?digest= closes it. Bytes stream into a BlobWriter (temp file, hashed as they
 // arrive); the blob is published only if the digest the client names checks out. Sessions
 // idle past a timeout are aborted and their temp files removed.
+//
+// What a pusher can hold is bounded (issue 14): sessions per user and in total
+// (storage.uploads.*, 429 past them), and an idle session holds no file descriptor (the
+// writer is suspended between chunks), so pushes never starve pulls of descriptors.
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { parseDigest, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import type { BlobStore, BlobWriter } from '../storage/blob-store.js';
+import { isStorageRefusal, storageError } from '../storage/refusal.js';
+
+/** How long a client refused for the session bound is asked to wait before trying again. */
+export const SESSION_BOUND_RETRY_AFTER_SECONDS = 10;
+/** The owner of sessions opened without a user (only where policy lets anonymous clients push). */
+const ANONYMOUS_OWNER = '';
 
 interface Session {
   id: string;
   repository: string;
+  /** Who opened it: the per-user bound counts these. */
+  owner: string;
   writer: BlobWriter;
   lastActivity: number;
   /** A request is writing: a second concurrent chunk would interleave bytes. */
@@ -24,8 +36,16 @@ export interface UploadStatus {
   offset: number;
 }
 
+export interface UploadLimits {
+  /** storage.uploads.maxSessions: open sessions of all users together. */
+  maxSessions: number;
+  /** storage.uploads.maxSessionsPerUser: open sessions of one user. */
+  maxSessionsPerUser: number;
+}
+
 export interface UploadOptions {
   now?: () => number;
+  limits?: UploadLimits;
   /**
    * Runs once the bytes are verified and before they are published under their digest: pushes
    * mark their content private here, so a crash at any point leaves it invisible or marked,
@@ -39,6 +59,11 @@ export class UploadSessions {
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private readonly beforePublish: (digest: Digest, size: number) => Promise<void>;
+  private readonly limits: UploadLimits;
+  /** Open sessions per owner, for the per-user bound. */
+  private readonly perOwner = new Map<string, number>();
+  /** Open sessions plus those being opened (the total bound counts both). */
+  private slotsTaken = 0;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -47,15 +72,42 @@ export class UploadSessions {
   ) {
     this.now = options.now ?? Date.now;
     this.beforePublish = options.beforePublish ?? (() => Promise.resolve());
+    this.limits = options.limits ?? { maxSessions: Number.POSITIVE_INFINITY, maxSessionsPerUser: Number.POSITIVE_INFINITY };
     this.sweeper = setInterval(() => void this.sweep(), Math.min(idleTimeoutMs, 60_000));
     this.sweeper.unref();
   }
 
-  async start(repository: string): Promise<UploadStatus> {
-    const writer = await this.blobs.createWriter();
-    const session: Session = { id: randomUUID(), repository, writer, lastActivity: this.now(), busy: false };
-    this.sessions.set(session.id, session);
-    return this.status(repository, session.id);
+  /** Open sessions (all users). */
+  get count(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * Opens a session for `owner` (the authenticated user). Past storage.uploads.maxSessions or
+   * maxSessionsPerUser: 429 TOOMANYREQUESTS with Retry-After, before anything is created.
+   */
+  async start(repository: string, owner = ANONYMOUS_OWNER): Promise<UploadStatus> {
+    const owned = this.perOwner.get(owner) ?? 0;
+    if (owned >= this.limits.maxSessionsPerUser) {
+      throw tooManySessions(`${owner} has ${owned} unfinished uploads, the most one user may have (storage.uploads.maxSessionsPerUser); finish or cancel one`);
+    }
+    if (this.slotsTaken >= this.limits.maxSessions) {
+      throw tooManySessions(`${this.slotsTaken} uploads are in progress, the most this registry takes (storage.uploads.maxSessions); retry later`);
+    }
+    // Counted before the await, so concurrent POSTs cannot overshoot the bounds.
+    const id = randomUUID();
+    this.perOwner.set(owner, owned + 1);
+    this.slotsTaken += 1;
+    let writer: BlobWriter;
+    try {
+      writer = await this.blobs.createWriter();
+      await writer.suspend?.();
+    } catch (error) {
+      this.release(owner);
+      throw storageError(error, 'cannot start an upload');
+    }
+    this.sessions.set(id, { id, repository, owner, writer, lastActivity: this.now(), busy: false });
+    return { id, repository, offset: 0 };
   }
 
   status(repository: string, id: string): UploadStatus {
@@ -80,8 +132,11 @@ export class UploadSessions {
     session.busy = true;
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) await session.writer.write(chunk);
+      // Between chunks the session holds no descriptor; the next PATCH reopens the file.
+      await session.writer.suspend?.();
     } catch (error) {
       await this.discard(session);
+      if (isStorageRefusal(error)) throw storageError(error, `upload ${id} was dropped`);
       throw new RegistryError('BLOB_UPLOAD_INVALID', `upload ${id} broke off while receiving a chunk: ${(error as Error).message}`);
     } finally {
       session.busy = false;
@@ -102,7 +157,7 @@ export class UploadSessions {
   async finish(repository: string, id: string, digestText: string): Promise<{ digest: Digest; size: number }> {
     const session = this.get(repository, id);
     const digest = parseDigest(digestText);
-    this.sessions.delete(id);
+    this.forget(session);
     try {
       const size = session.writer.bytesWritten;
       const actual = await session.writer.verify();
@@ -118,6 +173,9 @@ export class UploadSessions {
       }
       await session.writer.commit();
       return { digest, size };
+    } catch (error) {
+      await session.writer.abort().catch(() => undefined);
+      throw storageError(error, `upload ${id} could not be stored`);
     } finally {
       session.writer.close();
     }
@@ -152,9 +210,27 @@ export class UploadSessions {
     return session;
   }
 
-  private async discard(session: Session): Promise<void> {
+  /** Removes a session from the books (its slot is free again); idempotent. */
+  private forget(session: Session): void {
+    if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
+    this.release(session.owner);
+  }
+
+  private release(owner: string): void {
+    this.slotsTaken -= 1;
+    const owned = (this.perOwner.get(owner) ?? 1) - 1;
+    if (owned > 0) this.perOwner.set(owner, owned);
+    else this.perOwner.delete(owner);
+  }
+
+  private async discard(session: Session): Promise<void> {
+    this.forget(session);
     await session.writer.abort().catch(() => undefined);
     session.writer.close();
   }
+}
+
+function tooManySessions(message: string): RegistryError {
+  return new RegistryError('TOOMANYREQUESTS', message, { headers: { 'retry-after': String(SESSION_BOUND_RETRY_AFTER_SECONDS) } });
 }

@@ -157,16 +157,12 @@ export class V1LocalRegistry {
 
   // ---- repositories ----------------------------------------------------------------------
 
-  private key(repository: string, ...rest: string[]): string {
-    return metadataKeys.v1Repository(repository, ...rest);
-  }
-
   private async index(repository: string): Promise<RepositoryIndex | undefined> {
-    return this.metadata.get<RepositoryIndex>(this.key(repository, '_index'));
+    return this.metadata.get<RepositoryIndex>(metadataKeys.v1RepositoryIndex(repository));
   }
 
   private async addImages(repository: string, ids: readonly string[]): Promise<void> {
-    await this.metadata.update<RepositoryIndex>(this.key(repository, '_index'), (index) => {
+    await this.metadata.update<RepositoryIndex>(metadataKeys.v1RepositoryIndex(repository), (index) => {
       const images = new Set(index?.images ?? []);
       for (const id of ids) images.add(id);
       return { images: [...images] };
@@ -194,8 +190,8 @@ export class V1LocalRegistry {
   async tags(repository: string): Promise<Record<string, string> | undefined> {
     if (!(await this.exists(repository))) return undefined;
     const tags: Record<string, string> = {};
-    for (const tag of (await this.metadata.list(this.key(repository, '_tags'))).filter(isValidV1Tag).sort()) {
-      const record = await this.metadata.get<{ id: string }>(this.key(repository, '_tags', tag));
+    for (const tag of (await this.metadata.list(metadataKeys.v1RepositoryTags(repository))).filter(isValidV1Tag).sort()) {
+      const record = await this.metadata.get<{ id: string }>(metadataKeys.v1RepositoryTag(repository, tag));
       if (record) tags[tag] = record.id;
     }
     return tags;
@@ -203,7 +199,7 @@ export class V1LocalRegistry {
 
   async tag(repository: string, tag: string): Promise<string | undefined> {
     if (!isValidV1Tag(tag)) throw new V1Error(400, `invalid tag "${tag}"`);
-    return (await this.metadata.get<{ id: string }>(this.key(repository, '_tags', tag)))?.id;
+    return (await this.metadata.get<{ id: string }>(metadataKeys.v1RepositoryTag(repository, tag)))?.id;
   }
 
   /**
@@ -219,19 +215,19 @@ export class V1LocalRegistry {
       if (record?.layer) await this.v2.linkBlob(repository, parseDigest(record.layer.digest), record.layer.size);
     }
     await this.addImages(repository, image.ancestry);
-    await this.metadata.put(this.key(repository, '_tags', tag), { id, updated: new Date().toISOString() });
+    await this.metadata.put(metadataKeys.v1RepositoryTag(repository, tag), { id, updated: new Date().toISOString() });
   }
 
   async deleteTag(repository: string, tag: string): Promise<void> {
     if (!isValidV1Tag(tag)) throw new V1Error(400, `invalid tag "${tag}"`);
-    if (!(await this.metadata.delete(this.key(repository, '_tags', tag)))) throw new V1Error(404, `Tag not found: ${tag}`);
+    if (!(await this.metadata.delete(metadataKeys.v1RepositoryTag(repository, tag)))) throw new V1Error(404, `Tag not found: ${tag}`);
   }
 
   /** Drops the repository's tags and image list; images and layers stay (other repositories may share them). */
   async deleteRepository(repository: string): Promise<void> {
     if (!(await this.exists(repository))) throw new V1Error(404, 'Repository not found');
-    for (const tag of await this.metadata.list(this.key(repository, '_tags'))) await this.metadata.delete(this.key(repository, '_tags', tag));
-    await this.metadata.delete(this.key(repository, '_index'));
+    for (const tag of await this.metadata.list(metadataKeys.v1RepositoryTags(repository))) await this.metadata.delete(metadataKeys.v1RepositoryTag(repository, tag));
+    await this.metadata.delete(metadataKeys.v1RepositoryIndex(repository));
   }
 
   /** Every v1 repository ("ns/repo"), sorted. */

@@ -75,6 +75,13 @@ export interface BlobWriter {
   abort(): Promise<void>;
   /** Closes the descriptor once nobody reads through `readAt` any more. Idempotent. */
   close(): void;
+  /**
+   * Optional: writes out what is buffered and gives back any descriptor or connection the
+   * writer holds until it is used again (the next write or read reopens it). Upload sessions
+   * call it between chunks, so a thousand idle sessions hold no file descriptors. Only for a
+   * writer nobody reads through `readAt` meanwhile (an upload, not a followed fetch).
+   */
+  suspend?(): Promise<void>;
 }
 
 export class DigestMismatchError extends Error {
@@ -138,6 +145,11 @@ export interface BlobStore {
    * crash or a killed process left behind; with `dryRun`, only counts them. Returns the count.
    */
   sweepStaging(options: { olderThanMs: number; dryRun?: boolean; now?: number }): Promise<number>;
+  /**
+   * Optional: whether a blob of `bytes` (undefined: unknown size) fits in the free space now.
+   * A miss that does not fit is streamed to the client without being cached (a full disk).
+   */
+  hasRoomFor?(bytes: number | undefined): Promise<boolean>;
   /** Readiness: undefined when the store takes a write, else what is wrong. Leaves nothing behind. */
   checkWritable(): Promise<string | undefined>;
   /** Shutdown of the serving process: staged writes that will never commit now are removed. */

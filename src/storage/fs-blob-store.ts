@@ -3,7 +3,7 @@
 // holds complete, verified bytes or does not exist; a crash leaves only tmp/ files, which
 // init() removes.
 import { createReadStream, read } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomUUID, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -20,6 +20,9 @@ import {
   type StoredBlob,
 } from './blob-store.js';
 
+// Free space a miss leaves for everything else (metadata records, the next temp files): a
+// blob that would eat into it is streamed through without being cached.
+const FREE_SPACE_HEADROOM_BYTES = 4 * 1024 * 1024;
 
 export class FsBlobStore implements BlobStore {
   private readonly blobsDir: string;
@@ -143,6 +146,12 @@ export class FsBlobStore implements BlobStore {
       swept += 1;
     }
     return swept;
+  }
+
+  async hasRoomFor(bytes: number | undefined): Promise<boolean> {
+    const info = await statfs(this.tmpDir).catch(() => undefined);
+    if (!info) return true; // cannot tell: try, and let the write say
+    return info.bavail * info.bsize >= (bytes ?? 0) + FREE_SPACE_HEADROOM_BYTES;
   }
 
   async checkWritable(): Promise<string | undefined> {
@@ -305,11 +314,12 @@ class FsBlobWriter implements BlobWriter {
   private state: 'open' | 'committed' | 'aborted' = 'open';
   private closing: Promise<void> | undefined;
   private verified: Digest | undefined;
+  private reopening: Promise<FileHandle> | undefined;
 
   constructor(
     readonly expected: Digest | undefined,
     private readonly algorithm: DigestAlgorithm,
-    private readonly handle: FileHandle,
+    private handle: FileHandle | undefined,
     private readonly tempPath: string,
     private readonly finalPathOf: (digest: Digest) => string,
   ) {
@@ -351,7 +361,7 @@ class FsBlobWriter implements BlobWriter {
         let bytes = 0;
         for (const { chunk } of batch) bytes += chunk.byteLength;
         await writeAllAt(
-          this.handle,
+          await this.file(),
           batch.map(({ chunk }) => chunk),
           this.flushed,
         );
@@ -386,7 +396,7 @@ class FsBlobWriter implements BlobWriter {
     const buffer = Buffer.allocUnsafe(Math.min(length, this.flushed - position));
     let filled = 0;
     while (filled < buffer.byteLength) {
-      const { bytesRead } = await this.handle.read(buffer, filled, buffer.byteLength - filled, position + filled);
+      const { bytesRead } = await (await this.file()).read(buffer, filled, buffer.byteLength - filled, position + filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
@@ -458,8 +468,30 @@ class FsBlobWriter implements BlobWriter {
     // reused) descriptor number could otherwise receive it.
     this.closing ??= this.allFlushed()
       .catch(() => undefined)
-      .then(() => this.handle.close())
+      .then(() => this.handle?.close())
       .catch(() => undefined);
+  }
+
+  /** The temp file's descriptor, reopened if suspend() gave it back. */
+  private async file(): Promise<FileHandle> {
+    if (this.handle) return this.handle;
+    if (this.closing) throw new Error(`${this.label} is closed`);
+    // One open for concurrent callers (a flush and a read), never two descriptors.
+    this.reopening ??= open(this.tempPath, 'r+').finally(() => (this.reopening = undefined));
+    this.handle = await this.reopening;
+    return this.handle;
+  }
+
+  /**
+   * Writes out the buffered bytes and closes the descriptor until the next write: an idle
+   * upload session holds no descriptor (issue 14: a thousand idle sessions starved pulls).
+   */
+  async suspend(): Promise<void> {
+    await this.allFlushed();
+    const handle = this.handle;
+    if (!handle || this.flushing) return;
+    this.handle = undefined;
+    await handle.close();
   }
 }
 

@@ -18,6 +18,8 @@
 //   ├── provenance/<alg>/<hex>                        {<upstream>: repository}: who the mirror got it from
 //   ├── private/blobs/<alg>/<hex>                     {size}: private content (never evicted)
 //   ├── cache/access/<alg>/<2 hex>                    {<hex>: last access ms}: LRU order, by shard
+//   ├── catalog/repositories/<2 hex>                  {<name>: {kind, upstream, pulls, tags…}}: the web
+//   │                                                 page's repository list and pull counts, by shard
 //   └── v1/
 //       ├── images/<id>                               private v1 image records
 //       ├── repositories/<namespace>/<name>/
@@ -54,6 +56,8 @@ export const metadataKeys = {
   localTags: (repository: string) => join('local', repository, '_tags'),
   localTag: (repository: string, tag: string) => join('local', repository, '_tags', tag),
   localReferrers: (repository: string, subject: Digest) => join('local', repository, '_referrers', subject.algorithm, subject.hex),
+  /** `referrer` is a digest's text ("sha256:…"): one record per manifest that names `subject`. */
+  localReferrer: (repository: string, subject: Digest, referrer: string) => join('local', repository, '_referrers', subject.algorithm, subject.hex, referrer),
 
   /** Provenance of a mirrored digest (kept apart from mirror/<upstream>/…, where any upstream name may sit). */
   provenance: (digest: Digest) => join('provenance', digest.algorithm, digest.hex),
@@ -65,6 +69,10 @@ export const metadataKeys = {
   /** One record per algorithm and first two hex digits: 256 small records hold the LRU order. */
   cacheAccessShard: (digest: Digest) => join('cache', 'access', digest.algorithm, digest.hex.slice(0, 2)),
 
+  repositoryCatalogRoot: join('catalog', 'repositories'),
+  /** One record per two hex digits of sha256(name): 256 small records list every repository. */
+  repositoryCatalogShard: (shard: string) => join('catalog', 'repositories', shard),
+
   v1PrivateImages: join('v1', 'images'),
   v1MirroredImages: join('v1', 'mirror', 'images'),
   /** One upstream's mirrored v1 image records: a v1 id is whatever its publisher says it is. */
@@ -72,7 +80,9 @@ export const metadataKeys = {
   /** Where mirrored v1 records lived before they were scoped by upstream (still read). */
   v1MirroredImageUnscoped: (id: string) => join('v1', 'mirror', 'images', id),
   v1RepositoriesRoot: join('v1', 'repositories'),
-  v1Repository: (repository: string, ...rest: string[]) => join('v1', 'repositories', repository, ...rest),
+  v1RepositoryIndex: (repository: string) => join('v1', 'repositories', repository, '_index'),
+  v1RepositoryTags: (repository: string) => join('v1', 'repositories', repository, '_tags'),
+  v1RepositoryTag: (repository: string, tag: string) => join('v1', 'repositories', repository, '_tags', tag),
   /** Per upstream, like the image records the chain's ids name. */
   v1MirrorChain: (upstream: string, manifest: Digest) => join('v1', 'mirror', 'chains', upstream, manifest.algorithm, manifest.hex),
   v1MirrorList: (upstream: string, repository: string, ...rest: string[]) => join('v1', 'mirror', 'repositories', upstream, repository, ...rest),

@@ -50,7 +50,7 @@ export class MemoryBlobStore implements BlobStore {
   }
 
   createWriter(expected?: Digest, options: { algorithm?: DigestAlgorithm } = {}): Promise<BlobWriter> {
-    const writer = new MemoryBlobWriter(expected, expected?.algorithm ?? options.algorithm ?? 'sha256', this.now(), {
+    const writer = new MemoryBlobWriter(expected, expected?.algorithm ?? options.algorithm ?? 'sha256', this.now, {
       publish: (digest, bytes) => {
         // A second writer of the same content finds it there already: same bytes, keep the first.
         if (!this.blobs.has(digest.text)) this.blobs.set(digest.text, { bytes, storedAt: this.now() });
@@ -138,11 +138,11 @@ class MemoryBlobWriter implements BlobWriter {
   constructor(
     readonly expected: Digest | undefined,
     private readonly algorithm: DigestAlgorithm,
-    createdAt: number,
+    private readonly now: () => number,
     private readonly store: { publish(digest: Digest, bytes: Buffer): void; settled(): void },
   ) {
     this.hash = createDigester(algorithm);
-    this.lastWriteAt = createdAt;
+    this.lastWriteAt = now();
   }
 
   private get label(): string {
@@ -161,7 +161,7 @@ class MemoryBlobWriter implements BlobWriter {
       this.chunks.push({ start: this.written, chunk: buffer });
       this.written += buffer.byteLength;
     }
-    this.lastWriteAt = Date.now();
+    this.lastWriteAt = this.now();
     return Promise.resolve();
   }
 

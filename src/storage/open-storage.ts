@@ -2,6 +2,11 @@
 // every command that works on a data directory (gc, import) open their ports here, and build
 // nothing else they do not use. storage.driver picks fs or s3 (issue 16); cluster.redis the
 // coordinator (issue 17, coordination/open-coordination.ts).
+//
+// The in-process coordinator's locks hold within one process. A gc or import beside a server
+// has locks of its own, so what they write must not need the server's: gc deletes (bytes
+// before marks) and import publishes verified blobs and whole records; at worst the access
+// times of one cache-index shard written by both at once lose one side's recent entries.
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -11,9 +16,6 @@ import type { BlobStore } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { FsMetadataDriver } from './fs-metadata-driver.js';
 import { CoordinatedMetadataStore, type MetadataDriver, type MetadataStore } from './metadata-store.js';
-import { S3BlobStore } from './s3-blob-store.js';
-import { createS3Client } from './s3-client.js';
-import { S3MetadataDriver } from './s3-metadata-driver.js';
 
 export interface StoragePorts {
   blobs: BlobStore;
@@ -38,7 +40,7 @@ export async function openStorage(config: Config, log: Logger, options: OpenStor
   const coordination = await openCoordination(config, log);
   const { coordinator } = coordination;
   const root = path.resolve(config.storage.path);
-  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? openS3(config, root) : openFs(root);
+  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? await openS3(config, root) : openFs(root);
   await blobs.init({ clearStaging: options.ownsStaging ?? true });
   const metadata = new CoordinatedMetadataStore(metadataDriver, coordinator.locks);
   const privateContent = await coordination.openPrivateContent(metadata);
@@ -67,10 +69,19 @@ function openFs(root: string): Drivers {
   return { blobs: new FsBlobStore(root), metadataDriver: new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), closeDriver: () => undefined };
 }
 
-/** storage.driver "s3": blobs and records in the bucket, scratch files under storage.path. */
-function openS3(config: Config, scratchDir: string): Drivers {
+/**
+ * storage.driver "s3": blobs and records in the bucket, scratch files under storage.path. The
+ * driver and the AWS SDK are loaded only here: on the fs driver they would add most of a
+ * second to every start (and the SDK's Node version warning to its stderr).
+ */
+async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
   const s3 = config.storage.s3;
   if (s3 === undefined) throw new Error('storage.driver is "s3" but storage.s3 is not set'); // the schema refuses this already
+  const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }] = await Promise.all([
+    import('./s3-blob-store.js'),
+    import('./s3-client.js'),
+    import('./s3-metadata-driver.js'),
+  ]);
   const client = createS3Client(s3);
   const location = { client, bucket: s3.bucket, prefix: s3.prefix };
   return {

@@ -32,6 +32,7 @@ import {
   PutObjectCommand,
   S3ServiceException,
   UploadPartCommand,
+  UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { createDigester, tryParseDigest, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
@@ -44,6 +45,9 @@ export const MIN_PART_BYTES = 5 * 1024 * 1024;
 // this size) and completes, so smaller parts mean a shorter tail; 10,000 parts still allow
 // blobs of 78 GiB.
 const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
+// CopyObject copies at most 5 GiB; larger staged blobs are copied as parts (UploadPartCopy) of
+// this size.
+const MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024;
 // Parts of one blob in flight at once: one uploads while the next fills up.
 const PARTS_IN_FLIGHT = 2;
 // What start-up leaves alone: another replica sharing the bucket may still be uploading.
@@ -60,10 +64,21 @@ export interface S3BlobStoreOptions extends S3Location {
   /** Local directory for scratch files (in-progress writes); storage.path. */
   scratchDir: string;
   partBytes?: number;
+  /** Above this size a staged blob is copied to its key part by part (tests lower it). */
+  maxSingleCopyBytes?: number;
   /** Staged writes older than this are swept at start-up (when the store owns staging). */
   startupSweepGraceMs?: number;
   /** For messages: where the bucket is (endpoint or "AWS"). */
   describeEndpoint?: string;
+}
+
+/** The bucket cannot be used (unreachable, missing, refused): what an operator fixes at start. */
+export class S3BucketUnusable extends Error {
+  readonly code = 'S3_BUCKET_UNUSABLE';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'S3BucketUnusable';
+  }
 }
 
 /** Error thrown by the SDK for a missing object: NoSuchKey on GET, NotFound on HEAD. */
@@ -121,7 +136,7 @@ export class S3BlobStore implements BlobStore {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (error) {
-      throw new Error(`S3 ${this.where} is not reachable: ${describeS3Error(error)}`, { cause: error });
+      throw new S3BucketUnusable(`S3 ${this.where} is not reachable: ${describeS3Error(error)}; check storage.s3 (endpoint, bucket, credentials)`, { cause: error });
     }
     await this.scratch.init(options);
     if (options.clearStaging ?? true) {
@@ -179,6 +194,7 @@ export class S3BlobStore implements BlobStore {
       client: this.client,
       bucket: this.bucket,
       partBytes: this.partBytes,
+      maxSingleCopyBytes: this.options.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES,
       blobKey: (digest) => this.blobKey(digest),
       stagingKey: () => `${this.stagingPrefix}${randomUUID()}`,
       settled: (settledWriter) => this.live.delete(settledWriter),
@@ -256,6 +272,11 @@ export class S3BlobStore implements BlobStore {
       if (!options.dryRun) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
     }
     return swept;
+  }
+
+  /** Writes land in the local scratch directory first: its free space is what bounds a miss. */
+  hasRoomFor(bytes: number | undefined): Promise<boolean> {
+    return this.scratch.hasRoomFor(bytes);
   }
 
   async checkWritable(): Promise<string | undefined> {
@@ -387,6 +408,7 @@ interface WriterContext {
   client: S3Client;
   bucket: string;
   partBytes: number;
+  maxSingleCopyBytes: number;
   blobKey(digest: Digest): string;
   stagingKey(): string;
   settled(writer: S3BlobWriter): void;
@@ -562,7 +584,7 @@ class S3BlobWriter implements BlobWriter {
         this.started = undefined;
         if (upload.key !== finalKey) {
           try {
-            await client.send(new CopyObjectCommand({ Bucket: bucket, Key: finalKey, CopySource: encodeURI(`${bucket}/${upload.key}`) }));
+            await this.copyInBucket(upload.key, finalKey, this.scratch.bytesWritten);
           } finally {
             await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: upload.key }));
           }
@@ -580,6 +602,38 @@ class S3BlobWriter implements BlobWriter {
     // Closed before the commit (verified first): the scratch file is no longer needed.
     if (this.scratchClosed) void this.scratch.abort().catch(() => undefined);
     return digest;
+  }
+
+  /**
+   * Server-side copy of a staged blob to its key: one CopyObject up to S3's 5 GiB limit, else a
+   * multipart upload of UploadPartCopy ranges, completed only when every range is copied.
+   */
+  private async copyInBucket(from: string, to: string, size: number): Promise<void> {
+    const { client, bucket, maxSingleCopyBytes } = this.context;
+    const source = encodeURI(`${bucket}/${from}`);
+    if (size <= maxSingleCopyBytes) {
+      await client.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: source }));
+      return;
+    }
+    const created = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: to }));
+    const uploadId = created.UploadId;
+    if (uploadId === undefined) throw new Error(`S3 CreateMultipartUpload for ${to} returned no upload id`);
+    try {
+      const parts: Array<{ ETag: string; PartNumber: number }> = [];
+      for (let start = 0; start < size; start += maxSingleCopyBytes) {
+        const end = Math.min(size, start + maxSingleCopyBytes) - 1;
+        const copied = await client.send(
+          new UploadPartCopyCommand({ Bucket: bucket, Key: to, UploadId: uploadId, PartNumber: parts.length + 1, CopySource: source, CopySourceRange: `bytes=${start}-${end}` }),
+        );
+        const etag = copied.CopyPartResult?.ETag;
+        if (etag === undefined) throw new Error(`S3 UploadPartCopy ${parts.length + 1} of ${to} returned no ETag`);
+        parts.push({ ETag: etag, PartNumber: parts.length + 1 });
+      }
+      await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+    } catch (error) {
+      await abortMultipartUpload(client, bucket, to, uploadId).catch(() => undefined);
+      throw error;
+    }
   }
 
   async abort(): Promise<void> {

@@ -15,7 +15,15 @@ export interface S3ConnectionOptions {
   secretAccessKey?: string | undefined;
 }
 
+// Every hit being served holds one connection to S3 for as long as its client reads (and every
+// part being uploaded one more); the SDK's default of 50 sockets would queue the 51st pull.
+const MAX_SOCKETS = 512;
+const CONNECT_TIMEOUT_MS = 10_000;
+
 export function createS3Client(options: S3ConnectionOptions): S3Client {
+  // The pinned SDK supports Node 20; its start-up warning is about releases after January 2027,
+  // and would be the one line of a server's output that is not a JSON log record.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const hasKeys = options.accessKeyId !== undefined && options.secretAccessKey !== undefined;
   const client = new S3Client({
     ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
@@ -26,6 +34,12 @@ export function createS3Client(options: S3ConnectionOptions): S3Client {
     // `aws-chunked` with trailing CRCs, which Swift's s3api (and other servers) answer with 501.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // No request (idle) timeout: a hit streams at the pace of its client, idle while it is slow.
+    requestHandler: {
+      connectionTimeout: CONNECT_TIMEOUT_MS,
+      httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+      httpsAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+    },
   });
   // DeleteObjects is the one call where S3 requires a body checksum. The SDK sends a CRC32
   // (`x-amz-checksum-crc32`), which AWS accepts, but Swift's s3api only knows `Content-MD5` and

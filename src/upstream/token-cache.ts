@@ -1,5 +1,7 @@
 // Bearer tokens per scope, kept until shortly before they expire. Concurrent requests that
-// need the same token share one token-server round trip.
+// need the same token share one token-server round trip. Scopes are repository names that
+// any client can make up, so at most `maxTokens` are kept (least recently used go first).
+import { LRUCache } from 'lru-cache';
 
 interface CachedToken {
   token: string;
@@ -11,11 +13,22 @@ const DEFAULT_TOKEN_LIFETIME_S = 60;
 // Renew a little early so a token does not expire between our check and the upstream's.
 const EXPIRY_MARGIN = 0.9;
 
+export const MAX_CACHED_TOKENS = 10_000;
+
 export class TokenCache {
-  private readonly tokens = new Map<string, CachedToken>();
+  private readonly tokens: LRUCache<string, CachedToken>;
   private readonly pending = new Map<string, Promise<string>>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    maxTokens = MAX_CACHED_TOKENS,
+  ) {
+    this.tokens = new LRUCache({ max: maxTokens });
+  }
+
+  get size(): number {
+    return this.tokens.size;
+  }
 
   get(key: string): string | undefined {
     const cached = this.tokens.get(key);

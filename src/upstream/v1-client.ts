@@ -5,6 +5,7 @@
 // client's own upstream token through instead (§10).
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
+import { LRUCache } from 'lru-cache';
 import type { UpstreamConfig } from '../config/schema.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import type { V1SearchResult } from '../protocol/v1.js';
@@ -18,6 +19,7 @@ import type { UpstreamObserver } from './v2-client.js';
 // Upstream tokens are reused for this long per repository; the Hub's were short-lived, and a
 // refused token is simply fetched again.
 const TOKEN_REUSE_MS = 60_000;
+const MAX_SESSIONS = 10_000;
 
 export type V1UpstreamConfig = UpstreamConfig & { v1: UpstreamConfig['v1'] & { index: string } };
 
@@ -53,7 +55,8 @@ export class V1RegistryClient {
   private readonly fixedRegistry: URL | undefined;
   private readonly agent: Dispatcher;
   private readonly basicAuth: string | undefined;
-  private readonly sessions = new Map<string, Session>();
+  // Per repository name, which any client can make up: bounded, least recently used go first.
+  private readonly sessions = new LRUCache<string, Session>({ max: MAX_SESSIONS });
 
   constructor(
     config: V1UpstreamConfig,

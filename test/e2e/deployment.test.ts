@@ -11,13 +11,16 @@ import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import { startCountingProxy } from '../harness/counting-proxy.js';
 import { startForwardProxy } from '../harness/forward-proxy.js';
-import { pushDockerImage, type GeneratedImage } from '../harness/images.js';
+import { pushDockerImage, pushDockerManifestList, type GeneratedImage } from '../harness/images.js';
 import { startLongshore, REPO_ROOT } from '../harness/longshore.js';
 import { MANIFEST_ACCEPT } from '../harness/registry-client.js';
+import { spawnProcess } from '../harness/processes.js';
 import { startRegistry, type RegistryHandle } from '../harness/registry.js';
+import { skopeo } from '../harness/skopeo.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { makePrivateCa, type PrivateCa } from '../harness/tls.js';
 import { startTlsNginx } from '../harness/tls-nginx.js';
+import { pollUntil } from '../harness/wait.js';
 import { runCli } from '../support/cli.js';
 import { onCleanup } from '../support/cleanup.js';
 import { writeHtpasswd } from '../support/users.js';
@@ -352,4 +355,73 @@ test('longshore ls lists cached and private repositories with tags, sizes and la
   assert.match(lines[0]!, /^REPOSITORY\s+TAG\s+SIZE\s+LAST PULL\s+SOURCE$/);
   assert.equal(lines.length, 2);
   assert.match(lines[1]!, /^corp\/app\s+1\.0\s+\S+.*private$/);
+});
+
+test('import reports images and bundles, not "1/0 blobs" and "1/1 images"; a failed bundle adds nothing to the total', async (t) => {
+  await pushDockerImage(registry.url, 'apps/api', 'v1', [20_000]);
+  const source = await startLongshore({ upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] });
+  onCleanup(t, () => source.dispose());
+  const dir = await makeTempDir('bundle');
+  onCleanup(t, () => dir.remove());
+  const bundle = join(dir.path, 'two.tar');
+  const exported = await runCli(['export', '--url', source.url, '-o', bundle, 'registry.test/apps/web:v1', 'registry.test/apps/api:v1']);
+  assert.equal(exported.code, 0, exported.stderr);
+  const broken = join(dir.path, 'broken.tar');
+  await writeFile(broken, 'not a tar file at all');
+  const config = join(dir.path, 'site.yaml');
+  await writeFile(config, JSON.stringify({ storage: { path: join(dir.path, 'site-data') }, upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] }));
+
+  const imported = await runCli(['import', '--config', config, bundle, broken]);
+  assert.equal(imported.code, 1, 'one bundle failed');
+  assert.doesNotMatch(imported.stdout, /\/0 blobs/);
+  assert.match(imported.stdout, /imported .*two\.tar: 2 images, \d+ blobs/);
+  const totalLine = imported.stdout.split('\n').find((l) => l.startsWith('total: '));
+  const twoLine = imported.stdout.split('\n').find((l) => l.startsWith(`imported ${bundle}`));
+  assert.match(totalLine ?? '', /^total: 1\/2 bundles, (\d+) blobs, /);
+  // The total is the good bundle's alone.
+  assert.equal(/(\d+) blobs/.exec(totalLine ?? '')?.[1], /(\d+) blobs/.exec(twoLine ?? '')?.[1]);
+});
+
+test('export --platform writes an index holding only the bundled manifests: skopeo copy --all reads the bundle, import takes it', async (t) => {
+  const list = await pushDockerManifestList(registry.url, 'apps/multi', 'multi');
+  const source = await startLongshore({ upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] });
+  onCleanup(t, () => source.dispose());
+  const dir = await makeTempDir('platform-bundle');
+  onCleanup(t, () => dir.remove());
+  const bundle = join(dir.path, 'amd64.tar');
+  const exported = await runCli(['export', '--url', source.url, '--platform', 'linux/amd64', '-o', bundle, 'registry.test/apps/multi:multi']);
+  assert.equal(exported.code, 0, exported.stderr);
+
+  const amd64 = list.manifests.find((m) => m.platform.architecture === 'amd64')!;
+  const out = join(dir.path, 'copied');
+  await skopeo(['copy', '--all', `oci-archive:${bundle}`, `dir:${out}`]);
+  const copiedIndex = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  assert.deepEqual(
+    copiedIndex.manifests.map((m) => m.digest),
+    [amd64.manifestDigest],
+  );
+
+  const config = join(dir.path, 'site.yaml');
+  await writeFile(config, JSON.stringify({ storage: { path: join(dir.path, 'site-data') }, upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] }));
+  const imported = await runCli(['import', '--config', config, bundle]);
+  assert.equal(imported.code, 0, imported.stderr);
+});
+
+test('an interrupted warm --config removes its temp files', async (t) => {
+  await pushDockerImage(registry.url, 'apps/slowwarm', 'v1', [4 * 1024 * 1024]);
+  const slow = await startCountingProxy(registry.url, { bytesPerSecond: 256 * 1024 });
+  onCleanup(t, () => slow.close());
+  const dir = await makeTempDir('warm-interrupted');
+  onCleanup(t, () => dir.remove());
+  const data = join(dir.path, 'data');
+  const config = join(dir.path, 'config.yaml');
+  await writeFile(config, JSON.stringify({ storage: { path: data }, upstreams: [{ name: 'hub', url: slow.url, hosts: ['registry.test'] }] }));
+  const warm = spawnProcess(process.execPath, ['--import', 'tsx', 'src/main.ts', 'warm', '--config', config, 'registry.test/apps/slowwarm:v1'], { cwd: REPO_ROOT });
+  onCleanup(t, () => warm.kill9());
+  const tmp = join(data, 'tmp');
+  await pollUntil(async () => (await readdir(tmp).catch(() => [])).length > 0, { timeoutMs: 30_000, what: 'a download in progress', abortReason: () => (warm.exitStatus() ? warm.describe() : undefined) });
+  warm.child.kill('SIGINT');
+  const status = await warm.exited;
+  assert.equal(status.code, 130);
+  assert.deepEqual(await readdir(tmp), [], 'no temp file left behind');
 });

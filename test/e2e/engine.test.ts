@@ -127,6 +127,12 @@ test('mirrored v1 image records are scoped to their upstream: an image id publis
   // And the other way round, now that both are cached.
   const again = await new V1Client(mirror.url).pull('other/evil', 'latest');
   assert.ok(again.images.get(top.id)?.json.equals(hostileJson));
+
+  // v1-only upstreams sit behind a circuit breaker too, and it is reported like a v2 one.
+  const metrics = await (await request(`${mirror.url}/metrics`)).body.text();
+  for (const name of ['legacy', 'other']) {
+    assert.match(metrics, new RegExp(`^longshore_upstream_circuit_state\\{[^}]*upstream="${name}"[^}]*\\} 0$`, 'm'), `${name}: reported, closed`);
+  }
 });
 
 test('a mirrored image also pushed privately is served from the cache: no upstream HEAD, upstream down, circuit open, offline', async (t) => {

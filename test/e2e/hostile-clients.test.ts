@@ -5,14 +5,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import fc from 'fast-check';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { makeTempDir } from '../harness/tmp.js';
+import { makePrivateCa } from '../harness/tls.js';
 import { onCleanup } from '../support/cleanup.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 import { writeHtpasswd } from '../support/users.js';
+
+async function usersFileIn(dir: string): Promise<string> {
+  const htpasswd = path.join(dir, 'htpasswd');
+  await writeHtpasswd(htpasswd, { alice: 'wonderland' });
+  return htpasswd;
+}
 
 async function startWithUsers(t: test.TestContext, config: Record<string, unknown> = {}): Promise<InProcessLongshore> {
   const work = await makeTempDir('hostile');
@@ -241,4 +250,69 @@ test('property: any method, path, query and credentials get an answer below 500,
     { numRuns: 400 },
   );
   assert.deepEqual(mirror.logs.filter((line) => (line.level as number) >= 50), []);
+});
+
+test('behind a listed proxy, failed-login limits count each X-Forwarded-For client; from anyone else the header is ignored', async (t) => {
+  const basic = `Basic ${Buffer.from('nobody:guess').toString('base64')}`;
+  const attempt = async (url: string, forwardedFor: string) => {
+    const response = await request(`${url}/v2/`, { headers: { authorization: basic, 'x-forwarded-for': forwardedFor } });
+    await response.body.dump();
+    return response.statusCode;
+  };
+  const limits = { loginFailures: { perAddress: 2, perUser: 0 } };
+  const proxied = await startWithUsers(t, { auth: limits, http: { trustProxy: ['127.0.0.1'] } });
+  assert.deepEqual([await attempt(proxied.url, '203.0.113.1'), await attempt(proxied.url, '203.0.113.1'), await attempt(proxied.url, '203.0.113.1')], [401, 401, 429]);
+  assert.equal(await attempt(proxied.url, '203.0.113.2'), 401, 'another client behind the proxy has its own count');
+
+  const direct = await startWithUsers(t, { auth: limits });
+  assert.deepEqual([await attempt(direct.url, '203.0.113.1'), await attempt(direct.url, '203.0.113.2'), await attempt(direct.url, '203.0.113.3')], [401, 401, 429], 'a forged header does not buy new tries');
+});
+
+/** Opens a TLS connection, writes `head`, then drips `drip` every 400 ms (or stays silent); ms until the server closes it (undefined: open at 9 s). */
+function slowTlsSender(port: number, caFile: string, head: string, drip: string | undefined): Promise<number | undefined> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, ca: readFileSync(caFile) }, () => socket.write(head));
+    const dripping = setInterval(() => drip !== undefined && socket.writable && socket.write(drip), 400);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(undefined);
+    }, 9000);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      clearInterval(dripping);
+      resolve(Date.now() - started);
+    });
+  });
+}
+
+test('over TLS too, slow headers are dropped after http.headersTimeout and slow bodies after http.requestTimeout', async (t) => {
+  const work = await makeTempDir('hostile-tls');
+  onCleanup(t, () => work.remove());
+  const ca = await makePrivateCa(work.path);
+  const pair = await ca.issue('longshore');
+  const mirror = await startInProcess({ tls: pair, auth: { htpasswd: await usersFileIn(work.path), allowSignup: true }, http: { headersTimeout: '1s', requestTimeout: '5s' } });
+  onCleanup(t, () => mirror.stop());
+  const port = Number(new URL(mirror.url).port);
+  // Half the headers, then silence: node:https alone notices only when more bytes arrive, so
+  // this connection would be held until http.bodyIdleTimeout (60 s).
+  const headers = await slowTlsSender(port, ca.cert, 'GET /v2/ HTTP/1.1\r\nHost: x\r\n', undefined);
+  assert.ok(headers !== undefined && headers < 3000, `slow headers: closed after ${headers} ms`);
+  const body = await slowTlsSender(port, ca.cert, 'POST /v1/users/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n', ' ');
+  assert.ok(body !== undefined && body >= 4800 && body < 8500, `slow body: closed after ${body} ms`);
+  // A well-behaved client keeps its connection between requests, idle longer than the limit.
+  const agent = new Agent({ connect: { ca: readFileSync(ca.cert) }, keepAliveTimeout: 30_000 });
+  onCleanup(t, () => agent.close());
+  let connections = 0;
+  const ping = async () => {
+    const response = await request(`${mirror.url}/v2/`, { dispatcher: agent });
+    await response.body.dump();
+    return response.statusCode;
+  };
+  agent.on('connect', () => connections++);
+  assert.equal(await ping(), 401); // users are configured: the challenge
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(await ping(), 401);
+  assert.equal(connections, 1, 'one kept-alive connection for both requests');
 });

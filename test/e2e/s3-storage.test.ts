@@ -4,18 +4,20 @@
 // store on an empty scratch directory serving everything.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { after, test } from 'node:test';
-import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { stringify } from 'yaml';
+import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { DigestMismatchError } from '../../src/storage/blob-store.js';
 import { MIN_PART_BYTES, S3BlobStore } from '../../src/storage/s3-blob-store.js';
 import { S3MetadataDriver } from '../../src/storage/s3-metadata-driver.js';
-import { startSwift, type SwiftHandle } from '../harness/swift.js';
+import { s3StorageConfig, startSwift, type SwiftHandle } from '../harness/swift.js';
 import { pollUntil } from '../harness/wait.js';
+import { runCli } from '../support/cli.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
 import { metadataStoreContract } from '../support/metadata-store-contract.js';
 
@@ -115,6 +117,25 @@ test('s3: a blob whose digest comes at the end goes through a staging key and is
   assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
 });
 
+test('s3: a staged blob over the single-copy limit is copied to its key part by part', async () => {
+  const { client, bucket } = await swiftOnce();
+  stores += 1;
+  const prefix = `store-${stores}/`;
+  const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
+  // The 5 GiB CopyObject limit, scaled down: the 10 MiB blob is copied as two ranges.
+  const store = new S3BlobStore({ client, bucket, prefix, scratchDir, partBytes: MIN_PART_BYTES, maxSingleCopyBytes: MIN_PART_BYTES });
+  await store.init();
+  const writer = await store.createWriter();
+  await writer.write(big);
+  assert.deepEqual(await writer.commit(), bigDigest);
+  writer.close();
+  assert.deepEqual(await keysUnder(prefix), [`${prefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
+  assert.deepEqual(await uploadsUnder(prefix), []);
+  const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${prefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}` }));
+  assert.match(head.ETag ?? '', /-3"$/, 'a multipart object of three copied ranges');
+  assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
+});
+
 test('s3: verify, close, then commit (an import) needs nothing local at commit', async () => {
   const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
   const store = await newStore({ scratchDir });
@@ -188,4 +209,16 @@ test('s3: start-up says clearly when the bucket is missing', async () => {
   const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
   const store = new S3BlobStore({ client, bucket: 'no-such-bucket-here', prefix: '', scratchDir, describeEndpoint: 'the test Swift' });
   await assert.rejects(store.init(), /S3 bucket "no-such-bucket-here" at the test Swift is not reachable: .*404/);
+});
+
+test('s3: serve refuses to start on a missing bucket, in one line naming it', async () => {
+  const { swift } = await swiftOnce();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-config-'));
+  const configFile = path.join(dir, 'config.yaml');
+  const storage = await s3StorageConfig(swift, 'missing-bucket');
+  await writeFile(configFile, stringify({ listen: '127.0.0.1:0', storage: { ...storage, path: path.join(dir, 'scratch') } }));
+  const result = await runCli(['serve', '--config', configFile], 60_000);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /^longshore: cannot start: S3 bucket "missing-bucket" at http:\/\/127\.0\.0\.1:\d+ is not reachable: NotFound \(HTTP 404\)/);
+  assert.equal(result.stderr.split('\n').length, 1, `one line: ${result.stderr}`);
 });

@@ -197,15 +197,19 @@ export function coordinationContract(driver: CoordinationDriver): void {
   test(`${name} coordinator: counters count per key within a window that closes by itself`, async (t) => {
     const { counters } = await (await driver.cluster(t)).coordinator();
     assert.equal(await counters.peek('login:user:a'), undefined);
-    assert.equal((await counters.increment('login:user:a', 200)).count, 1);
-    const second = await counters.increment('login:user:a', 200);
+    assert.equal(await counters.add('login:user:a', -1, 200), undefined, 'taking back opens no window');
+    assert.equal((await counters.add('login:user:a', 1, 200))?.count, 1);
+    const second = await counters.add('login:user:a', 1, 200);
+    assert.ok(second);
     assert.equal(second.count, 2);
     assert.ok(second.remainingMs > 0 && second.remainingMs <= 200, `remaining ${second.remainingMs}`);
-    assert.equal((await counters.increment('login:user:b', 200)).count, 1, 'keys count apart');
+    assert.equal((await counters.add('login:user:b', 1, 200))?.count, 1, 'keys count apart');
     assert.equal((await counters.peek('login:user:a'))?.count, 2);
+    assert.equal((await counters.add('login:user:b', -1, 200))?.count, 0, 'taken back');
+    assert.equal((await counters.add('login:user:b', -1, 200))?.count, 0, 'never below zero');
     await pause(250);
     assert.equal(await counters.peek('login:user:a'), undefined, 'the window closed');
-    assert.equal((await counters.increment('login:user:a', 200)).count, 1, 'a new window starts at one');
+    assert.equal((await counters.add('login:user:a', 1, 200))?.count, 1, 'a new window starts at one');
   });
 
   if (!driver.shared) return;
@@ -215,10 +219,12 @@ export function coordinationContract(driver: CoordinationDriver): void {
     const [one, two] = [await cluster.coordinator(), await cluster.coordinator()];
     const settings = { perAddress: 0, perUser: 3, windowMs: 60_000 };
     const [limiterOne, limiterTwo] = [new LoginLimiter(settings, Date.now, one.counters), new LoginLimiter(settings, Date.now, two.counters)];
-    await limiterOne.failed('10.0.0.1', 'alice');
-    await limiterTwo.failed('10.0.0.2', 'alice');
-    await limiterOne.check('10.0.0.3', 'alice'); // two failures: still allowed
-    await limiterTwo.failed('10.0.0.3', 'alice');
+    // A begun login counts as failed unless it succeeds.
+    await limiterOne.begin('10.0.0.1', 'alice');
+    await limiterTwo.begin('10.0.0.2', 'alice');
+    await limiterOne.begin('10.0.0.9', 'alice');
+    await limiterOne.succeeded('10.0.0.9', 'alice'); // taken back on both replicas
+    await limiterTwo.begin('10.0.0.3', 'alice'); // the third failure
     for (const limiter of [limiterOne, limiterTwo]) {
       await assert.rejects(limiter.check('10.0.0.4', 'alice'), (error: RegistryError) => error.code === 'TOOMANYREQUESTS', 'the third failure, on either replica, blocks the name on both');
     }

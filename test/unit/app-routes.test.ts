@@ -1,7 +1,11 @@
 // Route behaviour through inject(): the app plugin on an instance built per test, no sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { makeTempDir } from '../harness/tmp.js';
 import { buildTestApp } from '../support/app.js';
+import { onCleanup } from '../support/cleanup.js';
+import { writeHtpasswd } from '../support/users.js';
 
 test('GET /v2/ answers with the API version header; anonymous pulls allowed by default', async (t) => {
   const { app } = await buildTestApp(t);
@@ -101,4 +105,27 @@ test('/readyz names upstreams whose certificates are not verified', async (t) =>
   const ready = await app.inject({ url: '/readyz' });
   assert.equal(ready.statusCode, 200);
   assert.deepEqual(ready.json(), { status: 'ready', warnings: ['upstream lab: certificate verification is off (insecure: true)'] });
+});
+
+test('request lines name the user: accepted Basic credentials, or the subject of a token we issued', async (t) => {
+  const dir = await makeTempDir('users');
+  onCleanup(t, () => dir.remove());
+  const users = path.join(dir.path, 'htpasswd');
+  await writeHtpasswd(users, { alice: 'wonderland' });
+  const { app, logs } = await buildTestApp(t, { auth: { htpasswd: users } });
+  const basic = `Basic ${Buffer.from('alice:wonderland').toString('base64')}`;
+  assert.equal((await app.inject({ url: '/v2/', headers: { authorization: basic } })).statusCode, 200);
+  const wrong = `Basic ${Buffer.from('alice:nope').toString('base64')}`;
+  assert.equal((await app.inject({ url: '/v2/', headers: { authorization: wrong } })).statusCode, 401);
+  const token = (await app.inject({ url: '/token?service=longshore&scope=repository:library/alpine:pull', headers: { authorization: basic } })).json<{ token: string }>().token;
+  assert.equal((await app.inject({ url: '/v2/', headers: { authorization: `Bearer ${token}` } })).statusCode, 200);
+  const anonymousToken = (await app.inject({ url: '/token?service=longshore&scope=repository:library/alpine:pull' })).json<{ token: string }>().token;
+  await app.inject({ url: '/v2/', headers: { authorization: `Bearer ${anonymousToken}` } });
+  const seen = logs.filter((l) => l.msg === 'request' && l.path === '/v2/').map((l) => [l.status, l.user]);
+  assert.deepEqual(seen, [
+    [200, 'alice'],
+    [401, undefined],
+    [200, 'alice'],
+    [200, undefined],
+  ]);
 });

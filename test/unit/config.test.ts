@@ -175,3 +175,14 @@ test('cluster.redis needs auth.secret and cluster.advertiseUrl, each named when 
   assert.equal(config.cluster.advertiseUrl, 'http://10.0.0.5:5000');
   assert.deepEqual(parseConfig({}).cluster, {}, 'unset: one replica, coordinated in-process');
 });
+
+test('hardening keys: defaults, and contradictions named by key', () => {
+  const config = parseConfig({});
+  assert.deepEqual(config.http, { headersTimeout: 10_000, requestTimeout: 3_600_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024, trustProxy: [] });
+  assert.deepEqual(config.auth.loginFailures, { perAddress: 20, perUser: 10, window: 300_000 });
+  assert.equal(config.auth.signupAccess, 'pull');
+  assert.equal(config.auth.verifyWorkers, 1);
+  assert.throws(() => parseConfig({ http: { headersTimeout: '2m', requestTimeout: '1m' } }), /http\.headersTimeout: must not be longer than http\.requestTimeout/);
+  assert.throws(() => parseConfig({ auth: { signupAccess: 'admin' } }), /auth\.signupAccess/);
+  assert.deepEqual(parseConfig({ upstreams: [{ name: 'a', url: 'http://a', tokenRealms: ['http://auth.internal:5001/token'] }] }).upstreams[0]?.tokenRealms, ['http://auth.internal:5001']);
+});

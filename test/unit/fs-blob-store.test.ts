@@ -137,3 +137,21 @@ test('fs: writeTo stops reading and closes the file when the destination goes aw
   await lateWriteTo(gone);
   assert.equal(await openOnBlob(), 0, 'the blob file is closed after a send to a closed destination');
 });
+
+test('fs: a suspended writer holds no descriptor, and reopens on the next write with bytes and hash whole', async () => {
+  const store = await newStore();
+  const bytes = randomBytes(200_000);
+  const writer = await store.createWriter();
+  const descriptors = async () => (await readdir('/proc/self/fd')).length;
+  const open = await descriptors();
+  await writer.write(bytes.subarray(0, 120_000));
+  await writer.suspend?.();
+  assert.equal(await descriptors(), open - 1, 'suspend closed the temp file');
+  await writer.write(bytes.subarray(120_000));
+  assert.ok((await writer.readAt(0, 10)).equals(bytes.subarray(0, 10)));
+  assert.equal((await writer.commit(bytes.byteLength)).text, digestOf(bytes));
+  writer.close();
+  const handle = await store.open(parseDigest(digestOf(bytes)));
+  assert.equal(handle?.size, bytes.byteLength);
+  await handle?.close();
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createProgress, formatBytes } from '../../src/cli/progress.js';
+import { createProgress, formatBytes, formatDuration } from '../../src/cli/progress.js';
 
 function fakeStream(isTTY: boolean): NodeJS.WriteStream & { text: string } {
   const stream = { isTTY, text: '', write(chunk: string) { stream.text += chunk; return true; } };
@@ -40,4 +40,56 @@ test('byte sizes read naturally', () => {
   assert.equal(formatBytes(0), '0 B');
   assert.equal(formatBytes(1536), '1.5 KiB');
   assert.equal(formatBytes(200 * 1024 * 1024), '200.0 MiB');
+});
+
+test('a pipe also gets a line with bytes, rate and ETA at every heartbeat while work runs, none after finish', async () => {
+  const out = fakeStream(false);
+  let clock = 0;
+  const progress = createProgress(out, { heartbeatMs: 20, now: () => clock });
+  progress.begin('big:1', 40 * 1024 * 1024, 1);
+  clock = 5000;
+  progress.advance('big:1', 10 * 1024 * 1024); // 10 MiB in 5 s: 2 MiB/s, 30 MiB left
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.match(out.text, /^progress: 10\.0 MiB of 40\.0 MiB \(25%\), 2\.0 MiB\/s, ETA 15s$/m);
+  progress.end('big:1');
+  progress.finish();
+  const lines = out.text.split('\n').length;
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(out.text.split('\n').length, lines, 'no heartbeat after finish');
+});
+
+test('durations read naturally', () => {
+  assert.equal(formatDuration(15), '15s');
+  assert.equal(formatDuration(125), '2m05s');
+  assert.equal(formatDuration(3 * 3600 + 61), '3h01m');
+  assert.equal(formatDuration(Infinity), '?');
+});
+
+test('import in a pipe: blobs counted as they come (never "1/0"), totals per bundle, nothing counted from a failed one', () => {
+  const out = fakeStream(false);
+  const progress = createProgress(out, { unit: 'bundles' });
+  progress.begin('site.tar', 4096, 0);
+  progress.advance('site.tar', 4096);
+  progress.blobDone('site.tar');
+  progress.blobDone('site.tar');
+  progress.end('site.tar');
+  progress.begin('broken.tar', 1000, 0);
+  progress.advance('broken.tar', 500);
+  progress.blobDone('broken.tar');
+  progress.end('broken.tar', new Error('manifest missing'));
+  progress.finish();
+  assert.equal(
+    out.text,
+    [
+      'site.tar: 4.0 KiB',
+      'site.tar: 1 blobs, 4.0 KiB',
+      'site.tar: 2 blobs, 4.0 KiB',
+      'site.tar: done',
+      'broken.tar: 1000 B',
+      'broken.tar: 1 blobs, 500 B',
+      'broken.tar: FAILED: manifest missing',
+      'total: 1/2 bundles, 2 blobs, 4.0 KiB',
+      '',
+    ].join('\n'),
+  );
 });

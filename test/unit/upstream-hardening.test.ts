@@ -177,3 +177,11 @@ test('v1: a layer without Content-Length is held to X-Docker-Size', async (t) =>
   const layer = await upstream.layer('a'.repeat(64), { kind: 'none' }, 3000);
   await assert.rejects(buffer(layer!.body), /more than the expected 3000 bytes/);
 });
+
+test('cached upstream tokens are bounded: scopes are names any client can make up', async () => {
+  const { TokenCache } = await import('../../src/upstream/token-cache.js');
+  const cache = new TokenCache(Date.now, 100);
+  for (let i = 0; i < 1000; i++) await cache.getOrFetch(`realm|service|repository:made-up-${i}:pull`, () => Promise.resolve({ token: `t${i}`, expiresInSeconds: 300 }));
+  assert.equal(cache.size, 100);
+  assert.equal(cache.get('realm|service|repository:made-up-999:pull'), 't999', 'the most recent are kept');
+});

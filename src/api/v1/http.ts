@@ -5,6 +5,7 @@ import { RegistryError } from '../../protocol/errors.js';
 import { V1Error, v1ErrorBody } from '../../protocol/v1.js';
 import { registryErrorOf } from '../../upstream/errors.js';
 import { readBounded, requestBodyMemory } from '../../util/read-bounded.js';
+import { storageError } from '../../storage/refusal.js';
 import { isClientGone, logClientGone } from '../connection-limits.js';
 
 // Index and image JSON bodies are small; a layer is never read through here.
@@ -20,10 +21,11 @@ function sendV1Error(reply: FastifyReply, status: number, message: string, heade
 
 /**
  * The v1 edge of the one error hierarchy: every failure under /v1/ leaves as
- * `{"error": "..."}` with its status (and headers) whatever code raised it.
+ * `{"error": "..."}` with its status (and headers) whatever code raised it. A full or
+ * read-only disk is a 507, never a 500.
  */
 export function handleV1Error(raised: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const error = registryErrorOf(raised) as FastifyError | Error;
+  const error = registryErrorOf(storageError(raised, 'request not stored')) as FastifyError | Error;
   if (error instanceof RegistryError) {
     if (error.status >= 500) request.log.warn({ err: error.message, code: error.code }, 'request failed');
     return sendV1Error(reply, error.status, error.message, error.headers);

@@ -49,13 +49,13 @@ export class Catalog {
 }
 
 /** The error an access check throws (a 401 challenge, a 403), or undefined when it passes. */
-function failureOf(check: Promise<void>): Promise<Error | undefined> {
+function failureOf(check: Promise<unknown>): Promise<Error | undefined> {
   return check.then(
     () => undefined,
     (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
   );
 }
 
-async function passes(check: Promise<void>): Promise<boolean> {
+async function passes(check: Promise<unknown>): Promise<boolean> {
   return (await failureOf(check)) === undefined;
 }

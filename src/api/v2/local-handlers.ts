@@ -3,6 +3,7 @@
 // raw request stream: layers are streamed to disk, manifests are read with a bound.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
+import { parseDigest } from '../../protocol/digest.js';
 import { RegistryError } from '../../protocol/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../protocol/limits.js';
 import { readBounded, requestBodyMemory } from '../../util/read-bounded.js';
@@ -13,6 +14,13 @@ import { paginate } from '../../protocol/pagination.js';
 import type { UploadSessions, UploadStatus } from '../../registry/uploads.js';
 import { blobHeaders, sendBlob } from '../blob-response.js';
 import { sendManifest, sendTagPage } from './responses.js';
+
+/** Who is uploading: the session owner (per-user bound) and what they may read (mount sources). */
+export interface UploadClient {
+  /** The authenticated user; undefined: anonymous. */
+  user: string | undefined;
+  mayRead: (repository: string) => Promise<boolean>;
+}
 
 export interface LocalOptions {
   /** storage.delete: whether DELETE of manifests and blobs is allowed. */
@@ -115,11 +123,10 @@ export class LocalHandlers {
     }
   }
 
-  /** `mayRead`: whether the client may pull a repository (mount sources). */
-  async upload(request: FastifyRequest, reply: FastifyReply, name: string, uploadId: string | undefined, mayRead: (repository: string) => Promise<boolean>): Promise<FastifyReply> {
+  async upload(request: FastifyRequest, reply: FastifyReply, name: string, uploadId: string | undefined, client: UploadClient): Promise<FastifyReply> {
     if (uploadId === undefined) {
       if (request.method !== 'POST') throw methodNotAllowed(request);
-      return this.startUpload(request, reply, name, mayRead);
+      return this.startUpload(request, reply, name, client);
     }
     switch (request.method) {
       case 'GET':
@@ -150,19 +157,26 @@ export class LocalHandlers {
     }
   }
 
-  private async startUpload(request: FastifyRequest, reply: FastifyReply, name: string, mayRead: (repository: string) => Promise<boolean>): Promise<FastifyReply> {
+  private async startUpload(request: FastifyRequest, reply: FastifyReply, name: string, client: UploadClient): Promise<FastifyReply> {
     const query = request.query as { mount?: string; from?: string; digest?: string };
     if (query.mount) {
-      if (await this.local.mount(name, query.mount, query.from, mayRead)) return this.created(reply, name, query.mount);
+      if (await this.local.mount(name, query.mount, query.from, client.mayRead)) return this.created(reply, name, query.mount);
       // The spec: an unsuccessful mount falls back to an ordinary upload session.
     }
-    const status = await this.uploads.start(name);
+    // Checked before a session exists: a bad digest must not leave one behind (issue 14).
+    if (query.digest !== undefined) parseDigest(query.digest);
+    const status = await this.uploads.start(name, client.user);
     if (query.digest) {
-      // Single-POST (monolithic) upload: the body is the whole blob.
-      await this.uploads.append(name, status.id, body(request), undefined, declaredLength(request));
-      const { digest, size } = await this.uploads.finish(name, status.id, query.digest);
-      await this.local.linkBlob(name, digest, size);
-      return this.created(reply, name, digest.text);
+      // Single-POST (monolithic) upload: the body is the whole blob. The session lives only
+      // for this request; whatever goes wrong, it is gone when the request is.
+      try {
+        await this.uploads.append(name, status.id, body(request), undefined, declaredLength(request));
+        const { digest, size } = await this.uploads.finish(name, status.id, query.digest);
+        await this.local.linkBlob(name, digest, size);
+        return this.created(reply, name, digest.text);
+      } finally {
+        await this.uploads.cancel(name, status.id).catch(() => undefined);
+      }
     }
     return this.uploadHeaders(reply.code(202), name, status).send();
   }

@@ -94,7 +94,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
   const name = route.name;
   if (deps.policy.isPrivate(name)) {
     assertRepositoryName(name);
-    await deps.access.authorize(access, name, actionsFor(request.method));
+    const user = await deps.access.authorize(access, name, actionsFor(request.method));
     const local = deps.localHandlers;
     switch (route.kind) {
       case 'manifest':
@@ -114,7 +114,7 @@ async function dispatch(deps: V2Dependencies, request: FastifyRequest, reply: Fa
             () => true,
             () => false,
           );
-        return local.upload(request, reply, name, route.uploadId, mayRead);
+        return local.upload(request, reply, name, route.uploadId, { mayRead, user });
       }
       case 'tags':
         return local.tags(request, reply, name);
