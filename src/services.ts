@@ -14,8 +14,7 @@ import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
 import { UpstreamActivity } from './ui/upstream-activity.js';
-import { InProcessCacheIndex } from './coordination/cache-index.js';
-import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
+import type { CacheIndex, Coordinator, PrivateContent, WindowCounters } from './coordination/ports.js';
 import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
 import { MetadataProvenance } from './mirror/provenance.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
@@ -89,6 +88,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     inflightFetches: () => inflight.count,
     cacheMaxBytes: config.storage.cache.maxBytes,
     circuits: () => [...breakers.entries()].map(([upstream, breaker]) => ({ upstream, state: breaker.circuit })),
+    coordination: () => coordinator.status(),
   });
   const breakers = new Map<string, { readonly circuit: CircuitBreakerUpstream['circuit'] }>();
   const problems = new UpstreamProblemLog(log);
@@ -133,14 +133,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     };
   });
   const v1Router = new UpstreamRouter(v1Upstreams);
-  const cacheIndex: CacheIndex = new InProcessCacheIndex({
-    blobs,
-    metadata,
-    privateContent,
-    events: coordinator.events,
-    maxBytes: config.storage.cache.maxBytes,
-    log,
-  });
+  const cacheIndex: CacheIndex = storage.createCacheIndex(config.storage.cache.maxBytes);
   await cacheIndex.rebuild();
   // Evicted here or collected by gc (in any replica): the in-memory manifest copy goes too.
   coordinator.events.subscribe((event) => {
@@ -157,7 +150,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   };
   const inflight = new InflightBlobs(inflightObserver, { leases: coordinator.leases });
   const policy = new NamespacePolicy(config.private.namespaces);
-  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log)) : undefined;
+  const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log, coordinator.counters)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number
   const tokens = new JwtCodec(await loadSigningSecret(path.resolve(config.storage.path), config.auth.secret));
   // One policy for both APIs; each API's edge only reads credentials and writes refusals.
@@ -243,11 +236,12 @@ function upstreamObserver(upstream: string, metrics: Metrics, activity: Upstream
 }
 
 /** bcrypt off the event loop and failed-login limits, as auth.* configures them. */
-function userVerification(config: Config, log: Logger): HtpasswdOptions {
+function userVerification(config: Config, log: Logger, counters: WindowCounters): HtpasswdOptions {
   const { verifyWorkers, verifyQueue, loginFailures } = config.auth;
   return {
     pool: new BcryptPool({ workers: verifyWorkers, queue: verifyQueue }),
-    limiter: new LoginLimiter({ perAddress: loginFailures.perAddress, perUser: loginFailures.perUser, windowMs: loginFailures.window }),
+    // Counted through the coordinator: with cluster.redis the limits hold across replicas.
+    limiter: new LoginLimiter({ perAddress: loginFailures.perAddress, perUser: loginFailures.perUser, windowMs: loginFailures.window }, Date.now, counters),
     signupAccess: config.auth.signupAccess,
     log,
   };

@@ -175,15 +175,15 @@ export class HtpasswdUsers implements UserVerifier {
     const address = currentClientAddress();
     const limiter = this.options.limiter;
     // Before any work: a client or a name over its failure limit costs nothing more.
-    limiter?.begin(address, username);
+    await limiter?.begin(address, username);
     let matches: boolean;
     try {
       matches = await this.check(username, password);
     } catch (error) {
-      limiter?.abandoned(address, username);
+      await limiter?.abandoned(address, username);
       throw error;
     }
-    if (matches) limiter?.succeeded(address, username);
+    if (matches) await limiter?.succeeded(address, username);
     return matches;
   }
 

@@ -2,8 +2,12 @@
 // may fail `failures` times per window; past that, its logins are refused with 429 and
 // Retry-After until the window ends, before any bcrypt work is spent on them. A success does
 // not reset the earlier failures: a guesser who gets one right still had to stay under the limit.
-// Memory is bounded: at most MAX_TRACKED keys of each kind, least recently failed dropped.
-import { LRUCache } from 'lru-cache';
+// The counts live in the coordinator's WindowCounters: in memory for one replica (bounded,
+// least recently counted dropped), in Redis with cluster.redis, so a guesser spreading tries
+// over the replicas behind a load balancer meets the same limit.
+import { createHash } from 'node:crypto';
+import { InProcessWindowCounters } from '../coordination/in-process.js';
+import type { WindowCounters } from '../coordination/ports.js';
 import { RegistryError } from '../protocol/errors.js';
 
 export interface LoginLimitSettings {
@@ -14,20 +18,11 @@ export interface LoginLimitSettings {
   windowMs: number;
 }
 
-interface Window {
-  failures: number;
-  endsAt: number;
-}
-
-const MAX_TRACKED = 10_000;
-
 export class LoginLimiter {
-  private readonly byAddress = new LRUCache<string, Window>({ max: MAX_TRACKED });
-  private readonly byUser = new LRUCache<string, Window>({ max: MAX_TRACKED });
-
   constructor(
     private readonly settings: LoginLimitSettings,
-    private readonly now: () => number = Date.now,
+    now: () => number = Date.now,
+    private readonly counters: WindowCounters = new InProcessWindowCounters(now),
   ) {}
 
   /**
@@ -36,49 +31,59 @@ export class LoginLimiter {
    * back. Counted up front, so a burst of concurrent guesses cannot all slip past the limit
    * while their bcrypt checks wait in the queue.
    */
-  begin(address: string | undefined, username: string): void {
-    this.check(address, username);
-    if (address !== undefined) this.count(this.byAddress, address, +1);
-    this.count(this.byUser, username, +1);
+  async begin(address: string | undefined, username: string): Promise<void> {
+    // Counted first and checked on the count it produced: atomic per key (one Redis INCRBY),
+    // so of concurrent logins exactly those under the limit go ahead, on any replica.
+    const keys = this.limitedKeys(address, username);
+    const windows = await Promise.all(keys.map(({ key }) => this.counters.add(key, +1, this.settings.windowMs)));
+    const blocked = windows.flatMap((window, i) => (window && window.count > keys[i]!.limit ? [window.remainingMs] : []));
+    if (blocked.length === 0) return;
+    await this.count(address, username, -1); // refused: not an attempt
+    throw tooMany(blocked);
   }
 
   /** The login begun for this address and name was right: it does not count as a failure. */
-  succeeded(address: string | undefined, username: string): void {
-    this.abandoned(address, username);
+  async succeeded(address: string | undefined, username: string): Promise<void> {
+    await this.abandoned(address, username);
   }
 
   /** The login could not be checked (e.g. the queue was full): not a failure either. */
-  abandoned(address: string | undefined, username: string): void {
-    if (address !== undefined) this.count(this.byAddress, address, -1);
-    this.count(this.byUser, username, -1);
+  async abandoned(address: string | undefined, username: string): Promise<void> {
+    await this.count(address, username, -1);
   }
 
   /** Throws 429 (with Retry-After) when the address or the user name is over its limit. */
-  check(address: string | undefined, username: string): void {
-    const blocked = [
-      address === undefined ? undefined : this.blockedFor(this.byAddress, address, this.settings.perAddress),
-      this.blockedFor(this.byUser, username, this.settings.perUser),
-    ].filter((ms): ms is number => ms !== undefined);
-    if (blocked.length === 0) return;
-    const retryAfter = Math.max(1, Math.ceil(Math.max(...blocked) / 1000));
-    throw new RegistryError('TOOMANYREQUESTS', `too many failed logins; retry in ${retryAfter} s`, { headers: { 'retry-after': String(retryAfter) } });
+  async check(address: string | undefined, username: string): Promise<void> {
+    const blocked = (await Promise.all(this.limitedKeys(address, username).map(({ key, limit }) => this.blockedFor(key, limit)))).filter((ms): ms is number => ms !== undefined);
+    if (blocked.length > 0) throw tooMany(blocked);
   }
 
+  /** The counters this login touches, with their limits (a limit of 0 is none). */
+  private limitedKeys(address: string | undefined, username: string): Array<{ key: string; limit: number }> {
+    return [
+      ...(address === undefined || this.settings.perAddress === 0 ? [] : [{ key: addressKey(address), limit: this.settings.perAddress }]),
+      ...(this.settings.perUser === 0 ? [] : [{ key: userKey(username), limit: this.settings.perUser }]),
+    ];
+  }
 
   /** Milliseconds until the key may try again, or undefined when it is under its limit. */
-  private blockedFor(windows: LRUCache<string, Window>, key: string, limit: number): number | undefined {
+  private async blockedFor(key: string, limit: number): Promise<number | undefined> {
     if (limit === 0) return undefined;
-    const window = windows.peek(key);
-    if (!window || window.endsAt <= this.now() || window.failures < limit) return undefined;
-    return window.endsAt - this.now();
+    const window = await this.counters.peek(key);
+    if (!window || window.count < limit) return undefined;
+    return window.remainingMs;
   }
 
-  private count(windows: LRUCache<string, Window>, key: string, change: 1 | -1): void {
-    const window = windows.get(key);
-    if (!window || window.endsAt <= this.now()) {
-      if (change > 0) windows.set(key, { failures: 1, endsAt: this.now() + this.settings.windowMs });
-      return;
-    }
-    window.failures = Math.max(0, window.failures + change);
+  private async count(address: string | undefined, username: string, change: 1 | -1): Promise<void> {
+    await Promise.all(this.limitedKeys(address, username).map(({ key }) => this.counters.add(key, change, this.settings.windowMs)));
   }
 }
+
+function tooMany(blockedForMs: number[]): RegistryError {
+  const retryAfter = Math.max(1, Math.ceil(Math.max(...blockedForMs) / 1000));
+  return new RegistryError('TOOMANYREQUESTS', `too many failed logins; retry in ${retryAfter} s`, { headers: { 'retry-after': String(retryAfter) } });
+}
+
+// Names are hashed: a key's length stays bounded whatever a client sends as a user name.
+const addressKey = (address: string) => `login:address:${address}`;
+const userKey = (username: string) => `login:user:${createHash('sha256').update(username).digest('hex').slice(0, 32)}`;

@@ -161,6 +161,22 @@ export const configSchema = z
         })
         .default({ path: './data', driver: 'fs', delete: false, uploadTimeout: 60 * 60_000, uploads: UPLOAD_DEFAULTS, cache: {} }),
     ),
+    // Several replicas sharing one storage (an S3 bucket) coordinate through Redis.
+    cluster: section(
+      z
+        .strictObject({
+          // "redis://[:password@]host:6379[/db]" (or rediss:// for TLS): set, replicas coordinate
+          // through it (fetch leases, locks, blob events, the private and cache indexes).
+          redis: z
+            .string()
+            .url()
+            .refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// URL')
+            .optional(),
+          // How the other replicas reach this one (its own address, not the load balancer's).
+          advertiseUrl: httpUrl.optional(),
+        })
+        .default({}),
+    ),
     private: section(
       z
         .strictObject({
@@ -298,6 +314,16 @@ export const configSchema = z
     }
     if (config.http.requestTimeout > 0 && config.http.headersTimeout > config.http.requestTimeout) {
       ctx.addIssue({ code: 'custom', path: ['http', 'headersTimeout'], message: 'must not be longer than http.requestTimeout' });
+    }
+    if (config.cluster.redis !== undefined) {
+      // Peer requests are authenticated with a token derived from the secret, and tokens one
+      // replica issues must verify on the others: a secret generated per data directory won't do.
+      if (config.auth.secret === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['auth', 'secret'], message: 'required with cluster.redis: the same secret on every replica' });
+      }
+      if (config.cluster.advertiseUrl === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'advertiseUrl'], message: 'required with cluster.redis: how the other replicas reach this one' });
+      }
     }
     if (config.upstreams.filter((u) => u.default).length > 1) {
       ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at most one upstream may be "default: true"' });

@@ -2,9 +2,8 @@
 // cached blob (layers, configs and manifests alike) that deletes what falls off its end.
 //
 // - Recency survives restarts without touching the blobs: last-access times are kept in the
-//   metadata store, 256 small records (one per first two hex digits), written every few
-//   seconds for the shards that changed and at close. rebuild() orders the blobs by them (by
-//   publication time for a blob never accessed). A crash loses the last seconds of order.
+//   metadata store (access-times.ts). rebuild() orders the blobs by them (by publication time
+//   for a blob never accessed).
 // - Private blobs (pushed here) are never in the index, never evicted, and do not count.
 // - An evicted blob is deleted from the store; anyone reading it keeps their handle, so a
 //   download in progress finishes. Its removal is announced on the BlobEvents bus, so every
@@ -13,8 +12,8 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { parseDigest } from '../protocol/digest.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { metadataKeys } from '../storage/keys.js';
-import { DELETE_RECORD, type MetadataStore } from '../storage/metadata-store.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import { AccessTimeRecords } from './access-times.js';
 import type { BlobEvents, CacheIndex, CacheStats, PrivateContent } from './ports.js';
 
 interface Entry {
@@ -23,11 +22,8 @@ interface Entry {
   recordedAt: number;
 }
 
-/** Shard record: hex -> last access (ms since epoch). */
-type AccessShard = Record<string, number>;
-
-const RECORD_INTERVAL_MS = 1000;
-const DEFAULT_FLUSH_INTERVAL_MS = 5000;
+/** An access time is recorded for persisting at most this often per blob. */
+export const RECORD_INTERVAL_MS = 1000;
 
 export interface CacheIndexOptions {
   blobs: BlobStore;
@@ -45,13 +41,9 @@ export interface CacheIndexOptions {
 export class InProcessCacheIndex implements CacheIndex {
   private readonly entries: LRUCache<string, Entry>;
   private evictionCount = 0;
-  /** Shard key -> hex -> access time to write, or null to remove. */
-  private pending = new Map<string, Map<string, number | null>>();
-  private flushing: Promise<void> | undefined;
-  private readonly timer: NodeJS.Timeout;
+  private readonly accessTimes: AccessTimeRecords;
   private readonly unsubscribe: () => void;
   private readonly blobs: BlobStore;
-  private readonly metadata: MetadataStore;
   private readonly privateContent: PrivateContent;
   private readonly events: BlobEvents;
   private readonly log: Logger;
@@ -60,7 +52,6 @@ export class InProcessCacheIndex implements CacheIndex {
 
   constructor(options: CacheIndexOptions) {
     this.blobs = options.blobs;
-    this.metadata = options.metadata;
     this.privateContent = options.privateContent;
     this.events = options.events;
     this.maxBytes = options.maxBytes;
@@ -78,18 +69,11 @@ export class InProcessCacheIndex implements CacheIndex {
       if (event.type === 'committed') this.added(event.digest, event.size);
       else if (event.reason !== 'evicted') this.forget(event.digest);
     });
-    this.timer = setInterval(() => void this.flush(), options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
-    this.timer.unref();
+    this.accessTimes = new AccessTimeRecords(options.metadata, this.log, options.flushIntervalMs);
   }
 
   async rebuild(): Promise<void> {
-    const accessed = new Map<string, number>();
-    for (const algorithm of await this.metadata.list(metadataKeys.cacheAccessRoot)) {
-      for (const shard of await this.metadata.list(`${metadataKeys.cacheAccessRoot}/${algorithm}`)) {
-        const record = await this.metadata.get<AccessShard>(`${metadataKeys.cacheAccessRoot}/${algorithm}/${shard}`);
-        for (const [hex, at] of Object.entries(record ?? {})) accessed.set(`${algorithm}:${hex}`, at);
-      }
-    }
+    const accessed = await this.accessTimes.readAll();
     const found: Array<{ digest: string; size: number; at: number }> = [];
     for await (const blob of this.blobs.list()) {
       if (!(await this.privateContent.has(blob.digest))) found.push({ digest: blob.digest, size: blob.size, at: accessed.get(blob.digest) ?? blob.storedAt });
@@ -141,46 +125,17 @@ export class InProcessCacheIndex implements CacheIndex {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.timer);
     this.unsubscribe();
-    await this.flush();
+    await this.accessTimes.close();
   }
 
-  /** Writes the access times recorded since the last flush, one update per changed shard. */
+  /** Writes the access times recorded since the last flush. */
   flush(): Promise<void> {
-    // `finally` runs asynchronously, so a flush with nothing to write cannot clear the field
-    // before it is set.
-    this.flushing ??= this.writePending().finally(() => {
-      this.flushing = undefined;
-    });
-    return this.flushing;
+    return this.accessTimes.flush();
   }
 
-  private async writePending(): Promise<void> {
-    while (this.pending.size > 0) {
-      const batch = this.pending;
-      this.pending = new Map();
-      for (const [shardKey, changes] of batch) {
-        await this.metadata
-          .update<AccessShard>(shardKey, (current) => {
-            const next: AccessShard = { ...current };
-            for (const [hex, at] of changes) {
-              if (at === null) delete next[hex];
-              else next[hex] = at;
-            }
-            return Object.keys(next).length > 0 ? next : current ? DELETE_RECORD : undefined;
-          })
-          .catch((error: unknown) => this.log.warn({ shard: shardKey, err: (error as Error).message }, 'cache index: could not record access times'));
-      }
-    }
-  }
-
-  private record(digestText: string, at: number | null): void {
-    const digest = parseDigest(digestText);
-    const shardKey = metadataKeys.cacheAccessShard(digest);
-    let changes = this.pending.get(shardKey);
-    if (!changes) this.pending.set(shardKey, (changes = new Map<string, number | null>()));
-    changes.set(digest.hex, at);
+  private record(digest: string, at: number | null): void {
+    this.accessTimes.record(digest, at);
   }
 
   private async evict(digest: string, size: number, why: string): Promise<void> {

@@ -2,7 +2,8 @@
 // Correct for one Longshore process per storage; several replicas sharing a bucket need the
 // shared coordinator (Redis, issue 17), which implements the same ports.
 import { EventEmitter } from 'node:events';
-import type { BlobEvent, BlobEvents, Coordinator, KeyedLocks, Lease, Leases } from './ports.js';
+import { LRUCache } from 'lru-cache';
+import type { BlobEvent, BlobEvents, Coordinator, KeyedLocks, Lease, Leases, WindowCount, WindowCounters } from './ports.js';
 
 /** Per-key FIFO chains of promises: one holder per key at a time, others queue in order. */
 export class InProcessLocks implements KeyedLocks {
@@ -80,11 +81,41 @@ export class InProcessBlobEvents implements BlobEvents {
   }
 }
 
+/** Windows in memory, at most `maxKeys` of them (least recently counted dropped first). */
+export class InProcessWindowCounters implements WindowCounters {
+  private readonly windows: LRUCache<string, { count: number; endsAt: number }>;
+
+  constructor(
+    private readonly now: () => number = Date.now,
+    maxKeys = 20_000,
+  ) {
+    this.windows = new LRUCache({ max: maxKeys });
+  }
+
+  add(key: string, change: 1 | -1, windowMs: number): Promise<WindowCount | undefined> {
+    let window = this.windows.get(key);
+    if (!window || window.endsAt <= this.now()) {
+      if (change < 0) return Promise.resolve(undefined);
+      this.windows.set(key, (window = { count: 0, endsAt: this.now() + windowMs }));
+    }
+    window.count = Math.max(0, window.count + change);
+    return Promise.resolve({ count: window.count, remainingMs: window.endsAt - this.now() });
+  }
+
+  peek(key: string): Promise<WindowCount | undefined> {
+    const window = this.windows.peek(key);
+    if (!window || window.endsAt <= this.now()) return Promise.resolve(undefined);
+    return Promise.resolve({ count: window.count, remainingMs: window.endsAt - this.now() });
+  }
+}
+
 export function inProcessCoordinator(options: { onListenerError?: (error: unknown, event: BlobEvent) => void } = {}): Coordinator {
   return {
     locks: new InProcessLocks(),
     leases: new InProcessLeases(),
     events: new InProcessBlobEvents(options.onListenerError),
+    counters: new InProcessWindowCounters(),
+    status: () => ({ mode: 'in-process', connected: true, uncoordinated: { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0 } }),
     close: () => Promise.resolve(),
   };
 }

@@ -9,6 +9,7 @@
 //   BlobEvents      "blob committed" / "blob removed" notifications to every replica
 //   PrivateContent  which digests are private content (pushed here): never evicted or mirrored
 //   CacheIndex      the LRU over mirrored blobs: the storage.cache.maxBytes bound, access times
+//   WindowCounters  counts per key in expiring windows (failed logins per address and per name)
 import type { Digest } from '../protocol/digest.js';
 
 /** Serialises async work per key. Work for different keys runs concurrently. */
@@ -92,6 +93,38 @@ export interface CacheIndex {
   close(): Promise<void>;
 }
 
+/** A key's open window: its count so far and the time until it closes. */
+export interface WindowCount {
+  count: number;
+  remainingMs: number;
+}
+
+/**
+ * Counters in fixed windows: the first increment of a key opens a window of `windowMs`, and
+ * the count is forgotten when it closes. Shared by the replicas, so a limit holds cluster-wide.
+ */
+export interface WindowCounters {
+  /**
+   * Adds `change` to the key's window: +1 opens one if none is open, -1 takes back an earlier
+   * +1 (never below 0, never opening a window). Resolves to the window after it, if open.
+   */
+  add(key: string, change: 1 | -1, windowMs: number): Promise<WindowCount | undefined>;
+  /** The key's open window, or undefined when none is. */
+  peek(key: string): Promise<WindowCount | undefined>;
+}
+
+/** The ports that fall back to working uncoordinated when a shared coordinator is away. */
+export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex' | 'counters';
+
+export interface CoordinationStatus {
+  /** 'redis': replicas coordinate through Redis; 'in-process': one replica. */
+  mode: 'redis' | 'in-process';
+  /** Whether the shared coordinator is reachable now (always true in-process). */
+  connected: boolean;
+  /** Operations that ran uncoordinated because it was unreachable, per port, since start. */
+  uncoordinated: Record<CoordinationPort, number>;
+}
+
 /**
  * The coordination primitives of one implementation (in-process or shared). PrivateContent and
  * CacheIndex are built beside it on the storage ports (storage/open-storage.ts, services.ts),
@@ -101,5 +134,8 @@ export interface Coordinator {
   locks: KeyedLocks;
   leases: Leases;
   events: BlobEvents;
+  counters: WindowCounters;
+  /** For metrics and health: which coordinator, whether it is reachable. */
+  status(): CoordinationStatus;
   close(): Promise<void>;
 }

@@ -15,16 +15,7 @@ export class InProcessPrivateContent implements PrivateContent {
 
   /** Loads the marks written by earlier runs. */
   async load(): Promise<void> {
-    for (const algorithm of await this.metadata.list(metadataKeys.privateBlobsRoot)) {
-      const hexes = await this.metadata.list(`${metadataKeys.privateBlobsRoot}/${algorithm}`);
-      // Read in parallel batches: start-up with many pushed blobs is bound by these reads, and
-      // one batch at a time keeps the open files well under the descriptor limit.
-      for (let start = 0; start < hexes.length; start += LOAD_BATCH) {
-        const batch = hexes.slice(start, start + LOAD_BATCH).map((hex) => parseDigest(`${algorithm}:${hex}`));
-        const records = await Promise.all(batch.map((digest) => this.metadata.get<{ size: number }>(metadataKeys.privateBlob(digest))));
-        records.forEach((record, i) => record && this.sizes.set((batch[i] as Digest).text, record.size));
-      }
-    }
+    for await (const mark of readPrivateMarks(this.metadata)) this.sizes.set(mark.digest, mark.size);
   }
 
   async add(digest: Digest, size: number): Promise<void> {
@@ -54,4 +45,23 @@ export class InProcessPrivateContent implements PrivateContent {
     for (const size of this.sizes.values()) bytes += size;
     return Promise.resolve({ objects: this.sizes.size, bytes });
   }
+}
+
+/** Every private mark in the metadata store (the truth any index is built from). */
+export async function* readPrivateMarks(metadata: MetadataStore): AsyncGenerator<{ digest: string; size: number }> {
+  for (const algorithm of await metadata.list(metadataKeys.privateBlobsRoot)) {
+    const hexes = await metadata.list(`${metadataKeys.privateBlobsRoot}/${algorithm}`);
+    // Read in parallel batches: start-up with many pushed blobs is bound by these reads, and
+    // one batch at a time keeps the open files well under the descriptor limit.
+    for (let start = 0; start < hexes.length; start += LOAD_BATCH) {
+      const batch = hexes.slice(start, start + LOAD_BATCH).map((hex) => parseDigest(`${algorithm}:${hex}`));
+      const records = await Promise.all(batch.map((digest) => metadata.get<{ size: number }>(metadataKeys.privateBlob(digest))));
+      for (const [i, record] of records.entries()) if (record) yield { digest: (batch[i] as Digest).text, size: record.size };
+    }
+  }
+}
+
+/** Whether the metadata store holds a private mark for the digest (the truth, no index). */
+export async function hasPrivateMark(metadata: MetadataStore, digest: Digest | string): Promise<boolean> {
+  return (await metadata.get(metadataKeys.privateBlob(typeof digest === 'string' ? parseDigest(digest) : digest))) !== undefined;
 }

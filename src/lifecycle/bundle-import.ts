@@ -10,7 +10,6 @@ import type { Logger } from 'pino';
 import tar from 'tar-stream';
 import type { Progress } from '../cli/progress.js';
 import { speaksV2, type Config } from '../config/schema.js';
-import { InProcessCacheIndex } from '../coordination/cache-index.js';
 import type { CacheTracker } from '../mirror/pull-through.js';
 import { UpstreamRouter, type RoutableUpstream } from '../mirror/router.js';
 import { TagRecords } from '../mirror/tag-records.js';
@@ -42,7 +41,7 @@ export interface ImportTargets {
 export async function openImportTargets(config: Config, log: Logger): Promise<ImportTargets & { close(): Promise<void> }> {
   const storage = await openStorage(config, log, { ownsStaging: false });
   const { blobs, metadata } = storage;
-  const tracker = new InProcessCacheIndex({ ...storage, events: storage.coordinator.events, maxBytes: undefined, log });
+  const tracker = storage.createCacheIndex(undefined);
   const router = new UpstreamRouter<RoutableUpstream>(
     config.upstreams.filter(speaksV2).map((u) => ({ name: u.name, hosts: u.hosts, isDefault: u.default, libraryPrefix: u.libraryPrefix })),
   );

@@ -2,6 +2,7 @@
 // tests and embedders can run several servers in one process). Other modules never import
 // prom-client: they call the small recording methods here, or are read at scrape time.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CoordinationStatus } from '../coordination/ports.js';
 
 export type Api = 'v1' | 'v2' | 'other';
 export type CacheKind = 'blob' | 'manifest' | 'tag' | 'v1_layer' | 'v1_json';
@@ -20,6 +21,8 @@ export interface MetricSources {
   cacheMaxBytes?: number | undefined;
   /** Each upstream's circuit-breaker state, read at scrape time. */
   circuits?: () => Array<{ upstream: string; state: CircuitState }>;
+  /** The coordinator's reachability and its uncoordinated operations, read at scrape time. */
+  coordination?: () => CoordinationStatus;
 }
 
 export type CircuitState = 'closed' | 'half-open' | 'open';
@@ -89,6 +92,28 @@ export class Metrics {
       registers,
       collect() {
         for (const { upstream, state } of sources.circuits?.() ?? []) this.set({ upstream }, CIRCUIT_STATE_VALUES[state]);
+      },
+    });
+    new Gauge({
+      name: 'longshore_coordination_connected',
+      help: 'Whether the coordinator is reachable (1), by mode: in-process (one replica) or redis (cluster.redis)',
+      labelNames: ['mode'],
+      registers,
+      collect() {
+        const status = sources.coordination?.();
+        if (status) this.set({ mode: status.mode }, status.connected ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'longshore_coordination_uncoordinated_total',
+      help: 'Operations that went ahead uncoordinated because Redis was unreachable, by port (locks, leases, events, privateContent, cacheIndex)',
+      labelNames: ['port'],
+      registers,
+      collect() {
+        const status = sources.coordination?.();
+        if (!status) return;
+        this.reset();
+        for (const [port, count] of Object.entries(status.uncoordinated)) this.inc({ port }, count);
       },
     });
     new Gauge({

@@ -1,7 +1,7 @@
 // The one place a storage driver and a coordinator are chosen from the config. The server and
 // every command that works on a data directory (gc, import) open their ports here, and build
-// nothing else they do not use. storage.driver picks fs or s3 (issue 16); a Redis coordinator
-// (issue 17) is a new file plus a branch below.
+// nothing else they do not use. storage.driver picks fs or s3 (issue 16); cluster.redis the
+// coordinator (issue 17, coordination/open-coordination.ts).
 //
 // The in-process coordinator's locks hold within one process. A gc or import beside a server
 // has locks of its own, so what they write must not need the server's: gc deletes (bytes
@@ -10,9 +10,8 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { inProcessCoordinator } from '../coordination/in-process.js';
-import { InProcessPrivateContent } from '../coordination/private-content.js';
-import type { Coordinator, PrivateContent } from '../coordination/ports.js';
+import { openCoordination } from '../coordination/open-coordination.js';
+import type { CacheIndex, Coordinator, PrivateContent } from '../coordination/ports.js';
 import type { BlobStore } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { FsMetadataDriver } from './fs-metadata-driver.js';
@@ -24,6 +23,8 @@ export interface StoragePorts {
   coordinator: Coordinator;
   /** Which digests are private content (pushed here). */
   privateContent: PrivateContent;
+  /** The LRU index over mirrored blobs, from the same coordinator (not yet rebuilt). */
+  createCacheIndex(maxBytes: number | undefined): CacheIndex;
   close(): Promise<void>;
 }
 
@@ -36,21 +37,21 @@ export interface OpenStorageOptions {
 }
 
 export async function openStorage(config: Config, log: Logger, options: OpenStorageOptions = {}): Promise<StoragePorts> {
-  const coordinator = inProcessCoordinator({
-    onListenerError: (error, event) => log.error({ err: error, event }, 'a blob event listener failed'),
-  });
+  const coordination = await openCoordination(config, log);
+  const { coordinator } = coordination;
   const root = path.resolve(config.storage.path);
   const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? await openS3(config, root) : openFs(root);
   await blobs.init({ clearStaging: options.ownsStaging ?? true });
   const metadata = new CoordinatedMetadataStore(metadataDriver, coordinator.locks);
-  const privateContent = new InProcessPrivateContent(metadata);
-  await privateContent.load();
+  const privateContent = await coordination.openPrivateContent(metadata);
   return {
     blobs,
     metadata,
     coordinator,
     privateContent,
+    createCacheIndex: (maxBytes) => coordination.createCacheIndex({ blobs, metadata, privateContent, maxBytes }),
     close: async () => {
+      privateContent.close?.();
       await coordinator.close();
       closeDriver();
     },

@@ -1,17 +1,83 @@
-// What every coordinator (in-process now, Redis next) guarantees through its ports. A
-// coordinator's test file calls `coordinationContract(name, create)`.
-import { test } from 'node:test';
+// What every coordinator (in-process, Redis) guarantees through its ports. A coordinator's test
+// file calls `coordinationContract(driver)`. A driver hands out one "cluster" per test: every
+// coordinator it creates shares one backend (for Redis: one server, one key prefix), so a
+// shared driver also runs the multi-replica cases: two coordinators exclude each other, hear
+// each other's events, and share the private index and the cache index.
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import type { BlobEvent, Coordinator } from '../../src/coordination/ports.js';
+import { randomBytes } from 'node:crypto';
+import { LoginLimiter } from '../../src/auth/login-limiter.js';
+import type { BlobEvent, CacheIndex, Coordinator, PrivateContent } from '../../src/coordination/ports.js';
+import type { RegistryError } from '../../src/protocol/errors.js';
+import { digestOf, parseDigest } from '../../src/protocol/digest.js';
+import { MemoryBlobStore } from '../../src/storage/memory-blob-store.js';
+import type { MetadataDriver } from '../../src/storage/metadata-store.js';
+import { CoordinatedMetadataStore, type MetadataStore } from '../../src/storage/metadata-store.js';
+import { MemoryMetadataDriver } from '../../src/storage/memory-metadata-driver.js';
+import { pollUntil } from '../harness/wait.js';
 
-export function coordinationContract(name: string, create: () => Promise<Coordinator>): void {
-  test(`${name} coordinator: one holder per lock key at a time, in order; other keys run alongside`, async () => {
-    const { locks } = await create();
+export interface CacheIndexSetup {
+  blobs: MemoryBlobStore;
+  metadata: MetadataStore;
+  privateContent: PrivateContent;
+  maxBytes: number | undefined;
+  now: () => number;
+}
+
+/** The coordination of one storage, as one test sees it. */
+export interface CoordinationCluster {
+  /** A new replica's coordinator on the cluster's backend. Closed by the driver after the test. */
+  coordinator(): Promise<Coordinator>;
+  privateContent(coordinator: Coordinator, metadata: MetadataStore): Promise<PrivateContent>;
+  cacheIndex(coordinator: Coordinator, setup: CacheIndexSetup): Promise<CacheIndex>;
+}
+
+export interface CoordinationDriver {
+  name: string;
+  /** Whether coordinators of one cluster coordinate with each other (several replicas). */
+  shared: boolean;
+  cluster(t: TestContext): Promise<CoordinationCluster>;
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One replica's view of a shared storage: its coordinator, and the metadata store over its locks. */
+async function replica(cluster: CoordinationCluster, blobs: MemoryBlobStore, driver: MetadataDriver, maxBytes: number | undefined, clock: { now: number }) {
+  const coordinator = await cluster.coordinator();
+  const metadata = new CoordinatedMetadataStore(driver, coordinator.locks);
+  const privateContent = await cluster.privateContent(coordinator, metadata);
+  const index = await cluster.cacheIndex(coordinator, { blobs, metadata, privateContent, maxBytes, now: () => clock.now });
+  const evicted: string[] = [];
+  coordinator.events.subscribe((event) => {
+    if (event.type === 'removed' && event.reason === 'evicted') evicted.push(event.digest);
+  });
+  return { coordinator, metadata, privateContent, index, evicted };
+}
+
+async function storeBlob(blobs: MemoryBlobStore, size: number) {
+  const bytes = randomBytes(size);
+  const digest = digestOf(bytes);
+  await blobs.put(parseDigest(digest), bytes);
+  return { digest, size };
+}
+
+const stored = async (blobs: MemoryBlobStore, digest: string) => (await blobs.stat(parseDigest(digest))) !== undefined;
+
+/** Waits until the index counts `objects` mirrored blobs (its notifications are fire-and-forget). */
+async function counted(index: CacheIndex, objects: number): Promise<void> {
+  await pollUntil(async () => (await index.stats()).mirrored.objects === objects, { timeoutMs: 3000, intervalMs: 10, what: `${objects} blobs counted` });
+}
+
+export function coordinationContract(driver: CoordinationDriver): void {
+  const { name } = driver;
+
+  test(`${name} coordinator: one holder per lock key at a time, in order; other keys run alongside`, async (t) => {
+    const { locks } = await (await driver.cluster(t)).coordinator();
     const trace: string[] = [];
     const hold = (key: string, label: string) =>
       locks.withLock(key, async () => {
         trace.push(`start ${label}`);
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await pause(10);
         trace.push(`end ${label}`);
         return label;
       });
@@ -24,30 +90,32 @@ export function coordinationContract(name: string, create: () => Promise<Coordin
     assert.equal(await locks.withLock('a', () => Promise.resolve('free')), 'free');
   });
 
-  test(`${name} coordinator: a lease has one holder until released or lapsed; renew keeps it`, async () => {
-    const { leases } = await create();
-    const first = await leases.tryAcquire('fetch:sha256:aa', 200);
+  test(`${name} coordinator: a lease has one holder until released or lapsed; renew keeps it`, async (t) => {
+    const { leases } = await (await driver.cluster(t)).coordinator();
+    // Generous ttls: a real Redis expires keys on its own clock, and a loaded machine may
+    // delay this process by a few hundred milliseconds between two commands.
+    const first = await leases.tryAcquire('fetch:sha256:aa', 1500);
     assert.ok(first);
-    assert.equal(await leases.tryAcquire('fetch:sha256:aa', 200), undefined, 'held');
-    assert.ok(await leases.tryAcquire('fetch:sha256:bb', 200), 'other keys are free');
-    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.equal(await leases.tryAcquire('fetch:sha256:aa', 1500), undefined, 'held');
+    assert.ok(await leases.tryAcquire('fetch:sha256:bb', 1500), 'other keys are free');
+    await pause(900);
     assert.equal(await first.renew(), true);
-    await new Promise((resolve) => setTimeout(resolve, 120));
-    assert.equal(await leases.tryAcquire('fetch:sha256:aa', 200), undefined, 'renewed: still held');
+    await pause(900);
+    assert.equal(await leases.tryAcquire('fetch:sha256:aa', 1500), undefined, 'renewed: still held');
     await first.release();
     const second = await leases.tryAcquire('fetch:sha256:aa', 50);
     assert.ok(second, 'released: free');
-    await new Promise((resolve) => setTimeout(resolve, 80));
+    await pause(80);
     assert.equal(await second.renew(), false, 'a lapsed lease cannot be renewed');
-    const third = await leases.tryAcquire('fetch:sha256:aa', 1000);
+    const third = await leases.tryAcquire('fetch:sha256:aa', 5000);
     assert.ok(third, 'lapsed: free');
     await second.release(); // releasing a lapsed lease must not free someone else's
-    assert.equal(await leases.tryAcquire('fetch:sha256:aa', 1000), undefined);
+    assert.equal(await leases.tryAcquire('fetch:sha256:aa', 5000), undefined);
     await third.release();
   });
 
-  test(`${name} coordinator: blob events reach every subscriber until it unsubscribes; a failing one does not stop the rest`, async () => {
-    const { events } = await create();
+  test(`${name} coordinator: blob events reach every subscriber until it unsubscribes; a failing one does not stop the rest`, async (t) => {
+    const { events } = await (await driver.cluster(t)).coordinator();
     const seen: BlobEvent[][] = [[], []];
     const unsubscribe = events.subscribe((event) => seen[0]!.push(event));
     events.subscribe(() => {
@@ -59,8 +127,188 @@ export function coordinationContract(name: string, create: () => Promise<Coordin
     unsubscribe();
     const removed: BlobEvent = { type: 'removed', digest: 'sha256:aa', reason: 'evicted' };
     events.publish(removed);
-    await new Promise((resolve) => setTimeout(resolve, 20)); // delivery may be asynchronous
+    await pause(50); // delivery may be asynchronous, and must not repeat
     assert.deepEqual(seen[0], [committed]);
     assert.deepEqual(seen[1], [committed, removed]);
+  });
+
+  test(`${name} coordinator: private marks count bytes once, are written to the metadata store, and can be removed`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const coordinator = await cluster.coordinator();
+    const driverBelow = new MemoryMetadataDriver();
+    const metadata = new CoordinatedMetadataStore(driverBelow, coordinator.locks);
+    const marks = await cluster.privateContent(coordinator, metadata);
+    const a = parseDigest(digestOf(Buffer.from('a')));
+    const b = parseDigest(digestOf(Buffer.from('b')));
+    await marks.add(a, 100);
+    await marks.add(a, 100);
+    await marks.add(b, 50);
+    assert.ok(await marks.has(a));
+    assert.ok(await marks.has(b.text));
+    assert.ok(!(await marks.has(digestOf(Buffer.from('c')))));
+    assert.deepEqual(await marks.stats(), { objects: 2, bytes: 150 });
+    await marks.remove(a);
+    assert.ok(!(await marks.has(a)));
+    assert.deepEqual(await marks.stats(), { objects: 1, bytes: 50 });
+    const listed = [];
+    for await (const entry of marks.list()) listed.push(entry);
+    assert.deepEqual(listed, [{ digest: b.text, size: 50 }]);
+    assert.deepEqual(await driverBelow.list('private/blobs/sha256'), [b.hex], 'the metadata store holds the marks (the truth)');
+  });
+
+  test(`${name} coordinator: the cache index evicts the least recently used mirrored blob, never a private one`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const blobs = new MemoryBlobStore();
+    await blobs.init();
+    const clock = { now: 1_000_000 };
+    const one = await replica(cluster, blobs, new MemoryMetadataDriver(), 3000, clock);
+    t.after(() => one.index.close());
+    const pushed = await storeBlob(blobs, 1500);
+    await one.privateContent.add(parseDigest(pushed.digest), pushed.size);
+    one.index.added(pushed.digest, pushed.size); // ignored: private
+    const [a, b, c] = [await storeBlob(blobs, 1000), await storeBlob(blobs, 1000), await storeBlob(blobs, 1000)];
+    for (const [i, item] of [a, b, c].entries()) {
+      clock.now += 10;
+      one.index.added(item.digest, item.size);
+      await counted(one.index, i + 1);
+    }
+    clock.now += 5000;
+    one.index.touched(a.digest); // a is now more recent than b
+    await pause(20);
+    const d = await storeBlob(blobs, 1000);
+    clock.now += 10;
+    one.index.added(d.digest, d.size);
+    await pollUntil(() => Promise.resolve(one.evicted.length === 1), { timeoutMs: 3000, what: 'one eviction' });
+    assert.deepEqual(one.evicted, [b.digest]);
+    assert.equal(await stored(blobs, b.digest), false);
+    for (const kept of [a, c, d, pushed]) assert.equal(await stored(blobs, kept.digest), true);
+    const stats = await one.index.stats();
+    assert.deepEqual(stats.mirrored, { bytes: 3000, objects: 3 });
+    assert.deepEqual(stats.private, { bytes: 1500, objects: 1 });
+    assert.equal(stats.evictions, 1);
+    assert.deepEqual(await one.index.leastRecentFirst(), [c.digest, a.digest, d.digest]);
+    // A blob larger than the whole bound is not kept.
+    const huge = await storeBlob(blobs, 5000);
+    one.index.added(huge.digest, huge.size);
+    await pollUntil(async () => !(await stored(blobs, huge.digest)), { timeoutMs: 3000, what: 'the huge blob deleted' });
+    assert.deepEqual((await one.index.stats()).mirrored, { bytes: 3000, objects: 3 });
+  });
+
+  test(`${name} coordinator: counters count per key within a window that closes by itself`, async (t) => {
+    const { counters } = await (await driver.cluster(t)).coordinator();
+    assert.equal(await counters.peek('login:user:a'), undefined);
+    assert.equal(await counters.add('login:user:a', -1, 200), undefined, 'taking back opens no window');
+    assert.equal((await counters.add('login:user:a', 1, 200))?.count, 1);
+    const second = await counters.add('login:user:a', 1, 200);
+    assert.ok(second);
+    assert.equal(second.count, 2);
+    assert.ok(second.remainingMs > 0 && second.remainingMs <= 200, `remaining ${second.remainingMs}`);
+    assert.equal((await counters.add('login:user:b', 1, 200))?.count, 1, 'keys count apart');
+    assert.equal((await counters.peek('login:user:a'))?.count, 2);
+    assert.equal((await counters.add('login:user:b', -1, 200))?.count, 0, 'taken back');
+    assert.equal((await counters.add('login:user:b', -1, 200))?.count, 0, 'never below zero');
+    await pause(250);
+    assert.equal(await counters.peek('login:user:a'), undefined, 'the window closed');
+    assert.equal((await counters.add('login:user:a', 1, 200))?.count, 1, 'a new window starts at one');
+  });
+
+  if (!driver.shared) return;
+
+  test(`${name} coordinator, two replicas: failed-login limits hold across replicas`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const [one, two] = [await cluster.coordinator(), await cluster.coordinator()];
+    const settings = { perAddress: 0, perUser: 3, windowMs: 60_000 };
+    const [limiterOne, limiterTwo] = [new LoginLimiter(settings, Date.now, one.counters), new LoginLimiter(settings, Date.now, two.counters)];
+    // A begun login counts as failed unless it succeeds.
+    await limiterOne.begin('10.0.0.1', 'alice');
+    await limiterTwo.begin('10.0.0.2', 'alice');
+    await limiterOne.begin('10.0.0.9', 'alice');
+    await limiterOne.succeeded('10.0.0.9', 'alice'); // taken back on both replicas
+    await limiterTwo.begin('10.0.0.3', 'alice'); // the third failure
+    for (const limiter of [limiterOne, limiterTwo]) {
+      await assert.rejects(limiter.check('10.0.0.4', 'alice'), (error: RegistryError) => error.code === 'TOOMANYREQUESTS', 'the third failure, on either replica, blocks the name on both');
+    }
+    await limiterOne.check('10.0.0.4', 'bob');
+  });
+
+  test(`${name} coordinator, two replicas: locks and leases exclude each other across coordinators`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const [one, two] = [await cluster.coordinator(), await cluster.coordinator()];
+    const trace: string[] = [];
+    const hold = (coordinator: Coordinator, label: string) =>
+      coordinator.locks.withLock('shared', async () => {
+        trace.push(`start ${label}`);
+        await pause(30);
+        trace.push(`end ${label}`);
+      });
+    await Promise.all([hold(one, 'one'), hold(two, 'two'), hold(one, 'one again')]);
+    for (let i = 0; i < trace.length; i += 2) {
+      assert.equal(trace[i]!.replace('start ', ''), trace[i + 1]!.replace('end ', ''), `no overlap: ${trace.join(', ')}`);
+    }
+    const lease = await one.leases.tryAcquire('fetch:sha256:cc', 5000);
+    assert.ok(lease);
+    assert.equal(await two.leases.tryAcquire('fetch:sha256:cc', 5000), undefined, 'held by the other replica');
+    await lease.release();
+    const taken = await two.leases.tryAcquire('fetch:sha256:cc', 5000);
+    assert.ok(taken, 'released: the other replica takes it');
+    await lease.release(); // the old holder's second release must not free it
+    assert.equal(await one.leases.tryAcquire('fetch:sha256:cc', 5000), undefined);
+    await taken.release();
+  });
+
+  test(`${name} coordinator, two replicas: each hears the other's blob events, once`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const [one, two] = [await cluster.coordinator(), await cluster.coordinator()];
+    const heard: Array<[string, BlobEvent]> = [];
+    one.events.subscribe((event) => heard.push(['one', event]));
+    two.events.subscribe((event) => heard.push(['two', event]));
+    const committed: BlobEvent = { type: 'committed', digest: 'sha256:dd', size: 7, source: 'hub' };
+    const removed: BlobEvent = { type: 'removed', digest: 'sha256:dd', reason: 'collected' };
+    one.events.publish(committed);
+    two.events.publish(removed);
+    await pollUntil(() => Promise.resolve(heard.length >= 4), { timeoutMs: 3000, intervalMs: 10, what: 'both events on both replicas' });
+    await pause(50);
+    const sorted = (list: Array<[string, BlobEvent]>) => list.map(([who, e]) => `${who} ${e.type}`).sort();
+    assert.deepEqual(sorted(heard), ['one committed', 'one removed', 'two committed', 'two removed']);
+  });
+
+  test(`${name} coordinator, two replicas: the private index and the cache index are shared; one eviction, by one replica`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const blobs = new MemoryBlobStore();
+    await blobs.init();
+    const metadataDriver = new MemoryMetadataDriver();
+    const clock = { now: 2_000_000 };
+    const one = await replica(cluster, blobs, metadataDriver, 2000, clock);
+    const two = await replica(cluster, blobs, metadataDriver, 2000, clock);
+    t.after(() => Promise.all([one.index.close(), two.index.close()]));
+    const pushed = await storeBlob(blobs, 700);
+    await one.privateContent.add(parseDigest(pushed.digest), pushed.size);
+    assert.ok(await two.privateContent.has(pushed.digest), 'a mark made by one replica is seen by the other');
+    assert.deepEqual(await two.privateContent.stats(), { objects: 1, bytes: 700 });
+
+    const a = await storeBlob(blobs, 1000);
+    one.index.added(a.digest, a.size);
+    await counted(two.index, 1);
+    clock.now += 10;
+    const b = await storeBlob(blobs, 1000);
+    two.index.added(b.digest, b.size);
+    await counted(one.index, 2);
+    clock.now += 5000;
+    two.index.touched(a.digest); // the other replica's hit makes a the most recent
+    await pause(20);
+    clock.now += 10;
+    const c = await storeBlob(blobs, 500);
+    one.index.added(c.digest, c.size);
+    two.index.added(c.digest, c.size); // both replicas hear a commit: counted once
+    await pollUntil(() => Promise.resolve(one.evicted.length + two.evicted.length >= 2), { timeoutMs: 3000, what: 'the eviction announced on both replicas' });
+    await pause(100);
+    assert.deepEqual(one.evicted, [b.digest], 'the other replica touched a: b goes');
+    assert.deepEqual(two.evicted, [b.digest], 'announced once to each replica: one eviction');
+    assert.equal(await stored(blobs, b.digest), false);
+    for (const stats of [await one.index.stats(), await two.index.stats()]) {
+      assert.deepEqual(stats.mirrored, { bytes: 1500, objects: 2 });
+      assert.equal(stats.evictions, 1);
+    }
+    assert.deepEqual(await two.index.leastRecentFirst(), [a.digest, c.digest]);
   });
 }

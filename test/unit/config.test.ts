@@ -165,6 +165,17 @@ test('durations and sizes', () => {
   assert.equal(parseByteSize('10 furlongs'), undefined);
 });
 
+test('cluster.redis needs auth.secret and cluster.advertiseUrl, each named when missing; env overrides reach them', () => {
+  const secret = 'a-shared-secret-of-enough-length';
+  assert.throws(() => parseConfig({ cluster: { redis: 'redis://127.0.0.1:6379', advertiseUrl: 'http://10.0.0.5:5000' } }), /auth\.secret: required with cluster\.redis/);
+  assert.throws(() => parseConfig({ cluster: { redis: 'redis://127.0.0.1:6379' }, auth: { secret } }), /cluster\.advertiseUrl: required with cluster\.redis/);
+  assert.throws(() => parseConfig({ cluster: { redis: 'http://127.0.0.1:6379', advertiseUrl: 'http://10.0.0.5:5000' }, auth: { secret } }), /cluster\.redis: must be a redis:\/\/ or rediss:\/\/ URL/);
+  const config = parseConfig({ auth: { secret } }, { LONGSHORE_CLUSTER__REDIS: 'redis://:pw@10.0.0.9:6380/2', LONGSHORE_CLUSTER__ADVERTISE_URL: 'http://10.0.0.5:5000/' });
+  assert.equal(config.cluster.redis, 'redis://:pw@10.0.0.9:6380/2');
+  assert.equal(config.cluster.advertiseUrl, 'http://10.0.0.5:5000');
+  assert.deepEqual(parseConfig({}).cluster, {}, 'unset: one replica, coordinated in-process');
+});
+
 test('hardening keys: defaults, and contradictions named by key', () => {
   const config = parseConfig({});
   assert.deepEqual(config.http, { headersTimeout: 10_000, requestTimeout: 3_600_000, bodyIdleTimeout: 60_000, maxBufferedBodies: 64 * 1024 * 1024, trustProxy: [] });

@@ -1,0 +1,253 @@
+// The coordinator of several replicas sharing one storage: locks, leases and blob events in
+// Redis (cluster.redis). Redis only coordinates: nothing here is the only copy of anything.
+//
+// - Leases follow zot's redis_lock.go: SET key token NX PX ttl takes it, a Lua compare-and-
+//   pexpire renews it and a Lua compare-and-delete releases it, so a lease that lapsed and was
+//   taken over is never renewed or released by its old holder.
+// - Locks are leases held for the length of the work (renewed every third of their ttl), taken
+//   after an in-process lock on the same key: waiters of one replica queue in order without
+//   polling Redis, and only one per replica at a time retries SET NX, for a bounded wait.
+// - Events go to every subscriber of this process at once and, through a Redis channel, to the
+//   other replicas (a subscriber needs a connection of its own); a replica ignores its own.
+// - With Redis unreachable every port works uncoordinated (see redis-connection.ts).
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { InProcessBlobEvents, InProcessLeases, InProcessLocks, InProcessWindowCounters } from './in-process.js';
+import type { BlobEvent, BlobEvents, Coordinator, KeyedLocks, Lease, Leases, WindowCount, WindowCounters } from './ports.js';
+import { CoordinationError, RedisConnection, type RedisClient, type RedisConnectionOptions } from './redis-connection.js';
+
+const RENEW_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+// KEYS: counter. ARGV: change (1 or -1), window ms. +1 on no key opens the window (the key
+// expires with it); -1 never opens one, nor goes below 0. Returns {count, ms left} or {-1, 0}.
+const ADD_SCRIPT = `
+local change = tonumber(ARGV[1])
+if change < 0 and redis.call('exists', KEYS[1]) == 0 then return {-1, 0} end
+local n = redis.call('incrby', KEYS[1], change)
+if n < 0 then redis.call('set', KEYS[1], 0, 'KEEPTTL') n = 0 end
+if redis.call('pttl', KEYS[1]) < 0 then redis.call('pexpire', KEYS[1], ARGV[2]) end
+return {n, redis.call('pttl', KEYS[1])}`;
+const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+
+export interface RedisLockOptions {
+  /** A lock lapses this long after its holder stopped renewing it (a crashed replica). */
+  lockTtlMs?: number;
+  /** How long withLock waits for a lock held elsewhere before failing with LOCK_TIMEOUT. */
+  lockWaitMs?: number;
+}
+
+const DEFAULT_LOCK_TTL_MS = 10_000;
+const DEFAULT_LOCK_WAIT_MS = 30_000;
+const RETRY_MIN_MS = 5;
+const RETRY_MAX_MS = 100;
+
+/** Takes a lease in Redis; undefined when someone holds it. Throws when Redis is unreachable. */
+async function acquireRedisLease(connection: RedisConnection, key: string, ttlMs: number): Promise<Lease | undefined> {
+  const redisKey = connection.key(`lease:${key}`);
+  const token = `${connection.instanceId}:${randomUUID()}`;
+  const taken = await connection.client.set(redisKey, token, { condition: 'NX', expiration: { type: 'PX', value: ttlMs } });
+  if (taken !== 'OK') return undefined;
+  let released = false;
+  return {
+    key,
+    renew: async () => {
+      if (released) return false;
+      const renewed = await connection.client.eval(RENEW_SCRIPT, { keys: [redisKey], arguments: [token, String(ttlMs)] });
+      return renewed === 1;
+    },
+    release: async () => {
+      if (released) return;
+      await connection.client.eval(RELEASE_SCRIPT, { keys: [redisKey], arguments: [token] });
+      released = true;
+    },
+  };
+}
+
+export class RedisLeases implements Leases {
+  /** Used while Redis is unreachable: exclusive within this replica only. */
+  private readonly fallback = new InProcessLeases();
+
+  constructor(private readonly connection: RedisConnection) {}
+
+  async tryAcquire(key: string, ttlMs: number): Promise<Lease | undefined> {
+    try {
+      return await acquireRedisLease(this.connection, key, ttlMs);
+    } catch (error) {
+      this.connection.uncoordinated('leases', error, { lease: key });
+      return this.fallback.tryAcquire(key, ttlMs);
+    }
+  }
+}
+
+export class RedisLocks implements KeyedLocks {
+  private readonly local = new InProcessLocks();
+  private readonly ttlMs: number;
+  private readonly waitMs: number;
+
+  constructor(
+    private readonly connection: RedisConnection,
+    options: RedisLockOptions = {},
+  ) {
+    this.ttlMs = options.lockTtlMs ?? DEFAULT_LOCK_TTL_MS;
+    this.waitMs = options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS;
+  }
+
+  withLock<T>(key: string, work: () => Promise<T>): Promise<T> {
+    return this.local.withLock(key, async () => {
+      const lease = await this.acquire(key);
+      const renewal = lease ? setInterval(() => void this.renew(lease), this.ttlMs / 3) : undefined;
+      try {
+        return await work();
+      } finally {
+        clearInterval(renewal);
+        await lease?.release().catch((error: unknown) => this.connection.uncoordinated('locks', error, { lock: key, step: 'release' }));
+      }
+    });
+  }
+
+  /** The lock's lease; undefined when Redis is unreachable (the work runs under the local lock only). */
+  private async acquire(key: string): Promise<Lease | undefined> {
+    const deadline = Date.now() + this.waitMs;
+    let delay = RETRY_MIN_MS;
+    for (;;) {
+      let lease: Lease | undefined;
+      try {
+        lease = await acquireRedisLease(this.connection, `lock:${key}`, this.ttlMs);
+      } catch (error) {
+        this.connection.uncoordinated('locks', error, { lock: key });
+        return undefined;
+      }
+      if (lease) return lease;
+      if (Date.now() >= deadline) {
+        throw new CoordinationError('LOCK_TIMEOUT', `lock "${key}" still held by another replica after ${this.waitMs} ms`, { lock: key, waitedMs: this.waitMs });
+      }
+      // Jittered backoff: replicas waiting for one key do not retry in step.
+      await sleep(delay / 2 + Math.random() * (delay / 2));
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
+    }
+  }
+
+  private async renew(lease: Lease): Promise<void> {
+    try {
+      if (!(await lease.renew())) this.connection.log.error({ lock: lease.key }, 'a lock lapsed while its work was running (the work outlived its ttl); another replica may hold it now');
+    } catch (error) {
+      this.connection.uncoordinated('locks', error, { lock: lease.key, step: 'renew' });
+    }
+  }
+}
+
+const blobEventSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('committed'), digest: z.string(), size: z.number(), source: z.string() }),
+  z.strictObject({ type: z.literal('removed'), digest: z.string(), reason: z.enum(['evicted', 'collected']) }),
+]);
+const messageSchema = z.strictObject({ origin: z.string(), event: blobEventSchema });
+
+export class RedisBlobEvents implements BlobEvents {
+  private readonly local: InProcessBlobEvents;
+  private readonly channel: string;
+  private subscriber: RedisClient | undefined;
+
+  constructor(
+    private readonly connection: RedisConnection,
+    onListenerError: (error: unknown, event: BlobEvent) => void,
+  ) {
+    this.local = new InProcessBlobEvents(onListenerError);
+    this.channel = connection.key('events');
+  }
+
+  /** Subscribes to the other replicas' events (the client resubscribes after a reconnection). */
+  async start(): Promise<void> {
+    const subscriber = this.connection.duplicate();
+    this.subscriber = subscriber;
+    // Not awaited past start-up: with Redis away the subscriber connects when it returns.
+    const subscribing = subscriber
+      .connect()
+      .then(() => subscriber.subscribe(this.channel, (message) => this.received(message)))
+      .catch((error: unknown) => this.connection.uncoordinated('events', error, { step: 'subscribe' }));
+    if (this.connection.connected) await subscribing;
+  }
+
+  publish(event: BlobEvent): void {
+    this.local.publish(event);
+    const message = JSON.stringify({ origin: this.connection.instanceId, event });
+    this.connection.client.publish(this.channel, message).catch((error: unknown) => this.connection.uncoordinated('events', error, { event }));
+  }
+
+  subscribe(listener: (event: BlobEvent) => void): () => void {
+    return this.local.subscribe(listener);
+  }
+
+  close(): void {
+    if (this.subscriber?.isOpen) this.subscriber.destroy();
+  }
+
+  private received(text: string): void {
+    let parsed: z.infer<typeof messageSchema>;
+    try {
+      parsed = messageSchema.parse(JSON.parse(text));
+    } catch (error) {
+      this.connection.log.warn({ channel: this.channel, err: (error as Error).message }, 'ignored a malformed blob event from Redis');
+      return;
+    }
+    if (parsed.origin !== this.connection.instanceId) this.local.publish(parsed.event);
+  }
+}
+
+/** Counters as Redis keys that expire with their window: nothing to clean up, memory bounded by time. */
+export class RedisWindowCounters implements WindowCounters {
+  /** Used while Redis is unreachable: limits hold per replica only. */
+  private readonly fallback = new InProcessWindowCounters();
+
+  constructor(private readonly connection: RedisConnection) {}
+
+  async add(key: string, change: 1 | -1, windowMs: number): Promise<WindowCount | undefined> {
+    try {
+      const [count, remainingMs] = (await this.connection.client.eval(ADD_SCRIPT, { keys: [this.redisKey(key)], arguments: [String(change), String(windowMs)] })) as [number, number];
+      return count < 0 ? undefined : { count, remainingMs };
+    } catch (error) {
+      this.connection.uncoordinated('counters', error, { counter: key });
+      return this.fallback.add(key, change, windowMs);
+    }
+  }
+
+  async peek(key: string): Promise<WindowCount | undefined> {
+    try {
+      const redisKey = this.redisKey(key);
+      const [count, remainingMs] = await Promise.all([this.connection.client.get(redisKey), this.connection.client.pTTL(redisKey)]);
+      return count === null || remainingMs <= 0 ? undefined : { count: Number(count), remainingMs };
+    } catch (error) {
+      this.connection.uncoordinated('counters', error, { counter: key });
+      return this.fallback.peek(key);
+    }
+  }
+
+  private redisKey(key: string): string {
+    return this.connection.key(`counter:${key}`);
+  }
+}
+
+export interface RedisCoordinator extends Coordinator {
+  readonly connection: RedisConnection;
+}
+
+export interface RedisCoordinatorOptions extends RedisConnectionOptions, RedisLockOptions {
+  onListenerError?: (error: unknown, event: BlobEvent) => void;
+}
+
+export async function openRedisCoordinator(options: RedisCoordinatorOptions): Promise<RedisCoordinator> {
+  const connection = await RedisConnection.open(options);
+  const events = new RedisBlobEvents(connection, options.onListenerError ?? (() => undefined));
+  await events.start();
+  return {
+    connection,
+    locks: new RedisLocks(connection, options),
+    leases: new RedisLeases(connection),
+    events,
+    counters: new RedisWindowCounters(connection),
+    status: () => connection.status(),
+    close: async () => {
+      events.close();
+      await connection.close();
+    },
+  };
+}
