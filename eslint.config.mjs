@@ -28,6 +28,18 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
   },
   {
+    // The web page's script runs in the browser, as is (no build step, no types).
+    files: ['src/ui/static/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        ['document', 'window', 'location', 'navigator', 'sessionStorage', 'fetch', 'btoa', 'TextEncoder', 'URLSearchParams', 'Intl', 'Node', 'setInterval', 'clearInterval'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     files: ['scripts/**', 'bench/**'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
     rules: { 'no-console': 'off' },

@@ -27,6 +27,7 @@ const REQUIRED_TOOLS = {
   memcached: 'memcached',
   // The shared coordinator of several replicas (test/harness/redis.ts).
   'redis-server': 'redis-server',
+  chromium: 'chromium', // the web page's end-to-end test drives it (playwright-core)
 };
 const BENCH_TOOLS = {
   'docker-registry': 'docker-registry',

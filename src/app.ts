@@ -22,6 +22,7 @@ import { v2DisabledRoutes } from './api/v2/disabled.js';
 import { v2Routes } from './api/v2/routes.js';
 import { CachedRepositories } from './mirror/cached-repositories.js';
 import { RegistryError } from './protocol/errors.js';
+import { uiPlugin } from './ui/plugin.js';
 import type { Api } from './metrics/metrics.js';
 import type { JwtCodec } from './auth/jwt.js';
 import type { Services } from './services.js';
@@ -87,6 +88,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
 
   const cached = new CachedRepositories(services.metadata, services.blobs, services.router, services.policy);
   void app.register(operationsRoutes(services));
+  if (services.config.ui.enabled) void app.register(uiPlugin(services));
   if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services, cached)));
   if (services.config.api.v2) {
     void app.register(

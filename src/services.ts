@@ -13,6 +13,7 @@ import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
 import { Metrics } from './metrics/metrics.js';
+import { UpstreamActivity } from './ui/upstream-activity.js';
 import { InProcessCacheIndex } from './coordination/cache-index.js';
 import type { CacheIndex, Coordinator, PrivateContent } from './coordination/ports.js';
 import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
@@ -72,6 +73,8 @@ export interface Services {
   uploads: UploadSessions;
   inflight: InflightBlobs;
   metrics: Metrics;
+  /** Recent latency and last failure per upstream, as this replica saw them (the web page). */
+  upstreamActivity: UpstreamActivity;
   close(): Promise<void>;
 }
 
@@ -94,9 +97,10 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     hasCredentials: upstream.username !== undefined,
     cooldownMs: upstream.circuitBreaker.cooldown,
   });
+  const upstreamActivity = new UpstreamActivity();
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
-    const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream));
+    const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));
     const client = new CircuitBreakerUpstream(watched, {
       failures: upstream.circuitBreaker.failures,
       cooldownMs: upstream.circuitBreaker.cooldown,
@@ -110,7 +114,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => {
     // The same breaker as v2, around the same problem log.
     const v1 = speaksV1(upstream)
-      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics)), problemSubject(upstream)), {
+      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)), {
           failures: upstream.circuitBreaker.failures,
           cooldownMs: upstream.circuitBreaker.cooldown,
         })
@@ -209,6 +213,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     v1Router,
     uploads,
     metrics,
+    upstreamActivity,
     close: async () => {
       await uploads.close();
       await users?.close();
@@ -226,9 +231,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
 }
 
 /** Upstream client events into metrics. */
-function upstreamObserver(upstream: string, metrics: Metrics): UpstreamObserver {
+function upstreamObserver(upstream: string, metrics: Metrics, activity: UpstreamActivity): UpstreamObserver {
   return {
-    request: (kind, status, seconds) => metrics.upstreamRequest(upstream, kind, status, seconds),
+    request: (kind, status, seconds) => {
+      metrics.upstreamRequest(upstream, kind, status, seconds);
+      activity.request(upstream, kind, status, seconds);
+    },
     rateLimit: (remaining) => metrics.upstreamRateLimit(upstream, remaining),
     received: (bytes) => metrics.upstreamReceived(upstream, bytes),
   };

@@ -256,6 +256,8 @@ export const configSchema = z
         })
         .default({}),
     ),
+    // The read-only web page at /ui/ (and its JSON API under /ui/api/).
+    ui: section(z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true })),
     upstreams: section(z.array(upstreamSchema).default([])),
   })
   .superRefine((config, ctx) => {

@@ -43,10 +43,20 @@ export async function withMirror<T>(target: MirrorTarget, work: (client: Upstrea
     return withMirror({ url: running.address, credentials: target.credentials }, work);
   }
   const server = await startServer({ ...target.config, listen: '127.0.0.1:0' }, pino({ level: 'warn' }));
+  // Interrupted (Ctrl-C, a CI timeout): stop the server here, which aborts its fetches and
+  // removes their temp files, instead of dying with them left in the data directory.
+  const interrupted = (signal: NodeJS.Signals) => {
+    process.stderr.write(`longshore: ${signal}: stopping; partial downloads are removed\n`);
+    void server.stop().finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : 15)));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const client = clientFor(server.address, await target.credentials?.(server.address));
   try {
     return await work(client);
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     await client.close();
     await server.stop();
   }

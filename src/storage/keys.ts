@@ -18,6 +18,8 @@
 //   ├── provenance/<alg>/<hex>                        {<upstream>: repository}: who the mirror got it from
 //   ├── private/blobs/<alg>/<hex>                     {size}: private content (never evicted)
 //   ├── cache/access/<alg>/<2 hex>                    {<hex>: last access ms}: LRU order, by shard
+//   ├── catalog/repositories/<2 hex>                  {<name>: {kind, upstream, pulls, tags…}}: the web
+//   │                                                 page's repository list and pull counts, by shard
 //   └── v1/
 //       ├── images/<id>                               private v1 image records
 //       ├── repositories/<namespace>/<name>/
@@ -66,6 +68,10 @@ export const metadataKeys = {
   cacheAccessRoot: join('cache', 'access'),
   /** One record per algorithm and first two hex digits: 256 small records hold the LRU order. */
   cacheAccessShard: (digest: Digest) => join('cache', 'access', digest.algorithm, digest.hex.slice(0, 2)),
+
+  repositoryCatalogRoot: join('catalog', 'repositories'),
+  /** One record per two hex digits of sha256(name): 256 small records list every repository. */
+  repositoryCatalogShard: (shard: string) => join('catalog', 'repositories', shard),
 
   v1PrivateImages: join('v1', 'images'),
   v1MirroredImages: join('v1', 'mirror', 'images'),

@@ -17,9 +17,6 @@ import type { BlobStore } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { FsMetadataDriver } from './fs-metadata-driver.js';
 import { CoordinatedMetadataStore, type MetadataDriver, type MetadataStore } from './metadata-store.js';
-import { S3BlobStore } from './s3-blob-store.js';
-import { createS3Client } from './s3-client.js';
-import { S3MetadataDriver } from './s3-metadata-driver.js';
 
 export interface StoragePorts {
   blobs: BlobStore;
@@ -43,7 +40,7 @@ export async function openStorage(config: Config, log: Logger, options: OpenStor
     onListenerError: (error, event) => log.error({ err: error, event }, 'a blob event listener failed'),
   });
   const root = path.resolve(config.storage.path);
-  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? openS3(config, root) : openFs(root);
+  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? await openS3(config, root) : openFs(root);
   await blobs.init({ clearStaging: options.ownsStaging ?? true });
   const metadata = new CoordinatedMetadataStore(metadataDriver, coordinator.locks);
   const privateContent = new InProcessPrivateContent(metadata);
@@ -71,10 +68,19 @@ function openFs(root: string): Drivers {
   return { blobs: new FsBlobStore(root), metadataDriver: new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), closeDriver: () => undefined };
 }
 
-/** storage.driver "s3": blobs and records in the bucket, scratch files under storage.path. */
-function openS3(config: Config, scratchDir: string): Drivers {
+/**
+ * storage.driver "s3": blobs and records in the bucket, scratch files under storage.path. The
+ * driver and the AWS SDK are loaded only here: on the fs driver they would add most of a
+ * second to every start (and the SDK's Node version warning to its stderr).
+ */
+async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
   const s3 = config.storage.s3;
   if (s3 === undefined) throw new Error('storage.driver is "s3" but storage.s3 is not set'); // the schema refuses this already
+  const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }] = await Promise.all([
+    import('./s3-blob-store.js'),
+    import('./s3-client.js'),
+    import('./s3-metadata-driver.js'),
+  ]);
   const client = createS3Client(s3);
   const location = { client, bucket: s3.bucket, prefix: s3.prefix };
   return {

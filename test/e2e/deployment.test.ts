@@ -14,11 +14,13 @@ import { startForwardProxy } from '../harness/forward-proxy.js';
 import { pushDockerImage, pushDockerManifestList, type GeneratedImage } from '../harness/images.js';
 import { startLongshore, REPO_ROOT } from '../harness/longshore.js';
 import { MANIFEST_ACCEPT } from '../harness/registry-client.js';
+import { spawnProcess } from '../harness/processes.js';
 import { startRegistry, type RegistryHandle } from '../harness/registry.js';
 import { skopeo } from '../harness/skopeo.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { makePrivateCa, type PrivateCa } from '../harness/tls.js';
 import { startTlsNginx } from '../harness/tls-nginx.js';
+import { pollUntil } from '../harness/wait.js';
 import { runCli } from '../support/cli.js';
 import { onCleanup } from '../support/cleanup.js';
 import { writeHtpasswd } from '../support/users.js';
@@ -403,4 +405,23 @@ test('export --platform writes an index holding only the bundled manifests: skop
   await writeFile(config, JSON.stringify({ storage: { path: join(dir.path, 'site-data') }, upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] }));
   const imported = await runCli(['import', '--config', config, bundle]);
   assert.equal(imported.code, 0, imported.stderr);
+});
+
+test('an interrupted warm --config removes its temp files', async (t) => {
+  await pushDockerImage(registry.url, 'apps/slowwarm', 'v1', [4 * 1024 * 1024]);
+  const slow = await startCountingProxy(registry.url, { bytesPerSecond: 256 * 1024 });
+  onCleanup(t, () => slow.close());
+  const dir = await makeTempDir('warm-interrupted');
+  onCleanup(t, () => dir.remove());
+  const data = join(dir.path, 'data');
+  const config = join(dir.path, 'config.yaml');
+  await writeFile(config, JSON.stringify({ storage: { path: data }, upstreams: [{ name: 'hub', url: slow.url, hosts: ['registry.test'] }] }));
+  const warm = spawnProcess(process.execPath, ['--import', 'tsx', 'src/main.ts', 'warm', '--config', config, 'registry.test/apps/slowwarm:v1'], { cwd: REPO_ROOT });
+  onCleanup(t, () => warm.kill9());
+  const tmp = join(data, 'tmp');
+  await pollUntil(async () => (await readdir(tmp).catch(() => [])).length > 0, { timeoutMs: 30_000, what: 'a download in progress', abortReason: () => (warm.exitStatus() ? warm.describe() : undefined) });
+  warm.child.kill('SIGINT');
+  const status = await warm.exited;
+  assert.equal(status.code, 130);
+  assert.deepEqual(await readdir(tmp), [], 'no temp file left behind');
 });

@@ -1,0 +1,272 @@
+// The web page: /ui/ (one static page and its script), its JSON API under /ui/api/, the
+// redirect of a browser's GET /, and the hook that counts pulls for it.
+//
+// The page renders in the browser from the JSON API because the login token lives in the
+// browser session (sessionStorage), as the registry token protocol hands it out: a plain
+// navigation carries no token, a fetch() from the script does.
+import { readFileSync } from 'node:fs';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { sendRegistryError } from '../api/errors.js';
+import { parseDigest } from '../protocol/digest.js';
+import { RegistryError } from '../protocol/errors.js';
+import { isValidRepositoryName } from '../protocol/reference.js';
+import { TOKEN_SERVICE, type Services } from '../services.js';
+import type { MirrorTarget, RoutableUpstream } from '../mirror/router.js';
+import { metadataKeys } from '../storage/keys.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import { UiQueryService, MAX_PER_PAGE, type Viewer } from './query-service.js';
+import { RepositoryCatalog, type RepositoryOrigin } from './repository-catalog.js';
+import { TrafficHistory } from './traffic.js';
+import { upstreamStatuses } from './upstream-status.js';
+
+const STATIC_FILES = {
+  'index.html': 'text/html; charset=utf-8',
+  'app.js': 'text/javascript; charset=utf-8',
+  'style.css': 'text/css; charset=utf-8',
+} as const;
+
+// Nothing the page loads may come from elsewhere: no CDN, no fonts, no third-party script.
+const CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
+
+const V2_MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+const V1_TAG_PATH = /^\/v1\/repositories\/(.+)\/tags\/([^/]+)$/;
+const V1_IMAGES_PATH = /^\/v1\/repositories\/(.+)\/images$/;
+
+/** A request that pulled or pushed a repository: what the catalog counts. */
+export interface RepositoryActivity {
+  api: 'v1' | 'v2';
+  action: 'pull' | 'push';
+  name: string;
+  /** The tag pulled; undefined for a pull by digest (v2) or of the image list (v1). */
+  tag: string | undefined;
+}
+
+/**
+ * Pulls: a v2 manifest GET (by tag, or by digest, which only moves "last pulled"), a v1 tag
+ * lookup, a v1 image list (the start of every v1 pull). Pushes: a v2 manifest PUT. Only
+ * successful answers count; HEAD never does.
+ */
+export function repositoryActivity(method: string, url: string, status: number): RepositoryActivity | undefined {
+  const path = url.split('?')[0] ?? '';
+  const v2 = V2_MANIFEST_PATH.exec(path);
+  if (v2) {
+    const [, name = '', reference = ''] = v2;
+    if (method === 'GET' && status === 200) return { api: 'v2', action: 'pull', name, tag: reference.includes(':') ? undefined : reference };
+    if (method === 'PUT' && status === 201) return { api: 'v2', action: 'push', name, tag: reference.includes(':') ? undefined : reference };
+    return undefined;
+  }
+  if (method !== 'GET' || status !== 200) return undefined;
+  const v1Tag = V1_TAG_PATH.exec(path);
+  if (v1Tag) return { api: 'v1', action: 'pull', name: v1Tag[1] ?? '', tag: v1Tag[2] };
+  const v1Images = V1_IMAGES_PATH.exec(path);
+  if (v1Images) return { api: 'v1', action: 'pull', name: v1Images[1] ?? '', tag: undefined };
+  return undefined;
+}
+
+const pageQuery = {
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
+  perPage: z.coerce.number().int().min(1).max(MAX_PER_PAGE).default(50),
+};
+const repositoriesQuery = z.strictObject({ ...pageQuery, q: z.string().max(256).optional(), kind: z.enum(['mirrored', 'private']).optional() });
+const repositoryQuery = z.strictObject({ ...pageQuery, name: z.string() });
+const imageQuery = z.strictObject({ name: z.string(), digest: z.string() });
+
+function loadStaticFiles(): Map<string, Buffer> {
+  const directory = new URL('./static/', import.meta.url);
+  const files = new Map<string, Buffer>();
+  for (const name of Object.keys(STATIC_FILES)) {
+    try {
+      files.set(name, readFileSync(new URL(name, directory)));
+    } catch (error) {
+      throw new Error(`web page file ${name} is missing from ${directory.pathname} (npm run build copies src/ui/static): ${(error as Error).message}`, { cause: error });
+    }
+  }
+  return files;
+}
+
+export function uiPlugin(services: Services): FastifyPluginCallback {
+  const plugin: FastifyPluginCallback = (app, _options, done) => {
+    const files = loadStaticFiles();
+    const catalog = new RepositoryCatalog(services.metadata, { log: app.log });
+    const traffic = new TrafficHistory(services.metrics.registry);
+    const query = new UiQueryService({
+      catalog,
+      metadata: services.metadata,
+      manifests: services.manifests,
+      blobs: services.blobs,
+      cache: services.cacheIndex,
+      traffic,
+      inflightFetches: () => services.inflight.count,
+      cacheMaxBytes: services.config.storage.cache.maxBytes,
+      mayPull: (user, repository) => services.access.policy.allowedActions(user, repository).includes('pull'),
+    });
+
+    app.addHook('onReady', () => {
+      // In the background: a big store takes a while to walk, and the page works meanwhile.
+      void catalog.reconcile(storedRepositories(services)).then(
+        (added) => app.log.info({ added }, 'repository catalog reconciled with the store'),
+        (error: unknown) => app.log.warn({ err: (error as Error).message }, 'repository catalog: reconcile failed'),
+      );
+      return Promise.resolve();
+    });
+    app.addHook('onClose', async () => {
+      traffic.close();
+      await catalog.close();
+    });
+    // Pulls and pushes of every route (this plugin shares the app's scope, see below).
+    app.addHook('onResponse', (request, reply, hookDone) => {
+      recordActivity(services, catalog, request, reply.statusCode);
+      hookDone();
+    });
+
+    app.get('/', (request, reply) => {
+      if (!(request.headers.accept ?? '').includes('text/html')) return reply.callNotFound();
+      return reply.redirect('/ui/', 302);
+    });
+    app.get('/ui', (_request, reply) => reply.redirect('/ui/', 301));
+    app.get('/ui/', (_request, reply) => sendStatic(reply, files, 'index.html'));
+    app.get('/ui/:file', (request, reply) => {
+      const { file } = request.params as { file: string };
+      if (!(file in STATIC_FILES) || file === 'index.html') return sendRegistryError(reply, new RegistryError('NAME_UNKNOWN', `no such page file: ${file}`, { status: 404 }));
+      return sendStatic(reply, files, file as keyof typeof STATIC_FILES);
+    });
+
+    app.get('/ui/api/session', (request, reply) => {
+      const viewer = viewerOf(services, request);
+      return reply.send({
+        user: viewer.user ?? null,
+        anonymousPull: services.config.auth.anonymousPull,
+        loginAvailable: services.users !== undefined,
+        registryHost: services.config.publicUrl ? new URL(services.config.publicUrl).host : (request.headers.host ?? ''),
+      });
+    });
+    app.get('/ui/api/overview', async (request, reply) => reply.send(await query.overview(mirrorViewer(services, request))));
+    app.get('/ui/api/upstreams', async (request, reply) => {
+      mirrorViewer(services, request);
+      const statuses = await upstreamStatuses({
+        upstreams: services.config.upstreams,
+        clientByName: (name) => services.router.byName(name) ?? services.v1Router.byName(name)?.v1,
+        activity: services.upstreamActivity,
+        registry: services.metrics.registry,
+      });
+      return reply.send({ upstreams: statuses });
+    });
+    app.get('/ui/api/repositories', async (request, reply) => {
+      const viewer = viewerOf(services, request);
+      const { q, kind, page, perPage } = parseQuery(repositoriesQuery, request.query);
+      return reply.send(await query.repositories(viewer, { query: q, kind, page, perPage }));
+    });
+    app.get('/ui/api/repository', async (request, reply) => {
+      const viewer = viewerOf(services, request);
+      const { name, page, perPage } = parseQuery(repositoryQuery, request.query);
+      const repository = await query.repository(viewer, validName(name), { page, perPage });
+      if (!repository) throw unknownRepository(name);
+      return reply.send(repository);
+    });
+    app.get('/ui/api/image', async (request, reply) => {
+      const viewer = viewerOf(services, request);
+      const { name, digest } = parseQuery(imageQuery, request.query);
+      try {
+        parseDigest(digest);
+      } catch {
+        throw new RegistryError('DIGEST_INVALID', `not a digest: ${digest}`, { detail: { digest } });
+      }
+      const image = await query.image(viewer, validName(name), digest);
+      if (!image) throw new RegistryError('MANIFEST_UNKNOWN', `no manifest ${digest} in ${name} (or you may not see it)`, { detail: { name, digest } });
+      return reply.send(image);
+    });
+    done();
+  };
+  // Shares the enclosing scope (like fastify-plugin), so the pull-counting hook sees the v1
+  // and v2 routes registered beside it; its routes are all under /ui/ and / anyway.
+  (plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
+  return plugin;
+}
+
+function sendStatic(reply: FastifyReply, files: Map<string, Buffer>, name: keyof typeof STATIC_FILES): FastifyReply {
+  return reply
+    .header('content-type', STATIC_FILES[name])
+    .header('content-security-policy', CONTENT_SECURITY_POLICY)
+    .header('x-content-type-options', 'nosniff')
+    .header('cache-control', 'no-cache')
+    .send(files.get(name));
+}
+
+function parseQuery<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue?.path.join('.') ?? '';
+  throw new RegistryError('UNSUPPORTED', `bad query parameter ${field ? `"${field}"` : ''}: ${issue?.message ?? 'invalid'}`, { status: 400, detail: { parameter: field } });
+}
+
+function validName(name: string): string {
+  if (!isValidRepositoryName(name)) throw new RegistryError('NAME_INVALID', `not a repository name: ${name}`, { detail: { name } });
+  return name;
+}
+
+function unknownRepository(name: string): RegistryError {
+  // The same answer whether it does not exist or the viewer may not see it: no probing.
+  return new RegistryError('NAME_UNKNOWN', `no repository ${name} (or you may not see it: log in)`, { detail: { name } });
+}
+
+/** The user of a token this mirror issued (the login form's), or anonymous. */
+function viewerOf(services: Services, request: FastifyRequest): Viewer {
+  const header = request.headers.authorization;
+  if (!header) return { user: undefined };
+  const [scheme, token = ''] = header.split(/\s+/, 2);
+  const claims = scheme?.toLowerCase() === 'bearer' ? services.tokens.verify(token) : undefined;
+  if (!claims || claims.aud !== TOKEN_SERVICE) throw new RegistryError('UNAUTHORIZED', 'invalid or expired token: log in again');
+  return { user: claims.sub === '' ? undefined : claims.sub };
+}
+
+/** Overview and upstreams describe mirrored content: only for those who may pull it. */
+function mirrorViewer(services: Services, request: FastifyRequest): Viewer {
+  const viewer = viewerOf(services, request);
+  if (viewer.user === undefined && !services.config.auth.anonymousPull) throw new RegistryError('UNAUTHORIZED', 'this mirror is for its users only: log in');
+  return viewer;
+}
+
+/** Where a client-facing name lives: a private repository, or a mirrored one at its upstream. */
+function originOf(services: Services, activity: RepositoryActivity, namespace: string | undefined): { name: string; origin: RepositoryOrigin } | undefined {
+  const { name } = activity;
+  if (services.policy.isPrivate(name)) return { name, origin: { kind: 'private', repository: name } };
+  const router: { resolve(name: string, namespace: string | undefined): MirrorTarget<RoutableUpstream> | undefined; defaultUpstream: RoutableUpstream | undefined } =
+    activity.api === 'v1' ? services.v1Router : services.router;
+  const target = router.resolve(name, namespace);
+  if (!target) return undefined;
+  const clientName = target.upstream.name === router.defaultUpstream?.name ? target.repository : `${target.upstream.name}/${target.repository}`;
+  return { name: clientName, origin: { kind: 'mirrored', upstream: target.upstream.name, repository: target.repository } };
+}
+
+function recordActivity(services: Services, catalog: RepositoryCatalog, request: FastifyRequest, status: number): void {
+  const activity = repositoryActivity(request.method, request.url, status);
+  if (!activity) return;
+  const namespace = (request.query as { ns?: unknown } | undefined)?.ns;
+  const where = originOf(services, activity, typeof namespace === 'string' ? namespace : undefined);
+  if (!where) return;
+  if (activity.action === 'pull') catalog.recordPull(where.name, where.origin, activity.tag);
+  else catalog.note(where.name, where.origin);
+}
+
+/** Every repository with tag records in the store, by client-facing name (for reconcile). */
+async function* storedRepositories(services: Services): AsyncIterable<{ name: string; origin: RepositoryOrigin }> {
+  for (const upstream of services.router.upstreams) {
+    for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.mirrorRoot, upstream.name], [])) {
+      const name = upstream === services.router.defaultUpstream ? repository : `${upstream.name}/${repository}`;
+      if (isValidRepositoryName(name) && !services.policy.isPrivate(name)) yield { name, origin: { kind: 'mirrored', upstream: upstream.name, repository } };
+    }
+  }
+  for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.localRoot], [])) {
+    if (isValidRepositoryName(repository)) yield { name: repository, origin: { kind: 'private', repository } };
+  }
+}
+
+async function* repositoriesUnder(metadata: MetadataStore, root: string[], path: string[]): AsyncIterable<string> {
+  const entries = await metadata.list([...root, ...path].join('/'));
+  if (path.length > 0 && entries.includes('_tags')) yield path.join('/');
+  for (const entry of entries) {
+    if (!entry.startsWith('_')) yield* repositoriesUnder(metadata, root, [...path, entry]);
+  }
+}
