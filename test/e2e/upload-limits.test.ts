@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { request } from 'undici';
+import { Agent, request, setGlobalDispatcher } from 'undici';
 import { sha256Digest } from '../harness/digests.js';
 import { uploadBlob } from '../harness/registry-client.js';
 import { startRegistry } from '../harness/registry.js';
@@ -16,6 +16,10 @@ import { makeTempDir } from '../harness/tmp.js';
 import { onCleanup } from '../support/cleanup.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 import { writeHtpasswd } from '../support/users.js';
+
+// One test sets http.bodyIdleTimeout to 1 s, which also closes idle keep-alive connections:
+// never reuse one that idled longer than that (a race with the server's close, not the point).
+setGlobalDispatcher(new Agent({ keepAliveTimeout: 200, keepAliveMaxTimeout: 200 }));
 
 const ALICE = `Basic ${Buffer.from('alice:wonderland').toString('base64')}`;
 const BOB = `Basic ${Buffer.from('bob:builder').toString('base64')}`;
