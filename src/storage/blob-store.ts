@@ -2,6 +2,7 @@
 // Drivers implement this interface; `test/support/blob-store-contract.ts` is the contract
 // every driver must pass.
 import type { Readable, Writable } from 'node:stream';
+import type { Hash } from 'node:crypto';
 import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
 
 // 512 KiB reads: with the 64 KiB default, serving large layers is dominated by per-chunk
@@ -104,6 +105,24 @@ export class SizeMismatchError extends Error {
     super(`size mismatch for ${digest}: expected ${expectedSize} bytes, got ${actualSize}`);
     this.name = 'SizeMismatchError';
   }
+}
+
+/**
+ * The one check every driver's writer makes before anything is published: the bytes written
+ * hash to the expected digest and count to the expected size. Returns the digest they hash to,
+ * or the error to abort with.
+ */
+export function checkWritten(
+  hash: Hash,
+  algorithm: DigestAlgorithm,
+  written: number,
+  expected: { label: string; digest: Digest | undefined; size: number | undefined },
+): { digest: Digest } | { error: Error } {
+  const hex = hash.digest('hex');
+  const digest: Digest = { algorithm, hex, text: `${algorithm}:${hex}` };
+  if (expected.size !== undefined && expected.size !== written) return { error: new SizeMismatchError(expected.label, expected.size, written) };
+  if (expected.digest && digest.text !== expected.digest.text) return { error: new DigestMismatchError(expected.digest.text, digest.text, written) };
+  return { digest };
 }
 
 /** A committed blob as listing finds it. */

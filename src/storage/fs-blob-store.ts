@@ -11,8 +11,7 @@ import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/d
 import { deferred } from '../util/deferred.js';
 import {
   READ_CHUNK_BYTES,
-  DigestMismatchError,
-  SizeMismatchError,
+  checkWritten,
   type BlobHandle,
   type BlobStore,
   type BlobWriter,
@@ -429,16 +428,12 @@ class FsBlobWriter implements BlobWriter {
       await this.abort();
       throw error;
     }
-    const hex = this.hash.digest('hex');
-    const actual: Digest = { algorithm: this.algorithm, hex, text: `${this.algorithm}:${hex}` };
-    if (expectedSize !== undefined && expectedSize !== this.accepted) {
+    const checked = checkWritten(this.hash, this.algorithm, this.accepted, { label: this.label, digest: this.expected, size: expectedSize });
+    if ('error' in checked) {
       await this.abort();
-      throw new SizeMismatchError(this.label, expectedSize, this.accepted);
+      throw checked.error;
     }
-    if (this.expected && actual.text !== this.expected.text) {
-      await this.abort();
-      throw new DigestMismatchError(this.expected.text, actual.text, this.accepted);
-    }
+    const actual = checked.digest;
     this.verified = actual;
     return actual;
   }

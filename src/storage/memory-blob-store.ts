@@ -6,9 +6,8 @@ import type { Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import {
-  DigestMismatchError,
+  checkWritten,
   READ_CHUNK_BYTES,
-  SizeMismatchError,
   type BlobHandle,
   type BlobStore,
   type BlobWriter,
@@ -185,16 +184,12 @@ class MemoryBlobWriter implements BlobWriter {
   async verify(expectedSize?: number): Promise<Digest> {
     if (this.verified) return this.verified;
     if (this.state !== 'open') throw new Error(`verify after ${this.state} for ${this.label}`);
-    const hex = this.hash.digest('hex');
-    const actual: Digest = { algorithm: this.algorithm, hex, text: `${this.algorithm}:${hex}` };
-    if (expectedSize !== undefined && expectedSize !== this.written) {
+    const checked = checkWritten(this.hash, this.algorithm, this.written, { label: this.label, digest: this.expected, size: expectedSize });
+    if ('error' in checked) {
       await this.abort();
-      throw new SizeMismatchError(this.label, expectedSize, this.written);
+      throw checked.error;
     }
-    if (this.expected && actual.text !== this.expected.text) {
-      await this.abort();
-      throw new DigestMismatchError(this.expected.text, actual.text, this.written);
-    }
+    const actual = checked.digest;
     this.verified = actual;
     return actual;
   }
