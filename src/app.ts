@@ -6,7 +6,6 @@ import type { FastifyPluginCallback } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
 import { rejectRepeatedQueryParams } from './api/query-params.js';
-import { runWithClientAddress } from './auth/client-address.js';
 import { requestBodyMemory } from './util/read-bounded.js';
 import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
@@ -77,7 +76,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         'request',
       );
     });
-    runWithClientAddress(request.ip, done); // for the failed-login limits
+    done();
   });
 
   app.addHook('onRequest', rejectRepeatedQueryParams);

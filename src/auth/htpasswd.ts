@@ -23,7 +23,6 @@ import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
 import type { UserVerifier } from './policy.js';
 import { BcryptPool } from './bcrypt-pool.js';
-import { currentClientAddress } from './client-address.js';
 import type { LoginLimiter } from './login-limiter.js';
 
 // The file is looked at no more often than this (a stat per request is wasted work).
@@ -171,8 +170,7 @@ export class HtpasswdUsers implements UserVerifier {
     return run;
   }
 
-  async verify(username: string, password: string): Promise<boolean> {
-    const address = currentClientAddress();
+  async verify(username: string, password: string, address?: string): Promise<boolean> {
     const limiter = this.options.limiter;
     // Before any work: a client or a name over its failure limit costs nothing more.
     await limiter?.begin(address, username);

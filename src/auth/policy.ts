@@ -15,7 +15,8 @@ export type Action = 'pull' | 'push' | 'delete';
 
 export interface UserVerifier {
   /** True when the user exists and the password is right. */
-  verify(username: string, password: string): Promise<boolean>;
+  /** `clientAddress`: where the request came from, for the failed-login limits. */
+  verify(username: string, password: string, clientAddress?: string): Promise<boolean>;
   /** False for accounts that may only pull (self-registered, auth.signupAccess: pull). */
   mayPush?(username: string): boolean;
 }
@@ -26,12 +27,12 @@ export function userMayPush(users: UserVerifier | undefined, username: string): 
 }
 
 /** The user named by `Basic` credentials (the base64 part), when they are valid. Both APIs use it. */
-export async function verifyBasic(users: UserVerifier | undefined, credentials: string): Promise<string | undefined> {
+export async function verifyBasic(users: UserVerifier | undefined, credentials: string, clientAddress: string | undefined): Promise<string | undefined> {
   const decoded = Buffer.from(credentials, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon <= 0 || !users) return undefined;
   const name = decoded.slice(0, colon);
-  return (await users.verify(name, decoded.slice(colon + 1))) ? name : undefined;
+  return (await users.verify(name, decoded.slice(colon + 1), clientAddress)) ? name : undefined;
 }
 
 /** First path component in `private.namespaces`: stored here, never mirrored. */

@@ -47,14 +47,14 @@ export class V1Access {
   ) {}
 
   /** Who is asking. Wrong Basic credentials are a 401 at once; unknown tokens are `foreign`. */
-  async identify(headers: IncomingHttpHeaders): Promise<V1Identity> {
+  async identify(headers: IncomingHttpHeaders, clientAddress?: string): Promise<V1Identity> {
     const header = headers.authorization;
     if (!header) return { kind: 'anonymous' };
     const scheme = /^\s*(\S+)\s*(.*)$/.exec(header);
     const kind = scheme?.[1]?.toLowerCase();
     const value = scheme?.[2] ?? '';
     if (kind === 'basic') {
-      const name = await verifyBasic(this.users, value);
+      const name = await verifyBasic(this.users, value, clientAddress);
       if (name !== undefined) return { kind: 'user', name };
       throw new V1Error(401, 'Wrong login/password, please try again', { 'www-authenticate': 'Basic realm="longshore",Token' });
     }

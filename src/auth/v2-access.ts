@@ -15,6 +15,8 @@ export interface AccessRequest {
   headers: IncomingHttpHeaders;
   /** Base URL the client used (publicUrl, or scheme + Host), for challenges. */
   baseUrl: string;
+  /** The client's address (fastify's request.ip), for the failed-login limits. */
+  clientAddress?: string;
 }
 
 export interface AccessControl {
@@ -91,7 +93,7 @@ export class RegistryAccess implements AccessControl {
     if (!header) return { kind: 'anonymous' };
     const [scheme, value = ''] = header.split(/\s+/, 2);
     if (scheme?.toLowerCase() === 'basic') {
-      const name = await verifyBasic(this.users, value);
+      const name = await verifyBasic(this.users, value, request.clientAddress);
       if (name !== undefined) return { kind: 'user', name };
       throw this.challenge(request, undefined, 'invalid username or password');
     }

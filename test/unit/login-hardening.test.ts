@@ -9,7 +9,6 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import bcrypt from 'bcryptjs';
 import { BcryptPool } from '../../src/auth/bcrypt-pool.js';
-import { runWithClientAddress } from '../../src/auth/client-address.js';
 import { HtpasswdUsers } from '../../src/auth/htpasswd.js';
 import { LoginLimiter } from '../../src/auth/login-limiter.js';
 import { RegistryError } from '../../src/protocol/errors.js';
@@ -22,10 +21,6 @@ async function usersFile(t: { after(fn: () => Promise<void>): void }, users: Rec
   const file = path.join(dir.path, 'htpasswd');
   await writeHtpasswd(file, users);
   return file;
-}
-
-function inContext<T>(address: string, fn: () => Promise<T>): Promise<T> {
-  return new Promise((resolve, reject) => runWithClientAddress(address, () => void fn().then(resolve, reject)));
 }
 
 test('bcrypt runs off the event loop: 12 cost-10 checks leave it idle most of the time', async (t) => {
@@ -87,12 +82,12 @@ test('failed logins are limited per client address, whatever names it tries', as
   const users = new HtpasswdUsers(file, { limiter: new LoginLimiter({ perAddress: 4, perUser: 0, windowMs: 60_000 }) });
   t.after(() => users.close());
   await users.refresh();
-  for (let i = 0; i < 4; i++) assert.equal(await inContext('10.0.0.1', () => users.verify(`name${i}`, 'guess')), false);
+  for (let i = 0; i < 4; i++) assert.equal(await users.verify(`name${i}`, 'guess', '10.0.0.1'), false);
   await assert.rejects(
-    inContext('10.0.0.1', () => users.verify('alice', 'right-password')),
+    users.verify('alice', 'right-password', '10.0.0.1'),
     (error: RegistryError) => error.status === 429,
   );
-  assert.equal(await inContext('10.0.0.2', () => users.verify('alice', 'right-password')), true, 'another address is not affected');
+  assert.equal(await users.verify('alice', 'right-password', '10.0.0.2'), true, 'another address is not affected');
 });
 
 test('an unknown user costs the same bcrypt work as a real entry: the dummy hash has the entries\' cost', async (t) => {
@@ -174,10 +169,10 @@ test('a burst of concurrent guesses cannot slip past the limit while their check
   const users = new HtpasswdUsers(file, { pool: counting, limiter: new LoginLimiter({ perAddress: 5, perUser: 0, windowMs: 60_000 }) });
   t.after(() => users.close());
   await users.refresh();
-  const outcomes = await inContext('10.0.0.9', () => Promise.allSettled(Array.from({ length: 50 }, (_, i) => users.verify(`name${i}`, 'guess'))));
+  const outcomes = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => users.verify(`name${i}`, 'guess', '10.0.0.9')));
   assert.equal(outcomes.filter((o) => o.status === 'rejected').length, 45);
   assert.equal(compared, 5, 'only the guesses under the limit cost a bcrypt check');
   // A right password does not count as a failure.
   const other = '10.0.0.10';
-  for (let i = 0; i < 8; i++) assert.equal(await inContext(other, () => users.verify('alice', 'right-password')), true);
+  for (let i = 0; i < 8; i++) assert.equal(await users.verify('alice', 'right-password', other), true);
 });
