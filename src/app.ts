@@ -2,6 +2,7 @@
 // its dependencies and never creates the Fastify instance or listens; server.ts owns the
 // instance's options, the listener, TLS and shutdown, and tests register it on an instance of
 // their own and drive it with inject().
+import type { Logger } from 'pino';
 import type { FastifyPluginCallback } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
@@ -59,6 +60,8 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
       // Probes and scrapes arrive every few seconds from the orchestrator and would drown the
       // log: they are logged at debug.
       const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') ? 'debug' : 'info';
+      // The line costs a token check for authenticated requests: build it only when it is written.
+      if (!(request.log as Logger).isLevelEnabled(level)) return; // fastify's logger is pino's
       request.log[level](
         {
           method: request.method,
