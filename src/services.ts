@@ -183,11 +183,13 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tracker: cacheIndex,
     isPrivate: (digest) => privateContent.has(digest),
     provenance,
+    locks: coordinator.locks,
   });
   const v1Mirror = new V1PullThrough(metadata, blobs, mirror, log, {
     offline: config.offline,
     upstreamByName: (name) => v1Router.byName(name),
     provenance,
+    locks: coordinator.locks,
   });
   return {
     config,
