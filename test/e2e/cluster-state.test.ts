@@ -3,11 +3,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import path from 'node:path';
+import { createClient } from 'redis';
 import { request } from 'undici';
 import { CircuitBreakerUpstream } from '../../src/upstream/circuit-breaker.js';
 import { UpstreamError } from '../../src/upstream/errors.js';
 import type { UpstreamRegistry } from '../../src/upstream/upstream.js';
 import { sha256Digest } from '../harness/digests.js';
+import { putManifest, uploadBlob } from '../harness/registry-client.js';
+import { makeTempDir } from '../harness/tmp.js';
+import { writeHtpasswd } from '../support/users.js';
 import { startFakeUpstream } from '../harness/fake-upstream.js';
 import { startRedis, type RedisHandle } from '../harness/redis.js';
 import { disposeSharedSwift, s3StorageConfig, sharedSwift } from '../harness/swift.js';
@@ -188,5 +193,120 @@ void describe('tag freshness across replicas', () => {
     for (const replica of replicas) await pull(replica);
     assert.equal(tagRequests('HEAD'), 2, 'one after the other: the second and third replica take the refresh of the first');
     assert.equal(tagRequests('GET'), 1);
+  });
+});
+
+void describe('lose Redis, lose nothing', () => {
+  it('while Redis is away replicas serve from the bucket and fetch misses uncoordinated; with Redis flushed and every replica restarted on an empty scratch directory, the upstream down, everything pulled or pushed before still pulls, stale tags included', async (t) => {
+    const work = await makeTempDir('lose-redis');
+    onCleanup(t, () => work.remove());
+    const htpasswd = path.join(work.path, 'htpasswd');
+    await writeHtpasswd(htpasswd, { alice: 'wonderland' });
+    const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+    const upstream = await startFakeUpstream();
+    let upstreamRunning = true;
+    onCleanup(t, () => (upstreamRunning ? upstream.close() : undefined));
+    const tagTtlMs = 300;
+    const storage = await s3StorageConfig(await sharedSwift());
+    const config = {
+      storage,
+      cluster: { redis: running().url, advertiseUrl: 'http://127.0.0.1:1' },
+      auth: { secret: SECRET, htpasswd },
+      private: { namespaces: ['corp'] },
+      upstreams: [{ name: 'fake', url: upstream.url, default: true, tagTtl: tagTtlMs }],
+    };
+    const startReplicas = async () => {
+      const started: InProcessLongshore[] = [];
+      for (let i = 0; i < 3; i += 1) {
+        const replica = await startInProcess(config); // a new, empty scratch directory each time
+        onCleanup(t, () => replica.stop());
+        started.push(replica);
+      }
+      return started;
+    };
+    const image = (name: string) => {
+      const layer = randomBytes(200 * 1024);
+      const configBlob = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', name }));
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256Digest(configBlob), size: configBlob.length },
+          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256Digest(layer), size: layer.length }],
+        }),
+      );
+      return { blobs: [layer, configBlob], manifest, digest: sha256Digest(manifest) };
+    };
+    const pullImage = async (replica: InProcessLongshore, repository: string, tag: string, expected: ReturnType<typeof image>, headers: Record<string, string> = {}) => {
+      const manifest = await request(`${replica.url}/v2/${repository}/manifests/${tag}`, { headers: { ...headers, accept: OCI_MANIFEST } });
+      const bytes = Buffer.from(await manifest.body.arrayBuffer());
+      assert.equal(manifest.statusCode, 200, `${repository}:${tag} on ${replica.url}: ${bytes.toString()}`);
+      assert.equal(sha256Digest(bytes), expected.digest);
+      for (const blob of expected.blobs) {
+        const response = await request(`${replica.url}/v2/${repository}/blobs/${sha256Digest(blob)}`, { headers });
+        assert.equal(response.statusCode, 200);
+        assert.ok(Buffer.from(await response.body.arrayBuffer()).equals(blob), `${repository} blob on ${replica.url}`);
+      }
+    };
+    const scrape = async (replica: InProcessLongshore) => (await request(`${replica.url}/metrics`)).body.text();
+
+    // Pulled through one replica, read through the others; pushed through another.
+    let replicas = await startReplicas();
+    const mirrored = image('mirrored');
+    for (const blob of mirrored.blobs) upstream.setBlob(sha256Digest(blob), blob);
+    upstream.setManifest('app', 'v1', mirrored.manifest, OCI_MANIFEST);
+    for (const replica of replicas) await pullImage(replica, 'app', 'v1', mirrored);
+    const pushed = image('pushed');
+    for (const blob of pushed.blobs) await uploadBlob(replicas[1]!.url, 'corp/own', sha256Digest(blob), blob, basic);
+    assert.equal(await putManifest(replicas[1]!.url, 'corp/own', 'v1', pushed.manifest, OCI_MANIFEST, basic), pushed.digest);
+    for (const replica of replicas) await pullImage(replica, 'corp/own', 'v1', pushed, basic);
+
+    // Redis away: hits from the bucket, a miss fetched uncoordinated (counted and logged).
+    await running().stop();
+    for (const replica of replicas) {
+      await pollUntil(async () => metricValue(await scrape(replica), 'longshore_coordination_connected', { mode: 'redis' }) === 0, { timeoutMs: 5000, what: 'Redis seen gone' });
+    }
+    for (const replica of replicas) {
+      await pullImage(replica, 'app', 'v1', mirrored);
+      await pullImage(replica, 'corp/own', 'v1', pushed, basic);
+    }
+    const duringOutage = image('during the outage');
+    for (const blob of duringOutage.blobs) upstream.setBlob(sha256Digest(blob), blob);
+    upstream.setManifest('app', 'v2', duringOutage.manifest, OCI_MANIFEST);
+    await pullImage(replicas[2]!, 'app', 'v2', duringOutage);
+    assert.ok(metricValue(await scrape(replicas[2]!), 'longshore_coordination_uncoordinated_total', { port: 'leases' }) >= 1, 'the uncoordinated fetches are counted');
+    assert.ok(replicas[2]!.logs.some((line) => line.level === 40 && String(line.msg).startsWith('Redis unreachable')), 'and logged');
+
+    // An empty Redis comes back: the replicas coordinate again.
+    await running().start();
+    for (const replica of replicas) {
+      await pollUntil(async () => metricValue(await scrape(replica), 'longshore_coordination_connected', { mode: 'redis' }) === 1, { timeoutMs: 10_000, what: 'Redis seen back' });
+    }
+
+    // Redis flushed, every replica restarted on an empty scratch directory, the upstream down.
+    for (const replica of replicas) await replica.stop();
+    const client = createClient({ url: running().url });
+    await client.connect();
+    await client.flushAll();
+    assert.equal(await client.dbSize(), 0);
+    client.destroy();
+    await upstream.close();
+    upstreamRunning = false;
+    replicas = await startReplicas();
+    await new Promise((resolve) => setTimeout(resolve, tagTtlMs)); // every tag is stale now
+    for (const replica of replicas) {
+      await pullImage(replica, 'app', 'v1', mirrored);
+      await pullImage(replica, 'app', 'v2', duringOutage);
+      await pullImage(replica, 'corp/own', 'v1', pushed, basic);
+      await pullImage(replica, 'corp/own', pushed.digest, pushed, basic);
+    }
+    assert.ok(
+      replicas.some((replica) => replica.logs.some((line) => line.msg === 'upstream failed; serving stale')),
+      'the mirrored tags were served stale',
+    );
+    for (const replica of replicas) {
+      const text = await scrape(replica);
+      assert.equal(metricValue(text, 'longshore_coordination_connected', { mode: 'redis' }), 1);
+    }
   });
 });
