@@ -40,7 +40,8 @@ interface K8sObject {
   stringData?: Record<string, string>;
   spec: {
     replicas?: number;
-    selector: Record<string, Record<string, string>>;
+    /** A Service's labels; a Deployment's { matchLabels }. */
+    selector: Record<string, string> & { matchLabels?: Record<string, string> };
     template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
     ports: Array<{ name: string; port: number; targetPort: string }>;
   };
