@@ -11,6 +11,7 @@
 //   CacheIndex      the LRU over mirrored blobs: the storage.cache.maxBytes bound, access times
 //   WindowCounters  counts per key in expiring windows (failed logins per address and per name)
 //   SharedCircuits  each upstream's circuit-breaker state, told to every replica (Redis only)
+//   UploadOwners    which replica holds each blob upload session (Redis only)
 import type { Digest } from '../protocol/digest.js';
 
 /** Serialises async work per key. Work for different keys runs concurrently. */
@@ -134,8 +135,19 @@ export interface SharedCircuits {
   openUntil(circuit: string): Promise<number | undefined>;
 }
 
+/**
+ * Which replica holds each blob upload session: a session's bytes are in its holder's scratch
+ * directory, so a chunk that reaches another replica is passed on to the holder.
+ */
+export interface UploadOwners {
+  /** This replica holds `id` (for the session idle timeout, renewed by every call). */
+  claim(id: string): Promise<void>;
+  /** The advertiseUrl of the replica holding `id`, if another one does; undefined otherwise. */
+  ownerElsewhere(id: string): Promise<string | undefined>;
+}
+
 /** The ports that fall back to working uncoordinated when a shared coordinator is away. */
-export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex' | 'counters' | 'circuits';
+export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex' | 'counters' | 'circuits' | 'uploads';
 
 export interface CoordinationStatus {
   /** 'redis': replicas coordinate through Redis; 'in-process': one replica. */
@@ -158,6 +170,8 @@ export interface Coordinator {
   counters: WindowCounters;
   /** Absent for one replica: its circuit breakers have nobody to tell. */
   circuits?: SharedCircuits;
+  /** Absent for one replica: every upload session is its own. */
+  uploadOwners?: UploadOwners;
   /** For metrics and health: which coordinator, whether it is reachable. */
   status(): CoordinationStatus;
   close(): Promise<void>;

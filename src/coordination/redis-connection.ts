@@ -84,7 +84,7 @@ export class RedisConnection {
   /** This process's id in messages and lease tokens. */
   readonly instanceId = randomUUID();
   readonly log: Logger;
-  private readonly counts: Record<CoordinationPort, number> = { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0, circuits: 0 };
+  private readonly counts: Record<CoordinationPort, number> = { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0, circuits: 0, uploads: 0 };
   private readonly lastWarned = new Map<CoordinationPort, number>();
   private readonly readyListeners = new Set<() => void>();
   /** One subscriber connection for every channel of this process (a subscriber can do nothing else). */

@@ -11,12 +11,14 @@
 //   other replicas (a subscriber needs a connection of its own); a replica ignores its own.
 // - Circuits: an open circuit is a key that expires at its retry time (so a replica starting
 //   later finds it) plus a message on a channel (so running replicas act on it at once).
+// - Upload owners: a key per session naming its holder's advertiseUrl, expiring with the
+//   session's idle timeout and renewed by each request the holder serves.
 // - With Redis unreachable every port works uncoordinated (see redis-connection.ts).
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { InProcessBlobEvents, InProcessLeases, InProcessLocks, InProcessWindowCounters } from './in-process.js';
-import type { BlobEvent, BlobEvents, CircuitChange, Coordinator, KeyedLocks, Lease, Leases, SharedCircuits, WindowCount, WindowCounters } from './ports.js';
+import type { BlobEvent, BlobEvents, CircuitChange, Coordinator, KeyedLocks, Lease, Leases, SharedCircuits, UploadOwners, WindowCount, WindowCounters } from './ports.js';
 import { CoordinationError, RedisConnection, type RedisConnectionOptions } from './redis-connection.js';
 
 const RENEW_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
@@ -282,12 +284,45 @@ export class RedisWindowCounters implements WindowCounters {
   }
 }
 
+export class RedisUploadOwners implements UploadOwners {
+  constructor(
+    private readonly connection: RedisConnection,
+    private readonly advertiseUrl: string,
+    private readonly idleTimeoutMs: number,
+  ) {}
+
+  async claim(id: string): Promise<void> {
+    try {
+      await this.connection.client.set(this.redisKey(id), this.advertiseUrl, { expiration: { type: 'PX', value: this.idleTimeoutMs } });
+    } catch (error) {
+      this.connection.uncoordinated('uploads', error, { upload: id });
+    }
+  }
+
+  async ownerElsewhere(id: string): Promise<string | undefined> {
+    try {
+      const owner = await this.connection.client.get(this.redisKey(id));
+      return owner === null || owner === this.advertiseUrl ? undefined : owner;
+    } catch (error) {
+      // Without Redis: answered here, where the session is found or reported unknown.
+      this.connection.uncoordinated('uploads', error, { upload: id });
+      return undefined;
+    }
+  }
+
+  private redisKey(id: string): string {
+    return this.connection.key(`upload:${id}`);
+  }
+}
+
 export interface RedisCoordinator extends Coordinator {
   readonly connection: RedisConnection;
 }
 
 export interface RedisCoordinatorOptions extends RedisConnectionOptions, RedisLockOptions {
   onListenerError?: (error: unknown, event: BlobEvent) => void;
+  /** cluster.advertiseUrl and storage.uploadTimeout: with both, upload sessions are found across replicas. */
+  uploads?: { advertiseUrl: string; idleTimeoutMs: number };
 }
 
 export async function openRedisCoordinator(options: RedisCoordinatorOptions): Promise<RedisCoordinator> {
@@ -302,6 +337,7 @@ export async function openRedisCoordinator(options: RedisCoordinatorOptions): Pr
     events,
     counters: new RedisWindowCounters(connection),
     circuits,
+    uploadOwners: options.uploads && new RedisUploadOwners(connection, options.uploads.advertiseUrl, options.uploads.idleTimeoutMs),
     status: () => connection.status(),
     close: async () => {
       await connection.close();

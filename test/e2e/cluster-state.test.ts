@@ -10,6 +10,7 @@ import { CircuitBreakerUpstream } from '../../src/upstream/circuit-breaker.js';
 import { UpstreamError } from '../../src/upstream/errors.js';
 import type { UpstreamRegistry } from '../../src/upstream/upstream.js';
 import { sha256Digest } from '../harness/digests.js';
+import { freePort } from '../harness/ports.js';
 import { putManifest, uploadBlob } from '../harness/registry-client.js';
 import { makeTempDir } from '../harness/tmp.js';
 import { writeHtpasswd } from '../support/users.js';
@@ -308,5 +309,75 @@ void describe('lose Redis, lose nothing', () => {
       const text = await scrape(replica);
       assert.equal(metricValue(text, 'longshore_coordination_connected', { mode: 'redis' }), 1);
     }
+  });
+});
+
+void describe('upload sessions across replicas', () => {
+  it('a chunked upload opened on one replica continues on the others, chunk by chunk, and the blob is pushed; the holder gone, the session is reported unknown', async (t) => {
+    const work = await makeTempDir('uploads');
+    onCleanup(t, () => work.remove());
+    const htpasswd = path.join(work.path, 'htpasswd');
+    await writeHtpasswd(htpasswd, { alice: 'wonderland' });
+    const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+    const storage = await s3StorageConfig(await sharedSwift());
+    const replicas: InProcessLongshore[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const port = await freePort(); // known before start: each replica advertises its own address
+      const replica = await startInProcess({
+        listen: `127.0.0.1:${port}`,
+        storage,
+        cluster: { redis: running().url, advertiseUrl: `http://127.0.0.1:${port}` },
+        auth: { secret: SECRET, htpasswd },
+        private: { namespaces: ['corp'] },
+        upstreams: [],
+      });
+      onCleanup(t, () => replica.stop());
+      replicas.push(replica);
+    }
+    const [a, b, c] = replicas as [InProcessLongshore, InProcessLongshore, InProcessLongshore];
+    const blob = randomBytes(300 * 1024);
+    const chunks = [blob.subarray(0, 100 * 1024), blob.subarray(100 * 1024, 250 * 1024), blob.subarray(250 * 1024)];
+
+    const opened = await request(`${a.url}/v2/corp/app/blobs/uploads/`, { method: 'POST', headers: { ...basic, 'content-length': '0' } });
+    await opened.body.dump();
+    assert.equal(opened.statusCode, 202);
+    let location = String(opened.headers.location);
+    let offset = 0;
+    for (const [index, replica] of [b, c, a].entries()) {
+      const chunk = chunks[index]!;
+      const patched = await request(new URL(location, replica.url), {
+        method: 'PATCH',
+        headers: { ...basic, 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}`, 'content-length': String(chunk.length) },
+        body: chunk,
+      });
+      const text = await patched.body.text();
+      assert.equal(patched.statusCode, 202, `chunk ${index} through ${replica.url}: ${text}`);
+      offset += chunk.length;
+      assert.equal(patched.headers.range, `0-${offset - 1}`);
+      location = String(patched.headers.location);
+    }
+    const status = await request(new URL(location, c.url), { headers: basic });
+    await status.body.dump();
+    assert.equal(status.statusCode, 204);
+    assert.equal(status.headers.range, `0-${blob.length - 1}`, 'the status, asked of another replica, is the holder\'s');
+    const closing = new URL(location, b.url);
+    closing.searchParams.set('digest', sha256Digest(blob));
+    const closed = await request(closing, { method: 'PUT', headers: { ...basic, 'content-length': '0' } });
+    const closedText = await closed.body.text();
+    assert.equal(closed.statusCode, 201, closedText);
+    for (const replica of replicas) {
+      const pulled = await request(`${replica.url}/v2/corp/app/blobs/${sha256Digest(blob)}`, { headers: basic });
+      assert.equal(pulled.statusCode, 200);
+      assert.ok(Buffer.from(await pulled.body.arrayBuffer()).equals(blob));
+    }
+
+    // A session whose holder stopped: another replica says so in the v2 error format.
+    const orphan = await request(`${c.url}/v2/corp/app/blobs/uploads/`, { method: 'POST', headers: { ...basic, 'content-length': '0' } });
+    await orphan.body.dump();
+    await c.stop();
+    const lost = await request(new URL(String(orphan.headers.location), a.url), { headers: basic });
+    const body = (await lost.body.json()) as { errors: Array<{ code: string }> };
+    assert.equal(lost.statusCode, 404);
+    assert.equal(body.errors[0]?.code, 'BLOB_UPLOAD_UNKNOWN');
   });
 });
