@@ -11,7 +11,8 @@ import { sendRegistryError } from '../api/errors.js';
 import { parseDigest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
-import { TOKEN_SERVICE, type Services } from '../services.js';
+import { accessRequest } from '../api/v2/routes.js';
+import type { Services } from '../services.js';
 import type { MirrorTarget, RoutableUpstream } from '../mirror/router.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
@@ -99,7 +100,7 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       traffic,
       inflightFetches: () => services.inflight.count,
       cacheMaxBytes: services.config.storage.cache.maxBytes,
-      mayPull: (user, repository) => services.access.policy.allowedActions(user, repository).includes('pull'),
+      mayPull: (user, repository) => services.access.policy.decide(user === undefined ? { kind: 'anonymous' } : { kind: 'user', name: user }, repository, ['list']).allowed,
     });
 
     app.addHook('onReady', () => {
@@ -132,8 +133,8 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       return sendStatic(reply, files, file as keyof typeof STATIC_FILES);
     });
 
-    app.get('/ui/api/session', (request, reply) => {
-      const viewer = viewerOf(services, request);
+    app.get('/ui/api/session', async (request, reply) => {
+      const viewer = await viewerOf(services, request);
       return reply.send({
         user: viewer.user ?? null,
         anonymousPull: services.config.auth.anonymousPull,
@@ -141,9 +142,9 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
         registryHost: services.config.publicUrl ? new URL(services.config.publicUrl).host : (request.headers.host ?? ''),
       });
     });
-    app.get('/ui/api/overview', async (request, reply) => reply.send(await query.overview(mirrorViewer(services, request))));
+    app.get('/ui/api/overview', async (request, reply) => reply.send(await query.overview(await mirrorViewer(services, request))));
     app.get('/ui/api/upstreams', async (request, reply) => {
-      mirrorViewer(services, request);
+      await mirrorViewer(services, request);
       const statuses = await upstreamStatuses({
         upstreams: services.config.upstreams,
         clientByName: (name) => services.router.byName(name) ?? services.v1Router.byName(name)?.v1,
@@ -153,19 +154,19 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       return reply.send({ upstreams: statuses });
     });
     app.get('/ui/api/repositories', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { q, kind, page, perPage } = parseQuery(repositoriesQuery, request.query);
       return reply.send(await query.repositories(viewer, { query: q, kind, page, perPage }));
     });
     app.get('/ui/api/repository', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { name, page, perPage } = parseQuery(repositoryQuery, request.query);
       const repository = await query.repository(viewer, validName(name), { page, perPage });
       if (!repository) throw unknownRepository(name);
       return reply.send(repository);
     });
     app.get('/ui/api/image', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { name, digest } = parseQuery(imageQuery, request.query);
       try {
         parseDigest(digest);
@@ -211,19 +212,19 @@ function unknownRepository(name: string): RegistryError {
   return new RegistryError('NAME_UNKNOWN', `no repository ${name} (or you may not see it: log in)`, { detail: { name } });
 }
 
-/** The user of a token this mirror issued (the login form's), or anonymous. */
-function viewerOf(services: Services, request: FastifyRequest): Viewer {
-  const header = request.headers.authorization;
-  if (!header) return { user: undefined };
-  const [scheme, token = ''] = header.split(/\s+/, 2);
-  const claims = scheme?.toLowerCase() === 'bearer' ? services.tokens.verify(token) : undefined;
-  if (!claims || claims.aud !== TOKEN_SERVICE) throw new RegistryError('UNAUTHORIZED', 'invalid or expired token: log in again');
-  return { user: claims.sub === '' ? undefined : claims.sub };
+/**
+ * Who is looking: the identity the access edge decides on for this request (the login form's
+ * token, or other credentials the registry API accepts), recorded on it like every decision;
+ * refused credentials are a 401 and the page asks to log in again.
+ */
+async function viewerOf(services: Services, request: FastifyRequest): Promise<Viewer> {
+  const identity = await services.access.identifyRequest(accessRequest(request, services.config.publicUrl));
+  return { user: identity.user };
 }
 
 /** Overview and upstreams describe mirrored content: only for those who may pull it. */
-function mirrorViewer(services: Services, request: FastifyRequest): Viewer {
-  const viewer = viewerOf(services, request);
+async function mirrorViewer(services: Services, request: FastifyRequest): Promise<Viewer> {
+  const viewer = await viewerOf(services, request);
   if (viewer.user === undefined && !services.config.auth.anonymousPull) throw new RegistryError('UNAUTHORIZED', 'this mirror is for its users only: log in');
   return viewer;
 }
