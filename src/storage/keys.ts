@@ -86,4 +86,6 @@ export const metadataKeys = {
   /** Per upstream, like the image records the chain's ids name. */
   v1MirrorChain: (upstream: string, manifest: Digest) => join('v1', 'mirror', 'chains', upstream, manifest.algorithm, manifest.hex),
   v1MirrorList: (upstream: string, repository: string, ...rest: string[]) => join('v1', 'mirror', 'repositories', upstream, repository, ...rest),
+  /** Parent of one upstream's v1 lists (walk it for the repositories mirrored through its v1 index). */
+  v1MirrorListRoot: (upstream: string) => join('v1', 'mirror', 'repositories', upstream),
 } as const;

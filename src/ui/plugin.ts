@@ -45,8 +45,8 @@ export interface RepositoryActivity {
 
 /**
  * Pulls: a v2 manifest GET (by tag, or by digest, which only moves "last pulled"), a v1 tag
- * lookup, a v1 image list (the start of every v1 pull). Pushes: a v2 manifest PUT. Only
- * successful answers count; HEAD never does.
+ * lookup, a v1 image list (the start of every v1 pull). Pushes: a v2 manifest PUT, a v1 tag
+ * PUT. Only successful answers count; HEAD never does.
  */
 export function repositoryActivity(method: string, url: string, status: number): RepositoryActivity | undefined {
   const path = url.split('?')[0] ?? '';
@@ -57,8 +57,10 @@ export function repositoryActivity(method: string, url: string, status: number):
     if (method === 'PUT' && status === 201) return { api: 'v2', action: 'push', name, tag: reference.includes(':') ? undefined : reference };
     return undefined;
   }
-  if (method !== 'GET' || status !== 200) return undefined;
   const v1Tag = V1_TAG_PATH.exec(path);
+  // A v1 push ends by tagging the pushed image (Docker 1.10: PUT …/tags/TAG answers 200).
+  if (v1Tag && method === 'PUT' && status === 200) return { api: 'v1', action: 'push', name: v1Tag[1] ?? '', tag: v1Tag[2] };
+  if (method !== 'GET' || status !== 200) return undefined;
   if (v1Tag) return { api: 'v1', action: 'pull', name: v1Tag[1] ?? '', tag: v1Tag[2] };
   const v1Images = V1_IMAGES_PATH.exec(path);
   if (v1Images) return { api: 'v1', action: 'pull', name: v1Images[1] ?? '', tag: undefined };
@@ -247,8 +249,10 @@ function recordActivity(services: Services, catalog: RepositoryCatalog, request:
   const namespace = (request.query as { ns?: unknown } | undefined)?.ns;
   const where = originOf(services, activity, typeof namespace === 'string' ? namespace : undefined);
   if (!where) return;
-  if (activity.action === 'pull') catalog.recordPull(where.name, where.origin, activity.tag);
-  else catalog.note(where.name, where.origin);
+  // v1 requests may leave v1 tag records (a push, a pull through a v1 index): views read them.
+  const origin: RepositoryOrigin = activity.api === 'v1' ? { ...where.origin, v1: true } : where.origin;
+  if (activity.action === 'pull') catalog.recordPull(where.name, origin, activity.tag);
+  else catalog.note(where.name, origin);
 }
 
 /** Every repository with tag records in the store, by client-facing name (for reconcile). */
@@ -262,12 +266,24 @@ async function* storedRepositories(services: Services): AsyncIterable<{ name: st
   for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.localRoot], [])) {
     if (isValidRepositoryName(repository)) yield { name: repository, origin: { kind: 'private', repository } };
   }
+  // v1 tag records: private v1 pushes, and the lists kept by the v1 pull-through per upstream.
+  for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.v1RepositoriesRoot], [])) {
+    if (isValidRepositoryName(repository)) yield { name: repository, origin: { kind: 'private', repository, v1: true } };
+  }
+  for (const upstream of services.v1Router.upstreams) {
+    // `_tags`: the whole tag list was asked for; `_tag/<tag>`: single tags (docker pull NAME:TAG).
+    for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.v1MirrorListRoot(upstream.name)], [], ['_tags', '_tag'])) {
+      const name = upstream === services.v1Router.defaultUpstream ? repository : `${upstream.name}/${repository}`;
+      if (isValidRepositoryName(name) && !services.policy.isPrivate(name)) yield { name, origin: { kind: 'mirrored', upstream: upstream.name, repository, v1: true } };
+    }
+  }
 }
 
-async function* repositoriesUnder(metadata: MetadataStore, root: string[], path: string[]): AsyncIterable<string> {
+/** Repositories below `root`: directories holding one of `markers` (their tag records). */
+async function* repositoriesUnder(metadata: MetadataStore, root: string[], path: string[], markers: readonly string[] = ['_tags']): AsyncIterable<string> {
   const entries = await metadata.list([...root, ...path].join('/'));
-  if (path.length > 0 && entries.includes('_tags')) yield path.join('/');
+  if (path.length > 0 && entries.some((entry) => markers.includes(entry))) yield path.join('/');
   for (const entry of entries) {
-    if (!entry.startsWith('_')) yield* repositoriesUnder(metadata, root, [...path, entry]);
+    if (!entry.startsWith('_')) yield* repositoriesUnder(metadata, root, [...path, entry], markers);
   }
 }
