@@ -3,6 +3,7 @@
 // runs later (the access log line, the web page's API, a peer route) reads the decision
 // instead of parsing the Authorization header again: a second parse would mean a second
 // bcrypt or JWT verification per request, and a second opinion that could disagree.
+import type { Credential } from './policy.js';
 export type AuthMethod =
   /** Basic credentials checked against the configured users. */
   | 'basic'
@@ -37,3 +38,17 @@ export interface IdentityHolder {
 }
 
 export const ANONYMOUS: RequestIdentity = Object.freeze({ user: undefined, method: 'anonymous' });
+
+/** The identity a policy credential stands for; `tokenMethod`: how the API carries our tokens. */
+export function identityOf(credential: Credential, tokenMethod: 'bearer' | 'token'): RequestIdentity {
+  switch (credential.kind) {
+    case 'user':
+      return { user: credential.name, method: 'basic' };
+    case 'token':
+      return { user: credential.subject === '' ? undefined : credential.subject, method: tokenMethod };
+    default:
+      // A token we did not sign names nobody we know (the upstream judges it); an unknown
+      // scheme is worth what no credentials are.
+      return ANONYMOUS;
+  }
+}

@@ -7,7 +7,7 @@ import { V1Error } from '../protocol/v1.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { verifyBasic, type AccessPolicy, type Action, type Credential, type UserVerifier } from './policy.js';
 import type { JwtCodec } from './jwt.js';
-import type { IdentityHolder, RequestIdentity } from './request-identity.js';
+import { identityOf, type IdentityHolder } from './request-identity.js';
 
 /** What the v1 edge reads credentials from: the fastify request, where it records who it found. */
 export interface V1Request extends IdentityHolder {
@@ -60,7 +60,7 @@ export class V1Access {
    */
   async identify(request: V1Request): Promise<V1Identity> {
     const identity = await this.verify(request.headers, request.ip);
-    request.identity = identityOf(identity);
+    request.identity = identityOf(this.credential(identity), 'token');
     return identity;
   }
 
@@ -149,18 +149,6 @@ export class V1Access {
 
   unauthorized(message: string): V1Error {
     return new V1Error(401, message, { 'www-authenticate': 'Token' });
-  }
-}
-
-function identityOf(identity: V1Identity): RequestIdentity {
-  switch (identity.kind) {
-    case 'user':
-      return { user: identity.name, method: 'basic' };
-    case 'token':
-      return { user: identity.user === '' ? undefined : identity.user, method: 'token' };
-    default:
-      // A token we did not sign names nobody we know: the upstream judges it, not the log.
-      return { user: undefined, method: 'anonymous' };
   }
 }
 

@@ -10,7 +10,7 @@ import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
 import { verifyBasic, type AccessPolicy, type Action, type Credential, type Grant, type Refusal, type UserVerifier } from './policy.js';
 import type { JwtCodec } from './jwt.js';
-import type { IdentityHolder, RequestIdentity } from './request-identity.js';
+import { identityOf, type IdentityHolder, type RequestIdentity } from './request-identity.js';
 
 export interface AccessRequest {
   headers: IncomingHttpHeaders;
@@ -93,7 +93,7 @@ export class RegistryAccess implements AccessControl {
    */
   async identifyRequest(request: AccessRequest): Promise<RequestIdentity> {
     const credential = await this.identify(request);
-    return request.holder?.identity ?? identityOf(credential);
+    return request.holder?.identity ?? identityOf(credential, 'bearer');
   }
 
   /** GET /token?service=&scope=repository:NAME:pull,push (scope may repeat). */
@@ -121,7 +121,7 @@ export class RegistryAccess implements AccessControl {
     const credential = await this.verify(request, options);
     if (holder) {
       this.identified.set(holder, credential);
-      holder.identity = identityOf(credential);
+      holder.identity = identityOf(credential, 'bearer');
     }
     return credential;
   }
@@ -166,18 +166,6 @@ export class RegistryAccess implements AccessControl {
 /** Actions a token may carry (`list` is decided from the rules, never granted). */
 function isAction(value: string): value is Action {
   return value === 'pull' || value === 'push' || value === 'delete';
-}
-
-function identityOf(credential: Credential): RequestIdentity {
-  switch (credential.kind) {
-    case 'user':
-      return { user: credential.name, method: 'basic' };
-    case 'token':
-      return { user: credential.subject === '' ? undefined : credential.subject, method: 'bearer' };
-    default:
-      // A scheme we do not know is worth what no credentials are.
-      return { user: undefined, method: 'anonymous' };
-  }
 }
 
 function grantsOf(claim: unknown): Grant[] {
