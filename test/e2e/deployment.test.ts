@@ -21,6 +21,7 @@ import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { makePrivateCa, type PrivateCa } from '../harness/tls.js';
 import { startTlsNginx } from '../harness/tls-nginx.js';
 import { pollUntil } from '../harness/wait.js';
+import { formatBytes } from '../../src/cli/progress.js';
 import { runCli } from '../support/cli.js';
 import { onCleanup } from '../support/cleanup.js';
 import { writeHtpasswd } from '../support/users.js';
@@ -281,6 +282,24 @@ test('warm --creds (or the stored docker/podman login) warms images from a mirro
   const malformed = await runCli(['warm', '--url', mirror.url, '--creds', 'alice', 'registry.test/apps/web:v1']);
   assert.equal(malformed.code, 2);
   assert.match(malformed.stderr, /--creds: expected USER:PASSWORD/);
+});
+
+test('warm tells blobs already cached apart from those fetched from upstream: a second warm of the same image fetches nothing', async (t) => {
+  const warmed = await pushDockerImage(registry.url, 'apps/warmtwice', 'v1', [40_000, 25_000]);
+  const mirror = await startLongshore({ upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] });
+  onCleanup(t, () => mirror.dispose());
+  const blobBytes = warmed.configBytes.byteLength + warmed.layers.reduce((sum, l) => sum + l.size, 0);
+  const total = (stdout: string) => stdout.split('\n').find((l) => l.startsWith('total: ')) ?? '';
+  const size = (bytes: number) => formatBytes(bytes).replace('.', '\\.');
+
+  const first = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/warmtwice:v1'], 60_000);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(total(first.stdout), new RegExp(`^total: 1/1 images, 3 blobs, ${size(blobBytes)}: 0 cached \\(0 B\\), 3 fetched \\(${size(blobBytes)}\\)$`));
+  const second = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/warmtwice:v1'], 60_000);
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(total(second.stdout), new RegExp(`^total: 1/1 images, 3 blobs, ${size(blobBytes)}: 3 cached \\(${size(blobBytes)}\\), 0 fetched \\(0 B\\)$`));
+  // Per blob too, as each one finishes.
+  assert.match(second.stdout, /^registry\.test\/apps\/warmtwice:v1: 1\/3 blobs, .*: 1 cached \(.*\), 0 fetched \(0 B\)$/m);
 });
 
 test('refused upstream credentials: the client gets a 404, the log one warn line per upstream per cooldown naming the upstream and the reason', async (t) => {
