@@ -147,7 +147,7 @@ export async function importCommand(args: string[]): Promise<number> {
     }
   } finally {
     progress.finish();
-    await targets.close();
+    await targets.close({ changed: failures < positionals.length });
   }
   return failures > 0 ? 1 : 0;
 }
