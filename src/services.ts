@@ -99,13 +99,17 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     cooldownMs: upstream.circuitBreaker.cooldown,
   });
   const upstreamActivity = new UpstreamActivity();
+  // With cluster.redis an upstream's circuit is the cluster's: one replica opening it stops them all.
+  const circuitSharing = (circuit: string) => (coordinator.circuits ? { circuits: coordinator.circuits, leases: coordinator.leases, circuit } : undefined);
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
     const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));
-    const client = new CircuitBreakerUpstream(watched, {
-      failures: upstream.circuitBreaker.failures,
-      cooldownMs: upstream.circuitBreaker.cooldown,
-    });
+    const client = new CircuitBreakerUpstream(
+      watched,
+      { failures: upstream.circuitBreaker.failures, cooldownMs: upstream.circuitBreaker.cooldown },
+      Date.now,
+      circuitSharing(`v2:${upstream.name}`),
+    );
     v2Clients.set(upstream.name, client);
     breakers.set(upstream.name, client);
   }
@@ -115,10 +119,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => {
     // The same breaker as v2, around the same problem log.
     const v1 = speaksV1(upstream)
-      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)), {
-          failures: upstream.circuitBreaker.failures,
-          cooldownMs: upstream.circuitBreaker.cooldown,
-        })
+      ? new CircuitBreakerV1Upstream(
+          problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)),
+          { failures: upstream.circuitBreaker.failures, cooldownMs: upstream.circuitBreaker.cooldown },
+          Date.now,
+          circuitSharing(`v1:${upstream.name}`),
+        )
       : undefined;
     // A v1-only upstream's circuit is its only one: it shows in the circuit metric.
     if (v1 && !breakers.has(upstream.name)) breakers.set(upstream.name, v1);
@@ -181,11 +187,13 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tracker: cacheIndex,
     isPrivate: (digest) => privateContent.has(digest),
     provenance,
+    locks: coordinator.locks,
   });
   const v1Mirror = new V1PullThrough(metadata, blobs, mirror, log, {
     offline: config.offline,
     upstreamByName: (name) => v1Router.byName(name),
     provenance,
+    locks: coordinator.locks,
   });
   return {
     config,
