@@ -1,6 +1,7 @@
 // The pull-through policy, one place for every API: serve from the cache, fetch misses from
 // the upstream (coalesced), keep tags fresh within their TTL, and serve stale when the
 // upstream fails. Routes call this; it never sees HTTP.
+import type { PeerFollower } from '../cluster/peer-follower.js';
 import type { Logger } from 'pino';
 import { parseDigest, digestOf, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
@@ -37,6 +38,8 @@ export interface MirrorOptions {
   isPrivate: (digest: string) => Promise<boolean>;
   /** Which upstream each fetched digest came from: private digests are served under those upstreams' names. */
   provenance: ProvenanceIndex;
+  /** With several replicas: follows a fetch another replica leads. */
+  peers?: PeerFollower;
   now?: () => number;
 }
 
@@ -67,7 +70,7 @@ export class PullThroughMirror {
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
     this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
-    this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline);
+    this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline, options.peers);
   }
 
   /**
