@@ -487,10 +487,11 @@ export class InflightBlobs {
       if (peerUrl === self) peerUrl = undefined; // our own `alone` fetch: nothing to follow
       this.observer.leaseRefused?.(fetch.key, peerUrl);
     }
-    // Followers ask the leader, not the upstream. The store is still looked at first: a fetch
-    // that committed meanwhile is served from there (BlobAlreadyStored).
+    // Followers ask the leader, not the upstream, at once: the caller looked in the store just
+    // before, and a leader that committed meanwhile answers "not in flight" (look again).
     const leader = peerUrl;
-    const claimedSource: FetchSource = leader === undefined ? source : { ...source, open: () => Promise.reject(new FetchHeldByPeer(fetch.key, leader)) };
+    const claimedSource: FetchSource =
+      leader === undefined ? source : { ...source, alreadyStored: () => Promise.resolve(false), open: () => Promise.reject(new FetchHeldByPeer(fetch.key, leader)) };
     const renewal = lease ? setInterval(() => void lease.renew().catch(() => undefined), ttlMs / 3) : undefined;
     renewal?.unref();
     try {
