@@ -23,6 +23,8 @@ import { v2Routes } from './api/v2/routes.js';
 import { CachedRepositories } from './mirror/cached-repositories.js';
 import { RegistryError } from './protocol/errors.js';
 import { uiPlugin } from './ui/plugin.js';
+import { PEER_PATH_PREFIX } from './cluster/peer-protocol.js';
+import { peerRoutes } from './cluster/peer-route.js';
 import type { Api } from './metrics/metrics.js';
 import './auth/request-identity.js';
 import type { Services } from './services.js';
@@ -60,7 +62,8 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
       }
       // Probes and scrapes arrive every few seconds from the orchestrator and would drown the
       // log: they are logged at debug.
-      const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') ? 'debug' : 'info';
+      // So are requests between replicas: the client's own request is logged by the replica it reached.
+      const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') || request.url.startsWith(PEER_PATH_PREFIX) ? 'debug' : 'info';
       if (!(request.log as Logger).isLevelEnabled(level)) return; // fastify's logger is pino's
       request.log[level](
         {
@@ -90,6 +93,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
 
   const cached = new CachedRepositories(services.metadata, services.blobs, services.router, services.policy);
   void app.register(operationsRoutes(services));
+  if (services.peerToken) void app.register(peerRoutes(services.inflight, services.peerToken));
   if (services.config.ui.enabled) void app.register(uiPlugin(services));
   if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services, cached)));
   if (services.config.api.v2) {

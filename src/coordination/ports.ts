@@ -28,8 +28,13 @@ export interface Lease {
 }
 
 export interface Leases {
-  /** Takes the lease on `key` if nobody holds it; undefined when someone does. Never waits. */
-  tryAcquire(key: string, ttlMs: number): Promise<Lease | undefined>;
+  /**
+   * Takes the lease on `key` if nobody holds it; undefined when someone does. Never waits.
+   * `holder` is recorded with it for others to read (a fetch's leader: its advertiseUrl).
+   */
+  tryAcquire(key: string, ttlMs: number, holder?: string): Promise<Lease | undefined>;
+  /** The `holder` recorded by whoever holds the lease on `key` now; undefined if free or none given. */
+  holder(key: string): Promise<string | undefined>;
 }
 
 export type BlobEvent =
