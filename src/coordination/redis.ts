@@ -31,6 +31,8 @@ local n = redis.call('incrby', KEYS[1], change)
 if n < 0 then redis.call('set', KEYS[1], 0, 'KEEPTTL') n = 0 end
 if redis.call('pttl', KEYS[1]) < 0 then redis.call('pexpire', KEYS[1], ARGV[2]) end
 return {n, redis.call('pttl', KEYS[1])}`;
+/** Between a lease's token and its holder in the Redis value (a space: not in ids nor URLs). */
+const HOLDER_SEPARATOR = ' ';
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
 export interface RedisLockOptions {
@@ -46,9 +48,11 @@ const RETRY_MIN_MS = 5;
 const RETRY_MAX_MS = 100;
 
 /** Takes a lease in Redis; undefined when someone holds it. Throws when Redis is unreachable. */
-async function acquireRedisLease(connection: RedisConnection, key: string, ttlMs: number): Promise<Lease | undefined> {
+async function acquireRedisLease(connection: RedisConnection, key: string, ttlMs: number, holder?: string): Promise<Lease | undefined> {
   const redisKey = connection.key(`lease:${key}`);
-  const token = `${connection.instanceId}:${randomUUID()}`;
+  // The holder rides in the token (after a separator no instance id or UUID contains), so it
+  // is set, renewed and deleted atomically with the lease itself.
+  const token = `${connection.instanceId}:${randomUUID()}${holder === undefined ? '' : `${HOLDER_SEPARATOR}${holder}`}`;
   const taken = await connection.client.set(redisKey, token, { condition: 'NX', expiration: { type: 'PX', value: ttlMs } });
   if (taken !== 'OK') return undefined;
   let released = false;
@@ -73,12 +77,23 @@ export class RedisLeases implements Leases {
 
   constructor(private readonly connection: RedisConnection) {}
 
-  async tryAcquire(key: string, ttlMs: number): Promise<Lease | undefined> {
+  async tryAcquire(key: string, ttlMs: number, holder?: string): Promise<Lease | undefined> {
     try {
-      return await acquireRedisLease(this.connection, key, ttlMs);
+      return await acquireRedisLease(this.connection, key, ttlMs, holder);
     } catch (error) {
       this.connection.uncoordinated('leases', error, { lease: key });
-      return this.fallback.tryAcquire(key, ttlMs);
+      return this.fallback.tryAcquire(key, ttlMs, holder);
+    }
+  }
+
+  async holder(key: string): Promise<string | undefined> {
+    try {
+      const token = await this.connection.client.get(this.connection.key(`lease:${key}`));
+      const at = token?.indexOf(HOLDER_SEPARATOR) ?? -1;
+      return token === null || token === undefined || at === -1 ? undefined : token.slice(at + HOLDER_SEPARATOR.length);
+    } catch (error) {
+      this.connection.uncoordinated('leases', error, { lease: key, step: 'holder' });
+      return this.fallback.holder(key);
     }
   }
 }

@@ -1,6 +1,7 @@
 // The pull-through policy, one place for every API: serve from the cache, fetch misses from
 // the upstream (coalesced), keep tags fresh within their TTL, and serve stale when the
 // upstream fails. Routes call this; it never sees HTTP.
+import type { PeerFollower } from '../cluster/peer-follower.js';
 import type { Logger } from 'pino';
 import { parseDigest, digestOf, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
@@ -40,6 +41,8 @@ export interface MirrorOptions {
   provenance: ProvenanceIndex;
   /** The coordinator's locks: a tag is refreshed by one replica at a time, cluster-wide. */
   locks?: KeyedLocks;
+  /** With several replicas: follows a fetch another replica leads. */
+  peers?: PeerFollower;
   now?: () => number;
 }
 
@@ -70,7 +73,7 @@ export class PullThroughMirror {
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
     this.lookups = new CachedLookup({ offline: this.offline, now: this.now, locks: options.locks }, log);
-    this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline);
+    this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline, options.peers);
   }
 
   /**
