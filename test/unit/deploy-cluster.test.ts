@@ -126,10 +126,10 @@ test('Kubernetes cluster manifests: 3 mirror replicas advertising their pod IP, 
   assert.equal(mirrorService.spec.ports[0]?.targetPort, container.ports[0]?.name);
 });
 
-test('Grafana dashboard shows replicas apart: requests, upstream fetches and Redis reachability per instance; shared cache figures not summed over replicas', async () => {
+test('Grafana dashboard shows replicas apart: requests, upstream fetches, peer follows, lease takeovers and Redis reachability per instance; shared cache figures not summed over replicas', async () => {
   const dashboard = JSON.parse(await readFile(path.join(ROOT, 'grafana/dashboards/longshore.json'), 'utf8')) as { panels: Array<{ title: string; targets?: Array<{ expr: string; legendFormat?: string }> }> };
   const targets = dashboard.panels.flatMap((p) => p.targets ?? []);
-  for (const metric of ['longshore_http_requests_total', 'longshore_upstream_bytes_total', 'longshore_coordination_connected', 'longshore_coordination_uncoordinated_total', 'longshore_inflight_fetches']) {
+  for (const metric of ['longshore_http_requests_total', 'longshore_upstream_bytes_total', 'longshore_coordination_connected', 'longshore_coordination_uncoordinated_total', 'longshore_inflight_fetches', 'longshore_peer_follows_total', 'longshore_fetch_lease_takeovers_total']) {
     assert.ok(
       targets.some((t) => t.expr.includes(metric) && /by \([^)]*\binstance\b/.test(t.expr) && t.legendFormat?.includes('{{instance}}')),
       `${metric}: a series per replica`,
