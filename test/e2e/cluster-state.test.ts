@@ -40,6 +40,15 @@ const running = (): RedisHandle => {
 const SECRET = 'a-shared-secret-of-enough-length';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
+/** An htpasswd file with one user who may push into private namespaces, and their Basic header. */
+async function pushingUser(t: TestContext): Promise<{ htpasswd: string; basic: Record<string, string> }> {
+  const work = await makeTempDir('users');
+  onCleanup(t, () => work.remove());
+  const htpasswd = path.join(work.path, 'htpasswd');
+  await writeHtpasswd(htpasswd, { alice: 'wonderland' });
+  return { htpasswd, basic: { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` } };
+}
+
 /**
  * `count` servers in this process, one S3 bucket and one Redis between them, each with a
  * scratch directory of its own: replicas of one mirror.
@@ -199,11 +208,7 @@ void describe('tag freshness across replicas', () => {
 
 void describe('lose Redis, lose nothing', () => {
   it('while Redis is away replicas serve from the bucket and fetch misses uncoordinated; with Redis flushed and every replica restarted on an empty scratch directory, the upstream down, everything pulled or pushed before still pulls, stale tags included', async (t) => {
-    const work = await makeTempDir('lose-redis');
-    onCleanup(t, () => work.remove());
-    const htpasswd = path.join(work.path, 'htpasswd');
-    await writeHtpasswd(htpasswd, { alice: 'wonderland' });
-    const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+    const { htpasswd, basic } = await pushingUser(t);
     const upstream = await startFakeUpstream();
     let upstreamRunning = true;
     onCleanup(t, () => (upstreamRunning ? upstream.close() : undefined));
@@ -314,11 +319,7 @@ void describe('lose Redis, lose nothing', () => {
 
 void describe('upload sessions across replicas', () => {
   it('a chunked upload opened on one replica continues on the others, chunk by chunk, and the blob is pushed; the holder gone, the session is reported unknown', async (t) => {
-    const work = await makeTempDir('uploads');
-    onCleanup(t, () => work.remove());
-    const htpasswd = path.join(work.path, 'htpasswd');
-    await writeHtpasswd(htpasswd, { alice: 'wonderland' });
-    const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+    const { htpasswd, basic } = await pushingUser(t);
     const storage = await s3StorageConfig(await sharedSwift());
     const replicas: InProcessLongshore[] = [];
     for (let i = 0; i < 3; i += 1) {
