@@ -5,8 +5,11 @@
 // reaching the upstream through a counting proxy. Measured per run, systems alternating:
 //   s3_hit16_MBps         16 concurrent GETs of a 200 MiB blob both have stored in S3
 //   s3_cold_total_s/ttfb  one GET of a 200 MiB blob neither has seen (a fresh one per run)
+//   s3_cold_stored_s      from that GET's start until the blob is in the mirror's bucket
+//                         (the reference stores in the background, after it served the GET)
 //   s3_cold_upstream_MB   what the upstream sent for that cold blob (one copy: 209.7 MB),
 //                         counted after the reference's background store finished too
+import { performance } from 'node:perf_hooks';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { startCountingProxy } from '../../test/harness/counting-proxy.js';
 import { startLongshore } from '../../test/harness/longshore.js';
@@ -39,6 +42,7 @@ export const S3_ROWS = [
   { label: 'S3: hit throughput, 16 clients (MB/s)', metric: 's3_hit16_MBps', digits: 0, target: '>= 1.0x reference' },
   { label: 'S3: cold miss total (s)', metric: 's3_cold_total_s', digits: 3, target: '<= 1.0x reference' },
   { label: 'S3: cold miss TTFB (ms)', metric: 's3_cold_ttfb_ms', digits: 1, target: '' },
+  { label: 'S3: cold miss until stored in S3 (s)', metric: 's3_cold_stored_s', digits: 3, target: '' },
   { label: 'S3: cold miss, upstream MB', metric: 's3_cold_upstream_MB', digits: 1, target: 'one copy' },
 ];
 
@@ -55,6 +59,7 @@ export async function runS3Part(ctx: S3PartContext): Promise<void> {
   ctx.cleanups.push(() => proxy.close());
 
   const referenceBucket = await swift.createBucket();
+  const longshoreBucket = await swift.createBucket();
   const reference = await startRegistry({
     proxyRemoteUrl: proxy.url,
     storageDriver: {
@@ -72,23 +77,24 @@ export async function runS3Part(ctx: S3PartContext): Promise<void> {
   });
   ctx.cleanups.push(() => reference.dispose());
   const longshore = await startLongshore(
-    { logLevel: 'warn', upstreams: [{ name: 'origin', url: proxy.url, default: true }], storage: await s3StorageConfig(swift) },
+    { logLevel: 'warn', upstreams: [{ name: 'origin', url: proxy.url, default: true }], storage: await s3StorageConfig(swift, longshoreBucket) },
     { entry: 'dist/main.js', nodeArgs: [] },
   );
   ctx.cleanups.push(() => longshore.dispose());
   const urls: Record<(typeof SYSTEMS)[number], string> = { longshore: longshore.url, reference: reference.url };
 
-  /** The reference stores a proxied blob in the background, after serving it. */
-  const referenceStored = (digest: string) => {
+  /** Until the system has the blob in its bucket (the reference stores in the background, after serving). */
+  const stored = (system: (typeof SYSTEMS)[number], digest: string) => {
     const hex = digest.slice('sha256:'.length);
-    const key = `docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
+    const [bucket, key] =
+      system === 'reference' ? [referenceBucket, `docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`] : [longshoreBucket, `blobs/sha256/${hex.slice(0, 2)}/${hex}`];
     return pollUntil(
       () =>
-        client.send(new HeadObjectCommand({ Bucket: referenceBucket, Key: key })).then(
+        client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })).then(
           () => true,
           () => false,
         ),
-      { timeoutMs: STORE_TIMEOUT_MS, intervalMs: 200, what: `the reference registry to store ${digest} in S3` },
+      { timeoutMs: STORE_TIMEOUT_MS, intervalMs: 100, what: `${system} to store ${digest} in S3` },
     );
   };
 
@@ -96,7 +102,7 @@ export async function runS3Part(ctx: S3PartContext): Promise<void> {
   const hitPath = `/v2/${bigBlob.repository}/blobs/${bigBlob.digest}`;
   ctx.log('s3: storing the hit blob in both buckets');
   for (const system of SYSTEMS) await curlGet(`${urls[system]}${hitPath}`, bigBlob.size);
-  await referenceStored(bigBlob.digest);
+  for (const system of SYSTEMS) await stored(system, bigBlob.digest);
 
   for (let run = 0; run < ctx.runs; run++) {
     ctx.log(`s3: run ${run + 1}/${ctx.runs}`);
@@ -110,10 +116,12 @@ export async function runS3Part(ctx: S3PartContext): Promise<void> {
     for (const system of ctx.rotate(SYSTEMS, run)) {
       ctx.settle();
       proxy.reset();
+      const started = performance.now();
       const download = await curlGet(`${urls[system]}/v2/perf/s3-cold/blobs/${digest}`, bigBlob.size);
       ctx.record('s3_cold_total_s', system, download.total);
       ctx.record('s3_cold_ttfb_ms', system, download.ttfb * 1000);
-      if (system === 'reference') await referenceStored(digest); // its background store GETs the blob too
+      await stored(system, digest); // the reference's background store GETs the blob upstream again
+      ctx.record('s3_cold_stored_s', system, (performance.now() - started) / 1000);
       const upstreamBytes = proxy.requests.filter((r) => r.method === 'GET' && blobPattern.test(r.path.split('?')[0] ?? '')).reduce((sum, r) => sum + r.bytesSent, 0);
       ctx.record('s3_cold_upstream_MB', system, upstreamBytes / 1e6);
     }

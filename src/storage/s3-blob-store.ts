@@ -109,7 +109,8 @@ export async function* listKeys(location: S3Location, prefix: string): AsyncGene
 }
 
 export class S3BlobStore implements BlobStore {
-  private readonly client: S3Client;
+  /** The client every request of this store (and of the metadata driver beside it) goes through. */
+  readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly partBytes: number;
