@@ -545,6 +545,17 @@ class S3BlobWriter implements BlobWriter {
     return this.scratch.readAt(position, length);
   }
 
+  /**
+   * Gives back the scratch file's descriptor between an upload's chunks, as the fs writer does
+   * (issue 14: idle sessions must not hold descriptors). Parts already scheduled read the
+   * scratch file, so they finish first; the next write or part reopens it. A part's failure is
+   * kept for the next write or the commit, as it is without a suspend.
+   */
+  async suspend(): Promise<void> {
+    await Promise.all(this.slots);
+    await this.scratch.suspend?.();
+  }
+
   /** The upload's key: the blob's own when its digest is known, else a staging key. */
   private startUpload(): Promise<Upload> {
     this.upload ??= (async () => {
