@@ -17,24 +17,13 @@ import { startRegistry } from '../../test/harness/registry.js';
 import { s3StorageConfig, startSwift } from '../../test/harness/swift.js';
 import { pollUntil } from '../../test/harness/wait.js';
 import { curlGet, parallelGets } from '../lib/measure.js';
+import type { BenchPartContext } from '../lib/part.js';
 
-export interface S3PartContext {
-  /** The bench's upstream registry. */
-  upstreamUrl: string;
+export interface S3PartContext extends BenchPartContext {
   /** A 200 MiB blob already in the upstream, for the hits: its repository path and digest. */
   bigBlob: { repository: string; digest: string; size: number };
-  /** Pushes a fresh random blob of `size` bytes to the upstream under `repository`; its digest. */
-  pushRandomBlob(repository: string, size: number): Promise<string>;
-  runs: number;
-  clients: number;
-  record(metric: string, system: string, value: number): void;
-  log(message: string): void;
-  /** Where the part registers what to stop at the end (run in reverse). */
-  cleanups: Array<() => Promise<void>>;
   /** Orders systems differently per run. */
   rotate<T>(items: readonly T[], run: number): T[];
-  /** Flushes dirty pages before a measurement. */
-  settle(): void;
 }
 
 /** Rows for the bench table (the shape of bench/run.ts's Row). */
