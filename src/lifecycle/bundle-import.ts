@@ -23,6 +23,7 @@ import { ManifestStore } from '../storage/manifest-store.js';
 import { openStorage } from '../storage/open-storage.js';
 import { REF_NAME_ANNOTATION } from './bundle-export.js';
 import { StagedPush } from '../registry/staged-push.js';
+import { announceCacheChange } from './cache-changes.js';
 
 export interface ImportTargets {
   blobs: BlobStore;
@@ -39,7 +40,7 @@ export interface ImportTargets {
  * imported blobs' access times. It neither rebuilds nor bounds: this process sees only what
  * it imports, and the server's index orders and bounds them when it starts.
  */
-export async function openImportTargets(config: Config, log: Logger): Promise<ImportTargets & { close(): Promise<void> }> {
+export async function openImportTargets(config: Config, log: Logger): Promise<ImportTargets & { close(options?: { changed?: boolean }): Promise<void> }> {
   const storage = await openStorage(config, log, { ownsStaging: false });
   const { blobs, metadata } = storage;
   const tracker = storage.createCacheIndex(undefined);
@@ -52,8 +53,10 @@ export async function openImportTargets(config: Config, log: Logger): Promise<Im
     tags: new TagRecords(metadata),
     router,
     tracker,
-    close: async () => {
+    /** changed: something was imported; servers on this storage are told, once the access times are written. */
+    close: async ({ changed = false } = {}) => {
       await tracker.close();
+      if (changed) await announceCacheChange(metadata, 'import');
       await storage.close();
     },
   };
