@@ -10,8 +10,7 @@
 // v2 blobs are fetched by digest and verified against it. v1 layers are fetched by image id:
 // their digest is learned on commit, and a FetchSource may add its own check (the v1 payload
 // checksum) that must pass before anything is stored.
-import { Readable, type Writable } from 'node:stream';
-import { setImmediate as nextLoopTurn } from 'node:timers/promises';
+import { Readable } from 'node:stream';
 import type { Leases } from '../coordination/ports.js';
 import { createDigester, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
@@ -76,8 +75,6 @@ export interface InflightOptions {
 }
 
 const DEFAULT_LEASE_TTL_MS = 15_000;
-// What one corked write to a client may gather from chunks that landed meanwhile.
-const WRITE_BATCH_BYTES = 1024 * 1024;
 
 export class BlobFetch {
   private state: FetchState = 'starting';
@@ -225,89 +222,6 @@ export class BlobFetch {
     return new FollowingReader(this, this.writer, range);
   }
 
-  /**
-   * Writes the blob (or a range of it) into `destination` as it lands, then ends it: a cold
-   * GET's fast path. Chunks that landed since the last write go out corked, in one writev,
-   * instead of one socket write (and one client wake-up) per 64 KiB network chunk and a
-   * stream in between. Takes over the caller's hold. Resolves when done or when the
-   * destination went away; a failed fetch destroys the destination (the client sees an abort).
-   */
-  async writeTo(destination: Writable, range?: ByteRange): Promise<void> {
-    const writer = this.writer;
-    if (!writer) throw new Error(`writeTo before fetch of ${this.key} was ready`);
-    // A client that hangs up wakes the wait below (everyone else's wake-up is only spurious).
-    const wakeOnClose = () => this.notify();
-    destination.once('close', wakeOnClose);
-    let position = range?.start ?? 0;
-    try {
-      for (;;) {
-        if (destination.destroyed) return;
-        if (this.failure) {
-          destination.destroy(this.failure);
-          return;
-        }
-        const { limit, done } = this.deliverable(writer, position, range);
-        if (done) {
-          destination.end();
-          return;
-        }
-        if (position >= limit) {
-          await this.changed();
-          // Let the rest of this turn's network reads land, so the next write takes them all.
-          await nextLoopTurn();
-          continue;
-        }
-        const chunks: Buffer[] = [];
-        let bytes = 0;
-        while (position + bytes < limit && bytes < WRITE_BATCH_BYTES) {
-          const at = position + bytes;
-          const chunk = this.recentAt(at, limit) ?? (await writer.readAt(at, Math.min(limit - at, READ_CHUNK_BYTES)));
-          if (chunk.byteLength === 0) break;
-          chunks.push(chunk);
-          bytes += chunk.byteLength;
-        }
-        if (destination.destroyed) return;
-        position += bytes;
-        destination.cork();
-        let room = true;
-        for (const chunk of chunks) room = destination.write(chunk);
-        destination.uncork();
-        if (!room) await drainedOrClosed(destination);
-      }
-    } catch (error) {
-      destination.destroy(error as Error);
-    } finally {
-      destination.off('close', wakeOnClose);
-      this.leave();
-    }
-  }
-
-  /**
-   * How far a reader at `position` may read now (exclusive `limit`), and whether it is `done`.
-   * The final byte is held back until the commit.
-   */
-  deliverable(writer: BlobWriter, position: number, range: ByteRange | undefined): { limit: number; done: boolean } {
-    const committed = this.committed;
-    const available = writer.bytesWritten;
-    // Inclusive index of the last byte to deliver. With no Content-Length the end is unknown
-    // until the commit; the response is chunked and its terminator is what waits.
-    const size = this.size;
-    const last = range?.end ?? (size !== undefined ? size - 1 : committed ? available - 1 : Number.POSITIVE_INFINITY);
-    if (committed && position > last) return { limit: position, done: true };
-    let limit = Math.min(available, last + 1);
-    if (!committed) limit = Math.min(limit, last); // hold back the final byte until verified
-    return { limit, done: false };
-  }
-
-  /** The bytes at `position` from the chunk just written, when a reader is that close behind. */
-  recentAt(position: number, limit: number): Buffer | undefined {
-    const recent = this.recent;
-    if (!recent) return undefined;
-    const offset = position - recent.start;
-    if (offset < 0 || offset >= recent.chunk.byteLength) return undefined;
-    return recent.chunk.subarray(offset, offset + Math.min(limit - position, recent.chunk.byteLength - offset));
-  }
-
   /** Resolves at the next progress or state change. */
   changed(): Promise<void> {
     return this.wake.promise;
@@ -347,13 +261,20 @@ class FollowingReader extends Readable {
           this.destroy(this.fetch.failed);
           return;
         }
-        const { limit, done } = this.fetch.deliverable(this.writer, this.position, this.range);
-        if (done) {
+        const committed = this.fetch.committed;
+        const available = this.writer.bytesWritten;
+        // Inclusive index of the last byte this reader delivers. With no Content-Length the end
+        // is unknown until the commit; the response is chunked and its terminator is what waits.
+        const size = this.fetch.size;
+        const last = this.range?.end ?? (size !== undefined ? size - 1 : committed ? available - 1 : Number.POSITIVE_INFINITY);
+        if (committed && this.position > last) {
           this.push(null);
           return;
         }
+        let limit = Math.min(available, last + 1);
+        if (!committed) limit = Math.min(limit, last); // hold back the final byte until verified
         if (this.position < limit) {
-          const chunk = this.fetch.recentAt(this.position, limit) ?? (await this.writer.readAt(this.position, Math.min(limit - this.position, READ_CHUNK_BYTES)));
+          const chunk = this.fromRecent(limit) ?? (await this.writer.readAt(this.position, Math.min(limit - this.position, READ_CHUNK_BYTES)));
           if (this.destroyed) return;
           this.position += chunk.byteLength;
           if (!this.push(chunk)) return; // resume on the next _read
@@ -368,6 +289,15 @@ class FollowingReader extends Readable {
     }
   }
 
+  /** The bytes at our position from the chunk just written, when we are that close behind. */
+  private fromRecent(limit: number): Buffer | undefined {
+    const recent = this.fetch.recent;
+    if (!recent) return undefined;
+    const offset = this.position - recent.start;
+    if (offset < 0 || offset >= recent.chunk.byteLength) return undefined;
+    return recent.chunk.subarray(offset, offset + Math.min(limit - this.position, recent.chunk.byteLength - offset));
+  }
+
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (!this.released) {
       this.released = true;
@@ -375,19 +305,6 @@ class FollowingReader extends Readable {
     }
     callback(error);
   }
-}
-
-/** Resolves once `destination` can take more, or is gone. */
-function drainedOrClosed(destination: Writable): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      destination.off('drain', done);
-      destination.off('close', done);
-      resolve();
-    };
-    destination.once('drain', done);
-    destination.once('close', done);
-  });
 }
 
 /** The fetches in progress, by key (digest, or v1 image): the coalescing point for both APIs. */
@@ -426,10 +343,6 @@ export class InflightBlobs {
       open: (range) => {
         taken = true;
         return fetch.openReader(range);
-      },
-      writeTo: (destination, range) => {
-        taken = true;
-        return fetch.writeTo(destination, range);
       },
       discard: () => {
         if (!taken) fetch.leave();

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { InProcessLeases } from '../../src/coordination/in-process.js';
@@ -73,73 +73,6 @@ function inflightSuite(driver: string, newStore: () => Promise<BlobStore>): void
     assert.equal(upstreamCalls, 1);
     assert.equal((await store.stat(digest))?.size, blob.byteLength);
     assert.equal(inflight.count, 0);
-  });
-
-  test(`${driver}: writeTo sends a following client whole blobs and ranges, holding the final byte until the commit, in few writes`, async () => {
-    const store = await newStore();
-    const inflight = new InflightBlobs();
-    const blob = randomBytes(2 * 1024 * 1024 + 777);
-    const digest = parseDigest(digestOf(blob));
-    const body = new PassThrough();
-    const source = { expected: digest, open: () => Promise.resolve<UpstreamBlob>({ size: blob.byteLength, body }) };
-    const sinks = [undefined, { start: 1000, end: 1_500_000 }, { start: 0, end: blob.byteLength - 1 }].map(() => {
-      const chunks: Buffer[] = [];
-      let writes = 0;
-      const sink = new Writable({
-        highWaterMark: 256 * 1024, // small: the writer must wait for 'drain'
-        writev(entries, callback) {
-          writes += 1;
-          for (const { chunk } of entries) chunks.push(chunk as Buffer);
-          setImmediate(callback);
-        },
-      });
-      return { sink, chunks, writes: () => writes, ended: new Promise<void>((resolve) => sink.on('finish', resolve)) };
-    });
-    const ranges = [undefined, { start: 1000, end: 1_500_000 }, { start: 0, end: blob.byteLength - 1 }];
-    const blobs = await Promise.all(ranges.map(() => inflight.follow(digest.text, store, source, 'upstream')));
-    const writing = blobs.map((sendable, i) => sendable!.writeTo!(sinks[i]!.sink, ranges[i]));
-    // 64 KiB network chunks, all but the last byte.
-    for (let at = 0; at < blob.byteLength - 1; at += 65536) body.write(blob.subarray(at, Math.min(at + 65536, blob.byteLength - 1)));
-    await pollUntil(() => Promise.resolve(Buffer.concat(sinks[0]!.chunks).byteLength === blob.byteLength - 1), { timeoutMs: 5000, what: 'all but the last byte sent' });
-    assert.equal(Buffer.concat(sinks[2]!.chunks).byteLength, blob.byteLength - 1, 'the final byte waits for the digest');
-    body.end(blob.subarray(blob.byteLength - 1));
-    await Promise.all([...writing, ...sinks.map((s) => s.ended)]);
-    assert.ok(Buffer.concat(sinks[0]!.chunks).equals(blob));
-    assert.ok(Buffer.concat(sinks[1]!.chunks).equals(blob.subarray(1000, 1_500_001)));
-    assert.ok(Buffer.concat(sinks[2]!.chunks).equals(blob));
-    assert.equal((await store.stat(digest))?.size, blob.byteLength);
-    assert.equal(inflight.count, 0);
-  });
-
-  test(`${driver}: writeTo aborts its client on a wrong body, and a client that hangs up leaves the fetch`, async () => {
-    const store = await newStore();
-    const inflight = new InflightBlobs();
-    const blob = randomBytes(300_000);
-    const digest = parseDigest(digestOf(blob));
-    const wrong = Buffer.from(blob);
-    wrong[10] = wrong[10]! ^ 0xff;
-    const body = new PassThrough();
-    const source = { expected: digest, open: () => Promise.resolve<UpstreamBlob>({ size: blob.byteLength, body }) };
-    const [first, second] = await Promise.all([0, 1].map(() => inflight.follow(digest.text, store, source, 'upstream')));
-    const received: Buffer[] = [];
-    const failing = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        received.push(chunk);
-        callback();
-      },
-    });
-    const failed = new Promise<Error>((resolve) => failing.on('error', resolve)); // as a socket reports it
-    const leaving = new Writable({ write: (_chunk, _encoding, callback) => callback() });
-    const firstDone = first!.writeTo!(failing);
-    const secondDone = second!.writeTo!(leaving);
-    body.write(wrong.subarray(0, 100_000));
-    leaving.destroy(); // hangs up mid-body: its writeTo settles without waiting for the fetch
-    await secondDone;
-    body.end(wrong.subarray(100_000));
-    await firstDone;
-    assert.match((await failed).message, /digest mismatch/);
-    assert.ok(Buffer.concat(received).byteLength < blob.byteLength);
-    assert.equal(await store.stat(digest), undefined);
   });
 
   test(`${driver}: the final byte is held back until the digest checks out`, async () => {
