@@ -3,7 +3,7 @@
 // instance's options, the listener, TLS and shutdown, and tests register it on an instance of
 // their own and drive it with inject().
 import type { Logger } from 'pino';
-import type { FastifyPluginCallback } from 'fastify';
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
 import { rejectRepeatedQueryParams } from './api/query-params.js';
@@ -26,7 +26,7 @@ import { uiPlugin } from './ui/plugin.js';
 import { PEER_PATH_PREFIX } from './cluster/peer-protocol.js';
 import { peerRoutes } from './cluster/peer-route.js';
 import type { Api } from './metrics/metrics.js';
-import type { JwtCodec } from './auth/jwt.js';
+import './auth/request-identity.js';
 import type { Services } from './services.js';
 
 /** Endpoints for orchestrators and monitoring, not clients. */
@@ -46,6 +46,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
   app.decorateRequest('upstreamName', undefined);
   app.decorateRequest('cacheKind', undefined);
   app.decorateRequest('routeTemplate', undefined);
+  app.decorateRequest('identity', undefined);
 
   // 'close' rather than fastify's onResponse: it also fires for responses torn down mid-body
   // (an upstream that broke off), which are the ones an operator most needs to see.
@@ -63,7 +64,6 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
       // log: they are logged at debug.
       // So are requests between replicas: the client's own request is logged by the replica it reached.
       const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') || request.url.startsWith(PEER_PATH_PREFIX) ? 'debug' : 'info';
-      // The line costs a token check for authenticated requests: build it only when it is written.
       if (!(request.log as Logger).isLevelEnabled(level)) return; // fastify's logger is pino's
       request.log[level](
         {
@@ -71,7 +71,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
           path: request.url,
           client: request.ip,
           userAgent: request.headers['user-agent'],
-          user: requestUser(request.headers.authorization, reply.statusCode, services.tokens),
+          user: requestUser(request),
           status: reply.statusCode,
           bytes: length === undefined ? undefined : Number(length),
           durationMs: Math.round(reply.elapsedTime * 100) / 100,
@@ -132,23 +132,12 @@ function v1Dependencies(services: Services, cached: CachedRepositories) {
 }
 
 /**
- * Who made a request, for the access log: the user of accepted Basic credentials, or the
- * subject of a token we issued (v2 Bearer, v1 "Token signature=…"). Read from the request
- * after the fact so the log needs nothing from the access policy: Basic credentials that
- * were refused end in 401, so any other status means they were good.
+ * Who made a request, for the access log: the user the access edge decided on when it
+ * checked the credentials (auth/request-identity.ts); none for anonymous callers, refused
+ * credentials and requests no access check saw. Nothing is parsed or verified again here.
  */
-function requestUser(authorization: string | undefined, status: number, tokens: JwtCodec): string | undefined {
-  if (!authorization) return undefined;
-  const [scheme = '', value = ''] = authorization.split(/\s+/, 2);
-  if (scheme.toLowerCase() === 'basic') {
-    if (status === 401) return undefined;
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    return colon > 0 ? decoded.slice(0, colon) : undefined;
-  }
-  const token = scheme.toLowerCase() === 'bearer' ? value : /signature=([A-Za-z0-9_.-]+)/.exec(authorization)?.[1];
-  const subject = token ? tokens.verify(token)?.sub : undefined;
-  return subject || undefined; // '' is an anonymous token
+function requestUser(request: FastifyRequest): string | undefined {
+  return request.identity?.user;
 }
 
 function apiOf(url: string): Api {

@@ -12,6 +12,7 @@ import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
+import { CacheChangeWatcher } from './lifecycle/cache-changes.js';
 import { Metrics } from './metrics/metrics.js';
 import { UpstreamActivity } from './ui/upstream-activity.js';
 import type { CacheIndex, Coordinator, PrivateContent, WindowCounters } from './coordination/ports.js';
@@ -138,6 +139,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   });
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = storage.createCacheIndex(config.storage.cache.maxBytes);
+  // gc and import beside this server leave a notice in the storage; started before the first
+  // build, so a change made meanwhile is in the build or rescanned, never missed.
+  const cacheChanges = await CacheChangeWatcher.start({ metadata, cacheIndex, privateContent, log });
   await cacheIndex.rebuild();
   // Evicted here or collected by gc (in any replica): the in-memory manifest copy goes too.
   coordinator.events.subscribe((event) => {
@@ -232,6 +236,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       const settleBy = Date.now() + FETCH_SETTLE_MS;
       while (inflight.count > 0 && Date.now() < settleBy) await delay(10);
       await peers?.close();
+      await cacheChanges.close();
       await cacheIndex.close();
       await blobs.close();
       await storage.close();

@@ -65,6 +65,11 @@ export interface PrivateContent {
   add(digest: Digest, size: number): Promise<void>;
   /** Drops the mark (gc, once no repository links the blob and it is deleted). */
   remove(digest: Digest): Promise<void>;
+  /**
+   * Re-reads the marks after another process (gc, import) changed them. Only an index held in
+   * this process needs it: a shared one is written through by every process.
+   */
+  reload?(): Promise<void>;
   /** Every marked digest (gc). */
   list(): AsyncIterable<{ digest: string; size: number }>;
   stats(): Promise<ContentStats>;
@@ -91,6 +96,12 @@ export interface CacheIndex {
   forget(digest: string): void;
   /** Loads every mirrored blob in the store, oldest access first. */
   rebuild(): Promise<void>;
+  /**
+   * Reconciles the index with the store after another process changed it (gc deleted blobs,
+   * import added some): blobs gone are forgotten, blobs new are counted. Blobs this process
+   * adds meanwhile are kept.
+   */
+  rescan(): Promise<void>;
   /** Digests from least to most recently used. */
   leastRecentFirst(): Promise<string[]>;
   stats(): Promise<CacheStats>;

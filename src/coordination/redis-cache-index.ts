@@ -226,35 +226,67 @@ export class RedisCacheIndex implements CacheIndex {
 
   /** Fills the shared index from the storage unless it is complete already. */
   private async rebuildFromStorage(): Promise<void> {
-    const { connection, leases, blobs, privateContent, log } = this.options;
+    const { connection, blobs, privateContent, log } = this.options;
     try {
       if ((await connection.client.exists(this.keys.loaded)) === 1) {
         this.scheduleEviction();
         return;
       }
-      const lease = await leases.tryAcquire('cache:rebuild', REBUILD_LEASE_TTL_MS);
-      if (!lease) return; // another replica is rebuilding
-      const renewal = setInterval(() => void lease.renew().catch(() => undefined), REBUILD_LEASE_TTL_MS / 3);
-      try {
+      await this.underRebuildLease(async () => {
         const accessed = await this.accessTimes.readAll();
         let count = 0;
         for await (const blob of blobs.list()) {
           if (await privateContent.has(blob.digest)) continue;
-          await connection.client.eval(ADD_SCRIPT, {
-            keys: [this.keys.lru, this.keys.sizes, this.keys.bytes, this.keys.loaded],
-            arguments: [blob.digest, String(blob.size), String(accessed.get(blob.digest) ?? blob.storedAt)],
-          });
+          await this.addScanned(blob, accessed);
           count += 1;
         }
         await connection.client.set(this.keys.loaded, String(this.now()));
         log.info({ blobs: count }, 'cache index rebuilt in Redis from the storage');
-      } finally {
-        clearInterval(renewal);
-        await lease.release().catch(() => undefined);
-      }
-      this.scheduleEviction();
+      });
     } catch (error) {
       connection.uncoordinated('cacheIndex', error, { step: 'rebuild' });
     }
+  }
+
+  /** After gc or import beside the replicas: one of them brings the shared set in line with the storage. */
+  async rescan(): Promise<void> {
+    const { connection, blobs, privateContent } = this.options;
+    try {
+      await this.underRebuildLease(async () => {
+        const known = new Set(await connection.client.zRange(this.keys.lru, 0, -1));
+        const accessed = await this.accessTimes.readAll();
+        const present = new Set<string>();
+        for await (const blob of blobs.list()) {
+          if (await privateContent.has(blob.digest)) continue;
+          present.add(blob.digest);
+          if (!known.has(blob.digest)) await this.addScanned(blob, accessed);
+        }
+        // Only blobs known before the walk: one committed during it stays.
+        for (const digest of known) if (!present.has(digest)) this.forget(digest);
+      });
+    } catch (error) {
+      connection.uncoordinated('cacheIndex', error, { step: 'rescan' });
+    }
+  }
+
+  /** Runs `work` holding the cluster-wide rebuild lease (renewed meanwhile), then lets evictions run; nothing when another replica holds it. */
+  private async underRebuildLease(work: () => Promise<void>): Promise<void> {
+    const lease = await this.options.leases.tryAcquire('cache:rebuild', REBUILD_LEASE_TTL_MS);
+    if (!lease) return; // another replica is rebuilding from the same storage
+    const renewal = setInterval(() => void lease.renew().catch(() => undefined), REBUILD_LEASE_TTL_MS / 3);
+    try {
+      await work();
+    } finally {
+      clearInterval(renewal);
+      await lease.release().catch(() => undefined);
+    }
+    this.scheduleEviction();
+  }
+
+  private async addScanned(blob: { digest: string; size: number; storedAt: number }, accessed: Map<string, number>): Promise<void> {
+    await this.options.connection.client.eval(ADD_SCRIPT, {
+      keys: [this.keys.lru, this.keys.sizes, this.keys.bytes, this.keys.loaded],
+      arguments: [blob.digest, String(blob.size), String(accessed.get(blob.digest) ?? blob.storedAt)],
+    });
   }
 }
