@@ -10,6 +10,7 @@ import { rejectRepeatedQueryParams } from './api/query-params.js';
 import { requestBodyMemory } from './util/read-bounded.js';
 import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
+import { addUploadForwarding } from './api/upload-forwarding.js';
 import { V1ImageHandlers } from './api/v1/image-handlers.js';
 import { V1IndexHandlers } from './api/v1/index-handlers.js';
 import { V1MirrorHandlers } from './api/v1/mirror-handlers.js';
@@ -86,6 +87,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
   });
 
   app.addHook('onRequest', rejectRepeatedQueryParams);
+  if (services.coordinator.uploadOwners) addUploadForwarding(app, services.coordinator.uploadOwners, app.log as Logger);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) =>
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),

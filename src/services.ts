@@ -12,7 +12,7 @@ import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
-import { CacheChangeWatcher } from './lifecycle/cache-changes.js';
+import { CacheChangeWatcher, type CacheChanges } from './lifecycle/cache-changes.js';
 import { Metrics } from './metrics/metrics.js';
 import { UpstreamActivity } from './ui/upstream-activity.js';
 import type { CacheIndex, Coordinator, PrivateContent, WindowCounters } from './coordination/ports.js';
@@ -59,6 +59,8 @@ export interface Services {
   mirror: PullThroughMirror;
   /** LRU over mirrored blobs: the storage.cache.maxBytes bound, and cache size figures. */
   cacheIndex: CacheIndex;
+  /** Rescans after gc or import changed the storage beside this server. */
+  cacheChanges: CacheChanges;
   router: UpstreamRouter;
   policy: NamespacePolicy;
   access: RegistryAccess;
@@ -103,13 +105,17 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     cooldownMs: upstream.circuitBreaker.cooldown,
   });
   const upstreamActivity = new UpstreamActivity();
+  // With cluster.redis an upstream's circuit is the cluster's: one replica opening it stops them all.
+  const circuitSharing = (circuit: string) => (coordinator.circuits ? { circuits: coordinator.circuits, leases: coordinator.leases, circuit } : undefined);
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
     const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));
-    const client = new CircuitBreakerUpstream(watched, {
-      failures: upstream.circuitBreaker.failures,
-      cooldownMs: upstream.circuitBreaker.cooldown,
-    });
+    const client = new CircuitBreakerUpstream(
+      watched,
+      { failures: upstream.circuitBreaker.failures, cooldownMs: upstream.circuitBreaker.cooldown },
+      Date.now,
+      circuitSharing(`v2:${upstream.name}`),
+    );
     v2Clients.set(upstream.name, client);
     breakers.set(upstream.name, client);
   }
@@ -119,10 +125,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => {
     // The same breaker as v2, around the same problem log.
     const v1 = speaksV1(upstream)
-      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)), {
-          failures: upstream.circuitBreaker.failures,
-          cooldownMs: upstream.circuitBreaker.cooldown,
-        })
+      ? new CircuitBreakerV1Upstream(
+          problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)),
+          { failures: upstream.circuitBreaker.failures, cooldownMs: upstream.circuitBreaker.cooldown },
+          Date.now,
+          circuitSharing(`v1:${upstream.name}`),
+        )
       : undefined;
     // A v1-only upstream's circuit is its only one: it shows in the circuit metric.
     if (v1 && !breakers.has(upstream.name)) breakers.set(upstream.name, v1);
@@ -194,12 +202,14 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tracker: cacheIndex,
     isPrivate: (digest) => privateContent.has(digest),
     provenance,
+    locks: coordinator.locks,
     peers,
   });
   const v1Mirror = new V1PullThrough(metadata, blobs, mirror, log, {
     offline: config.offline,
     upstreamByName: (name) => v1Router.byName(name),
     provenance,
+    locks: coordinator.locks,
   });
   return {
     config,
@@ -211,6 +221,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     privateContent,
     mirror,
     cacheIndex,
+    cacheChanges,
     router,
     inflight,
     peerToken,
@@ -235,8 +246,8 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       // so no metadata write is cut half-way by the exit.
       const settleBy = Date.now() + FETCH_SETTLE_MS;
       while (inflight.count > 0 && Date.now() < settleBy) await delay(10);
-      await peers?.close();
       await cacheChanges.close();
+      await peers?.close();
       await cacheIndex.close();
       await blobs.close();
       await storage.close();

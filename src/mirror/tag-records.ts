@@ -32,6 +32,15 @@ export class TagRecords {
     return record;
   }
 
+  /** The record as the metadata store has it now (another replica may have refreshed it). */
+  async reload(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
+    const key = this.key(upstream, repository, tag);
+    const record = await this.metadata.get<TagRecord>(key);
+    if (record) this.memory.set(key, record);
+    else this.memory.delete(key);
+    return record;
+  }
+
   async put(upstream: string, repository: string, tag: string, record: TagRecord): Promise<void> {
     const key = this.key(upstream, repository, tag);
     this.memory.set(key, record);

@@ -105,15 +105,20 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       mayPull: (user, repository) => services.access.policy.decide(user === undefined ? { kind: 'anonymous' } : { kind: 'user', name: user }, repository, ['list']).allowed,
     });
 
-    app.addHook('onReady', () => {
-      // In the background: a big store takes a while to walk, and the page works meanwhile.
+    // In the background: a big store takes a while to walk, and the page works meanwhile.
+    const reconcile = () =>
       void catalog.reconcile(storedRepositories(services)).then(
         (added) => app.log.info({ added }, 'repository catalog reconciled with the store'),
         (error: unknown) => app.log.warn({ err: (error as Error).message }, 'repository catalog: reconcile failed'),
       );
+    // At start, and after an import (or gc) beside this server: its repositories show.
+    const stopFollowing = services.cacheChanges.onRescanned(reconcile);
+    app.addHook('onReady', () => {
+      reconcile();
       return Promise.resolve();
     });
     app.addHook('onClose', async () => {
+      stopFollowing();
       traffic.close();
       await catalog.close();
     });
