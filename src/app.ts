@@ -3,7 +3,7 @@
 // instance's options, the listener, TLS and shutdown, and tests register it on an instance of
 // their own and drive it with inject().
 import type { Logger } from 'pino';
-import type { FastifyPluginCallback } from 'fastify';
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
 import { rejectRepeatedQueryParams } from './api/query-params.js';
@@ -30,6 +30,9 @@ import type { Services } from './services.js';
 /** Endpoints for orchestrators and monitoring, not clients. */
 const OPERATIONS_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
 
+/** Told of every response sent in full (its status), after it was sent. Must be cheap and synchronous. */
+export type ResponseObserver = (request: FastifyRequest, status: number) => void;
+
 export interface AppOptions {
   services: Services;
 }
@@ -45,10 +48,17 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
   app.decorateRequest('cacheKind', undefined);
   app.decorateRequest('routeTemplate', undefined);
 
+  // Whoever needs to see every finished response (the web page's pull counting) is called
+  // from the one listener below: a fastify onResponse hook would add listeners and a hook
+  // run to every request of the hot path.
+  const observers: ResponseObserver[] = [];
+
+  // One hook per request, not one per concern: each hook is a step fastify runs on every
+  // request (manifest by tag is served at tens of thousands a second).
   // 'close' rather than fastify's onResponse: it also fires for responses torn down mid-body
   // (an upstream that broke off), which are the ones an operator most needs to see.
   app.addHook('onRequest', (request, reply, done) => {
-    reply.raw.once('close', () => {
+    reply.raw.on('close', () => {
       const length = reply.getHeader('content-length');
       const finished = reply.raw.writableFinished;
       const route = request.routeTemplate ?? request.routeOptions.url ?? 'unmatched';
@@ -57,11 +67,15 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         const served = finished && request.method === 'GET' && length !== undefined ? Number(length) : undefined;
         services.metrics.cacheRequest(request.cacheKind, request.cacheOutcome, served);
       }
+      if (finished) for (const observe of observers) observe(request, reply.statusCode);
       // Probes and scrapes arrive every few seconds from the orchestrator and would drown the
-      // log: they are logged at debug.
+      // log: they are logged at debug. A server above info (warn: the default in production
+      // and in the bench) writes neither, so it does not even look at the path.
+      const log = request.log as Logger; // fastify's logger is pino's
+      if (!log.isLevelEnabled('info')) return;
       const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') ? 'debug' : 'info';
       // The line costs a token check for authenticated requests: build it only when it is written.
-      if (!(request.log as Logger).isLevelEnabled(level)) return; // fastify's logger is pino's
+      if (!log.isLevelEnabled(level)) return;
       request.log[level](
         {
           method: request.method,
@@ -79,10 +93,9 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         'request',
       );
     });
-    done();
+    rejectRepeatedQueryParams(request, reply, done);
   });
 
-  app.addHook('onRequest', rejectRepeatedQueryParams);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) =>
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
@@ -90,7 +103,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
 
   const cached = new CachedRepositories(services.metadata, services.blobs, services.router, services.policy);
   void app.register(operationsRoutes(services));
-  if (services.config.ui.enabled) void app.register(uiPlugin(services));
+  if (services.config.ui.enabled) void app.register(uiPlugin(services, (observer) => observers.push(observer)));
   if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services, cached)));
   if (services.config.api.v2) {
     void app.register(

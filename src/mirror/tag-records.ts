@@ -23,6 +23,11 @@ export class TagRecords {
     return metadataKeys.mirrorTag(upstream, repository, tag);
   }
 
+  /** The record if it is in memory: no disk read, no promise (the hot path of a fresh tag). */
+  peek(upstream: string, repository: string, tag: string): TagRecord | undefined {
+    return this.memory.get(this.key(upstream, repository, tag));
+  }
+
   async get(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
     const key = this.key(upstream, repository, tag);
     const cached = this.memory.get(key);
