@@ -24,7 +24,7 @@ import { CachedRepositories } from './mirror/cached-repositories.js';
 import { RegistryError } from './protocol/errors.js';
 import { uiPlugin } from './ui/plugin.js';
 import type { Api } from './metrics/metrics.js';
-import type { JwtCodec } from './auth/jwt.js';
+import './auth/request-identity.js';
 import type { Services } from './services.js';
 
 /** Endpoints for orchestrators and monitoring, not clients. */
@@ -47,6 +47,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
   app.decorateRequest('upstreamName', undefined);
   app.decorateRequest('cacheKind', undefined);
   app.decorateRequest('routeTemplate', undefined);
+  app.decorateRequest('identity', undefined);
 
   // Whoever needs to see every finished response (the web page's pull counting) is called
   // from the one listener below: a fastify onResponse hook would add listeners and a hook
@@ -74,7 +75,6 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
       const log = request.log as Logger; // fastify's logger is pino's
       if (!log.isLevelEnabled('info')) return;
       const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') ? 'debug' : 'info';
-      // The line costs a token check for authenticated requests: build it only when it is written.
       if (!log.isLevelEnabled(level)) return;
       request.log[level](
         {
@@ -82,7 +82,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
           path: request.url,
           client: request.ip,
           userAgent: request.headers['user-agent'],
-          user: requestUser(request.headers.authorization, reply.statusCode, services.tokens),
+          user: requestUser(request),
           status: reply.statusCode,
           bytes: length === undefined ? undefined : Number(length),
           durationMs: Math.round(reply.elapsedTime * 100) / 100,
@@ -141,23 +141,12 @@ function v1Dependencies(services: Services, cached: CachedRepositories) {
 }
 
 /**
- * Who made a request, for the access log: the user of accepted Basic credentials, or the
- * subject of a token we issued (v2 Bearer, v1 "Token signature=…"). Read from the request
- * after the fact so the log needs nothing from the access policy: Basic credentials that
- * were refused end in 401, so any other status means they were good.
+ * Who made a request, for the access log: the user the access edge decided on when it
+ * checked the credentials (auth/request-identity.ts); none for anonymous callers, refused
+ * credentials and requests no access check saw. Nothing is parsed or verified again here.
  */
-function requestUser(authorization: string | undefined, status: number, tokens: JwtCodec): string | undefined {
-  if (!authorization) return undefined;
-  const [scheme = '', value = ''] = authorization.split(/\s+/, 2);
-  if (scheme.toLowerCase() === 'basic') {
-    if (status === 401) return undefined;
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    return colon > 0 ? decoded.slice(0, colon) : undefined;
-  }
-  const token = scheme.toLowerCase() === 'bearer' ? value : /signature=([A-Za-z0-9_.-]+)/.exec(authorization)?.[1];
-  const subject = token ? tokens.verify(token)?.sub : undefined;
-  return subject || undefined; // '' is an anonymous token
+function requestUser(request: FastifyRequest): string | undefined {
+  return request.identity?.user;
 }
 
 function apiOf(url: string): Api {

@@ -12,6 +12,7 @@ import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
+import { CacheChangeWatcher } from './lifecycle/cache-changes.js';
 import { Metrics } from './metrics/metrics.js';
 import { UpstreamActivity } from './ui/upstream-activity.js';
 import type { CacheIndex, Coordinator, PrivateContent, WindowCounters } from './coordination/ports.js';
@@ -98,13 +99,17 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     cooldownMs: upstream.circuitBreaker.cooldown,
   });
   const upstreamActivity = new UpstreamActivity();
+  // With cluster.redis an upstream's circuit is the cluster's: one replica opening it stops them all.
+  const circuitSharing = (circuit: string) => (coordinator.circuits ? { circuits: coordinator.circuits, leases: coordinator.leases, circuit } : undefined);
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
     const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));
-    const client = new CircuitBreakerUpstream(watched, {
-      failures: upstream.circuitBreaker.failures,
-      cooldownMs: upstream.circuitBreaker.cooldown,
-    });
+    const client = new CircuitBreakerUpstream(
+      watched,
+      { failures: upstream.circuitBreaker.failures, cooldownMs: upstream.circuitBreaker.cooldown },
+      Date.now,
+      circuitSharing(`v2:${upstream.name}`),
+    );
     v2Clients.set(upstream.name, client);
     breakers.set(upstream.name, client);
   }
@@ -114,10 +119,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => {
     // The same breaker as v2, around the same problem log.
     const v1 = speaksV1(upstream)
-      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)), {
-          failures: upstream.circuitBreaker.failures,
-          cooldownMs: upstream.circuitBreaker.cooldown,
-        })
+      ? new CircuitBreakerV1Upstream(
+          problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)),
+          { failures: upstream.circuitBreaker.failures, cooldownMs: upstream.circuitBreaker.cooldown },
+          Date.now,
+          circuitSharing(`v1:${upstream.name}`),
+        )
       : undefined;
     // A v1-only upstream's circuit is its only one: it shows in the circuit metric.
     if (v1 && !breakers.has(upstream.name)) breakers.set(upstream.name, v1);
@@ -134,6 +141,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   });
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = storage.createCacheIndex(config.storage.cache.maxBytes);
+  // gc and import beside this server leave a notice in the storage; started before the first
+  // build, so a change made meanwhile is in the build or rescanned, never missed.
+  const cacheChanges = await CacheChangeWatcher.start({ metadata, cacheIndex, privateContent, log });
   await cacheIndex.rebuild();
   // Evicted here or collected by gc (in any replica): the in-memory manifest copy goes too.
   coordinator.events.subscribe((event) => {
@@ -177,11 +187,13 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tracker: cacheIndex,
     isPrivate: (digest) => privateContent.has(digest),
     provenance,
+    locks: coordinator.locks,
   });
   const v1Mirror = new V1PullThrough(metadata, blobs, mirror, log, {
     offline: config.offline,
     upstreamByName: (name) => v1Router.byName(name),
     provenance,
+    locks: coordinator.locks,
   });
   return {
     config,
@@ -216,6 +228,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       // so no metadata write is cut half-way by the exit.
       const settleBy = Date.now() + FETCH_SETTLE_MS;
       while (inflight.count > 0 && Date.now() < settleBy) await delay(10);
+      await cacheChanges.close();
       await cacheIndex.close();
       await blobs.close();
       await storage.close();

@@ -115,7 +115,7 @@ export function inProcessCoordinator(options: { onListenerError?: (error: unknow
     leases: new InProcessLeases(),
     events: new InProcessBlobEvents(options.onListenerError),
     counters: new InProcessWindowCounters(),
-    status: () => ({ mode: 'in-process', connected: true, uncoordinated: { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0 } }),
+    status: () => ({ mode: 'in-process', connected: true, uncoordinated: { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0, circuits: 0 } }),
     close: () => Promise.resolve(),
   };
 }

@@ -106,7 +106,7 @@ export class Metrics {
     });
     new Counter({
       name: 'longshore_coordination_uncoordinated_total',
-      help: 'Operations that went ahead uncoordinated because Redis was unreachable, by port (locks, leases, events, privateContent, cacheIndex)',
+      help: 'Operations that went ahead uncoordinated because Redis was unreachable, by port (locks, leases, events, privateContent, cacheIndex, counters, circuits)',
       labelNames: ['port'],
       registers,
       collect() {

@@ -11,7 +11,8 @@ import { isStorageRefusal, StorageRefusalLog } from '../storage/refusal.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
 import { BlobMisses, type BlobResult, type CacheTracker } from './blob-miss.js';
-import { CachedLookup } from './cached-lookup.js';
+import { CachedLookup, type CachedEntry } from './cached-lookup.js';
+import type { KeyedLocks } from '../coordination/ports.js';
 import type { CacheOutcome } from './outcome.js';
 import type { Origin, ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget } from './router.js';
@@ -37,6 +38,8 @@ export interface MirrorOptions {
   isPrivate: (digest: string) => Promise<boolean>;
   /** Which upstream each fetched digest came from: private digests are served under those upstreams' names. */
   provenance: ProvenanceIndex;
+  /** The coordinator's locks: a tag is refreshed by one replica at a time, cluster-wide. */
+  locks?: KeyedLocks;
   now?: () => number;
 }
 
@@ -66,7 +69,7 @@ export class PullThroughMirror {
     this.isPrivate = options.isPrivate;
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
-    this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
+    this.lookups = new CachedLookup({ offline: this.offline, now: this.now, locks: options.locks }, log);
     this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline);
   }
 
@@ -189,11 +192,8 @@ export class PullThroughMirror {
       .get<TaggedManifest>({
         key: `v2-tag|${upstream.name}|${repository}|${tag}`,
         ttlMs: upstream.tagTtlMs,
-        cached: async () => {
-          const record = await this.tags.get(upstream.name, repository, tag);
-          const manifest = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
-          return record && manifest ? { value: { record, manifest }, fetchedAt: record.checkedAt } : undefined;
-        },
+        cached: async () => this.taggedManifest(await this.tags.get(upstream.name, repository, tag)),
+        latest: async () => this.taggedManifest(await this.tags.reload(upstream.name, repository, tag)),
         refresh: (previous) => this.refreshTag(target, tag, previous?.value),
         same: (known, fresh) => known.manifest.digest === fresh.manifest.digest,
         context: { upstream: upstream.name, repository, tag },
@@ -219,6 +219,11 @@ export class PullThroughMirror {
     const manifest = record && this.manifests.peek(record.digest);
     const outcome = record && manifest && this.lookups.servedFromCache(record.checkedAt, target.upstream.tagTtlMs);
     return outcome ? { value: { record, manifest }, outcome } : undefined;
+  }
+
+  private async taggedManifest(record: TagRecord | undefined): Promise<CachedEntry<TaggedManifest> | undefined> {
+    const manifest = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
+    return record && manifest ? { value: { record, manifest }, fetchedAt: record.checkedAt } : undefined;
   }
 
   private async refreshTag(target: MirrorTarget, tag: string, known: TaggedManifest | undefined): Promise<TaggedManifest | undefined> {

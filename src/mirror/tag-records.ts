@@ -41,6 +41,15 @@ export class TagRecords {
     return record;
   }
 
+  /** The record as the metadata store has it now (another replica may have refreshed it). */
+  async reload(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
+    const record = await this.metadata.get<TagRecord>(this.key(upstream, repository, tag));
+    const memoryKey = this.memoryKey(upstream, repository, tag);
+    if (record) this.memory.set(memoryKey, record);
+    else this.memory.delete(memoryKey);
+    return record;
+  }
+
   async put(upstream: string, repository: string, tag: string, record: TagRecord): Promise<void> {
     this.memory.set(this.memoryKey(upstream, repository, tag), record);
     await this.metadata.put(this.key(upstream, repository, tag), record);

@@ -69,6 +69,10 @@ function openFs(root: string): Drivers {
   return { blobs: new FsBlobStore(root), metadataDriver: new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), closeDriver: () => undefined };
 }
 
+// Presigned blob URLs (storage.s3.redirect) live as long as the reference registry's: long
+// enough for a slow client to start a large layer, short enough that a leaked URL soon dies.
+const REDIRECT_URL_TTL_SECONDS = 20 * 60;
+
 /**
  * storage.driver "s3": blobs and records in the bucket, scratch files under storage.path. The
  * driver and the AWS SDK are loaded only here: on the fs driver they would add most of a
@@ -91,6 +95,7 @@ async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
       // Another replica's upload may run long; older ones are a killed process's leftovers.
       startupSweepGraceMs: config.storage.uploadTimeout,
       describeEndpoint: s3.endpoint ?? 'AWS',
+      ...(s3.redirect ? { redirectUrlTtlSeconds: REDIRECT_URL_TTL_SECONDS } : {}),
     }),
     metadataDriver: new S3MetadataDriver(location),
     closeDriver: () => client.destroy(),

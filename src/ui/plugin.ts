@@ -11,7 +11,8 @@ import { sendRegistryError } from '../api/errors.js';
 import { parseDigest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
-import { TOKEN_SERVICE, type Services } from '../services.js';
+import { accessRequest } from '../api/v2/routes.js';
+import type { Services } from '../services.js';
 import type { MirrorTarget, RoutableUpstream } from '../mirror/router.js';
 import type { ResponseObserver } from '../app.js';
 import { metadataKeys } from '../storage/keys.js';
@@ -45,8 +46,8 @@ export interface RepositoryActivity {
 
 /**
  * Pulls: a v2 manifest GET (by tag, or by digest, which only moves "last pulled"), a v1 tag
- * lookup, a v1 image list (the start of every v1 pull). Pushes: a v2 manifest PUT. Only
- * successful answers count; HEAD never does.
+ * lookup, a v1 image list (the start of every v1 pull). Pushes: a v2 manifest PUT, a v1 tag
+ * PUT. Only successful answers count; HEAD never does.
  */
 export function repositoryActivity(method: string, url: string, status: number): RepositoryActivity | undefined {
   const path = url.split('?')[0] ?? '';
@@ -57,8 +58,10 @@ export function repositoryActivity(method: string, url: string, status: number):
     if (method === 'PUT' && status === 201) return { api: 'v2', action: 'push', name, tag: reference.includes(':') ? undefined : reference };
     return undefined;
   }
-  if (method !== 'GET' || status !== 200) return undefined;
   const v1Tag = V1_TAG_PATH.exec(path);
+  // A v1 push ends by tagging the pushed image (Docker 1.10: PUT …/tags/TAG answers 200).
+  if (v1Tag && method === 'PUT' && status === 200) return { api: 'v1', action: 'push', name: v1Tag[1] ?? '', tag: v1Tag[2] };
+  if (method !== 'GET' || status !== 200) return undefined;
   if (v1Tag) return { api: 'v1', action: 'pull', name: v1Tag[1] ?? '', tag: v1Tag[2] };
   const v1Images = V1_IMAGES_PATH.exec(path);
   if (v1Images) return { api: 'v1', action: 'pull', name: v1Images[1] ?? '', tag: undefined };
@@ -102,7 +105,7 @@ export function uiPlugin(services: Services, observeResponses: (observer: Respon
       traffic,
       inflightFetches: () => services.inflight.count,
       cacheMaxBytes: services.config.storage.cache.maxBytes,
-      mayPull: (user, repository) => services.access.policy.allowedActions(user, repository).includes('pull'),
+      mayPull: (user, repository) => services.access.policy.decide(user === undefined ? { kind: 'anonymous' } : { kind: 'user', name: user }, repository, ['list']).allowed,
     });
 
     app.addHook('onReady', () => {
@@ -120,9 +123,10 @@ export function uiPlugin(services: Services, observeResponses: (observer: Respon
     // Pulls and pushes of every route, told by the app's per-request listener (app.ts).
     observeResponses((request, status) => {
       const { method, url } = request;
+      // Pulls are counted by path and worked out later (PullTally); pushes are rare and go at once.
       if (method === 'GET' && status === 200) {
         if (url.startsWith('/v2/') ? url.includes('/manifests/') : url.startsWith('/v1/repositories/')) pulls.add(url);
-      } else if (method === 'PUT' && status === 201) {
+      } else if (method === 'PUT') {
         recordActivity(services, catalog, repositoryActivity(method, url, status), url);
       }
     });
@@ -139,8 +143,8 @@ export function uiPlugin(services: Services, observeResponses: (observer: Respon
       return sendStatic(reply, files, file as keyof typeof STATIC_FILES);
     });
 
-    app.get('/ui/api/session', (request, reply) => {
-      const viewer = viewerOf(services, request);
+    app.get('/ui/api/session', async (request, reply) => {
+      const viewer = await viewerOf(services, request);
       return reply.send({
         user: viewer.user ?? null,
         anonymousPull: services.config.auth.anonymousPull,
@@ -148,9 +152,9 @@ export function uiPlugin(services: Services, observeResponses: (observer: Respon
         registryHost: services.config.publicUrl ? new URL(services.config.publicUrl).host : (request.headers.host ?? ''),
       });
     });
-    app.get('/ui/api/overview', async (request, reply) => reply.send(await query.overview(mirrorViewer(services, request))));
+    app.get('/ui/api/overview', async (request, reply) => reply.send(await query.overview(await mirrorViewer(services, request))));
     app.get('/ui/api/upstreams', async (request, reply) => {
-      mirrorViewer(services, request);
+      await mirrorViewer(services, request);
       const statuses = await upstreamStatuses({
         upstreams: services.config.upstreams,
         clientByName: (name) => services.router.byName(name) ?? services.v1Router.byName(name)?.v1,
@@ -160,19 +164,19 @@ export function uiPlugin(services: Services, observeResponses: (observer: Respon
       return reply.send({ upstreams: statuses });
     });
     app.get('/ui/api/repositories', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { q, kind, page, perPage } = parseQuery(repositoriesQuery, request.query);
       return reply.send(await query.repositories(viewer, { query: q, kind, page, perPage }));
     });
     app.get('/ui/api/repository', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { name, page, perPage } = parseQuery(repositoryQuery, request.query);
       const repository = await query.repository(viewer, validName(name), { page, perPage });
       if (!repository) throw unknownRepository(name);
       return reply.send(repository);
     });
     app.get('/ui/api/image', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { name, digest } = parseQuery(imageQuery, request.query);
       try {
         parseDigest(digest);
@@ -218,19 +222,19 @@ function unknownRepository(name: string): RegistryError {
   return new RegistryError('NAME_UNKNOWN', `no repository ${name} (or you may not see it: log in)`, { detail: { name } });
 }
 
-/** The user of a token this mirror issued (the login form's), or anonymous. */
-function viewerOf(services: Services, request: FastifyRequest): Viewer {
-  const header = request.headers.authorization;
-  if (!header) return { user: undefined };
-  const [scheme, token = ''] = header.split(/\s+/, 2);
-  const claims = scheme?.toLowerCase() === 'bearer' ? services.tokens.verify(token) : undefined;
-  if (!claims || claims.aud !== TOKEN_SERVICE) throw new RegistryError('UNAUTHORIZED', 'invalid or expired token: log in again');
-  return { user: claims.sub === '' ? undefined : claims.sub };
+/**
+ * Who is looking: the identity the access edge decides on for this request (the login form's
+ * token, or other credentials the registry API accepts), recorded on it like every decision;
+ * refused credentials are a 401 and the page asks to log in again.
+ */
+async function viewerOf(services: Services, request: FastifyRequest): Promise<Viewer> {
+  const identity = await services.access.identifyRequest(accessRequest(request, services.config.publicUrl));
+  return { user: identity.user };
 }
 
 /** Overview and upstreams describe mirrored content: only for those who may pull it. */
-function mirrorViewer(services: Services, request: FastifyRequest): Viewer {
-  const viewer = viewerOf(services, request);
+async function mirrorViewer(services: Services, request: FastifyRequest): Promise<Viewer> {
+  const viewer = await viewerOf(services, request);
   if (viewer.user === undefined && !services.config.auth.anonymousPull) throw new RegistryError('UNAUTHORIZED', 'this mirror is for its users only: log in');
   return viewer;
 }
@@ -252,8 +256,10 @@ function recordActivity(services: Services, catalog: RepositoryCatalog, activity
   if (!activity) return;
   const where = originOf(services, activity, namespaceOf(url));
   if (!where) return;
-  if (activity.action === 'pull') catalog.recordPull(where.name, where.origin, activity.tag, pulls, at);
-  else catalog.note(where.name, where.origin);
+  // v1 requests may leave v1 tag records (a push, a pull through a v1 index): views read them.
+  const origin: RepositoryOrigin = activity.api === 'v1' ? { ...where.origin, v1: true } : where.origin;
+  if (activity.action === 'pull') catalog.recordPull(where.name, origin, activity.tag, pulls, at);
+  else catalog.note(where.name, origin);
 }
 
 function recordPulls(services: Services, catalog: RepositoryCatalog, tallied: Map<string, PathPulls>): void {
@@ -277,12 +283,24 @@ async function* storedRepositories(services: Services): AsyncIterable<{ name: st
   for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.localRoot], [])) {
     if (isValidRepositoryName(repository)) yield { name: repository, origin: { kind: 'private', repository } };
   }
+  // v1 tag records: private v1 pushes, and the lists kept by the v1 pull-through per upstream.
+  for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.v1RepositoriesRoot], [])) {
+    if (isValidRepositoryName(repository)) yield { name: repository, origin: { kind: 'private', repository, v1: true } };
+  }
+  for (const upstream of services.v1Router.upstreams) {
+    // `_tags`: the whole tag list was asked for; `_tag/<tag>`: single tags (docker pull NAME:TAG).
+    for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.v1MirrorListRoot(upstream.name)], [], ['_tags', '_tag'])) {
+      const name = upstream === services.v1Router.defaultUpstream ? repository : `${upstream.name}/${repository}`;
+      if (isValidRepositoryName(name) && !services.policy.isPrivate(name)) yield { name, origin: { kind: 'mirrored', upstream: upstream.name, repository, v1: true } };
+    }
+  }
 }
 
-async function* repositoriesUnder(metadata: MetadataStore, root: string[], path: string[]): AsyncIterable<string> {
+/** Repositories below `root`: directories holding one of `markers` (their tag records). */
+async function* repositoriesUnder(metadata: MetadataStore, root: string[], path: string[], markers: readonly string[] = ['_tags']): AsyncIterable<string> {
   const entries = await metadata.list([...root, ...path].join('/'));
-  if (path.length > 0 && entries.includes('_tags')) yield path.join('/');
+  if (path.length > 0 && entries.some((entry) => markers.includes(entry))) yield path.join('/');
   for (const entry of entries) {
-    if (!entry.startsWith('_')) yield* repositoriesUnder(metadata, root, [...path, entry]);
+    if (!entry.startsWith('_')) yield* repositoriesUnder(metadata, root, [...path, entry], markers);
   }
 }

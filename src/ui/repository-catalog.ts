@@ -24,6 +24,11 @@ export interface RepositoryOrigin {
   upstream?: string;
   /** Mirrored: the name at the upstream; private: the name itself. */
   repository: string;
+  /**
+   * It has v1 tag records too (a v1 push, a pull through a v1 index): views read them beside
+   * the v2 ones. Only set when true, so a v2-only repository costs no v1 reads.
+   */
+  v1?: true;
 }
 
 export interface PullFigures {
@@ -141,15 +146,19 @@ export class RepositoryCatalog {
     return this.flushing;
   }
 
-  /** Adds every repository `found` lists that the catalog does not have yet. */
+  /**
+   * Adds every repository `found` lists that the catalog does not have yet, and marks known
+   * ones that `found` says have v1 records (a store written before the page knew v1 tags).
+   */
   async reconcile(found: AsyncIterable<{ name: string; origin: RepositoryOrigin }>): Promise<number> {
-    const known = new Set((await this.entries()).map(([name]) => name));
+    const known = new Map((await this.entries()).map(([name, entry]) => [name, entry.v1 === true]));
     let added = 0;
     for await (const { name, origin } of found) {
-      if (known.has(name)) continue;
-      known.add(name);
+      const hasV1 = known.get(name);
+      if (hasV1 === undefined) added += 1;
+      else if (hasV1 || !origin.v1) continue; // known, and nothing new to mark
+      known.set(name, origin.v1 === true);
       this.note(name, origin);
-      added += 1;
     }
     await this.flush();
     return added;
@@ -166,6 +175,7 @@ export class RepositoryCatalog {
     if (!shard) this.pending.set(shardKey, (shard = new Map<string, PendingEntry>()));
     let entry = shard.get(name);
     if (!entry) shard.set(name, (entry = { origin, pulls: 0, lastPulledAt: undefined, tags: new Map() }));
+    else if (origin.v1 && !entry.origin.v1) entry.origin = { ...entry.origin, v1: true };
     return entry;
   }
 
@@ -217,6 +227,7 @@ function mergeInto(current: Shard, changes: Map<string, PendingEntry>): Shard {
   const next: Shard = { ...current };
   for (const [name, change] of changes) {
     const entry: CatalogEntry = next[name] ? { ...next[name], tags: { ...next[name].tags } } : { ...change.origin, pulls: 0, tags: {} };
+    if (change.origin.v1) entry.v1 = true;
     entry.pulls += change.pulls;
     if (change.lastPulledAt !== undefined) entry.lastPulledAt = Math.max(entry.lastPulledAt ?? 0, change.lastPulledAt);
     for (const [tag, figures] of change.tags) {

@@ -261,12 +261,23 @@ async function repositoryView(name, params) {
   const page = Number(params.get('page') ?? '1') || 1;
   const repo = await api(`repository?${new URLSearchParams({ name, page: String(page), perPage: '50' })}`);
   const hrefFor = (p) => `#/r/${name}?page=${p}`;
+  // v1 tags (a v1 push, a pull through a v1 index) name an image id, not a manifest: no layer page.
+  const tagCell = (t) =>
+    t.api === 'v1'
+      ? h('td', {}, t.tag, ' ', h('span', { class: 'badge' }, 'v1'), h('div', { class: 'mono muted', title: t.imageId }, `id ${t.imageId.slice(0, 12)}`))
+      : h('td', {}, h('a', { href: `#/r/${name}@${t.digest}` }, t.tag), h('div', { class: 'mono muted' }, shortDigest(t.digest)));
+  const typeText = (t) => {
+    const platforms = t.platforms.length ? ` (${t.platforms.join(', ')})` : '';
+    if (t.kind === 'index') return `index: ${t.platforms.join(', ') || 'platforms unknown'}`;
+    if (t.kind === 'image') return `${t.api === 'v1' ? 'v1 image' : 'image'}${platforms}`;
+    return t.cached ? 'other' : 'not cached';
+  };
   const rows = repo.tags.items.map((t) =>
     h(
       'tr',
-      { 'data-tag': t.tag },
-      h('td', {}, h('a', { href: `#/r/${name}@${t.digest}` }, t.tag), h('div', { class: 'mono muted' }, shortDigest(t.digest))),
-      h('td', {}, t.kind === 'index' ? `index: ${t.platforms.join(', ') || 'platforms unknown'}` : t.kind === 'image' ? `image${t.platforms.length ? ` (${t.platforms.join(', ')})` : ''}` : t.cached ? 'other' : 'not cached', h('div', { class: 'muted hide-narrow' }, t.mediaType)),
+      { 'data-tag': t.tag, 'data-api': t.api },
+      tagCell(t),
+      h('td', {}, typeText(t), t.mediaType ? h('div', { class: 'muted hide-narrow' }, t.mediaType) : null),
       h('td', { class: 'num', 'data-size': t.size ?? '' }, formatBytes(t.size), t.size !== undefined && !t.sizeComplete ? h('div', { class: 'muted' }, 'cached part') : null),
       h('td', { class: 'num' }, formatCount(t.pulls)),
       h('td', { class: 'hide-narrow' }, formatAgo(t.lastPulledAt)),
