@@ -147,7 +147,8 @@ void describe('circuit state shared across replicas', () => {
     const config = {
       cluster: { redis: running().url, advertiseUrl: 'http://127.0.0.1:1' },
       auth: { secret: SECRET },
-      upstreams: [{ name: 'fake', url: upstream.url, default: true, circuitBreaker: { failures: 2, cooldown: '1h' } }],
+      // Its own name: the open circuit stays in Redis for an hour, past this test.
+      upstreams: [{ name: 'down-for-an-hour', url: upstream.url, default: true, circuitBreaker: { failures: 2, cooldown: '1h' } }],
     };
     const [a, b] = [await startInProcess(config), await startInProcess(config)];
     onCleanup(t, () => a.stop());
@@ -160,7 +161,7 @@ void describe('circuit state shared across replicas', () => {
       await response.body.dump();
       assert.ok(response.statusCode >= 500, `a failed pull answers ${response.statusCode}`);
     }
-    const circuitOf = async (server: { url: string }) => metricValue(await (await request(`${server.url}/metrics`)).body.text(), 'longshore_upstream_circuit_state', { upstream: 'fake' });
+    const circuitOf = async (server: { url: string }) => metricValue(await (await request(`${server.url}/metrics`)).body.text(), 'longshore_upstream_circuit_state', { upstream: 'down-for-an-hour' });
     assert.equal(await circuitOf(a), 2, 'open on the server that saw the failures');
     await pollUntil(async () => (await circuitOf(b)) === 2, { timeoutMs: 3000, what: 'the circuit open on the other server' });
     const asked = upstream.requests.length;
