@@ -12,7 +12,7 @@ import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
-import { CacheChangeWatcher } from './lifecycle/cache-changes.js';
+import { CacheChangeWatcher, type CacheChanges } from './lifecycle/cache-changes.js';
 import { Metrics } from './metrics/metrics.js';
 import { UpstreamActivity } from './ui/upstream-activity.js';
 import type { CacheIndex, Coordinator, PrivateContent, WindowCounters } from './coordination/ports.js';
@@ -59,6 +59,8 @@ export interface Services {
   mirror: PullThroughMirror;
   /** LRU over mirrored blobs: the storage.cache.maxBytes bound, and cache size figures. */
   cacheIndex: CacheIndex;
+  /** Rescans after gc or import changed the storage beside this server. */
+  cacheChanges: CacheChanges;
   router: UpstreamRouter;
   policy: NamespacePolicy;
   access: RegistryAccess;
@@ -219,6 +221,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     privateContent,
     mirror,
     cacheIndex,
+    cacheChanges,
     router,
     inflight,
     peerToken,

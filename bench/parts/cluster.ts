@@ -12,21 +12,10 @@ import { startLongshore } from '../../test/harness/longshore.js';
 import { s3StorageConfig, startSwift } from '../../test/harness/swift.js';
 import { curlGet, median } from '../lib/measure.js';
 import { performance } from 'node:perf_hooks';
+import type { BenchPartContext } from '../lib/part.js';
 
-export interface ClusterPartContext {
-  /** The bench's upstream registry. */
-  upstreamUrl: string;
-  /** Pushes a fresh random blob of `size` bytes to the upstream under `repository`; its digest. */
-  pushRandomBlob(repository: string, size: number): Promise<string>;
+export interface ClusterPartContext extends BenchPartContext {
   blobBytes: number;
-  runs: number;
-  clients: number;
-  record(metric: string, system: string, value: number): void;
-  log(message: string): void;
-  /** Where the part registers what to stop at the end (run in reverse). */
-  cleanups: Array<() => Promise<void>>;
-  /** Flushes dirty pages before a measurement. */
-  settle(): void;
 }
 
 /** Rows for the bench table (the shape of bench/run.ts's Row), in the Longshore column. */

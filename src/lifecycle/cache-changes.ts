@@ -37,8 +37,15 @@ export interface CacheChangeWatcherOptions {
   intervalMs?: number;
 }
 
-export class CacheChangeWatcher {
+/** What the serving graph exposes: others that keep their own view of the storage (the web page's repository list) catch up too. */
+export interface CacheChanges {
+  /** Called after each rescan; returns the unsubscribe function. */
+  onRescanned(listener: (notice: CacheChangeNotice) => void): () => void;
+}
+
+export class CacheChangeWatcher implements CacheChanges {
   private seen: string | undefined;
+  private readonly listeners = new Set<(notice: CacheChangeNotice) => void>();
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
 
@@ -60,6 +67,11 @@ export class CacheChangeWatcher {
     return watcher;
   }
 
+  onRescanned(listener: (notice: CacheChangeNotice) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.polling;
@@ -75,6 +87,7 @@ export class CacheChangeWatcher {
       await privateContent.reload?.();
       await cacheIndex.rescan();
       this.seen = notice.id; // only once done: a failed rescan is tried again at the next poll
+      for (const listener of this.listeners) listener(notice);
       log.info({ by: notice.by, at: notice.at, host: notice.host, pid: notice.pid, durationMs: Date.now() - started }, `cache index rescanned after ${notice.by} changed the storage`);
     } catch (error) {
       log.warn({ err: (error as Error).message }, 'cache change notice: could not read it or rescan; the next poll tries again');

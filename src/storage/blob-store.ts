@@ -129,15 +129,16 @@ export class SizeMismatchError extends Error {
 /**
  * The one check every driver's writer makes before anything is published: the bytes written
  * hash to the expected digest and count to the expected size. Returns the digest they hash to,
- * or the error to abort with.
+ * or the error to abort with. `hash`: the running hash, or the hex digest a driver computed
+ * elsewhere (the fs driver's worker thread).
  */
 export function checkWritten(
-  hash: Hash,
+  hash: Hash | string,
   algorithm: DigestAlgorithm,
   written: number,
   expected: { label: string; digest: Digest | undefined; size: number | undefined },
 ): { digest: Digest } | { error: Error } {
-  const hex = hash.digest('hex');
+  const hex = typeof hash === 'string' ? hash : hash.digest('hex');
   const digest: Digest = { algorithm, hex, text: `${algorithm}:${hex}` };
   if (expected.size !== undefined && expected.size !== written) return { error: new SizeMismatchError(expected.label, expected.size, written) };
   if (expected.digest && digest.text !== expected.digest.text) return { error: new DigestMismatchError(expected.digest.text, digest.text, written) };

@@ -81,10 +81,11 @@ const REDIRECT_URL_TTL_SECONDS = 20 * 60;
 async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
   const s3 = config.storage.s3;
   if (s3 === undefined) throw new Error('storage.driver is "s3" but storage.s3 is not set'); // the schema refuses this already
-  const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }] = await Promise.all([
+  const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }, { WriteOnceRecordCache }] = await Promise.all([
     import('./s3-blob-store.js'),
     import('./s3-client.js'),
     import('./s3-metadata-driver.js'),
+    import('./s3-record-cache.js'),
   ]);
   const client = createS3Client(s3);
   const location = { client, bucket: s3.bucket, prefix: s3.prefix };
@@ -97,7 +98,8 @@ async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
       describeEndpoint: s3.endpoint ?? 'AWS',
       ...(s3.redirect ? { redirectUrlTtlSeconds: REDIRECT_URL_TTL_SECONDS } : {}),
     }),
-    metadataDriver: new S3MetadataDriver(location),
+    // Every record read is a GET: write-once records are read once per process.
+    metadataDriver: new WriteOnceRecordCache(new S3MetadataDriver(location)),
     closeDriver: () => client.destroy(),
   };
 }

@@ -238,6 +238,9 @@ test('gc and import beside a running server: its /metrics cache gauges and the U
   assert.equal(imported.code, 0, imported.stderr);
   await followsDisk('figures after import');
   assert.equal((await figures()).objects, beforeImport.objects + 3, 'the imported manifest, config and layer count');
+  // The web page's repository list (and so ls --url) has the imported repository.
+  const listed = async () => ((await (await request(`${mirror.url}/ui/api/repositories?q=apps/one`)).body.json()) as { total: number }).total;
+  await pollUntil(async () => (await listed()) === 1, { timeoutMs: 10_000, what: 'the imported repository on the web page' });
 
   const collected = await runCli(['gc', '--config', configFile, '--grace', '0s']);
   assert.equal(collected.code, 0, collected.stderr);

@@ -300,6 +300,15 @@ test('warm tells blobs already cached apart from those fetched from upstream: a 
   assert.match(total(second.stdout), new RegExp(`^total: 1/1 images, 3 blobs, ${size(blobBytes)}: 3 cached \\(${size(blobBytes)}\\), 0 fetched \\(0 B\\)$`));
   // Per blob too, as each one finishes.
   assert.match(second.stdout, /^registry\.test\/apps\/warmtwice:v1: 1\/3 blobs, .*: 1 cached \(.*\), 0 fetched \(0 B\)$/m);
+
+  // On a terminal (script(1) gives it one): the bars say how many were cached, a last line the split.
+  const onTerminal = spawnProcess('script', ['-qec', `${process.execPath} --import tsx src/main.ts warm --url ${mirror.url} registry.test/apps/warmtwice:v1`, '/dev/null'], { cwd: REPO_ROOT });
+  onCleanup(t, () => onTerminal.kill9());
+  assert.equal((await onTerminal.exited).code, 0);
+  const screen = onTerminal.stdoutLines.join('\n');
+  assert.ok(screen.includes('\x1b['), 'drawn as bars on a terminal');
+  assert.match(screen, /3\/3 blobs \(3 cached\) {2}registry\.test\/apps\/warmtwice:v1 done/);
+  assert.match(screen, new RegExp(`blobs: 3 cached \\(${size(blobBytes)}\\), 0 fetched \\(0 B\\)`));
 });
 
 test('refused upstream credentials: the client gets a 404, the log one warn line per upstream per cooldown naming the upstream and the reason', async (t) => {

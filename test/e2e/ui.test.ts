@@ -157,6 +157,9 @@ test('web page: repositories, tags and sizes after real pulls; the hit ratio mov
   assert.equal(await legacyRow.locator('td[data-size]').getAttribute('data-size'), String(legacySize), 'the v1 tag shows the size of its image chain');
   assert.match((await legacyRow.textContent()) ?? '', new RegExp(`id ${legacyTop.id.slice(0, 12)}`));
   assert.deepEqual(await rawValues(page), [], 'no raw null/undefined/NaN on a v1 tag row');
+  const legacyText = (await page.locator('main').textContent()) ?? '';
+  assert.ok(legacyText.includes(`docker pull ${host}/corp/legacy:0.9`), 'the pull line names the v1 tag');
+  assert.ok(!legacyText.includes('podman pull'), 'no podman line for a tag only v1 serves');
   await screenshot(page, screenshots, 'repository-v1');
   await page.goto(`${mirror.url}/ui/#/r/apps/web`);
   await page.locator('tr[data-tag="1.4"]').waitFor();

@@ -104,3 +104,16 @@ test('with locks: the refresh re-reads under the lock and takes a fresh answer a
   await assert.rejects(new CachedLookup({ offline: false, now: () => now + 1000, locks }, silent).get(failing), /boom 1/);
   assert.equal(attempts, 1, 'a failure of the work is not mistaken for a lock not had');
 });
+
+test('servedFromCache is the rule get() applies: a hit within the TTL, stale past it only offline', async () => {
+  let now = 1000;
+  const online = new CachedLookup({ offline: false, now: () => now }, silent);
+  const offline = new CachedLookup({ offline: true, now: () => now }, silent);
+  assert.equal(online.servedFromCache(950, 100), 'hit');
+  assert.equal(online.servedFromCache(900, 100), undefined, 'at the TTL the upstream is asked');
+  assert.equal(offline.servedFromCache(900, 100), 'stale');
+  now = 1050;
+  const { lookup } = fixture(() => now, []);
+  lookup.cached = () => Promise.resolve({ value: 'a', fetchedAt: 1000 });
+  assert.deepEqual(await online.get(lookup), { value: 'a', outcome: online.servedFromCache(1000, lookup.ttlMs) });
+});

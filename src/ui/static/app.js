@@ -251,9 +251,11 @@ async function repositoriesView(params) {
   render(mine, h('h1', {}, 'Repositories'), form, h('p', { class: 'muted', id: 'repository-count' }, plural(result.total, 'repository').replace(/ys$/, 'ies')), body, pager(result, hrefFor));
 }
 
-function pullLines(reference) {
+function pullLines(reference, v1Only = false) {
   const copy = (text) => h('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(text) }, 'copy');
-  return [`docker pull ${reference}`, `podman pull ${reference}`].map((line) => h('div', { class: 'pull' }, h('code', {}, line), copy(line)));
+  // A tag that only exists over v1 pulls with a Docker 1.x daemon; podman never spoke v1.
+  const lines = v1Only ? [`docker pull ${reference}`] : [`docker pull ${reference}`, `podman pull ${reference}`];
+  return lines.map((line) => h('div', { class: 'pull' }, h('code', {}, line), copy(line)));
 }
 
 async function repositoryView(name, params) {
@@ -283,13 +285,14 @@ async function repositoryView(name, params) {
       h('td', { class: 'hide-narrow' }, formatAgo(t.lastPulledAt)),
     ),
   );
-  const firstTag = repo.tags.items[0]?.tag ?? 'latest';
+  const first = repo.tags.items.find((t) => t.api !== 'v1') ?? repo.tags.items[0];
+  const firstTag = first?.tag ?? 'latest';
   render(
     mine,
     h('div', { class: 'crumbs' }, h('a', { href: '#/repositories' }, 'Repositories'), ' /'),
     h('h1', {}, name, ' ', repo.kind === 'private' ? h('span', { class: 'badge private' }, 'private') : h('span', { class: 'badge' }, `mirror: ${repo.upstream}`)),
     h('p', { class: 'muted' }, `${plural(repo.tagCount, 'tag')} · ${plural(repo.pulls, 'pull')} · last pulled ${formatAgo(repo.lastPulledAt)}`),
-    ...pullLines(`${session.registryHost}/${name}:${firstTag}`),
+    ...pullLines(`${session.registryHost}/${name}:${firstTag}`, first?.api === 'v1'),
     h('h2', {}, 'Tags'),
     repo.tags.total === 0 ? empty('No tags recorded for this repository yet.') : table([['Tag'], ['Type'], ['Size', 'num'], ['Pulls', 'num'], ['Last pulled', 'hide-narrow']], rows),
     pager(repo.tags, hrefFor),
