@@ -90,4 +90,24 @@ export const metadataKeys = {
   /** Per upstream, like the image records the chain's ids name. */
   v1MirrorChain: (upstream: string, manifest: Digest) => join('v1', 'mirror', 'chains', upstream, manifest.algorithm, manifest.hex),
   v1MirrorList: (upstream: string, repository: string, ...rest: string[]) => join('v1', 'mirror', 'repositories', upstream, repository, ...rest),
+  /** Parent of one upstream's v1 lists (walk it for the repositories mirrored through its v1 index). */
+  v1MirrorListRoot: (upstream: string) => join('v1', 'mirror', 'repositories', upstream),
 } as const;
+
+const WRITE_ONCE_ROOTS = [`${metadataKeys.manifestsRoot}/`, `${join('v1', 'mirror', 'chains')}/`];
+
+/**
+ * Records whose value never changes once written, so a replica may keep them in memory with no
+ * word from the others (storage/s3-record-cache.ts): manifest records (keyed by the manifest's
+ * digest), v1 chains derived from a manifest digest, and private v1 images once their push
+ * completed (never rewritten or deleted after that). Everything else can change under another
+ * replica: tags, private marks and repository links (deletes), mirrored v1 images (their layer
+ * comes and goes), provenance (grows), access times, catalogs.
+ */
+export function isWriteOnceRecord(key: string, value: unknown): boolean {
+  if (WRITE_ONCE_ROOTS.some((root) => key.startsWith(root))) return true;
+  if (key.startsWith(`${metadataKeys.v1PrivateImages}/`) && !key.slice(metadataKeys.v1PrivateImages.length + 1).includes('/')) {
+    return typeof value === 'object' && value !== null && (value as { complete?: unknown }).complete === true;
+  }
+  return false;
+}

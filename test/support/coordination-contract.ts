@@ -267,12 +267,16 @@ export function coordinationContract(driver: CoordinationDriver): void {
     for (let i = 0; i < trace.length; i += 2) {
       assert.equal(trace[i]!.replace('start ', ''), trace[i + 1]!.replace('end ', ''), `no overlap: ${trace.join(', ')}`);
     }
-    const lease = await one.leases.tryAcquire('fetch:sha256:cc', 5000);
+    const lease = await one.leases.tryAcquire('fetch:sha256:cc', 5000, 'http://one.test:5000');
     assert.ok(lease);
     assert.equal(await two.leases.tryAcquire('fetch:sha256:cc', 5000), undefined, 'held by the other replica');
+    assert.equal(await two.leases.holder('fetch:sha256:cc'), 'http://one.test:5000', "the other replica reads the holder's address");
+    assert.equal(await lease.renew(), true, 'a lease with a holder renews');
     await lease.release();
+    assert.equal(await two.leases.holder('fetch:sha256:cc'), undefined, 'released: no holder');
     const taken = await two.leases.tryAcquire('fetch:sha256:cc', 5000);
     assert.ok(taken, 'released: the other replica takes it');
+    assert.equal(await one.leases.holder('fetch:sha256:cc'), undefined, 'taken without a holder: none recorded');
     await lease.release(); // the old holder's second release must not free it
     assert.equal(await one.leases.tryAcquire('fetch:sha256:cc', 5000), undefined);
     await taken.release();

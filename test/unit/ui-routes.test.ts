@@ -99,6 +99,9 @@ test('ui: which requests count as pulls and pushes of a repository', () => {
     ['GET', '/v2/library/alpine/blobs/sha256:00', 200, undefined],
     ['GET', '/v2/library/alpine/tags/list', 200, undefined],
     ['GET', '/v1/repositories/library/busybox/tags', 200, undefined],
+    // A v1 push (Docker 1.10) ends by tagging the image.
+    ['PUT', '/v1/repositories/corp/legacy/tags/v1', 200, { api: 'v1', action: 'push', name: 'corp/legacy', tag: 'v1' }],
+    ['PUT', '/v1/repositories/corp/legacy/tags/v1', 401, undefined],
   ];
   for (const [method, url, status, expected] of cases) assert.deepEqual(repositoryActivity(method, url, status), expected, `${method} ${url} ${status}`);
 });
