@@ -67,3 +67,16 @@ test('offline: known answers are served (stale past the TTL) and nothing else is
   assert.deepEqual(await offline.get(lookup), { value: 'a', outcome: 'stale' });
   assert.equal(calls(), 1);
 });
+
+test('servedFromCache is the rule get() applies: a hit within the TTL, stale past it only offline', async () => {
+  let now = 1000;
+  const online = new CachedLookup({ offline: false, now: () => now }, silent);
+  const offline = new CachedLookup({ offline: true, now: () => now }, silent);
+  assert.equal(online.servedFromCache(950, 100), 'hit');
+  assert.equal(online.servedFromCache(900, 100), undefined, 'at the TTL the upstream is asked');
+  assert.equal(offline.servedFromCache(900, 100), 'stale');
+  now = 1050;
+  const { lookup } = fixture(() => now, []);
+  lookup.cached = () => Promise.resolve({ value: 'a', fetchedAt: 1000 });
+  assert.deepEqual(await online.get(lookup), { value: 'a', outcome: online.servedFromCache(1000, lookup.ttlMs) });
+});

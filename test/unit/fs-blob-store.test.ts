@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import { terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
 
 async function newStore(): Promise<FsBlobStore> {
@@ -154,4 +155,68 @@ test('fs: a suspended writer holds no descriptor, and reopens on the next write 
   const handle = await store.open(parseDigest(digestOf(bytes)));
   assert.equal(handle?.size, bytes.byteLength);
   await handle?.close();
+});
+
+// Past 1 MiB the digest is computed by a worker thread reading the temp file back.
+const BIG = 3 * 1024 * 1024 + 12_345;
+
+/** Writes `bytes` in uneven chunks, as a network body arrives. */
+async function writeInChunks(writer: { write(chunk: Uint8Array): Promise<void> }, bytes: Buffer): Promise<void> {
+  for (let at = 0, size = 1000; at < bytes.byteLength; at += size, size = (size * 7) % 300_000 + 1) await writer.write(bytes.subarray(at, at + size));
+}
+
+test('fs: a big write is hashed off the event loop: the right bytes commit, one wrong byte anywhere is refused and leaves nothing', async () => {
+  const store = await newStore();
+  const bytes = randomBytes(BIG);
+  const digest = parseDigest(digestOf(bytes));
+  const writer = await store.createWriter(digest);
+  await writeInChunks(writer, bytes);
+  assert.equal((await writer.commit(bytes.byteLength)).text, digest.text);
+  writer.close();
+  assert.equal((await store.stat(digest))?.size, BIG);
+
+  // A byte flipped in the first MiB (hashed inline before the switch) and one past it.
+  for (const position of [100, 2 * 1024 * 1024 + 5]) {
+    const other = randomBytes(BIG);
+    const otherDigest = parseDigest(digestOf(other));
+    const wrong = Buffer.from(other);
+    wrong[position] = wrong[position]! ^ 0x01;
+    const bad = await store.createWriter(otherDigest);
+    await writeInChunks(bad, wrong);
+    await assert.rejects(bad.commit(BIG), /content digest mismatch/);
+    bad.close();
+    assert.equal(await store.stat(otherDigest), undefined);
+    assert.deepEqual(await readdir(path.join(store.root, 'tmp')), [], 'the temp file is gone');
+  }
+});
+
+test('fs: an upload without a digest gets the digest of its bytes from the hash thread, across suspends', async () => {
+  const store = await newStore();
+  const bytes = randomBytes(BIG);
+  const writer = await store.createWriter();
+  await writer.write(bytes.subarray(0, 1_500_000));
+  await writer.suspend?.();
+  await writer.write(bytes.subarray(1_500_000, 2_000_000));
+  await writer.suspend?.();
+  await writer.write(bytes.subarray(2_000_000));
+  assert.equal((await writer.commit(BIG)).text, digestOf(bytes));
+  writer.close();
+});
+
+test('fs: a hash thread that dies fails the writes it was hashing (no hang), and the next write gets a fresh thread', { timeout: 20_000 }, async () => {
+  const store = await newStore();
+  const bytes = randomBytes(BIG);
+  const digest = parseDigest(digestOf(bytes));
+  const writer = await store.createWriter(digest);
+  await writeInChunks(writer, bytes);
+  await terminateHashThreads();
+  await assert.rejects(writer.commit(BIG), /hash worker thread exited/);
+  writer.close();
+  assert.equal(await store.stat(digest), undefined, 'nothing unverified is stored');
+  assert.deepEqual(await readdir(path.join(store.root, 'tmp')), []);
+
+  const again = await store.createWriter(digest);
+  await writeInChunks(again, bytes);
+  assert.equal((await again.commit(BIG)).text, digest.text);
+  again.close();
 });

@@ -10,6 +10,7 @@ import { InProcessLeases } from '../../src/coordination/in-process.js';
 import { InflightBlobs, UpstreamBlobMissing } from '../../src/mirror/inflight.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
 import type { UpstreamBlob } from '../../src/upstream/upstream.js';
+import { terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { pollUntil } from '../harness/wait.js';
 import { fsStorage, memoryStorage } from '../support/stores.js';
 
@@ -212,4 +213,25 @@ test('a fetch holds its cluster-wide lease while it runs; a lease held elsewhere
   assert.ok((await buffer(second.fetch.openReader())).equals(other));
   assert.deepEqual(refused, [otherDigest.text]);
   await elsewhere?.release();
+});
+
+test('fs: a hash thread dying mid-fetch fails every reader with an error instead of leaving them hanging', { timeout: 20_000 }, async () => {
+  const { blobs: store } = await fsStorage();
+  const inflight = new InflightBlobs();
+  const blob = randomBytes(4 * 1024 * 1024);
+  const digest = parseDigest(digestOf(blob));
+  const body = new PassThrough();
+  const joins = [0, 1].map(() => joinDigest(inflight, digest, store, () => Promise.resolve({ size: blob.byteLength, body })));
+  body.write(blob.subarray(0, 2 * 1024 * 1024)); // past the inline-hash size: hashed by a thread
+  await joins[0]!.fetch.ready;
+  const results = joins.map((j) => settle(j.fetch.openReader()));
+  await pollUntil(() => Promise.resolve(joins[0]!.fetch.received >= 2 * 1024 * 1024), { timeoutMs: 5000, what: 'the first half received' });
+  await terminateHashThreads();
+  body.end(blob.subarray(2 * 1024 * 1024));
+  for (const result of await Promise.all(results)) {
+    assert.match(result.error?.message ?? '', /hash worker thread exited/);
+    assert.ok((result.bytes?.byteLength ?? 0) < blob.byteLength, 'the final byte was held back');
+  }
+  assert.equal(await store.stat(digest), undefined);
+  assert.equal(inflight.count, 0);
 });

@@ -1,0 +1,171 @@
+// Digests of big staged writes, computed off the event loop. sha256 of a 200 MiB layer is
+// ~0.19 s of CPU (SHA-NI, this project's bench machine): on the event loop it was the largest
+// single cost of a cold miss, serial with receiving and sending (issue 19). Here a worker
+// thread (hash-worker.ts) reads back each range the writer has put in its temp file and hashes
+// it while the event loop goes on receiving and sending. No blob bytes cross threads: ranges are
+// read from the page cache through the writer's descriptor, which every thread shares.
+//
+// Up to two threads, shared by every writer of the process; a writer's session stays on one
+// thread so its ranges are hashed in order. A thread that dies fails the sessions it held (their
+// verify() throws, their fetch fails) and the next session starts a fresh one.
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { deferred, type Deferred } from '../util/deferred.js';
+import type { HashReply, HashRequest } from './hash-worker.js';
+
+const MAX_THREADS = Math.max(1, Math.min(2, availableParallelism()));
+
+/**
+ * A worker running hash-worker: the .js file in dist. Under tsx (tests) the .ts file, loaded
+ * after registering tsx in the thread: a worker started on a .ts file directly fails on Node 20
+ * ("Unknown file extension"), the --import hooks being ready only after its entry is resolved.
+ */
+function startWorker(): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./hash-worker.js', import.meta.url));
+  const entry = new URL('./hash-worker.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  return new Worker(`import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`, { eval: true });
+}
+class HashThread {
+  private readonly worker: Worker;
+  readonly sessions = new Map<number, FileHasher>();
+  private lastError: Error | undefined;
+  private exited = false;
+
+  constructor(private readonly onExit: (thread: HashThread) => void) {
+    this.worker = startWorker();
+    // Idle threads do not keep the process alive; one with sessions does (see attach/detach).
+    this.worker.unref();
+    this.worker.on('message', (reply: HashReply) => this.sessions.get(reply.session)?.receive(reply));
+    this.worker.on('error', (error) => (this.lastError = error));
+    // Only 'exit' means the thread no longer reads any descriptor: sessions fail from there.
+    this.worker.on('exit', (code) => {
+      this.exited = true;
+      this.onExit(this);
+      const error = new Error(`hash worker thread exited (code ${code})${this.lastError ? `: ${this.lastError.message}` : ''}`);
+      for (const session of this.sessions.values()) session.fail(error);
+      this.sessions.clear();
+    });
+  }
+
+  get alive(): boolean {
+    return !this.exited;
+  }
+
+  attach(session: FileHasher): void {
+    if (this.sessions.size === 0) this.worker.ref();
+    this.sessions.set(session.id, session);
+  }
+
+  detach(session: FileHasher): void {
+    if (this.sessions.delete(session.id) && this.sessions.size === 0) this.worker.unref();
+  }
+
+  post(request: HashRequest): void {
+    this.worker.postMessage(request);
+  }
+
+  terminate(): Promise<number> {
+    return this.worker.terminate();
+  }
+}
+
+const threads: HashThread[] = [];
+let nextSessionId = 1;
+
+/** The least busy live thread, starting one while there are fewer than MAX_THREADS. */
+function pickThread(): HashThread {
+  let best: HashThread | undefined;
+  for (const thread of threads) if (!best || thread.sessions.size < best.sessions.size) best = thread;
+  if (best && (best.sessions.size === 0 || threads.length >= MAX_THREADS)) return best;
+  const thread = new HashThread((gone) => {
+    const index = threads.indexOf(gone);
+    if (index >= 0) threads.splice(index, 1);
+  });
+  threads.push(thread);
+  return thread;
+}
+
+/** Stops every hash thread, as a crash would (tests: a dead thread fails its writers). */
+export async function terminateHashThreads(): Promise<void> {
+  await Promise.all(threads.map((thread) => thread.terminate()));
+}
+
+/**
+ * One digest being computed from ranges of a file, in the order they are given. Until
+ * `whenIdle()` resolves, the thread may still read through the descriptors it was given: do
+ * not close them before.
+ */
+export class FileHasher {
+  readonly id = nextSessionId++;
+  private readonly thread: HashThread;
+  private pending = 0;
+  private idle: Deferred<void> | undefined;
+  private result: Deferred<string> | undefined;
+  private failure: Error | undefined;
+  private finished = false;
+
+  constructor(algorithm: string) {
+    this.thread = pickThread();
+    this.thread.attach(this);
+    this.thread.post({ op: 'start', session: this.id, algorithm });
+  }
+
+  /** Adds bytes [position, position + length) of the file open as `fd` to the digest. */
+  hash(fd: number, position: number, length: number): void {
+    if (this.finished || this.failure || length === 0) return;
+    this.pending += 1;
+    this.thread.post({ op: 'hash', session: this.id, fd, position, length });
+  }
+
+  /** Resolves once the thread reads no descriptor for this session any more. */
+  whenIdle(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    this.idle ??= deferred<void>();
+    return this.idle.promise;
+  }
+
+  /** The hex digest of every range given, once hashed; rejects if the thread failed. */
+  digest(): Promise<string> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (!this.result) {
+      this.result = deferred<string>();
+      this.finished = true;
+      this.thread.post({ op: 'finish', session: this.id });
+    }
+    return this.result.promise;
+  }
+
+  /** Gives up the digest (the write was aborted): ranges not hashed yet are skipped. */
+  drop(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.thread.alive) this.thread.post({ op: 'drop', session: this.id });
+    if (this.pending === 0) this.thread.detach(this);
+  }
+
+  receive(reply: HashReply): void {
+    if (reply.op === 'hashed') {
+      this.pending -= 1;
+      if (this.pending === 0) this.becameIdle();
+      return;
+    }
+    this.thread.detach(this);
+    if (reply.op === 'digest') this.result?.resolve(reply.hex);
+    else this.result?.reject(new Error(`hashing failed: ${reply.message}`));
+  }
+
+  fail(error: Error): void {
+    this.failure ??= error;
+    this.pending = 0;
+    this.becameIdle();
+    this.result?.reject(error);
+  }
+
+  private becameIdle(): void {
+    this.idle?.resolve();
+    this.idle = undefined;
+    // A dropped session leaves its thread once nothing of it is queued there.
+    if (this.finished && !this.result) this.thread.detach(this);
+  }
+}

@@ -1,0 +1,74 @@
+// Runs in a worker thread of file-hasher.ts: hashes byte ranges of temp files the main thread
+// has written, reading them back through the writer's own descriptor (descriptors are shared
+// by every thread of the process). The bytes of a blob are never posted between threads: the
+// main thread only says which range landed, and this thread reads it from the page cache.
+import { createHash, type Hash } from 'node:crypto';
+import { readSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+
+export type HashRequest =
+  | { op: 'start'; session: number; algorithm: string }
+  | { op: 'hash'; session: number; fd: number; position: number; length: number }
+  | { op: 'finish'; session: number }
+  | { op: 'drop'; session: number };
+
+export type HashReply =
+  /** The range was read (or skipped, for a dropped session): its descriptor may close. */
+  | { op: 'hashed'; session: number }
+  | { op: 'digest'; session: number; hex: string }
+  | { op: 'failed'; session: number; message: string };
+
+// 1 MiB reads: big enough that the syscall per read is noise, small enough to stay in cache
+// between the read and the hash.
+const READ_BYTES = 1024 * 1024;
+const buffer = Buffer.allocUnsafeSlow(READ_BYTES);
+const hashes = new Map<number, Hash>();
+// A session that failed keeps failing: its later ranges are skipped and its digest refused.
+const failures = new Map<number, string>();
+
+function hashRange(hash: Hash, fd: number, position: number, length: number): void {
+  let done = 0;
+  while (done < length) {
+    const bytesRead = readSync(fd, buffer, 0, Math.min(READ_BYTES, length - done), position + done);
+    if (bytesRead === 0) throw new Error(`temp file ended at ${position + done}, expected ${length - done} more bytes`);
+    hash.update(buffer.subarray(0, bytesRead));
+    done += bytesRead;
+  }
+}
+
+function handle(request: HashRequest): HashReply | undefined {
+  const { session } = request;
+  switch (request.op) {
+    case 'start':
+      hashes.set(session, createHash(request.algorithm));
+      return undefined;
+    case 'hash': {
+      const hash = hashes.get(session);
+      if (hash && !failures.has(session)) {
+        try {
+          hashRange(hash, request.fd, request.position, request.length);
+        } catch (error) {
+          failures.set(session, (error as Error).message);
+        }
+      }
+      return { op: 'hashed', session };
+    }
+    case 'finish': {
+      const hash = hashes.get(session);
+      const failure = failures.get(session);
+      hashes.delete(session);
+      failures.delete(session);
+      if (failure !== undefined || !hash) return { op: 'failed', session, message: failure ?? 'unknown hash session' };
+      return { op: 'digest', session, hex: hash.digest('hex') };
+    }
+    case 'drop':
+      hashes.delete(session);
+      failures.delete(session);
+      return undefined;
+  }
+}
+
+parentPort?.on('message', (request: HashRequest) => {
+  const reply = handle(request);
+  if (reply) parentPort?.postMessage(reply);
+});
