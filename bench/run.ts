@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --runs N] [-- --only hit,ttfb,cold,coalesce,tags] [-- --profile] [-- --no-build]
+// npm run bench [-- --quick] [-- --runs N] [-- --only hit,ttfb,cold,coalesce,tags,s3,cluster] [-- --profile] [-- --no-build]
 //
 // Longshore (built dist/, logLevel warn) against the Go reference registry in proxy mode and
 // nginx serving the same blob file with sendfile, all on 127.0.0.1 with free ports:
@@ -7,6 +7,8 @@
 //   cold     a blob not yet cached: total time and TTFB, vs downloading straight from upstream
 //   coalesce 16 concurrent GETs of one uncached blob: wall time, first-byte times, upstream GETs
 //   tags     manifest-by-tag requests per second on a warm cache (wrk -t2 -c16)
+//   s3       16 hits and a cold miss with both mirrors on one S3 server (bench/parts/s3.ts)
+//   cluster  16 cold GETs round-robin over 3 replicas on S3 + Redis, vs one process (bench/parts/cluster.ts)
 // plus Longshore's peak RSS during hit and coalesce. Systems alternate within each run;
 // medians over the runs are printed as a table, raw numbers go to bench/results/<time>.json.
 import { spawnSync } from 'node:child_process';
@@ -24,10 +26,12 @@ import { MANIFEST_ACCEPT, uploadBlob } from '../test/harness/registry-client.js'
 import { makeTempDir, type TempDir } from '../test/harness/tmp.js';
 import { pollUntil } from '../test/harness/wait.js';
 import { startNginx } from './lib/nginx.js';
+import { CLUSTER_ROWS, runClusterPart } from './parts/cluster.js';
+import { runS3Part, S3_ROWS } from './parts/s3.js';
 import { curlGet, highWaterMb, median, parallelGets, runInherited, runWrk, sampleRss, ttfbSeries } from './lib/measure.js';
 
 const MiB = 1024 * 1024;
-const ALL_PARTS = ['hit', 'ttfb', 'cold', 'coalesce', 'tags'] as const;
+const ALL_PARTS = ['hit', 'ttfb', 'cold', 'coalesce', 'tags', 's3', 'cluster'] as const;
 type Part = (typeof ALL_PARTS)[number];
 
 function parseArgs(argv: string[]) {
@@ -247,6 +251,8 @@ async function main(): Promise<void> {
       }
     }
   }
+  if (opts.parts.has('s3')) await runS3Part({ upstreamUrl: upstream.url, bigBlob: { repository: 'perf/big', digest: bigLayer.digest, size: bigLayer.size }, pushRandomBlob: (repo, size) => pushRandomBlob(work, upstream, repo, size), runs: opts.runs, clients: opts.clients, record, log, cleanups, rotate, settle });
+  if (opts.parts.has('cluster')) await runClusterPart({ upstreamUrl: upstream.url, pushRandomBlob: (repo, size) => pushRandomBlob(work, upstream, repo, size), blobBytes: opts.bigBytes, runs: opts.runs, clients: opts.clients, record, log, cleanups, settle });
   const benchSeconds = (performance.now() - benchStarted) / 1000;
   const hwm = { longshore: highWaterMb(pidOf(longshore)), longshoreCoalesce: longshoreCounted ? highWaterMb(pidOf(longshoreCounted)) : undefined };
 
@@ -306,6 +312,8 @@ const ROWS: Row[] = [
   { label: 'manifest by tag (req/s, wrk -t2 -c16)', metric: 'tags_rps', digits: 0, target: '>= 30x reference' },
   { label: 'Longshore peak RSS, 16 hits (MB)', metric: 'rss_hit16_MB', digits: 0, target: '<= 150 MB' },
   { label: 'Longshore peak RSS, 16 cold GETs (MB)', metric: 'rss_coalesce_MB', digits: 0, target: '<= 150 MB' },
+  ...S3_ROWS,
+  ...CLUSTER_ROWS,
 ];
 
 function printTable(medians: Record<string, Record<string, number>>, command: string, seconds: number): void {

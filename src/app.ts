@@ -3,13 +3,14 @@
 // instance's options, the listener, TLS and shutdown, and tests register it on an instance of
 // their own and drive it with inject().
 import type { Logger } from 'pino';
-import type { FastifyPluginCallback } from 'fastify';
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
 import { rejectRepeatedQueryParams } from './api/query-params.js';
 import { requestBodyMemory } from './util/read-bounded.js';
 import { operationsRoutes } from './api/operations.js';
 import { tokenRoutes } from './api/token-routes.js';
+import { addUploadForwarding } from './api/upload-forwarding.js';
 import { V1ImageHandlers } from './api/v1/image-handlers.js';
 import { V1IndexHandlers } from './api/v1/index-handlers.js';
 import { V1MirrorHandlers } from './api/v1/mirror-handlers.js';
@@ -23,12 +24,17 @@ import { v2Routes } from './api/v2/routes.js';
 import { CachedRepositories } from './mirror/cached-repositories.js';
 import { RegistryError } from './protocol/errors.js';
 import { uiPlugin } from './ui/plugin.js';
+import { PEER_PATH_PREFIX } from './cluster/peer-protocol.js';
+import { peerRoutes } from './cluster/peer-route.js';
 import type { Api } from './metrics/metrics.js';
-import type { JwtCodec } from './auth/jwt.js';
+import './auth/request-identity.js';
 import type { Services } from './services.js';
 
 /** Endpoints for orchestrators and monitoring, not clients. */
 const OPERATIONS_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
+
+/** Told of every response sent in full (its status), after it was sent. Must be cheap and synchronous. */
+export type ResponseObserver = (request: FastifyRequest, status: number) => void;
 
 export interface AppOptions {
   services: Services;
@@ -44,11 +50,19 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
   app.decorateRequest('upstreamName', undefined);
   app.decorateRequest('cacheKind', undefined);
   app.decorateRequest('routeTemplate', undefined);
+  app.decorateRequest('identity', undefined);
 
+  // Whoever needs to see every finished response (the web page's pull counting) is called
+  // from the one listener below: a fastify onResponse hook would add listeners and a hook
+  // run to every request of the hot path.
+  const observers: ResponseObserver[] = [];
+
+  // One hook per request, not one per concern: each hook is a step fastify runs on every
+  // request (manifest by tag is served at tens of thousands a second).
   // 'close' rather than fastify's onResponse: it also fires for responses torn down mid-body
   // (an upstream that broke off), which are the ones an operator most needs to see.
   app.addHook('onRequest', (request, reply, done) => {
-    reply.raw.once('close', () => {
+    reply.raw.on('close', () => {
       const length = reply.getHeader('content-length');
       const finished = reply.raw.writableFinished;
       const route = request.routeTemplate ?? request.routeOptions.url ?? 'unmatched';
@@ -57,18 +71,22 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         const served = finished && request.method === 'GET' && length !== undefined ? Number(length) : undefined;
         services.metrics.cacheRequest(request.cacheKind, request.cacheOutcome, served);
       }
+      if (finished) for (const observe of observers) observe(request, reply.statusCode);
       // Probes and scrapes arrive every few seconds from the orchestrator and would drown the
-      // log: they are logged at debug.
-      const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') ? 'debug' : 'info';
-      // The line costs a token check for authenticated requests: build it only when it is written.
-      if (!(request.log as Logger).isLevelEnabled(level)) return; // fastify's logger is pino's
+      // log: they are logged at debug. A server above info (warn: the default in production
+      // and in the bench) writes neither, so it does not even look at the path.
+      const log = request.log as Logger; // fastify's logger is pino's
+      if (!log.isLevelEnabled('info')) return;
+      // So are requests between replicas: the client's own request is logged by the replica it reached.
+      const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') || request.url.startsWith(PEER_PATH_PREFIX) ? 'debug' : 'info';
+      if (!log.isLevelEnabled(level)) return;
       request.log[level](
         {
           method: request.method,
           path: request.url,
           client: request.ip,
           userAgent: request.headers['user-agent'],
-          user: requestUser(request.headers.authorization, reply.statusCode, services.tokens),
+          user: requestUser(request),
           status: reply.statusCode,
           bytes: length === undefined ? undefined : Number(length),
           durationMs: Math.round(reply.elapsedTime * 100) / 100,
@@ -79,10 +97,10 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         'request',
       );
     });
-    done();
+    rejectRepeatedQueryParams(request, reply, done);
   });
 
-  app.addHook('onRequest', rejectRepeatedQueryParams);
+  if (services.coordinator.uploadOwners) addUploadForwarding(app, services.coordinator.uploadOwners, app.log as Logger);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) =>
     sendRegistryError(reply, new RegistryError('UNSUPPORTED', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { status: 404 })),
@@ -90,7 +108,8 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
 
   const cached = new CachedRepositories(services.metadata, services.blobs, services.router, services.policy);
   void app.register(operationsRoutes(services));
-  if (services.config.ui.enabled) void app.register(uiPlugin(services));
+  if (services.peerToken) void app.register(peerRoutes(services.inflight, services.peerToken));
+  if (services.config.ui.enabled) void app.register(uiPlugin(services, (observer) => observers.push(observer)));
   if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services, cached)));
   if (services.config.api.v2) {
     void app.register(
@@ -128,23 +147,12 @@ function v1Dependencies(services: Services, cached: CachedRepositories) {
 }
 
 /**
- * Who made a request, for the access log: the user of accepted Basic credentials, or the
- * subject of a token we issued (v2 Bearer, v1 "Token signature=…"). Read from the request
- * after the fact so the log needs nothing from the access policy: Basic credentials that
- * were refused end in 401, so any other status means they were good.
+ * Who made a request, for the access log: the user the access edge decided on when it
+ * checked the credentials (auth/request-identity.ts); none for anonymous callers, refused
+ * credentials and requests no access check saw. Nothing is parsed or verified again here.
  */
-function requestUser(authorization: string | undefined, status: number, tokens: JwtCodec): string | undefined {
-  if (!authorization) return undefined;
-  const [scheme = '', value = ''] = authorization.split(/\s+/, 2);
-  if (scheme.toLowerCase() === 'basic') {
-    if (status === 401) return undefined;
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    return colon > 0 ? decoded.slice(0, colon) : undefined;
-  }
-  const token = scheme.toLowerCase() === 'bearer' ? value : /signature=([A-Za-z0-9_.-]+)/.exec(authorization)?.[1];
-  const subject = token ? tokens.verify(token)?.sub : undefined;
-  return subject || undefined; // '' is an anonymous token
+function requestUser(request: FastifyRequest): string | undefined {
+  return request.identity?.user;
 }
 
 function apiOf(url: string): Api {

@@ -12,10 +12,13 @@ import { JwtCodec } from './auth/jwt.js';
 import { loadSigningSecret } from './auth/secret.js';
 import { V1Access } from './auth/v1-access.js';
 import { RegistryAccess } from './auth/v2-access.js';
+import { CacheChangeWatcher, type CacheChanges } from './lifecycle/cache-changes.js';
 import { Metrics } from './metrics/metrics.js';
 import { UpstreamActivity } from './ui/upstream-activity.js';
 import type { CacheIndex, Coordinator, PrivateContent, WindowCounters } from './coordination/ports.js';
-import { InflightBlobs, type InflightObserver } from './mirror/inflight.js';
+import { PeerFollower } from './cluster/peer-follower.js';
+import { PeerToken } from './cluster/peer-protocol.js';
+import { FETCH_LEASE_TTL_MS, InflightBlobs, type InflightObserver } from './mirror/inflight.js';
 import { MetadataProvenance } from './mirror/provenance.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
 import { V1PullThrough, type V1Upstream } from './mirror/v1-pull-through.js';
@@ -56,6 +59,8 @@ export interface Services {
   mirror: PullThroughMirror;
   /** LRU over mirrored blobs: the storage.cache.maxBytes bound, and cache size figures. */
   cacheIndex: CacheIndex;
+  /** Rescans after gc or import changed the storage beside this server. */
+  cacheChanges: CacheChanges;
   router: UpstreamRouter;
   policy: NamespacePolicy;
   access: RegistryAccess;
@@ -71,6 +76,8 @@ export interface Services {
   v1Router: UpstreamRouter<V1Upstream>;
   uploads: UploadSessions;
   inflight: InflightBlobs;
+  /** With cluster.redis: the credential of requests between replicas (the peer route checks it). */
+  peerToken: PeerToken | undefined;
   metrics: Metrics;
   /** Recent latency and last failure per upstream, as this replica saw them (the web page). */
   upstreamActivity: UpstreamActivity;
@@ -98,13 +105,17 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     cooldownMs: upstream.circuitBreaker.cooldown,
   });
   const upstreamActivity = new UpstreamActivity();
+  // With cluster.redis an upstream's circuit is the cluster's: one replica opening it stops them all.
+  const circuitSharing = (circuit: string) => (coordinator.circuits ? { circuits: coordinator.circuits, leases: coordinator.leases, circuit } : undefined);
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
     const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));
-    const client = new CircuitBreakerUpstream(watched, {
-      failures: upstream.circuitBreaker.failures,
-      cooldownMs: upstream.circuitBreaker.cooldown,
-    });
+    const client = new CircuitBreakerUpstream(
+      watched,
+      { failures: upstream.circuitBreaker.failures, cooldownMs: upstream.circuitBreaker.cooldown },
+      Date.now,
+      circuitSharing(`v2:${upstream.name}`),
+    );
     v2Clients.set(upstream.name, client);
     breakers.set(upstream.name, client);
   }
@@ -114,10 +125,12 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const v1Upstreams: V1Upstream[] = config.upstreams.map((upstream) => {
     // The same breaker as v2, around the same problem log.
     const v1 = speaksV1(upstream)
-      ? new CircuitBreakerV1Upstream(problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)), {
-          failures: upstream.circuitBreaker.failures,
-          cooldownMs: upstream.circuitBreaker.cooldown,
-        })
+      ? new CircuitBreakerV1Upstream(
+          problems.watch(new V1RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream)),
+          { failures: upstream.circuitBreaker.failures, cooldownMs: upstream.circuitBreaker.cooldown },
+          Date.now,
+          circuitSharing(`v1:${upstream.name}`),
+        )
       : undefined;
     // A v1-only upstream's circuit is its only one: it shows in the circuit metric.
     if (v1 && !breakers.has(upstream.name)) breakers.set(upstream.name, v1);
@@ -134,6 +147,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   });
   const v1Router = new UpstreamRouter(v1Upstreams);
   const cacheIndex: CacheIndex = storage.createCacheIndex(config.storage.cache.maxBytes);
+  // gc and import beside this server leave a notice in the storage; started before the first
+  // build, so a change made meanwhile is in the build or rescanned, never missed.
+  const cacheChanges = await CacheChangeWatcher.start({ metadata, cacheIndex, privateContent, log });
   await cacheIndex.rebuild();
   // Evicted here or collected by gc (in any replica): the in-memory manifest copy goes too.
   coordinator.events.subscribe((event) => {
@@ -145,14 +161,23 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       if (error) log.warn({ digest, bytes, err: error.message }, 'upstream blob fetch failed; nothing cached');
       else coordinator.events.publish({ type: 'committed', digest, size: bytes, source });
     },
-    // Debug: in one process this only happens in the instant between a commit and its lease's release.
-    leaseRefused: (key) => log.debug({ fetch: key }, 'the fetch lease is held elsewhere; fetching uncoordinated'),
+    // Debug: with a leader named this is the normal path of a follower; without one it only
+    // happens in the instant between a commit and its lease's release.
+    leaseRefused: (key, peerUrl) =>
+      log.debug({ fetch: key, peer: peerUrl }, peerUrl === undefined ? 'the fetch lease is held elsewhere; fetching uncoordinated' : 'the fetch is led by another replica; following it'),
   };
-  const inflight = new InflightBlobs(inflightObserver, { leases: coordinator.leases });
+  const signingSecret = await loadSigningSecret(path.resolve(config.storage.path), config.auth.secret);
+  // Peers exist only with a shared coordinator; the schema then requires auth.secret and advertiseUrl.
+  const clustered = config.cluster.redis !== undefined && config.cluster.advertiseUrl !== undefined;
+  const peerToken = clustered ? new PeerToken(signingSecret) : undefined;
+  const inflight = new InflightBlobs(inflightObserver, { leases: coordinator.leases, advertiseUrl: clustered ? config.cluster.advertiseUrl : undefined });
+  const peers = peerToken
+    ? new PeerFollower({ token: peerToken, leases: coordinator.leases, leaseTtlMs: FETCH_LEASE_TTL_MS, metrics, log })
+    : undefined;
   const policy = new NamespacePolicy(config.private.namespaces);
   const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log, coordinator.counters)) : undefined;
   await users?.refresh(); // a broken users file stops start-up, with its line number
-  const tokens = new JwtCodec(await loadSigningSecret(path.resolve(config.storage.path), config.auth.secret));
+  const tokens = new JwtCodec(signingSecret);
   // One policy for both APIs; each API's edge only reads credentials and writes refusals.
   const accessPolicy = new AccessPolicy(policy, { anonymousPull: config.auth.anonymousPull, privateAnonymousPull: config.private.anonymousPull }, users);
   const access = new RegistryAccess(accessPolicy, users, tokens, {
@@ -177,11 +202,14 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     tracker: cacheIndex,
     isPrivate: (digest) => privateContent.has(digest),
     provenance,
+    locks: coordinator.locks,
+    peers,
   });
   const v1Mirror = new V1PullThrough(metadata, blobs, mirror, log, {
     offline: config.offline,
     upstreamByName: (name) => v1Router.byName(name),
     provenance,
+    locks: coordinator.locks,
   });
   return {
     config,
@@ -193,8 +221,10 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     privateContent,
     mirror,
     cacheIndex,
+    cacheChanges,
     router,
     inflight,
+    peerToken,
     policy,
     access,
     users,
@@ -216,6 +246,8 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       // so no metadata write is cut half-way by the exit.
       const settleBy = Date.now() + FETCH_SETTLE_MS;
       while (inflight.count > 0 && Date.now() < settleBy) await delay(10);
+      await cacheChanges.close();
+      await peers?.close();
       await cacheIndex.close();
       await blobs.close();
       await storage.close();

@@ -5,6 +5,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { RegistryError } from '../protocol/errors.js';
 import { parseRange } from '../protocol/range.js';
 import type { ByteRange, SendableBlob } from '../storage/blob-store.js';
+import { redirectToStoredBlob } from './blob-redirect.js';
 
 const BLOB_HEADERS = {
   'content-type': 'application/octet-stream',
@@ -25,6 +26,7 @@ export function blobHeaders(reply: FastifyReply, digest: string | undefined, siz
 }
 
 export async function sendBlob(request: FastifyRequest, reply: FastifyReply, digest: string | undefined, blob: SendableBlob): Promise<FastifyReply> {
+  if (await redirectToStoredBlob(request, reply, digest, blob)) return reply;
   blobHeaders(reply, digest);
   if (blob.size === undefined) return reply.send(blob.open()); // chunked
   const range = parseRange(request.headers.range, blob.size);

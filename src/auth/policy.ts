@@ -11,7 +11,13 @@
 //   foreign tokens:       (v1 only: an upstream index's token in old-Docker --registry-mirror
 //                         mode) worth nothing here; they are passed to the upstream, which
 //                         judges them, and never open cached content on their own
-export type Action = 'pull' | 'push' | 'delete';
+//   listings:             (catalog, search: `list`) a repository is listed to whoever may
+//                         pull it; a token lists what its subject may pull (catalog tokens
+//                         carry no repository grants) and what it grants
+export type Action = 'pull' | 'push' | 'delete' | 'list';
+
+/** Actions that only read: the only ones a mirrored repository allows. */
+const READ_ACTIONS: ReadonlySet<Action> = new Set(['pull', 'list']);
 
 export interface UserVerifier {
   /** True when the user exists and the password is right. */
@@ -44,7 +50,9 @@ export class NamespacePolicy {
   }
 
   isPrivate(repository: string): boolean {
-    return this.namespaceSet.has(repository.split('/')[0] ?? '');
+    // Asked several times per request: a slice, not an array of every component.
+    const slash = repository.indexOf('/');
+    return this.namespaceSet.has(slash === -1 ? repository : repository.slice(0, slash));
   }
 
   get hasPrivateNamespaces(): boolean {
@@ -90,6 +98,8 @@ export interface PolicySettings {
   privateAnonymousPull: boolean;
 }
 
+export type Refusal = Extract<Decision, { allowed: false }>;
+
 const ALLOWED: Decision = { allowed: true };
 
 export class AccessPolicy {
@@ -107,10 +117,10 @@ export class AccessPolicy {
   /** What a user (undefined: anonymous) may do on a repository: the rules, and what tokens are minted from. */
   allowedActions(user: string | undefined, repository: string): Action[] {
     if (this.isPrivate(repository)) {
-      if (user) return userMayPush(this.users, user) ? ['pull', 'push', 'delete'] : ['pull'];
-      return this.settings.privateAnonymousPull ? ['pull'] : [];
+      if (user) return userMayPush(this.users, user) ? ['pull', 'list', 'push', 'delete'] : ['pull', 'list'];
+      return this.settings.privateAnonymousPull ? ['pull', 'list'] : [];
     }
-    return user || this.settings.anonymousPull ? ['pull'] : [];
+    return user || this.settings.anonymousPull ? ['pull', 'list'] : [];
   }
 
   /** The subset of `wanted` a token for this user may carry. */
@@ -121,7 +131,7 @@ export class AccessPolicy {
 
   decide(credential: Credential, repository: string, actions: readonly Action[]): Decision {
     const isPrivate = this.isPrivate(repository);
-    if (!isPrivate && actions.some((a) => a !== 'pull')) {
+    if (!isPrivate && actions.some((a) => !READ_ACTIONS.has(a))) {
       return this.refuse('forbidden', `${repository} is a mirrored repository and read-only: push only into private namespaces (${this.namespacesText()})`);
     }
     const wanted = actions.join(',');
@@ -131,10 +141,11 @@ export class AccessPolicy {
         return actions.every((a) => allowed.includes(a)) ? ALLOWED : this.refuse('forbidden', this.notForUser(credential.name, wanted, repository));
       }
       case 'token': {
-        const granted = credential.grants.filter((g) => g.repository === repository).flatMap((g) => g.actions);
+        const granted = credential.grants.filter((g) => g.repository === repository).flatMap((g) => (g.actions.includes('pull') ? [...g.actions, 'list' as const] : g.actions));
         if (actions.every((a) => granted.includes(a))) return ALLOWED;
         const subject = credential.subject === '' ? undefined : credential.subject;
         const byRules = this.allowedActions(subject, repository);
+        if (actions.every((a) => a === 'list' && byRules.includes(a))) return ALLOWED;
         // A signed-in user's token asking for what the rules never give them: no token would help.
         if (subject !== undefined && !actions.every((a) => byRules.includes(a))) return this.refuse('forbidden', this.notForUser(subject, wanted, repository));
         return this.refuse('insufficient_scope', `the token does not grant ${wanted} on ${repository}`);
@@ -147,12 +158,28 @@ export class AccessPolicy {
       case 'anonymous': {
         const allowed = this.allowedActions(undefined, repository);
         if (actions.every((a) => allowed.includes(a))) return ALLOWED;
-        return this.refuse('login', actions.includes('pull') && actions.length === 1 ? 'authentication required' : 'pushing needs a login (docker login)');
+        return this.refuse('login', actions.every((a) => READ_ACTIONS.has(a)) ? 'authentication required' : 'pushing needs a login (docker login)');
       }
     }
   }
 
-  /** Whether this caller may see private repositories and images at all (catalog, search, v1 image routes). */
+  /**
+   * A listing (catalog, search): the names this caller may see, each decided as a `list` of
+   * it, and the first refusal other credentials could overturn (a login, a new token), so an
+   * empty answer can tell the caller to log in.
+   */
+  listing(credential: Credential, names: Iterable<string>): { visible: string[]; refusal: Refusal | undefined } {
+    const visible: string[] = [];
+    let refusal: Refusal | undefined;
+    for (const name of names) {
+      const decision = this.decide(credential, name, ['list']);
+      if (decision.allowed) visible.push(name);
+      else if (decision.reason !== 'forbidden') refusal ??= decision;
+    }
+    return { visible, refusal };
+  }
+
+  /** Whether this caller may see private images at all (v1 image routes, which name no repository). */
   readsPrivate(credential: Credential): boolean {
     switch (credential.kind) {
       case 'user':
@@ -189,7 +216,7 @@ export class AccessPolicy {
     return `${wanted} on ${repository} is not allowed for ${user}`;
   }
 
-  private refuse(reason: Exclude<Decision, { allowed: true }>['reason'], message: string): Decision {
+  private refuse(reason: Refusal['reason'], message: string): Decision {
     return { allowed: false, reason, message };
   }
 

@@ -7,6 +7,14 @@ import { V1Error } from '../protocol/v1.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { verifyBasic, type AccessPolicy, type Action, type Credential, type UserVerifier } from './policy.js';
 import type { JwtCodec } from './jwt.js';
+import { identityOf, type IdentityHolder } from './request-identity.js';
+
+/** What the v1 edge reads credentials from: the fastify request, where it records who it found. */
+export interface V1Request extends IdentityHolder {
+  headers: IncomingHttpHeaders;
+  /** The client's address, for the failed-login limits. */
+  ip?: string;
+}
 
 export type V1AccessLevel = 'read' | 'write' | 'delete';
 
@@ -46,8 +54,17 @@ export class V1Access {
     private readonly settings: V1AccessSettings,
   ) {}
 
-  /** Who is asking. Wrong Basic credentials are a 401 at once; unknown tokens are `foreign`. */
-  async identify(headers: IncomingHttpHeaders, clientAddress?: string): Promise<V1Identity> {
+  /**
+   * Who is asking, recorded on the request (request.identity) for the log and later readers.
+   * Wrong Basic credentials are a 401 at once; unknown tokens are `foreign`.
+   */
+  async identify(request: V1Request): Promise<V1Identity> {
+    const identity = await this.verify(request.headers, request.ip);
+    request.identity = identityOf(this.credential(identity), 'token');
+    return identity;
+  }
+
+  private async verify(headers: IncomingHttpHeaders, clientAddress: string | undefined): Promise<V1Identity> {
     const header = headers.authorization;
     if (!header) return { kind: 'anonymous' };
     const scheme = /^\s*(\S+)\s*(.*)$/.exec(header);
@@ -107,6 +124,11 @@ export class V1Access {
   seesPrivateImages(identity: V1Identity): boolean {
     if (identity.kind === 'token') return this.policy.isPrivate(identity.repository);
     return this.policy.readsPrivate(this.credential(identity));
+  }
+
+  /** A listing (search): the names this identity may see, each decided by the policy as a `list`. */
+  listable(identity: V1Identity, names: Iterable<string>): string[] {
+    return this.policy.listing(this.credential(identity), names).visible;
   }
 
   /** Whether this identity may read mirrored images from the cache (image routes name no repository). */

@@ -8,8 +8,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
-import { verifyBasic, type AccessPolicy, type Action, type Credential, type Decision, type Grant, type UserVerifier } from './policy.js';
+import { verifyBasic, type AccessPolicy, type Action, type Credential, type Grant, type Refusal, type UserVerifier } from './policy.js';
 import type { JwtCodec } from './jwt.js';
+import { identityOf, type IdentityHolder, type RequestIdentity } from './request-identity.js';
 
 export interface AccessRequest {
   headers: IncomingHttpHeaders;
@@ -17,6 +18,12 @@ export interface AccessRequest {
   baseUrl: string;
   /** The client's address (fastify's request.ip), for the failed-login limits. */
   clientAddress?: string;
+  /**
+   * The fastify request: the identity decided is recorded there (request.identity) for the
+   * log and later checks, and the credentials are verified once per request, however many
+   * decisions it needs (a mount checks its source too, a catalog every name).
+   */
+  holder?: IdentityHolder;
 }
 
 export interface AccessControl {
@@ -27,8 +34,12 @@ export interface AccessControl {
   authorize(request: AccessRequest, repository: string, actions: readonly Action[]): Promise<string | undefined>;
   /** GET /v2/: answers 401 when credentials are configured and none valid were sent. */
   authorizeBase(request: AccessRequest): Promise<void>;
-  /** GET /v2/_catalog lists private repositories: only for those who may pull them. */
-  authorizeCatalog(request: AccessRequest): Promise<void>;
+  /**
+   * GET /v2/_catalog: the names the caller may see, each decided by the policy as a `list`.
+   * Throws the challenge (scope registry:catalog:*) when none are visible and a login could
+   * show some.
+   */
+  authorizeListing(request: AccessRequest, names: readonly string[]): Promise<string[]>;
 }
 
 export interface TokenSettings {
@@ -44,6 +55,9 @@ interface TokenAccess {
 }
 
 export class RegistryAccess implements AccessControl {
+  /** Credentials already verified, per request (weakly held: gone with the request). */
+  private readonly identified = new WeakMap<IdentityHolder, Credential>();
+
   constructor(
     readonly policy: AccessPolicy,
     private readonly users: UserVerifier | undefined,
@@ -66,9 +80,20 @@ export class RegistryAccess implements AccessControl {
     if ((await this.identify(request)).kind === 'anonymous') throw this.challenge(request, undefined, 'authentication required');
   }
 
-  async authorizeCatalog(request: AccessRequest): Promise<void> {
-    if (this.policy.readsPrivate(await this.identify(request))) return;
-    throw this.challenge(request, 'registry:catalog:*', 'the catalog lists private repositories: log in');
+  async authorizeListing(request: AccessRequest, names: readonly string[]): Promise<string[]> {
+    const { visible, refusal } = this.policy.listing(await this.identify(request), names);
+    // Nothing to show, and logging in could change that: the challenge, so clients can.
+    if (visible.length === 0 && refusal && this.users) throw this.refusal(request, refusal, 'registry:catalog:*', undefined);
+    return visible;
+  }
+
+  /**
+   * Who is asking, for routes that decide nothing themselves (the web page's API): records it
+   * on the request like every decision does. Throws the challenge for refused credentials.
+   */
+  async identifyRequest(request: AccessRequest): Promise<RequestIdentity> {
+    const credential = await this.identify(request);
+    return request.holder?.identity ?? identityOf(credential, 'bearer');
   }
 
   /** GET /token?service=&scope=repository:NAME:pull,push (scope may repeat). */
@@ -88,7 +113,20 @@ export class RegistryAccess implements AccessControl {
     return { token, access_token: token, expires_in: expiresIn, issued_at: issuedAt };
   }
 
+  /** The request's credential: verified once per request and recorded on it (request.identity). */
   private async identify(request: AccessRequest, options: { basicOnly?: boolean } = {}): Promise<Credential> {
+    const holder = request.holder;
+    const known = holder ? this.identified.get(holder) : undefined;
+    if (known) return known;
+    const credential = await this.verify(request, options);
+    if (holder) {
+      this.identified.set(holder, credential);
+      holder.identity = identityOf(credential, 'bearer');
+    }
+    return credential;
+  }
+
+  private async verify(request: AccessRequest, options: { basicOnly?: boolean }): Promise<Credential> {
     const header = request.headers.authorization;
     if (!header) return { kind: 'anonymous' };
     const [scheme, value = ''] = header.split(/\s+/, 2);
@@ -105,7 +143,7 @@ export class RegistryAccess implements AccessControl {
     return { kind: 'anonymous' };
   }
 
-  private refusal(request: AccessRequest, decision: Exclude<Decision, { allowed: true }>, scope: string, detail: unknown): RegistryError {
+  private refusal(request: AccessRequest, decision: Refusal, scope: string, detail: unknown): RegistryError {
     switch (decision.reason) {
       case 'forbidden':
         return new RegistryError('DENIED', decision.message, { detail });
@@ -125,6 +163,7 @@ export class RegistryAccess implements AccessControl {
   }
 }
 
+/** Actions a token may carry (`list` is decided from the rules, never granted). */
 function isAction(value: string): value is Action {
   return value === 'pull' || value === 'push' || value === 'delete';
 }

@@ -10,7 +10,7 @@ import { importBundle, openImportTargets } from '../lifecycle/bundle-import.js';
 import { collectGarbage } from '../lifecycle/gc.js';
 import { DEFAULT_PLATFORMS, type PlatformChoice } from '../lifecycle/image-walker.js';
 import { withMirror, type MirrorTarget } from '../lifecycle/mirror-client.js';
-import { parseCreds, storedCredentials } from './credentials.js';
+import { credentialsFor, parseCreds } from './credentials.js';
 import { warmImage } from '../lifecycle/warm.js';
 import { parseImageRef, parsePlatform, type ImageRef } from '../protocol/image-ref.js';
 import { openStorage } from '../storage/open-storage.js';
@@ -56,8 +56,8 @@ const mirrorOptions = {
 
 /** --creds USER:PASS, else the docker/podman login stored for the mirror's host. */
 function credentialsFrom(creds: string | undefined): MirrorTarget['credentials'] {
-  const given = creds === undefined ? undefined : parseCreds(creds);
-  return async (url) => given ?? (await storedCredentials(url));
+  if (creds !== undefined) parseCreds(creds); // a malformed value is refused before any work starts
+  return (url) => credentialsFor(creds, url);
 }
 
 /** longshore gc [--config FILE] [--dry-run] [--grace 1h] */
@@ -147,7 +147,7 @@ export async function importCommand(args: string[]): Promise<number> {
     }
   } finally {
     progress.finish();
-    await targets.close();
+    await targets.close({ changed: failures < positionals.length });
   }
   return failures > 0 ? 1 : 0;
 }

@@ -16,6 +16,11 @@ export function parseCreds(value: string): Credentials {
   return { username: value.slice(0, colon), password: value.slice(colon + 1) };
 }
 
+/** --creds USER:PASS when given, else the docker/podman login stored for `url`'s host. */
+export async function credentialsFor(creds: string | undefined, url: string): Promise<Credentials | undefined> {
+  return creds === undefined ? storedCredentials(url) : parseCreds(creds);
+}
+
 /** Where podman, skopeo and docker keep logins, in the order they are consulted. */
 export function authFileCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   const files: string[] = [];

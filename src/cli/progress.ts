@@ -1,10 +1,16 @@
 // Progress for long-running commands: bars on a terminal (one per image plus a total),
 // plain lines otherwise (CI logs, pipes), so the same command reads well in both.
 
+/** Where a finished blob came from, when the command knows (warm: the mirror's Cache-Status). */
+export interface BlobSource {
+  cached: boolean;
+  bytes: number;
+}
+
 export interface Progress {
   begin(image: string, totalBytes: number, totalBlobs: number): void;
   advance(image: string, bytes: number): void;
-  blobDone(image: string): void;
+  blobDone(image: string, source?: BlobSource): void;
   end(image: string, error?: Error): void;
   finish(): void;
 }
@@ -14,7 +20,23 @@ interface Row {
   doneBytes: number;
   totalBlobs: number;
   doneBlobs: number;
+  /** Of the done blobs, those the mirror had already (the rest were fetched from upstream). */
+  cachedBlobs: number;
+  cachedBytes: number;
+  /** Whether any blob said where it came from: only then is the split shown. */
+  sourced: boolean;
   state: 'running' | 'done' | 'failed';
+}
+
+function emptyRow(totalBytes = 0, totalBlobs = 0): Row {
+  return { totalBytes, doneBytes: 0, totalBlobs, doneBlobs: 0, cachedBlobs: 0, cachedBytes: 0, sourced: false, state: 'running' };
+}
+
+/** "1 cached (1.0 KiB), 2 fetched (4.0 MiB)": empty when no blob said where it came from. */
+export function formatSources(row: Pick<Row, 'doneBlobs' | 'doneBytes' | 'cachedBlobs' | 'cachedBytes' | 'sourced'>): string {
+  if (!row.sourced) return '';
+  const fetchedBytes = Math.max(row.doneBytes - row.cachedBytes, 0);
+  return `${row.cachedBlobs} cached (${formatBytes(row.cachedBytes)}), ${row.doneBlobs - row.cachedBlobs} fetched (${formatBytes(fetchedBytes)})`;
 }
 
 export function formatBytes(bytes: number): string {
@@ -55,7 +77,7 @@ abstract class TrackedProgress implements Progress {
   protected readonly rows = new Map<string, Row>();
 
   begin(image: string, totalBytes: number, totalBlobs: number): void {
-    this.rows.set(image, { totalBytes, doneBytes: 0, totalBlobs, doneBlobs: 0, state: 'running' });
+    this.rows.set(image, emptyRow(totalBytes, totalBlobs));
     this.changed(image, 'begin');
   }
 
@@ -65,14 +87,23 @@ abstract class TrackedProgress implements Progress {
     this.changed(image, 'advance');
   }
 
-  blobDone(image: string): void {
+  blobDone(image: string, source?: BlobSource): void {
     const row = this.rows.get(image);
-    if (row) row.doneBlobs += 1;
+    if (row) {
+      row.doneBlobs += 1;
+      if (source) {
+        row.sourced = true;
+        if (source.cached) {
+          row.cachedBlobs += 1;
+          row.cachedBytes += source.bytes;
+        }
+      }
+    }
     this.changed(image, 'blob');
   }
 
   end(image: string, error?: Error): void {
-    const row = this.rows.get(image) ?? { totalBytes: 0, doneBytes: 0, totalBlobs: 0, doneBlobs: 0, state: 'running' };
+    const row = this.rows.get(image) ?? emptyRow();
     row.state = error ? 'failed' : 'done';
     this.rows.set(image, row);
     this.changed(image, 'end', error);
@@ -82,14 +113,7 @@ abstract class TrackedProgress implements Progress {
   protected abstract changed(image: string, event: 'begin' | 'advance' | 'blob' | 'end', error?: Error): void;
 
   protected total(): Row {
-    const total: Row = { totalBytes: 0, doneBytes: 0, totalBlobs: 0, doneBlobs: 0, state: 'running' };
-    for (const row of this.rows.values()) {
-      total.totalBytes += row.totalBytes;
-      total.doneBytes += row.doneBytes;
-      total.totalBlobs += row.totalBlobs;
-      total.doneBlobs += row.doneBlobs;
-    }
-    return total;
+    return sumRows([...this.rows.values()]);
   }
 }
 
@@ -117,7 +141,8 @@ class LineProgress extends TrackedProgress {
     // A total of 0 blobs means "not known up front" (a bundle is read as it comes): no "1/0".
     const blobsOf = (done: number | undefined) => (row.totalBlobs > 0 ? `${done === undefined ? '' : `${done}/`}${row.totalBlobs} blobs` : `${done ?? 0} blobs`);
     if (event === 'begin') this.out.write(row.totalBlobs > 0 ? `${image}: ${blobsOf(undefined)}, ${formatBytes(row.totalBytes)}\n` : `${image}: ${formatBytes(row.totalBytes)}\n`);
-    if (event === 'blob') this.out.write(`${image}: ${blobsOf(row.doneBlobs)}, ${formatBytes(row.doneBytes)}\n`);
+    const sources = formatSources(row);
+    if (event === 'blob') this.out.write(`${image}: ${blobsOf(row.doneBlobs)}, ${formatBytes(row.doneBytes)}${sources ? `: ${sources}` : ''}\n`);
     if (event === 'end') this.out.write(error ? `${image}: FAILED: ${error.message}\n` : `${image}: done\n`);
   }
 
@@ -136,9 +161,9 @@ class LineProgress extends TrackedProgress {
     this.heartbeat = undefined;
     // What failed brought nothing in: its bytes and blobs are not part of the total.
     const done = [...this.rows.values()].filter((r) => r.state !== 'failed');
-    const blobs = done.reduce((sum, r) => sum + r.doneBlobs, 0);
-    const bytes = done.reduce((sum, r) => sum + r.doneBytes, 0);
-    this.out.write(`total: ${done.length}/${this.rows.size} ${this.unit}, ${blobs} blobs, ${formatBytes(bytes)}\n`);
+    const total = sumRows(done);
+    const sources = formatSources(total);
+    this.out.write(`total: ${done.length}/${this.rows.size} ${this.unit}, ${total.doneBlobs} blobs, ${formatBytes(total.doneBytes)}${sources ? `: ${sources}` : ''}\n`);
   }
 }
 
@@ -166,7 +191,8 @@ class BarProgress extends TrackedProgress {
     const fraction = row.totalBytes > 0 ? Math.min(1, row.doneBytes / row.totalBytes) : row.state === 'done' ? 1 : 0;
     const filled = Math.round(fraction * BAR_WIDTH);
     const mark = row.state === 'failed' ? ' FAILED' : row.state === 'done' ? ' done' : '';
-    return `[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}% ${formatBytes(row.doneBytes)}/${formatBytes(row.totalBytes)} ${row.doneBlobs}/${row.totalBlobs} blobs  ${label}${mark}`;
+    const cached = row.sourced ? ` (${row.cachedBlobs} cached)` : '';
+    return `[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}% ${formatBytes(row.doneBytes)}/${formatBytes(row.totalBytes)} ${row.doneBlobs}/${row.totalBlobs} blobs${cached}  ${label}${mark}`;
   }
 
   private draw(): void {
@@ -180,6 +206,22 @@ class BarProgress extends TrackedProgress {
 
   finish(): void {
     this.draw();
+    const sources = formatSources(sumRows([...this.rows.values()].filter((r) => r.state !== 'failed')));
+    if (sources) this.out.write(`blobs: ${sources}\n`);
     for (const error of this.errors) this.out.write(`error: ${error}\n`);
   }
+}
+
+function sumRows(rows: Row[]): Row {
+  const total = emptyRow();
+  for (const row of rows) {
+    total.totalBytes += row.totalBytes;
+    total.doneBytes += row.doneBytes;
+    total.totalBlobs += row.totalBlobs;
+    total.doneBlobs += row.doneBlobs;
+    total.cachedBlobs += row.cachedBlobs;
+    total.cachedBytes += row.cachedBytes;
+    total.sourced ||= row.sourced;
+  }
+  return total;
 }

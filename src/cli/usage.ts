@@ -4,7 +4,8 @@ export const COMMAND_USAGE: Record<string, string> = {
   Run the mirror. SIGHUP re-reads the TLS certificate and key; SIGTERM drains and stops.
 `,
   gc: `usage: longshore gc [--config FILE] [--dry-run] [--grace 1h]
-  Delete blobs no manifest references (untouched for at least --grace).
+  Delete blobs no manifest references (untouched for at least --grace). Safe beside a running
+  server, whose cache figures follow within seconds.
 `,
   warm: `usage: longshore warm (--url URL | --config FILE) [--creds USER:PASS] [--platform OS/ARCH[/VARIANT]]...
                      [--all-platforms] [--file LIST] IMAGE...
@@ -16,12 +17,14 @@ export const COMMAND_USAGE: Record<string, string> = {
                        -o BUNDLE.tar IMAGE...
   Write images as an OCI layout tar, for import at another site.
 `,
-  ls: `usage: longshore ls [--config FILE] [--json] [REPO]
-  List cached (mirrored) and private repositories with their tags, sizes and last pull time,
-  read from the data directory (safe beside a running server).
+  ls: `usage: longshore ls [--url URL [--creds USER:PASS] | --config FILE] [--json] [REPO]
+  List cached (mirrored) and private repositories with their tags, sizes and last pull time:
+  asked of the Longshore at --url (private ones with --creds, or the docker/podman login stored
+  for its host), or read from the data directory of --config (safe beside a running server).
 `,
   import: `usage: longshore import [--config FILE] BUNDLE.tar...
-  Load bundles written by export into the cache.
+  Load bundles written by export into the cache. Safe beside a running server, whose cache
+  figures follow within seconds.
 `,
 };
 
@@ -37,7 +40,8 @@ commands:
   export [--url URL | --config FILE] [--creds USER:PASS] [--platform ...]... -o BUNDLE.tar IMAGE...
                                               write images as an OCI layout tar
   import [--config FILE] BUNDLE.tar...        load bundles into the cache
-  ls     [--config FILE] [--json] [REPO]      list cached and private repositories and tags
+  ls     [--url URL [--creds USER:PASS] | --config FILE] [--json] [REPO]
+                                              list cached and private repositories and tags
 
   longshore <command> --help                  that command's options
   longshore --version                         the version

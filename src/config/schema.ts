@@ -71,7 +71,7 @@ const s3Schema = z
     secretAccessKey: z.string().min(1).optional(),
     // Path-style URLs (http://host/bucket/key). Default: true with an endpoint, false for AWS.
     forcePathStyle: z.boolean().optional(),
-    // true: blob GETs answered 307 to a presigned URL (not supported yet: refused at start).
+    // true: blob GETs of stored blobs answered 307 to a presigned URL of the object (20 minutes).
     redirect: z.boolean().default(false),
   })
   .transform((s3) => ({ ...s3, forcePathStyle: s3.forcePathStyle ?? s3.endpoint !== undefined }));
@@ -308,9 +308,6 @@ export const configSchema = z
     }
     if (s3 !== undefined && (s3.accessKeyId === undefined) !== (s3.secretAccessKey === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['storage', 's3', 'secretAccessKey'], message: 'accessKeyId and secretAccessKey go together' });
-    }
-    if (s3?.redirect === true) {
-      ctx.addIssue({ code: 'custom', path: ['storage', 's3', 'redirect'], message: 'redirects to presigned URLs are not supported yet; blobs are streamed' });
     }
     if (config.http.requestTimeout > 0 && config.http.headersTimeout > config.http.requestTimeout) {
       ctx.addIssue({ code: 'custom', path: ['http', 'headersTimeout'], message: 'must not be longer than http.requestTimeout' });

@@ -82,6 +82,27 @@ export class InProcessCacheIndex implements CacheIndex {
     for (const blob of found) this.entries.set(blob.digest, { size: blob.size, recordedAt: blob.at });
   }
 
+  async rescan(): Promise<void> {
+    const known = new Set(this.entries.keys());
+    await this.accessTimes.flush(); // this process's own recent accesses, so the read below has them
+    const accessed = await this.accessTimes.readAll();
+    const present = new Set<string>();
+    const found: Array<{ digest: string; size: number; at: number }> = [];
+    for await (const blob of this.blobs.list()) {
+      if (await this.privateContent.has(blob.digest)) continue;
+      present.add(blob.digest);
+      if (!known.has(blob.digest)) found.push({ digest: blob.digest, size: blob.size, at: accessed.get(blob.digest) ?? blob.storedAt });
+    }
+    // Gone from the store (gc): announced like gc's own deletions, so every cache of this
+    // process (the manifest store's memory) forgets them too. A blob published after the
+    // snapshot above is not in `known`, so it stays.
+    for (const digest of known) {
+      if (!present.has(digest) && this.entries.has(digest)) this.events.publish({ type: 'removed', digest, reason: 'collected' });
+    }
+    found.sort((a, b) => a.at - b.at);
+    for (const blob of found) if (!this.entries.has(blob.digest)) this.entries.set(blob.digest, { size: blob.size, recordedAt: blob.at });
+  }
+
   added(digest: string, size: number): void {
     void this.privateContent.has(digest).then(
       (isPrivate) => {

@@ -28,15 +28,20 @@ export class InProcessLocks implements KeyedLocks {
 
 export class InProcessLeases implements Leases {
   /** Lease key -> its current holder's token and expiry. */
-  private readonly held = new Map<string, { token: symbol; expiresAt: number }>();
+  private readonly held = new Map<string, { token: symbol; expiresAt: number; holder: string | undefined }>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  tryAcquire(key: string, ttlMs: number): Promise<Lease | undefined> {
+  holder(key: string): Promise<string | undefined> {
+    const current = this.held.get(key);
+    return Promise.resolve(current && current.expiresAt > this.now() ? current.holder : undefined);
+  }
+
+  tryAcquire(key: string, ttlMs: number, holder?: string): Promise<Lease | undefined> {
     const current = this.held.get(key);
     if (current && current.expiresAt > this.now()) return Promise.resolve(undefined);
     const token = Symbol(key);
-    this.held.set(key, { token, expiresAt: this.now() + ttlMs });
+    this.held.set(key, { token, expiresAt: this.now() + ttlMs, holder });
     const ours = () => {
       const entry = this.held.get(key);
       return entry?.token === token && entry.expiresAt > this.now() ? entry : undefined;
@@ -115,7 +120,7 @@ export function inProcessCoordinator(options: { onListenerError?: (error: unknow
     leases: new InProcessLeases(),
     events: new InProcessBlobEvents(options.onListenerError),
     counters: new InProcessWindowCounters(),
-    status: () => ({ mode: 'in-process', connected: true, uncoordinated: { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0 } }),
+    status: () => ({ mode: 'in-process', connected: true, uncoordinated: { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0, circuits: 0, uploads: 0 } }),
     close: () => Promise.resolve(),
   };
 }

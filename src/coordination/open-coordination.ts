@@ -48,7 +48,9 @@ export async function openCoordination(config: Config, log: Logger): Promise<Coo
     import('./redis-cache-index.js'),
     import('./redis-private-content.js'),
   ]);
-  const coordinator = await openRedisCoordinator({ url: redisUrl, log, onListenerError });
+  const { advertiseUrl } = config.cluster;
+  const uploads = advertiseUrl === undefined ? undefined : { advertiseUrl, idleTimeoutMs: config.storage.uploadTimeout };
+  const coordinator = await openRedisCoordinator({ url: redisUrl, log, onListenerError, uploads });
   return {
     coordinator,
     openPrivateContent: async (metadata) => {

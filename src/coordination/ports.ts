@@ -10,6 +10,8 @@
 //   PrivateContent  which digests are private content (pushed here): never evicted or mirrored
 //   CacheIndex      the LRU over mirrored blobs: the storage.cache.maxBytes bound, access times
 //   WindowCounters  counts per key in expiring windows (failed logins per address and per name)
+//   SharedCircuits  each upstream's circuit-breaker state, told to every replica (Redis only)
+//   UploadOwners    which replica holds each blob upload session (Redis only)
 import type { Digest } from '../protocol/digest.js';
 
 /** Serialises async work per key. Work for different keys runs concurrently. */
@@ -27,8 +29,13 @@ export interface Lease {
 }
 
 export interface Leases {
-  /** Takes the lease on `key` if nobody holds it; undefined when someone does. Never waits. */
-  tryAcquire(key: string, ttlMs: number): Promise<Lease | undefined>;
+  /**
+   * Takes the lease on `key` if nobody holds it; undefined when someone does. Never waits.
+   * `holder` is recorded with it for others to read (a fetch's leader: its advertiseUrl).
+   */
+  tryAcquire(key: string, ttlMs: number, holder?: string): Promise<Lease | undefined>;
+  /** The `holder` recorded by whoever holds the lease on `key` now; undefined if free or none given. */
+  holder(key: string): Promise<string | undefined>;
 }
 
 export type BlobEvent =
@@ -60,6 +67,11 @@ export interface PrivateContent {
   add(digest: Digest, size: number): Promise<void>;
   /** Drops the mark (gc, once no repository links the blob and it is deleted). */
   remove(digest: Digest): Promise<void>;
+  /**
+   * Re-reads the marks after another process (gc, import) changed them. Only an index held in
+   * this process needs it: a shared one is written through by every process.
+   */
+  reload?(): Promise<void>;
   /** Every marked digest (gc). */
   list(): AsyncIterable<{ digest: string; size: number }>;
   stats(): Promise<ContentStats>;
@@ -86,6 +98,12 @@ export interface CacheIndex {
   forget(digest: string): void;
   /** Loads every mirrored blob in the store, oldest access first. */
   rebuild(): Promise<void>;
+  /**
+   * Reconciles the index with the store after another process changed it (gc deleted blobs,
+   * import added some): blobs gone are forgotten, blobs new are counted. Blobs this process
+   * adds meanwhile are kept.
+   */
+  rescan(): Promise<void>;
   /** Digests from least to most recently used. */
   leastRecentFirst(): Promise<string[]>;
   stats(): Promise<CacheStats>;
@@ -113,8 +131,39 @@ export interface WindowCounters {
   peek(key: string): Promise<WindowCount | undefined>;
 }
 
+/** A circuit that opened (until `openUntil`, ms since epoch) or closed (undefined). */
+export interface CircuitChange {
+  circuit: string;
+  openUntil: number | undefined;
+}
+
+/**
+ * The circuit state of each upstream, shared by the replicas: one that opens a circuit tells
+ * the others, which then skip that upstream too until the retry time. Changes from this
+ * process are not delivered back to it.
+ */
+export interface SharedCircuits {
+  /** Tells the other replicas (and replicas starting later, until it lapses). Never throws. */
+  publish(change: CircuitChange): void;
+  /** Changes made by other replicas. Returns the unsubscribe function. */
+  subscribe(listener: (change: CircuitChange) => void): () => void;
+  /** When the circuit is open until, as last published by any replica (undefined: closed). */
+  openUntil(circuit: string): Promise<number | undefined>;
+}
+
+/**
+ * Which replica holds each blob upload session: a session's bytes are in its holder's scratch
+ * directory, so a chunk that reaches another replica is passed on to the holder.
+ */
+export interface UploadOwners {
+  /** This replica holds `id` (for the session idle timeout, renewed by every call). */
+  claim(id: string): Promise<void>;
+  /** The advertiseUrl of the replica holding `id`, if another one does; undefined otherwise. */
+  ownerElsewhere(id: string): Promise<string | undefined>;
+}
+
 /** The ports that fall back to working uncoordinated when a shared coordinator is away. */
-export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex' | 'counters';
+export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex' | 'counters' | 'circuits' | 'uploads';
 
 export interface CoordinationStatus {
   /** 'redis': replicas coordinate through Redis; 'in-process': one replica. */
@@ -135,6 +184,10 @@ export interface Coordinator {
   leases: Leases;
   events: BlobEvents;
   counters: WindowCounters;
+  /** Absent for one replica: its circuit breakers have nobody to tell. */
+  circuits?: SharedCircuits;
+  /** Absent for one replica: every upload session is its own. */
+  uploadOwners?: UploadOwners;
   /** For metrics and health: which coordinator, whether it is reachable. */
   status(): CoordinationStatus;
   close(): Promise<void>;

@@ -18,6 +18,18 @@ export class InProcessPrivateContent implements PrivateContent {
     for await (const mark of readPrivateMarks(this.metadata)) this.sizes.set(mark.digest, mark.size);
   }
 
+  /** After gc or import beside this process: the marks as the metadata store has them now. */
+  async reload(): Promise<void> {
+    const before = new Set(this.sizes.keys());
+    const found = new Set<string>();
+    for await (const mark of readPrivateMarks(this.metadata)) {
+      found.add(mark.digest);
+      this.sizes.set(mark.digest, mark.size);
+    }
+    // Only marks that were here before the read and are gone now: one added meanwhile stays.
+    for (const digest of before) if (!found.has(digest)) this.sizes.delete(digest);
+  }
+
   async add(digest: Digest, size: number): Promise<void> {
     if (this.sizes.has(digest.text)) return;
     await this.metadata.put(metadataKeys.privateBlob(digest), { size });

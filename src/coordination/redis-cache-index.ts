@@ -13,14 +13,19 @@ import type { CacheIndex, CacheStats, Leases } from './ports.js';
 import { hasPrivateMark } from './private-content.js';
 import type { RedisConnection } from './redis-connection.js';
 
-// KEYS: lru, sizes, bytes, loaded. ARGV: digest, size, access time. GT: a concurrent rebuild
-// never moves a blob back in time. Returns {loaded, bytes}.
-const ADD_SCRIPT = `
+// Scores order by access time, then by arrival within one millisecond (a sequence number in
+// the low bits: ms * 1024 stays an exact double for millennia), so blobs used in the same
+// millisecond leave in the order they came, as in the in-process LRU. Formatted with %.0f:
+// Lua would print a plain number with 14 digits and lose the low bits.
+const SCORE = `local score = string.format('%.0f', tonumber(ARGV[#ARGV]) * 1024 + redis.call('incr', KEYS[#KEYS]) % 1024)`;
+// KEYS: lru, sizes, bytes, loaded, seq. ARGV: digest, size, access time. GT: a concurrent
+// rebuild never moves a blob back in time. Returns {loaded, bytes}.
+const ADD_SCRIPT = `${SCORE}
 if redis.call('hsetnx', KEYS[2], ARGV[1], ARGV[2]) == 1 then redis.call('incrby', KEYS[3], ARGV[2]) end
-redis.call('zadd', KEYS[1], 'GT', ARGV[3], ARGV[1])
+redis.call('zadd', KEYS[1], 'GT', score, ARGV[1])
 return {redis.call('exists', KEYS[4]), tonumber(redis.call('get', KEYS[3]) or '0')}`;
-// KEYS: lru. ARGV: digest, access time. 1 when the blob is in the index.
-const TOUCH_SCRIPT = `if redis.call('zscore', KEYS[1], ARGV[1]) then redis.call('zadd', KEYS[1], 'GT', ARGV[2], ARGV[1]) return 1 end return 0`;
+// KEYS: lru, seq. ARGV: digest, access time. 1 when the blob is in the index.
+const TOUCH_SCRIPT = `if redis.call('zscore', KEYS[1], ARGV[1]) then ${SCORE} redis.call('zadd', KEYS[1], 'GT', score, ARGV[1]) return 1 end return 0`;
 // KEYS: lru, sizes, bytes. ARGV: digest. Its counted size (-1: it was not counted).
 const FORGET_SCRIPT = `
 redis.call('zrem', KEYS[1], ARGV[1])
@@ -40,7 +45,7 @@ export interface RedisCacheIndexOptions extends CacheIndexOptions {
 }
 
 export class RedisCacheIndex implements CacheIndex {
-  private readonly keys: { lru: string; sizes: string; bytes: string; evictions: string; loaded: string };
+  private readonly keys: { lru: string; sizes: string; bytes: string; evictions: string; loaded: string; seq: string };
   private readonly accessTimes: AccessTimeRecords;
   /** When this replica last recorded each blob's access: at most one write a second per blob. */
   private readonly recordedAt = new LRUCache<string, number>({ max: 10_000 });
@@ -51,6 +56,8 @@ export class RedisCacheIndex implements CacheIndex {
   private evictAgain = false;
   private rebuilding: Promise<void> | undefined;
   private lastStats: Omit<CacheStats, 'private'> = { mirrored: { bytes: 0, objects: 0 }, evictions: 0 };
+  /** Notifications still being written to Redis (they are fire-and-forget on the port). */
+  private readonly pending = new Set<Promise<unknown>>();
 
   constructor(private readonly options: RedisCacheIndexOptions) {
     const { connection } = options;
@@ -60,6 +67,7 @@ export class RedisCacheIndex implements CacheIndex {
       bytes: connection.key('cache:bytes'),
       evictions: connection.key('cache:evictions'),
       loaded: connection.key('cache:loaded'),
+      seq: connection.key('cache:seq'),
     };
     this.now = options.now ?? Date.now;
     this.accessTimes = new AccessTimeRecords(options.metadata, options.log, options.flushIntervalMs);
@@ -76,14 +84,14 @@ export class RedisCacheIndex implements CacheIndex {
   }
 
   added(digest: string, size: number): void {
-    void this.add(digest, size);
+    this.track(this.add(digest, size));
   }
 
   touched(digest: string): void {
     const now = this.now();
     if (now - (this.recordedAt.get(digest) ?? 0) < RECORD_INTERVAL_MS) return;
     this.recordedAt.set(digest, now);
-    this.options.connection.client.eval(TOUCH_SCRIPT, { keys: [this.keys.lru], arguments: [digest, String(now)] }).then(
+    this.track(this.options.connection.client.eval(TOUCH_SCRIPT, { keys: [this.keys.lru, this.keys.seq], arguments: [digest, String(now)] }).then(
       (inIndex) => {
         if (inIndex === 1) this.accessTimes.record(digest, now);
       },
@@ -91,15 +99,24 @@ export class RedisCacheIndex implements CacheIndex {
         this.options.connection.uncoordinated('cacheIndex', error, { digest, step: 'touch' });
         this.accessTimes.record(digest, now); // kept for the rebuild once Redis is back
       },
-    );
+    ));
   }
 
   forget(digest: string): void {
     this.recordedAt.delete(digest);
     this.accessTimes.record(digest, null);
-    this.options.connection.client
-      .eval(FORGET_SCRIPT, { keys: [this.keys.lru, this.keys.sizes, this.keys.bytes], arguments: [digest] })
-      .catch((error: unknown) => this.options.connection.uncoordinated('cacheIndex', error, { digest, step: 'forget' }));
+    this.track(
+      this.options.connection.client
+        .eval(FORGET_SCRIPT, { keys: [this.keys.lru, this.keys.sizes, this.keys.bytes], arguments: [digest] })
+        .catch((error: unknown) => this.options.connection.uncoordinated('cacheIndex', error, { digest, step: 'forget' })),
+    );
+  }
+
+  /** Resolves once the notifications sent so far, and the evictions they started, have taken effect. */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0 || this.evicting) {
+      await Promise.all([...this.pending, this.evicting]);
+    }
   }
 
   async leastRecentFirst(): Promise<string[]> {
@@ -142,7 +159,7 @@ export class RedisCacheIndex implements CacheIndex {
         return;
       }
       const reply = (await connection.client.eval(ADD_SCRIPT, {
-        keys: [this.keys.lru, this.keys.sizes, this.keys.bytes, this.keys.loaded],
+        keys: [this.keys.lru, this.keys.sizes, this.keys.bytes, this.keys.loaded, this.keys.seq],
         arguments: [digest, String(size), String(now)],
       })) as [number, number];
       const [loaded, bytes] = reply;
@@ -151,6 +168,11 @@ export class RedisCacheIndex implements CacheIndex {
     } catch (error) {
       connection.uncoordinated('cacheIndex', error, { digest, step: 'add' });
     }
+  }
+
+  private track(work: Promise<unknown>): void {
+    const tracked = work.finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
   }
 
   /** Runs eviction passes until the bound holds; one pass at a time in this replica. */
@@ -226,35 +248,67 @@ export class RedisCacheIndex implements CacheIndex {
 
   /** Fills the shared index from the storage unless it is complete already. */
   private async rebuildFromStorage(): Promise<void> {
-    const { connection, leases, blobs, privateContent, log } = this.options;
+    const { connection, blobs, privateContent, log } = this.options;
     try {
       if ((await connection.client.exists(this.keys.loaded)) === 1) {
         this.scheduleEviction();
         return;
       }
-      const lease = await leases.tryAcquire('cache:rebuild', REBUILD_LEASE_TTL_MS);
-      if (!lease) return; // another replica is rebuilding
-      const renewal = setInterval(() => void lease.renew().catch(() => undefined), REBUILD_LEASE_TTL_MS / 3);
-      try {
+      await this.underRebuildLease(async () => {
         const accessed = await this.accessTimes.readAll();
         let count = 0;
         for await (const blob of blobs.list()) {
           if (await privateContent.has(blob.digest)) continue;
-          await connection.client.eval(ADD_SCRIPT, {
-            keys: [this.keys.lru, this.keys.sizes, this.keys.bytes, this.keys.loaded],
-            arguments: [blob.digest, String(blob.size), String(accessed.get(blob.digest) ?? blob.storedAt)],
-          });
+          await this.addScanned(blob, accessed);
           count += 1;
         }
         await connection.client.set(this.keys.loaded, String(this.now()));
         log.info({ blobs: count }, 'cache index rebuilt in Redis from the storage');
-      } finally {
-        clearInterval(renewal);
-        await lease.release().catch(() => undefined);
-      }
-      this.scheduleEviction();
+      });
     } catch (error) {
       connection.uncoordinated('cacheIndex', error, { step: 'rebuild' });
     }
+  }
+
+  /** After gc or import beside the replicas: one of them brings the shared set in line with the storage. */
+  async rescan(): Promise<void> {
+    const { connection, blobs, privateContent } = this.options;
+    try {
+      await this.underRebuildLease(async () => {
+        const known = new Set(await connection.client.zRange(this.keys.lru, 0, -1));
+        const accessed = await this.accessTimes.readAll();
+        const present = new Set<string>();
+        for await (const blob of blobs.list()) {
+          if (await privateContent.has(blob.digest)) continue;
+          present.add(blob.digest);
+          if (!known.has(blob.digest)) await this.addScanned(blob, accessed);
+        }
+        // Only blobs known before the walk: one committed during it stays.
+        for (const digest of known) if (!present.has(digest)) this.forget(digest);
+      });
+    } catch (error) {
+      connection.uncoordinated('cacheIndex', error, { step: 'rescan' });
+    }
+  }
+
+  /** Runs `work` holding the cluster-wide rebuild lease (renewed meanwhile), then lets evictions run; nothing when another replica holds it. */
+  private async underRebuildLease(work: () => Promise<void>): Promise<void> {
+    const lease = await this.options.leases.tryAcquire('cache:rebuild', REBUILD_LEASE_TTL_MS);
+    if (!lease) return; // another replica is rebuilding from the same storage
+    const renewal = setInterval(() => void lease.renew().catch(() => undefined), REBUILD_LEASE_TTL_MS / 3);
+    try {
+      await work();
+    } finally {
+      clearInterval(renewal);
+      await lease.release().catch(() => undefined);
+    }
+    this.scheduleEviction();
+  }
+
+  private async addScanned(blob: { digest: string; size: number; storedAt: number }, accessed: Map<string, number>): Promise<void> {
+    await this.options.connection.client.eval(ADD_SCRIPT, {
+      keys: [this.keys.lru, this.keys.sizes, this.keys.bytes, this.keys.loaded, this.keys.seq],
+      arguments: [blob.digest, String(blob.size), String(accessed.get(blob.digest) ?? blob.storedAt)],
+    });
   }
 }

@@ -84,9 +84,11 @@ export class RedisConnection {
   /** This process's id in messages and lease tokens. */
   readonly instanceId = randomUUID();
   readonly log: Logger;
-  private readonly counts: Record<CoordinationPort, number> = { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0 };
+  private readonly counts: Record<CoordinationPort, number> = { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0, circuits: 0, uploads: 0 };
   private readonly lastWarned = new Map<CoordinationPort, number>();
   private readonly readyListeners = new Set<() => void>();
+  /** One subscriber connection for every channel of this process (a subscriber can do nothing else). */
+  private subscriber: { client: RedisClient; connected: Promise<unknown> } | undefined;
   private wasReady = false;
   private lostLogged = false;
   private closed = false;
@@ -131,6 +133,20 @@ export class RedisConnection {
     return client;
   }
 
+  /**
+   * Listens on `channel` through this process's subscriber connection, which resubscribes by
+   * itself after a reconnection. Resolves once subscribed: with Redis away, when it returns.
+   */
+  async listen(channel: string, listener: (message: string) => void): Promise<void> {
+    if (!this.subscriber) {
+      const client = this.duplicate();
+      this.subscriber = { client, connected: client.connect() };
+    }
+    const { client, connected } = this.subscriber;
+    await connected;
+    await client.subscribe(channel, listener);
+  }
+
   key(name: string): string {
     return `${this.keyPrefix}${name}`;
   }
@@ -162,6 +178,7 @@ export class RedisConnection {
     this.closed = true;
     this.readyListeners.clear();
     // destroy(): a graceful quit would wait for a Redis that may be gone.
+    if (this.subscriber?.client.isOpen) this.subscriber.client.destroy();
     if (this.rawClient.isOpen) this.rawClient.destroy();
     return Promise.resolve();
   }

@@ -9,13 +9,17 @@
 //   polling Redis, and only one per replica at a time retries SET NX, for a bounded wait.
 // - Events go to every subscriber of this process at once and, through a Redis channel, to the
 //   other replicas (a subscriber needs a connection of its own); a replica ignores its own.
+// - Circuits: an open circuit is a key that expires at its retry time (so a replica starting
+//   later finds it) plus a message on a channel (so running replicas act on it at once).
+// - Upload owners: a key per session naming its holder's advertiseUrl, expiring with the
+//   session's idle timeout and renewed by each request the holder serves.
 // - With Redis unreachable every port works uncoordinated (see redis-connection.ts).
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { InProcessBlobEvents, InProcessLeases, InProcessLocks, InProcessWindowCounters } from './in-process.js';
-import type { BlobEvent, BlobEvents, Coordinator, KeyedLocks, Lease, Leases, WindowCount, WindowCounters } from './ports.js';
-import { CoordinationError, RedisConnection, type RedisClient, type RedisConnectionOptions } from './redis-connection.js';
+import type { BlobEvent, BlobEvents, CircuitChange, Coordinator, KeyedLocks, Lease, Leases, SharedCircuits, UploadOwners, WindowCount, WindowCounters } from './ports.js';
+import { CoordinationError, RedisConnection, type RedisConnectionOptions } from './redis-connection.js';
 
 const RENEW_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 // KEYS: counter. ARGV: change (1 or -1), window ms. +1 on no key opens the window (the key
@@ -27,6 +31,8 @@ local n = redis.call('incrby', KEYS[1], change)
 if n < 0 then redis.call('set', KEYS[1], 0, 'KEEPTTL') n = 0 end
 if redis.call('pttl', KEYS[1]) < 0 then redis.call('pexpire', KEYS[1], ARGV[2]) end
 return {n, redis.call('pttl', KEYS[1])}`;
+/** Between a lease's token and its holder in the Redis value (a space: not in ids nor URLs). */
+const HOLDER_SEPARATOR = ' ';
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
 export interface RedisLockOptions {
@@ -42,9 +48,11 @@ const RETRY_MIN_MS = 5;
 const RETRY_MAX_MS = 100;
 
 /** Takes a lease in Redis; undefined when someone holds it. Throws when Redis is unreachable. */
-async function acquireRedisLease(connection: RedisConnection, key: string, ttlMs: number): Promise<Lease | undefined> {
+async function acquireRedisLease(connection: RedisConnection, key: string, ttlMs: number, holder?: string): Promise<Lease | undefined> {
   const redisKey = connection.key(`lease:${key}`);
-  const token = `${connection.instanceId}:${randomUUID()}`;
+  // The holder rides in the token (after a separator no instance id or UUID contains), so it
+  // is set, renewed and deleted atomically with the lease itself.
+  const token = `${connection.instanceId}:${randomUUID()}${holder === undefined ? '' : `${HOLDER_SEPARATOR}${holder}`}`;
   const taken = await connection.client.set(redisKey, token, { condition: 'NX', expiration: { type: 'PX', value: ttlMs } });
   if (taken !== 'OK') return undefined;
   let released = false;
@@ -69,12 +77,23 @@ export class RedisLeases implements Leases {
 
   constructor(private readonly connection: RedisConnection) {}
 
-  async tryAcquire(key: string, ttlMs: number): Promise<Lease | undefined> {
+  async tryAcquire(key: string, ttlMs: number, holder?: string): Promise<Lease | undefined> {
     try {
-      return await acquireRedisLease(this.connection, key, ttlMs);
+      return await acquireRedisLease(this.connection, key, ttlMs, holder);
     } catch (error) {
       this.connection.uncoordinated('leases', error, { lease: key });
-      return this.fallback.tryAcquire(key, ttlMs);
+      return this.fallback.tryAcquire(key, ttlMs, holder);
+    }
+  }
+
+  async holder(key: string): Promise<string | undefined> {
+    try {
+      const token = await this.connection.client.get(this.connection.key(`lease:${key}`));
+      const at = token?.indexOf(HOLDER_SEPARATOR) ?? -1;
+      return token === null || token === undefined || at === -1 ? undefined : token.slice(at + HOLDER_SEPARATOR.length);
+    } catch (error) {
+      this.connection.uncoordinated('leases', error, { lease: key, step: 'holder' });
+      return this.fallback.holder(key);
     }
   }
 }
@@ -145,7 +164,6 @@ const messageSchema = z.strictObject({ origin: z.string(), event: blobEventSchem
 export class RedisBlobEvents implements BlobEvents {
   private readonly local: InProcessBlobEvents;
   private readonly channel: string;
-  private subscriber: RedisClient | undefined;
 
   constructor(
     private readonly connection: RedisConnection,
@@ -157,12 +175,9 @@ export class RedisBlobEvents implements BlobEvents {
 
   /** Subscribes to the other replicas' events (the client resubscribes after a reconnection). */
   async start(): Promise<void> {
-    const subscriber = this.connection.duplicate();
-    this.subscriber = subscriber;
     // Not awaited past start-up: with Redis away the subscriber connects when it returns.
-    const subscribing = subscriber
-      .connect()
-      .then(() => subscriber.subscribe(this.channel, (message) => this.received(message)))
+    const subscribing = this.connection
+      .listen(this.channel, (message) => this.received(message))
       .catch((error: unknown) => this.connection.uncoordinated('events', error, { step: 'subscribe' }));
     if (this.connection.connected) await subscribing;
   }
@@ -177,10 +192,6 @@ export class RedisBlobEvents implements BlobEvents {
     return this.local.subscribe(listener);
   }
 
-  close(): void {
-    if (this.subscriber?.isOpen) this.subscriber.destroy();
-  }
-
   private received(text: string): void {
     let parsed: z.infer<typeof messageSchema>;
     try {
@@ -190,6 +201,68 @@ export class RedisBlobEvents implements BlobEvents {
       return;
     }
     if (parsed.origin !== this.connection.instanceId) this.local.publish(parsed.event);
+  }
+}
+
+const circuitMessageSchema = z.strictObject({
+  origin: z.string(),
+  change: z.strictObject({ circuit: z.string(), openUntil: z.number().optional() }),
+});
+
+export class RedisCircuits implements SharedCircuits {
+  private readonly listeners = new Set<(change: CircuitChange) => void>();
+  private readonly channel: string;
+
+  constructor(private readonly connection: RedisConnection) {
+    this.channel = connection.key('circuits');
+  }
+
+  async start(): Promise<void> {
+    const subscribing = this.connection
+      .listen(this.channel, (message) => this.received(message))
+      .catch((error: unknown) => this.connection.uncoordinated('circuits', error, { step: 'subscribe' }));
+    if (this.connection.connected) await subscribing;
+  }
+
+  publish(change: CircuitChange): void {
+    const { client } = this.connection;
+    const key = this.redisKey(change.circuit);
+    const remainingMs = change.openUntil === undefined ? 0 : Math.ceil(change.openUntil - Date.now());
+    const stored = remainingMs > 0 ? client.set(key, String(change.openUntil), { expiration: { type: 'PX', value: remainingMs } }) : client.del(key);
+    const told = client.publish(this.channel, JSON.stringify({ origin: this.connection.instanceId, change }));
+    Promise.all([stored, told]).catch((error: unknown) => this.connection.uncoordinated('circuits', error, { ...change }));
+  }
+
+  subscribe(listener: (change: CircuitChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async openUntil(circuit: string): Promise<number | undefined> {
+    try {
+      const until = await this.connection.client.get(this.redisKey(circuit));
+      return until === null ? undefined : Number(until);
+    } catch (error) {
+      this.connection.uncoordinated('circuits', error, { circuit });
+      return undefined;
+    }
+  }
+
+  private redisKey(circuit: string): string {
+    return this.connection.key(`circuit:${circuit}`);
+  }
+
+  private received(text: string): void {
+    let parsed: z.infer<typeof circuitMessageSchema>;
+    try {
+      parsed = circuitMessageSchema.parse(JSON.parse(text));
+    } catch (error) {
+      this.connection.log.warn({ channel: this.channel, err: (error as Error).message }, 'ignored a malformed circuit message from Redis');
+      return;
+    }
+    if (parsed.origin === this.connection.instanceId) return;
+    const change = { circuit: parsed.change.circuit, openUntil: parsed.change.openUntil };
+    for (const listener of this.listeners) listener(change);
   }
 }
 
@@ -226,27 +299,62 @@ export class RedisWindowCounters implements WindowCounters {
   }
 }
 
+export class RedisUploadOwners implements UploadOwners {
+  constructor(
+    private readonly connection: RedisConnection,
+    private readonly advertiseUrl: string,
+    private readonly idleTimeoutMs: number,
+  ) {}
+
+  async claim(id: string): Promise<void> {
+    try {
+      await this.connection.client.set(this.redisKey(id), this.advertiseUrl, { expiration: { type: 'PX', value: this.idleTimeoutMs } });
+    } catch (error) {
+      this.connection.uncoordinated('uploads', error, { upload: id });
+    }
+  }
+
+  async ownerElsewhere(id: string): Promise<string | undefined> {
+    try {
+      const owner = await this.connection.client.get(this.redisKey(id));
+      return owner === null || owner === this.advertiseUrl ? undefined : owner;
+    } catch (error) {
+      // Without Redis: answered here, where the session is found or reported unknown.
+      this.connection.uncoordinated('uploads', error, { upload: id });
+      return undefined;
+    }
+  }
+
+  private redisKey(id: string): string {
+    return this.connection.key(`upload:${id}`);
+  }
+}
+
 export interface RedisCoordinator extends Coordinator {
   readonly connection: RedisConnection;
 }
 
 export interface RedisCoordinatorOptions extends RedisConnectionOptions, RedisLockOptions {
   onListenerError?: (error: unknown, event: BlobEvent) => void;
+  /** cluster.advertiseUrl and storage.uploadTimeout: with both, upload sessions are found across replicas. */
+  uploads?: { advertiseUrl: string; idleTimeoutMs: number };
 }
 
 export async function openRedisCoordinator(options: RedisCoordinatorOptions): Promise<RedisCoordinator> {
   const connection = await RedisConnection.open(options);
   const events = new RedisBlobEvents(connection, options.onListenerError ?? (() => undefined));
-  await events.start();
+  const circuits = new RedisCircuits(connection);
+  await Promise.all([events.start(), circuits.start()]);
   return {
     connection,
     locks: new RedisLocks(connection, options),
     leases: new RedisLeases(connection),
     events,
     counters: new RedisWindowCounters(connection),
+    circuits,
+    uploadOwners: options.uploads && new RedisUploadOwners(connection, options.uploads.advertiseUrl, options.uploads.idleTimeoutMs),
     status: () => connection.status(),
     close: async () => {
-      events.close();
       await connection.close();
     },
   };

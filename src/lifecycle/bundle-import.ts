@@ -18,10 +18,12 @@ import { parseImageRef, mirrorRepositoryName } from '../protocol/image-ref.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { parseManifest, type Descriptor } from '../protocol/manifest.js';
 import { sniffManifestMediaType } from '../protocol/media-types.js';
-import type { BlobStore, BlobWriter } from '../storage/blob-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import { ManifestStore } from '../storage/manifest-store.js';
 import { openStorage } from '../storage/open-storage.js';
 import { REF_NAME_ANNOTATION } from './bundle-export.js';
+import { StagedPush } from '../registry/staged-push.js';
+import { announceCacheChange } from './cache-changes.js';
 
 export interface ImportTargets {
   blobs: BlobStore;
@@ -38,7 +40,7 @@ export interface ImportTargets {
  * imported blobs' access times. It neither rebuilds nor bounds: this process sees only what
  * it imports, and the server's index orders and bounds them when it starts.
  */
-export async function openImportTargets(config: Config, log: Logger): Promise<ImportTargets & { close(): Promise<void> }> {
+export async function openImportTargets(config: Config, log: Logger): Promise<ImportTargets & { close(options?: { changed?: boolean }): Promise<void> }> {
   const storage = await openStorage(config, log, { ownsStaging: false });
   const { blobs, metadata } = storage;
   const tracker = storage.createCacheIndex(undefined);
@@ -51,8 +53,10 @@ export async function openImportTargets(config: Config, log: Logger): Promise<Im
     tags: new TagRecords(metadata),
     router,
     tracker,
-    close: async () => {
+    /** changed: something was imported; servers on this storage are told, once the access times are written. */
+    close: async ({ changed = false } = {}) => {
       await tracker.close();
+      if (changed) await announceCacheChange(metadata, 'import');
       await storage.close();
     },
   };
@@ -65,7 +69,7 @@ export interface ImportResult {
 }
 
 interface Staged {
-  writer: BlobWriter;
+  push: StagedPush;
   digest: Digest;
   size: number;
   /** The bytes of small JSON blobs (manifests, configs), which the plan reads back. */
@@ -104,19 +108,18 @@ export async function importBundle(file: string, targets: ImportTargets, progres
           continue;
         }
         const size = entry.header.size ?? 0;
-        const entryStaged: Staged = { writer: await targets.blobs.createWriter(digest), digest, size, json: undefined };
+        const entryStaged: Staged = { push: await StagedPush.open(targets.blobs, digest), digest, size, json: undefined };
         staged.set(digest.text, entryStaged);
         const kept: Buffer[] = [];
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
-          await entryStaged.writer.write(chunk);
+        await entryStaged.push.receive(entry as AsyncIterable<Buffer>, (chunk) => {
           if (size <= MAX_MANIFEST_BYTES) kept.push(chunk);
           bytes += chunk.byteLength;
           progress.advance(file, chunk.byteLength);
-        }
-        await entryStaged.writer.verify(size);
-        // Verified: the temp file waits for commit without its descriptor, so a bundle of
+        });
+        await entryStaged.push.verify({ size });
+        // Verified: the temp file waits for its publish without its descriptor, so a bundle of
         // thousands of blobs does not run out of them.
-        entryStaged.writer.close();
+        entryStaged.push.close();
         const head = kept[0];
         if (head !== undefined && head[0] === 0x7b /* { */) entryStaged.json = Buffer.concat(kept);
         progress.blobDone(file);
@@ -138,8 +141,8 @@ export async function importBundle(file: string, targets: ImportTargets, progres
     const plan = await checkBundle(file, small, staged, targets);
     // Publish: blobs first, then manifest records, then tags, so a crash in between leaves at
     // worst unreferenced blobs, never a tag pointing at something missing.
-    for (const { writer, digest, size } of staged.values()) {
-      await writer.commit();
+    for (const { push, digest, size } of staged.values()) {
+      await push.publish();
       targets.tracker.added(digest.text, size);
     }
     for (const manifest of plan.manifests) {
@@ -152,12 +155,12 @@ export async function importBundle(file: string, targets: ImportTargets, progres
     progress.end(file);
     return { blobs: staged.size, bytes, tags: plan.tags.map((t) => t.name) };
   } catch (error) {
-    for (const { writer } of staged.values()) await writer.abort().catch(() => undefined);
+    for (const { push } of staged.values()) await push.abort();
     const wrapped = error instanceof BundleError ? error : new BundleError(file, (error as Error).message, { cause: error });
     progress.end(file, wrapped);
     throw wrapped;
   } finally {
-    for (const { writer } of staged.values()) writer.close();
+    for (const { push } of staged.values()) push.close();
   }
 }
 

@@ -11,6 +11,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { allMirroredImages, V1_IMAGE_PREFIXES, V1ImageStore } from '../storage/v1-image-store.js';
+import { announceCacheChange } from './cache-changes.js';
 
 export interface GcOptions {
   dryRun: boolean;
@@ -136,6 +137,8 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
   }
 
   report.removedTempFiles = await targets.blobs.sweepStaging({ olderThanMs: options.graceMs, dryRun: options.dryRun, now });
+  // Servers on this storage keep figures in memory (cache size, private bytes): tell them.
+  if (!options.dryRun && (report.removedBlobs.length > 0 || report.removedRecords > 0)) await announceCacheChange(targets.metadata, 'gc');
   return report;
 }
 

@@ -1,6 +1,6 @@
 // What a data directory holds, for `longshore ls`: cached mirrored and private repositories,
-// their tags, each image's size (its manifest, config and layers; an index adds up its
-// platforms) and when it was last pulled. Reads only, so it is safe beside a running server.
+// their tags, each image's size (the bytes of its config and layers stored here, what a pull
+// downloads besides the manifest; an index adds up its platforms) and when it was last pulled. Reads only, so it is safe beside a running server.
 import { tryParseDigest, type Digest } from '../protocol/digest.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import type { TagRecord } from '../mirror/tag-records.js';
@@ -11,7 +11,7 @@ import type { MetadataDriver } from '../storage/metadata-store.js';
 export interface TagEntry {
   tag: string;
   digest: string;
-  /** Bytes of the manifest and everything it references that is stored here. */
+  /** Bytes of the config and layers (of every platform, for an index) stored here. */
   bytes: number;
   /** ISO time of the last pull of this tag's content (the LRU access time), if known. */
   lastPull: string | undefined;
@@ -43,13 +43,13 @@ export class Inventory {
     const found: RepositoryEntry[] = [];
     for (const upstream of await this.metadata.list(metadataKeys.mirrorRoot)) {
       for (const name of await this.walk((path) => metadataKeys.mirrorRepository(upstream, ...path))) {
-        if (only !== undefined && name !== only && `${upstream}/${name}` !== only) continue;
+        if (only !== undefined && !matchesRepositoryFilter({ kind: 'mirrored', upstream, name }, only)) continue;
         const tags = await this.tags(metadataKeys.mirrorTags(upstream, name), (tag) => metadataKeys.mirrorTag(upstream, name, tag));
         if (tags.length > 0) found.push({ kind: 'mirrored', upstream, name, tags });
       }
     }
     for (const name of await this.walk((path) => [metadataKeys.localRoot, ...path].join('/'))) {
-      if (only !== undefined && name !== only) continue;
+      if (only !== undefined && !matchesRepositoryFilter({ kind: 'private', name }, only)) continue;
       found.push({ kind: 'private', name, tags: await this.tags(metadataKeys.localTags(name), (tag) => metadataKeys.localTag(name, tag)) });
     }
     return found;
@@ -77,7 +77,11 @@ export class Inventory {
     return entries;
   }
 
-  /** The manifest's own size plus every stored blob and child manifest it references, each counted once. */
+  /**
+   * Every stored config and layer the manifest (and its child manifests) references, each
+   * counted once. Manifests themselves are left out, as the web page's sizes leave them out,
+   * so `ls --config` and `ls --url` agree.
+   */
   private async imageBytes(manifest: Digest, counted: Set<string>): Promise<number> {
     if (counted.has(manifest.text)) return 0;
     counted.add(manifest.text);
@@ -87,9 +91,9 @@ export class Inventory {
     try {
       parsed = JSON.parse(bytes.toString('utf8')) as typeof parsed;
     } catch {
-      return bytes.byteLength;
+      return 0;
     }
-    let total = bytes.byteLength;
+    let total = 0;
     for (const child of parsed.manifests ?? []) {
       const digest = typeof child.digest === 'string' ? tryParseDigest(child.digest) : undefined;
       if (digest) total += await this.imageBytes(digest, counted);
@@ -109,6 +113,11 @@ export class Inventory {
     if (!this.accessShards.has(key)) this.accessShards.set(key, await this.metadata.get<Record<string, number>>(key));
     return this.accessShards.get(key)?.[digest.hex];
   }
+}
+
+/** Whether `only` (as typed to ls) names the repository: by its name, or a mirrored one as "<upstream>/<name>". */
+export function matchesRepositoryFilter(entry: Pick<RepositoryEntry, 'kind' | 'upstream' | 'name'>, only: string): boolean {
+  return entry.name === only || (entry.kind === 'mirrored' && `${entry.upstream}/${entry.name}` === only);
 }
 
 export function parseRepositoryFilter(value: string | undefined): string | undefined {

@@ -1,6 +1,7 @@
 // `longshore warm`: pulls images through the mirror so their manifests and blobs are cached
 // before anyone asks (a new cluster node, an air-gapped site about to be cut off).
 import type { Progress } from '../cli/progress.js';
+import { servedFromCache } from '../protocol/cache-status.js';
 import type { ImageRef } from '../protocol/image-ref.js';
 import type { UpstreamRegistry } from '../upstream/upstream.js';
 import { planImage, type PlatformChoice } from './image-walker.js';
@@ -25,11 +26,15 @@ export async function warmImage(client: UpstreamRegistry, ref: ImageRef, platfor
       for (let blob = queue.shift(); blob; blob = queue.shift()) {
         const response = await client.fetchBlob(plan.repository, blob.digest, blob.size);
         if (!response) throw new Error(`blob ${blob.digest} not found`);
+        let blobBytes = 0;
         for await (const chunk of response.body as AsyncIterable<Buffer>) {
-          bytes += chunk.byteLength;
+          blobBytes += chunk.byteLength;
           progress.advance(ref.text, chunk.byteLength);
         }
-        progress.blobDone(ref.text);
+        bytes += blobBytes;
+        // The mirror says whether it had the blob (Cache-Status). A private repository's blob
+        // has no such header: it is stored here, so it counts as cached, not fetched.
+        progress.blobDone(ref.text, { cached: servedFromCache(response.cacheStatus) ?? true, bytes: blobBytes });
       }
     };
     await Promise.all(Array.from({ length: Math.min(BLOB_CONCURRENCY, queue.length) }, worker));

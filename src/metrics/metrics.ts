@@ -41,6 +41,8 @@ export class Metrics {
   private readonly upstreamDuration: Histogram<'upstream' | 'kind'>;
   private readonly upstreamBytes: Counter<'upstream'>;
   private readonly rateLimitRemaining: Gauge<'upstream'>;
+  private readonly peerFollows: Counter<'result'>;
+  private readonly leaseTakeovers: Counter;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -52,6 +54,13 @@ export class Metrics {
     this.upstreamRequests = new Counter({ name: 'longshore_upstream_requests_total', help: 'Requests sent to upstream registries, by kind and status (error: no response)', labelNames: ['upstream', 'kind', 'status'], registers });
     this.upstreamDuration = new Histogram({ name: 'longshore_upstream_request_duration_seconds', help: 'Upstream time to response headers', labelNames: ['upstream', 'kind'], buckets: LATENCY_BUCKETS, registers });
     this.upstreamBytes = new Counter({ name: 'longshore_upstream_bytes_total', help: 'Blob and manifest bytes received from upstreams', labelNames: ['upstream'], registers });
+    this.peerFollows = new Counter({
+      name: 'longshore_peer_follows_total',
+      help: 'Blob fetches this replica followed from the replica leading them (cluster.redis), by result: completed, failed (leader unreachable or broke off), not_in_flight (it had finished)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.leaseTakeovers = new Counter({ name: 'longshore_fetch_lease_takeovers_total', help: 'Blob fetches this replica led after their previous leader could not be reached (its lease lapsed)', registers });
     this.rateLimitRemaining = new Gauge({ name: 'longshore_upstream_rate_limit_remaining', help: "The upstream's last RateLimit-Remaining (Docker Hub pulls left in its window)", labelNames: ['upstream'], registers });
 
     // One gauge per figure of the cache's stats, by class, read when Prometheus scrapes.
@@ -106,7 +115,7 @@ export class Metrics {
     });
     new Counter({
       name: 'longshore_coordination_uncoordinated_total',
-      help: 'Operations that went ahead uncoordinated because Redis was unreachable, by port (locks, leases, events, privateContent, cacheIndex)',
+      help: 'Operations that went ahead uncoordinated because Redis was unreachable, by port (locks, leases, events, privateContent, cacheIndex, counters, circuits, uploads)',
       labelNames: ['port'],
       registers,
       collect() {
@@ -145,6 +154,14 @@ export class Metrics {
 
   upstreamReceived(upstream: string, bytes: number): void {
     if (bytes > 0) this.upstreamBytes.inc({ upstream }, bytes);
+  }
+
+  peerFollow(result: 'completed' | 'failed' | 'not_in_flight'): void {
+    this.peerFollows.inc({ result });
+  }
+
+  leaseTakeover(): void {
+    this.leaseTakeovers.inc();
   }
 
   upstreamRateLimit(upstream: string, remaining: number): void {

@@ -1,12 +1,18 @@
 // The one blob path of the pull-through engine, for v2 blobs and v1 layers alike: serve the
 // stored blob (touching it for the LRU), or follow the in-flight fetch of it (starting one if
 // none runs), and try once more when a fetch committed between the lookup and the join.
+// With several replicas, a replica refused the fetch lease follows the leader's download over
+// a peer request instead (src/cluster/peer-follower.ts); when the leader cannot be reached, or
+// breaks off mid-stream, it waits for the dead leader's lease to lapse and looks again: the
+// blob is in the store, or it leads the fetch itself (a takeover), or follows a new leader.
 // What differs between the two (how the digest is known, the upstream request, extra checks
 // on the bytes, who may be served a stored copy) comes in with the request.
 import type { Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
+import { Readable } from 'node:stream';
 import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob-store.js';
-import { UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
+import type { PeerFollower } from '../cluster/peer-follower.js';
+import { FetchHeldByPeer, UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
 import type { CacheOutcome } from './outcome.js';
 
 /** A blob to send (hit: the stored file; miss: following the fetch) and how it was found. */
@@ -40,29 +46,65 @@ export interface BlobMiss {
   offlineMiss(): Error;
 }
 
+// A fetch can commit between our store lookup and our join (one more round); with peers, the
+// leader can also finish or die between our join and our request to it (one more each).
+const ROUNDS = 2;
+const ROUNDS_WITH_PEERS = 4;
+
 export class BlobMisses {
   constructor(
     private readonly blobs: BlobStore,
     private readonly inflight: InflightBlobs,
     private readonly tracker: CacheTracker,
     private readonly offline: boolean,
+    /** Set with several replicas: how a replica refused the fetch lease follows the leader. */
+    private readonly peers?: PeerFollower,
   ) {}
 
-  async serve(miss: BlobMiss): Promise<BlobResult> {
-    // Two rounds at most: a fetch can commit between our store lookup and our join.
-    for (let round = 0; round < 2; round++) {
+  /** `leaderLost`: a follower looks again after the leader it followed broke off. */
+  async serve(miss: BlobMiss, leaderLost = false): Promise<BlobResult> {
+    const rounds = this.peers ? ROUNDS_WITH_PEERS : ROUNDS;
+    for (let round = 0; round < rounds; round++) {
       const digest = await miss.storedDigest(round);
       if (digest) {
         const stored = await this.openStored(digest, miss);
         if (stored) return stored;
       }
       if (this.offline) throw miss.offlineMiss();
-      const following = await this.inflight.follow(miss.key, this.blobs, miss.source, miss.upstream).catch((error: unknown) => {
-        throw error instanceof UpstreamBlobMissing ? miss.missing() : error;
-      });
-      if (following) return following;
+      let following: BlobResult | undefined;
+      try {
+        following = await this.inflight.follow(miss.key, this.blobs, miss.source, miss.upstream);
+      } catch (error) {
+        if (error instanceof UpstreamBlobMissing) throw miss.missing();
+        if (!(error instanceof FetchHeldByPeer) || !this.peers) throw error;
+        const fromPeer = await this.peers.follow(error, miss.source, (offset) => this.resume(miss, offset));
+        if (fromPeer.kind === 'following') return { ...fromPeer.blob, outcome: 'coalesced' };
+        if (fromPeer.kind === 'unreachable') {
+          leaderLost = true;
+          await this.peers.leaderGone(error);
+        }
+        continue; // not in flight there any more: it committed (the store has it) or failed
+      }
+      if (following) {
+        if (leaderLost && following.outcome === 'miss') this.peers?.tookOver(miss.key);
+        return following;
+      }
     }
     throw new RegistryError('UNKNOWN', `${miss.key} vanished while being stored`);
+  }
+
+  /** The rest of a blob from `offset`, found afresh after the leader being followed was lost. */
+  private async resume(miss: BlobMiss, offset: number): Promise<Readable> {
+    const again = await this.serve(miss, true);
+    if (again.size === undefined || offset > again.size) {
+      await again.discard();
+      throw new RegistryError('UNKNOWN', `${miss.key}: cannot resume at byte ${offset} of a blob of ${again.size ?? 'unknown'} bytes`);
+    }
+    if (offset === again.size) {
+      await again.discard();
+      return Readable.from([]);
+    }
+    return again.open({ start: offset, end: again.size - 1 });
   }
 
   private async openStored(digest: Digest, miss: BlobMiss): Promise<BlobResult | undefined> {

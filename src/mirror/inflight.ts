@@ -44,6 +44,21 @@ export class BlobAlreadyStored extends Error {
   }
 }
 
+/**
+ * Raised (instead of fetching) when another replica leads the fetch cluster-wide: its lease
+ * names where it can be reached, and the bytes are to be followed from there.
+ */
+export class FetchHeldByPeer extends Error {
+  constructor(
+    readonly key: string,
+    /** The leader's cluster.advertiseUrl. */
+    readonly peerUrl: string,
+  ) {
+    super(`the fetch of ${key} is led by the replica at ${peerUrl}`);
+    this.name = 'FetchHeldByPeer';
+  }
+}
+
 /** Raised when the upstream says the blob does not exist. */
 export class UpstreamBlobMissing extends Error {
   constructor(digest: string) {
@@ -60,21 +75,31 @@ export interface InflightObserver {
    * the stored digest on success, the fetch's key on failure.
    */
   fetchFinished?(digest: string, bytes: number, error: Error | undefined, source: string): void;
-  /** Someone else (another replica) holds the fetch lease: this fetch goes ahead uncoordinated. */
-  leaseRefused?(key: string): void;
+  /**
+   * Someone else holds the fetch lease. `peerUrl`: the leader, to be followed; undefined: it
+   * named no address (or lapsed meanwhile), and this fetch goes ahead uncoordinated.
+   */
+  leaseRefused?(key: string, peerUrl: string | undefined): void;
 }
 
 export interface InflightOptions {
   /**
-   * Cluster-wide claims on fetches: the leader holds `fetch:<key>` (renewed while it runs) so
-   * replicas sharing the coordinator can tell a fetch is taken. Without peer streaming (issue
-   * 17) a refused claim only means fetching uncoordinated, as when the coordinator is away.
+   * Cluster-wide claims on fetches: the leader holds `fetch:<key>` (renewed while it runs)
+   * with its address (`advertiseUrl`), so a replica refused the lease follows the leader's
+   * download (FetchHeldByPeer) instead of asking the upstream again.
    */
   leases?: Leases;
+  /** Short, so the fetch of a leader that died is free again within seconds; renewed every third. */
   leaseTtlMs?: number;
+  /** This replica's address for the other replicas (cluster.advertiseUrl), recorded with its leases. */
+  advertiseUrl?: string;
 }
 
-const DEFAULT_LEASE_TTL_MS = 15_000;
+/**
+ * The fetch lease's default ttl, renewed every third of it while the fetch runs: short, so the
+ * fetch of a leader that died (kill -9) is free again within seconds for a request on any replica.
+ */
+export const FETCH_LEASE_TTL_MS = 5_000;
 
 export class BlobFetch {
   private state: FetchState = 'starting';
@@ -307,6 +332,23 @@ class FollowingReader extends Readable {
   }
 }
 
+/** A held, ready fetch as a blob to send: its reader takes over the hold, or discard() leaves. */
+function followingBlob(fetch: BlobFetch, size: number | undefined): SendableBlob {
+  let taken = false;
+  return {
+    size,
+    open: (range) => {
+      taken = true;
+      return fetch.openReader(range);
+    },
+    discard: () => {
+      if (!taken) fetch.leave();
+      taken = true;
+      return Promise.resolve();
+    },
+  };
+}
+
 /** The fetches in progress, by key (digest, or v1 image): the coalescing point for both APIs. */
 export class InflightBlobs {
   private readonly fetches = new Map<string, BlobFetch>();
@@ -336,20 +378,7 @@ export class InflightBlobs {
       throw error;
     }
     if (fetch.uncached) return this.passThrough(fetch, size, key, store, source, sourceName, retried);
-    let taken = false;
-    return {
-      size,
-      outcome: leader ? 'miss' : 'coalesced',
-      open: (range) => {
-        taken = true;
-        return fetch.openReader(range);
-      },
-      discard: () => {
-        if (!taken) fetch.leave();
-        taken = true;
-        return Promise.resolve();
-      },
-    };
+    return { ...followingBlob(fetch, size), outcome: leader ? 'miss' : 'coalesced' };
   }
 
   /**
@@ -406,21 +435,59 @@ export class InflightBlobs {
     });
     fetch.hold();
     if (!alone) this.fetches.set(key, fetch);
-    void this.runClaimed(fetch, store, source).then(() => this.observer.fetchFinished?.(fetch.storedDigest?.text ?? key, fetch.received, fetch.failed, sourceName));
+    void this.runClaimed(fetch, store, source).then(() => {
+      // Handed to a peer: no fetch happened here.
+      if (!(fetch.failed instanceof FetchHeldByPeer)) this.observer.fetchFinished?.(fetch.storedDigest?.text ?? key, fetch.received, fetch.failed, sourceName);
+    });
     return { fetch, leader: true };
+  }
+
+  /**
+   * Follows the fetch of `key` in progress here, for another replica (the peer route); never
+   * starts one. Undefined when none runs (it committed, failed or never started here), or when
+   * it was handed on itself.
+   */
+  async followRunning(key: string): Promise<SendableBlob | undefined> {
+    const fetch = this.fetches.get(key);
+    if (!fetch) return undefined;
+    fetch.hold();
+    let size: number | undefined;
+    try {
+      ({ size } = await fetch.ready);
+    } catch {
+      fetch.leave();
+      return undefined;
+    }
+    if (fetch.uncached) {
+      fetch.leave();
+      return undefined;
+    }
+    return followingBlob(fetch, size);
   }
 
   /** Runs the fetch holding its lease (when there is a lease port), renewed until it settles. */
   private async runClaimed(fetch: BlobFetch, store: BlobStore, source: FetchSource): Promise<void> {
     const leases = this.options.leases;
     if (!leases) return fetch.run(store, source);
-    const ttlMs = this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
-    const lease = await leases.tryAcquire(`fetch:${fetch.key}`, ttlMs).catch(() => undefined);
-    if (!lease) this.observer.leaseRefused?.(fetch.key);
+    const ttlMs = this.options.leaseTtlMs ?? FETCH_LEASE_TTL_MS;
+    const self = this.options.advertiseUrl;
+    const leaseKey = `fetch:${fetch.key}`;
+    const lease = await leases.tryAcquire(leaseKey, ttlMs, self).catch(() => undefined);
+    let peerUrl: string | undefined;
+    if (!lease) {
+      peerUrl = await leases.holder(leaseKey).catch(() => undefined);
+      if (peerUrl === self) peerUrl = undefined; // our own `alone` fetch: nothing to follow
+      this.observer.leaseRefused?.(fetch.key, peerUrl);
+    }
+    // Followers ask the leader, not the upstream, at once: the caller looked in the store just
+    // before, and a leader that committed meanwhile answers "not in flight" (look again).
+    const leader = peerUrl;
+    const claimedSource: FetchSource =
+      leader === undefined ? source : { ...source, alreadyStored: () => Promise.resolve(false), open: () => Promise.reject(new FetchHeldByPeer(fetch.key, leader)) };
     const renewal = lease ? setInterval(() => void lease.renew().catch(() => undefined), ttlMs / 3) : undefined;
     renewal?.unref();
     try {
-      await fetch.run(store, source);
+      await fetch.run(store, claimedSource);
     } finally {
       clearInterval(renewal);
       await lease?.release().catch(() => undefined);
@@ -434,7 +501,7 @@ export class InflightBlobs {
  * until they pass, so a corrupt blob ends in an aborted response, never a complete wrong one.
  * A range ends at its last byte without reading the rest (as a following reader would).
  */
-async function* verifiedPassthrough(upstream: UpstreamBlob, source: FetchSource, range: ByteRange | undefined): AsyncGenerator<Buffer> {
+export async function* verifiedPassthrough(upstream: UpstreamBlob, source: FetchSource, range: ByteRange | undefined): AsyncGenerator<Buffer> {
   const hash = source.expected ? createDigester(source.expected.algorithm) : undefined;
   const verifier = source.verifier?.();
   const first = range?.start ?? 0;

@@ -1,6 +1,7 @@
 // The pull-through policy, one place for every API: serve from the cache, fetch misses from
 // the upstream (coalesced), keep tags fresh within their TTL, and serve stale when the
 // upstream fails. Routes call this; it never sees HTTP.
+import type { PeerFollower } from '../cluster/peer-follower.js';
 import type { Logger } from 'pino';
 import { parseDigest, digestOf, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
@@ -11,7 +12,9 @@ import { isStorageRefusal, StorageRefusalLog } from '../storage/refusal.js';
 import { UpstreamError } from '../upstream/errors.js';
 import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
 import { BlobMisses, type BlobResult, type CacheTracker } from './blob-miss.js';
-import { CachedLookup } from './cached-lookup.js';
+import { CachedLookup, type CachedEntry } from './cached-lookup.js';
+import { ExpectedBlobSizes } from './expected-sizes.js';
+import type { KeyedLocks } from '../coordination/ports.js';
 import type { CacheOutcome } from './outcome.js';
 import type { Origin, ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget } from './router.js';
@@ -37,6 +40,10 @@ export interface MirrorOptions {
   isPrivate: (digest: string) => Promise<boolean>;
   /** Which upstream each fetched digest came from: private digests are served under those upstreams' names. */
   provenance: ProvenanceIndex;
+  /** The coordinator's locks: a tag is refreshed by one replica at a time, cluster-wide. */
+  locks?: KeyedLocks;
+  /** With several replicas: follows a fetch another replica leads. */
+  peers?: PeerFollower;
   now?: () => number;
 }
 
@@ -49,6 +56,8 @@ export class PullThroughMirror {
   private readonly now: () => number;
   private readonly storageRefusals: StorageRefusalLog;
   private readonly lookups: CachedLookup;
+  /** Blob sizes from the mirrored manifests served: they bound a blob body sent without Content-Length. */
+  private readonly expectedSizes = new ExpectedBlobSizes();
   /** The one blob path, shared with the v1 engine's layers. */
   readonly blobMisses: BlobMisses;
 
@@ -66,8 +75,8 @@ export class PullThroughMirror {
     this.isPrivate = options.isPrivate;
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
-    this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
-    this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline);
+    this.lookups = new CachedLookup({ offline: this.offline, now: this.now, locks: options.locks }, log);
+    this.blobMisses = new BlobMisses(blobs, inflight, this.tracker, this.offline, options.peers);
   }
 
   /**
@@ -114,7 +123,7 @@ export class PullThroughMirror {
         mayServe: () => this.mayServeStored(target, digest, 'blob'),
         source: {
           expected: digest,
-          open: () => target.upstream.fetchBlob(target.repository, digest.text),
+          open: () => target.upstream.fetchBlob(target.repository, digest.text, this.expectedSizes.sizeOf(target.upstream.name, digest.text)),
           stored: (stored) => this.recordOrigin(stored, target),
         },
         missing: () => new UpstreamBlobMissing(digest.text),
@@ -175,6 +184,7 @@ export class PullThroughMirror {
       if (!(await this.mayServeStored(target, digest, 'manifest'))) throw manifestUnknown(target, digest.text);
       this.tracker.touched(found.value.digest);
     }
+    this.expectedSizes.learn(target.upstream.name, found.value);
     return { ...found.value, outcome: found.outcome };
   }
 
@@ -185,29 +195,43 @@ export class PullThroughMirror {
    */
   async getManifestByTag(target: MirrorTarget, tag: string, accept: readonly string[]): Promise<ManifestResult> {
     const { upstream, repository } = target;
-    const found = await this.lookups
+    const found = this.tagFromMemory(target, tag) ?? (await this.lookups
       .get<TaggedManifest>({
         key: `v2-tag|${upstream.name}|${repository}|${tag}`,
         ttlMs: upstream.tagTtlMs,
-        cached: async () => {
-          const record = await this.tags.get(upstream.name, repository, tag);
-          const manifest = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
-          return record && manifest ? { value: { record, manifest }, fetchedAt: record.checkedAt } : undefined;
-        },
+        cached: async () => this.taggedManifest(await this.tags.get(upstream.name, repository, tag)),
+        latest: async () => this.taggedManifest(await this.tags.reload(upstream.name, repository, tag)),
         refresh: (previous) => this.refreshTag(target, tag, previous?.value),
         same: (known, fresh) => known.manifest.digest === fresh.manifest.digest,
         context: { upstream: upstream.name, repository, tag },
         describe: (known) => ({ digest: known.manifest.digest }),
-      })
-      ;
+      }));
     if (!found) throw this.offline ? this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${repository}:${tag}`) : manifestUnknown(target, tag);
     const { manifest } = found.value;
     if (accepts(accept, manifest.mediaType)) {
       this.tracker.touched(manifest.digest);
+      this.expectedSizes.learn(upstream.name, manifest);
       return { ...manifest, outcome: found.outcome };
     }
     if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${repository}:${tag} in an accepted media type`);
     return this.passThroughTag(target, tag, accept);
+  }
+
+  /**
+   * The common case, a tag within its TTL whose record and manifest are in memory, answered
+   * synchronously: the same rule as the cached lookup (servedFromCache) without building a
+   * Lookup, its closures and three awaits per request. Anything else goes the full way.
+   */
+  private tagFromMemory(target: MirrorTarget, tag: string): { value: TaggedManifest; outcome: CacheOutcome } | undefined {
+    const record = this.tags.peek(target.upstream.name, target.repository, tag);
+    const manifest = record && this.manifests.peek(record.digest);
+    const outcome = record && manifest && this.lookups.servedFromCache(record.checkedAt, target.upstream.tagTtlMs);
+    return outcome ? { value: { record, manifest }, outcome } : undefined;
+  }
+
+  private async taggedManifest(record: TagRecord | undefined): Promise<CachedEntry<TaggedManifest> | undefined> {
+    const manifest = record ? await this.manifests.get(parseDigest(record.digest)) : undefined;
+    return record && manifest ? { value: { record, manifest }, fetchedAt: record.checkedAt } : undefined;
   }
 
   private async refreshTag(target: MirrorTarget, tag: string, known: TaggedManifest | undefined): Promise<TaggedManifest | undefined> {
@@ -254,6 +278,7 @@ export class PullThroughMirror {
         detail: { tag, accept },
       });
     }
+    this.expectedSizes.learn(target.upstream.name, fetched);
     return { ...fetched, outcome: 'miss' };
   }
 

@@ -28,6 +28,7 @@ import type { BlobResult, PullThroughMirror } from './pull-through.js';
 import type { ProvenanceIndex } from './provenance.js';
 import type { MirrorTarget, RoutableUpstream } from './router.js';
 import { CachedLookup, type CachedEntry } from './cached-lookup.js';
+import type { KeyedLocks } from '../coordination/ports.js';
 
 /** The 32-byte gzip of an empty tar: the layer of empty history entries, which no upstream has to hold. */
 const EMPTY_GZ_TAR = Buffer.from([31, 139, 8, 0, 0, 9, 110, 136, 0, 255, 98, 24, 5, 163, 96, 20, 140, 88, 0, 8, 0, 0, 255, 255, 46, 175, 181, 239, 0, 4, 0, 0]);
@@ -52,6 +53,8 @@ export interface V1MirrorOptions {
   upstreamByName: (name: string) => V1Upstream | undefined;
   /** Layers fetched from a v1 upstream are recorded like v2 blobs: that upstream's names may serve them. */
   provenance: ProvenanceIndex;
+  /** The coordinator's locks: a list or record is refreshed by one replica at a time. */
+  locks?: KeyedLocks;
   now?: () => number;
 }
 
@@ -77,7 +80,7 @@ export class V1PullThrough {
     this.upstreamByName = options.upstreamByName;
     this.provenance = options.provenance;
     this.now = options.now ?? Date.now;
-    this.lookups = new CachedLookup({ offline: this.offline, now: this.now }, log);
+    this.lookups = new CachedLookup({ offline: this.offline, now: this.now, locks: options.locks }, log);
   }
 
   // ---- repositories and tags ---------------------------------------------------------------

@@ -14,6 +14,7 @@ import type { BlobHandle, BlobStore } from '../storage/blob-store.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { ManifestStore, StoredManifest } from '../storage/manifest-store.js';
 import { DELETE_RECORD, type MetadataStore } from '../storage/metadata-store.js';
+import { publishInMemory } from './staged-push.js';
 
 const PUSHABLE_MANIFEST_TYPES = new Set<string>([MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList]);
 
@@ -127,8 +128,11 @@ export class LocalRegistry {
 
     // Marked private before the bytes can be read: a crash in between leaves a mark on nothing
     // (harmless), never a private manifest readable through a mirrored name.
-    await this.privateContent.add(digest, bytes.byteLength);
-    await this.manifests.put(digest, bytes, mediaType);
+    await publishInMemory(
+      { digest, size: bytes.byteLength },
+      (marked, size) => this.privateContent.add(marked, size),
+      () => this.manifests.put(digest, bytes, mediaType),
+    );
     await this.metadata.put(metadataKeys.localManifest(repository, digest), { mediaType, size: bytes.byteLength });
     if (ref.kind === 'tag') await this.metadata.put(metadataKeys.localTag(repository, ref.tag), { digest: digest.text });
 

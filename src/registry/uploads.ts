@@ -10,8 +10,9 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { parseDigest, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
-import type { BlobStore, BlobWriter } from '../storage/blob-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import { isStorageRefusal, storageError } from '../storage/refusal.js';
+import { StagedPush, type BeforeVisible } from './staged-push.js';
 
 /** How long a client refused for the session bound is asked to wait before trying again. */
 export const SESSION_BOUND_RETRY_AFTER_SECONDS = 10;
@@ -23,7 +24,7 @@ interface Session {
   repository: string;
   /** Who opened it: the per-user bound counts these. */
   owner: string;
-  writer: BlobWriter;
+  staged: StagedPush;
   lastActivity: number;
   /** A request is writing: a second concurrent chunk would interleave bytes. */
   busy: boolean;
@@ -51,14 +52,14 @@ export interface UploadOptions {
    * mark their content private here, so a crash at any point leaves it invisible or marked,
    * never readable through a mirrored name unmarked.
    */
-  beforePublish?: (digest: Digest, size: number) => Promise<void>;
+  beforePublish?: BeforeVisible;
 }
 
 export class UploadSessions {
   private readonly sessions = new Map<string, Session>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
-  private readonly beforePublish: (digest: Digest, size: number) => Promise<void>;
+  private readonly beforePublish: BeforeVisible | undefined;
   private readonly limits: UploadLimits;
   /** Open sessions per owner, for the per-user bound. */
   private readonly perOwner = new Map<string, number>();
@@ -71,7 +72,7 @@ export class UploadSessions {
     options: UploadOptions = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.beforePublish = options.beforePublish ?? (() => Promise.resolve());
+    this.beforePublish = options.beforePublish;
     this.limits = options.limits ?? { maxSessions: Number.POSITIVE_INFINITY, maxSessionsPerUser: Number.POSITIVE_INFINITY };
     this.sweeper = setInterval(() => void this.sweep(), Math.min(idleTimeoutMs, 60_000));
     this.sweeper.unref();
@@ -98,21 +99,21 @@ export class UploadSessions {
     const id = randomUUID();
     this.perOwner.set(owner, owned + 1);
     this.slotsTaken += 1;
-    let writer: BlobWriter;
+    let staged: StagedPush;
     try {
-      writer = await this.blobs.createWriter();
-      await writer.suspend?.();
+      staged = await StagedPush.open(this.blobs);
+      await staged.suspend();
     } catch (error) {
       this.release(owner);
       throw storageError(error, 'cannot start an upload');
     }
-    this.sessions.set(id, { id, repository, owner, writer, lastActivity: this.now(), busy: false });
+    this.sessions.set(id, { id, repository, owner, staged, lastActivity: this.now(), busy: false });
     return { id, repository, offset: 0 };
   }
 
   status(repository: string, id: string): UploadStatus {
     const session = this.get(repository, id);
-    return { id, repository, offset: session.writer.bytesWritten };
+    return { id, repository, offset: session.staged.bytesWritten };
   }
 
   /**
@@ -121,7 +122,7 @@ export class UploadSessions {
    */
   async append(repository: string, id: string, body: Readable, range?: { start: number; end: number }, declaredLength?: number): Promise<UploadStatus> {
     const session = this.get(repository, id);
-    const offset = session.writer.bytesWritten;
+    const offset = session.staged.bytesWritten;
     if (range && range.start !== offset) {
       throw new RegistryError('RANGE_INVALID', `chunk starts at ${range.start}, but the upload stands at ${offset}`, {
         status: 416,
@@ -131,9 +132,9 @@ export class UploadSessions {
     if (session.busy) throw new RegistryError('BLOB_UPLOAD_INVALID', 'another chunk of this upload is still being received');
     session.busy = true;
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) await session.writer.write(chunk);
+      await session.staged.receive(body as AsyncIterable<Buffer>);
       // Between chunks the session holds no descriptor; the next PATCH reopens the file.
-      await session.writer.suspend?.();
+      await session.staged.suspend();
     } catch (error) {
       await this.discard(session);
       if (isStorageRefusal(error)) throw storageError(error, `upload ${id} was dropped`);
@@ -142,7 +143,7 @@ export class UploadSessions {
       session.busy = false;
       session.lastActivity = this.now();
     }
-    const received = session.writer.bytesWritten - offset;
+    const received = session.staged.bytesWritten - offset;
     const expected = range ? range.end - range.start + 1 : declaredLength;
     if (expected !== undefined && received !== expected) {
       await this.discard(session);
@@ -150,7 +151,7 @@ export class UploadSessions {
       // out-of-order chunk (416, which tells the client to resume elsewhere).
       throw new RegistryError('SIZE_INVALID', `chunk of ${received} bytes, but ${expected} were declared`);
     }
-    return { id, repository, offset: session.writer.bytesWritten };
+    return { id, repository, offset: session.staged.bytesWritten };
   }
 
   /** Closes the upload: the bytes must hash to `digestText`. Returns the stored digest and size. */
@@ -159,25 +160,11 @@ export class UploadSessions {
     const digest = parseDigest(digestText);
     this.forget(session);
     try {
-      const size = session.writer.bytesWritten;
-      const actual = await session.writer.verify();
-      if (actual.text !== digest.text) {
-        await session.writer.abort();
-        throw new RegistryError('DIGEST_INVALID', `uploaded content has digest ${actual.text}, not ${digest.text}`, { detail: { digest: digest.text } });
-      }
-      try {
-        await this.beforePublish(actual, size);
-      } catch (error) {
-        await session.writer.abort();
-        throw error;
-      }
-      await session.writer.commit();
-      return { digest, size };
+      return await session.staged.publish({ claimed: digest, ...(this.beforePublish ? { beforeVisible: this.beforePublish } : {}) });
     } catch (error) {
-      await session.writer.abort().catch(() => undefined);
       throw storageError(error, `upload ${id} could not be stored`);
     } finally {
-      session.writer.close();
+      session.staged.close();
     }
   }
 
@@ -226,8 +213,8 @@ export class UploadSessions {
 
   private async discard(session: Session): Promise<void> {
     this.forget(session);
-    await session.writer.abort().catch(() => undefined);
-    session.writer.close();
+    await session.staged.abort();
+    session.staged.close();
   }
 }
 

@@ -14,6 +14,7 @@ import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { imageJsonBytes, type V1ImageRecord, type V1ImageStore } from '../storage/v1-image-store.js';
 import type { LocalRegistry } from './local-registry.js';
+import { storePushedBlob, type PushedBlob } from './staged-push.js';
 
 const ALREADY_EXISTS = 'Image already exists'; // the exact text clients treat as "skip" (§2)
 
@@ -82,27 +83,23 @@ export class V1LocalRegistry {
     const payload = payloadHash(json);
     // A complete image needs no TarSum: its upload can only be a repeat of the same layer.
     const tarsum = started.complete ? undefined : new TarSumCalculator();
-    const writer = await this.blobs.createWriter();
-    let digest: string;
+    let stored: PushedBlob;
     try {
-      for await (const chunk of body) {
-        await writer.write(chunk);
-        payload.update(chunk);
-        await tarsum?.write(chunk);
-      }
-      const verified = await writer.verify();
       // Marked private before the layer is visible in the store: a crash at any point leaves
       // it invisible or marked, never a private layer that eviction or a mirrored name could take.
-      await this.privateContent.add(verified, writer.bytesWritten);
-      digest = (await writer.commit()).text;
+      stored = await storePushedBlob(this.blobs, body, {
+        observe: async (chunk) => {
+          payload.update(chunk);
+          await tarsum?.write(chunk);
+        },
+        beforeVisible: (digest, size) => this.privateContent.add(digest, size),
+      });
     } catch (error) {
       tarsum?.abort();
-      await writer.abort();
       throw error;
-    } finally {
-      writer.close();
     }
-    const size = writer.bytesWritten;
+    const digest = stored.digest.text;
+    const size = stored.size;
     const sums = await tarsum?.end();
     await this.images.update(id, (current) => {
       if (current?.complete) {

@@ -18,7 +18,11 @@ export interface ByteRange {
   end: number;
 }
 
-/** An open, committed blob. Reading stays valid even if the blob is deleted meanwhile. */
+/**
+ * An open, committed blob. Reading stays valid even if the blob is deleted meanwhile, except
+ * through a handle that offers redirectUrl: it reads the object when streamed, as the client it
+ * would redirect does.
+ */
 export interface BlobHandle {
   readonly size: number;
   /** Streams the blob (or a range of it) and closes the handle when the stream ends. */
@@ -31,22 +35,37 @@ export interface BlobHandle {
    * done or when the destination went away.
    */
   writeTo?(destination: Writable, range?: ByteRange): Promise<void>;
+  /**
+   * Optional, object stores with redirects on (storage.s3.redirect): a short-lived URL where
+   * the client can GET the blob itself, straight from the store, and closes the handle. Only
+   * committed blobs have handles, so only they can be redirected to.
+   */
+  redirectUrl?(): Promise<string>;
 }
 
 /** A blob as the HTTP layer sends it: streamed, or (stored blobs) written with pooled buffers. */
 export interface SendableBlob {
   /** undefined: unknown length (a miss whose upstream streams without one). */
   size: number | undefined;
-  /** Streams the blob or a range of it. Call exactly one of open(), writeTo() or discard(). */
+  /** Streams the blob or a range of it. Call exactly one of open(), writeTo(), redirectUrl() or discard(). */
   open(range?: ByteRange): Readable;
   discard(): Promise<void>;
   writeTo?(destination: Writable, range?: ByteRange): Promise<void>;
+  /** A stored blob the client may fetch from the store itself (BlobHandle.redirectUrl). */
+  redirectUrl?(): Promise<string>;
 }
 
 /** A stored blob's handle, ready to send. */
 export function sendableBlob(handle: BlobHandle): SendableBlob {
   const writeTo = handle.writeTo?.bind(handle);
-  return { size: handle.size, open: (range) => handle.stream(range), discard: () => handle.close(), ...(writeTo ? { writeTo } : {}) };
+  const redirectUrl = handle.redirectUrl?.bind(handle);
+  return {
+    size: handle.size,
+    open: (range) => handle.stream(range),
+    discard: () => handle.close(),
+    ...(writeTo ? { writeTo } : {}),
+    ...(redirectUrl ? { redirectUrl } : {}),
+  };
 }
 
 /**

@@ -18,6 +18,8 @@
 //   ├── provenance/<alg>/<hex>                        {<upstream>: repository}: who the mirror got it from
 //   ├── private/blobs/<alg>/<hex>                     {size}: private content (never evicted)
 //   ├── cache/access/<alg>/<2 hex>                    {<hex>: last access ms}: LRU order, by shard
+//   ├── cache/changed                                 {id, by, at, host, pid}: gc or import changed the
+//   │                                                 store beside the servers, which rescan on a new id
 //   ├── catalog/repositories/<2 hex>                  {<name>: {kind, upstream, pulls, tags…}}: the web
 //   │                                                 page's repository list and pull counts, by shard
 //   └── v1/
@@ -68,6 +70,8 @@ export const metadataKeys = {
   cacheAccessRoot: join('cache', 'access'),
   /** One record per algorithm and first two hex digits: 256 small records hold the LRU order. */
   cacheAccessShard: (digest: Digest) => join('cache', 'access', digest.algorithm, digest.hex.slice(0, 2)),
+  /** The last change a tool (gc, import) made beside running servers: they poll it and rescan. */
+  cacheChanged: join('cache', 'changed'),
 
   repositoryCatalogRoot: join('catalog', 'repositories'),
   /** One record per two hex digits of sha256(name): 256 small records list every repository. */
@@ -86,4 +90,24 @@ export const metadataKeys = {
   /** Per upstream, like the image records the chain's ids name. */
   v1MirrorChain: (upstream: string, manifest: Digest) => join('v1', 'mirror', 'chains', upstream, manifest.algorithm, manifest.hex),
   v1MirrorList: (upstream: string, repository: string, ...rest: string[]) => join('v1', 'mirror', 'repositories', upstream, repository, ...rest),
+  /** Parent of one upstream's v1 lists (walk it for the repositories mirrored through its v1 index). */
+  v1MirrorListRoot: (upstream: string) => join('v1', 'mirror', 'repositories', upstream),
 } as const;
+
+const WRITE_ONCE_ROOTS = [`${metadataKeys.manifestsRoot}/`, `${join('v1', 'mirror', 'chains')}/`];
+
+/**
+ * Records whose value never changes once written, so a replica may keep them in memory with no
+ * word from the others (storage/s3-record-cache.ts): manifest records (keyed by the manifest's
+ * digest), v1 chains derived from a manifest digest, and private v1 images once their push
+ * completed (never rewritten or deleted after that). Everything else can change under another
+ * replica: tags, private marks and repository links (deletes), mirrored v1 images (their layer
+ * comes and goes), provenance (grows), access times, catalogs.
+ */
+export function isWriteOnceRecord(key: string, value: unknown): boolean {
+  if (WRITE_ONCE_ROOTS.some((root) => key.startsWith(root))) return true;
+  if (key.startsWith(`${metadataKeys.v1PrivateImages}/`) && !key.slice(metadataKeys.v1PrivateImages.length + 1).includes('/')) {
+    return typeof value === 'object' && value !== null && (value as { complete?: unknown }).complete === true;
+  }
+  return false;
+}

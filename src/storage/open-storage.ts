@@ -69,6 +69,10 @@ function openFs(root: string): Drivers {
   return { blobs: new FsBlobStore(root), metadataDriver: new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), closeDriver: () => undefined };
 }
 
+// Presigned blob URLs (storage.s3.redirect) live as long as the reference registry's: long
+// enough for a slow client to start a large layer, short enough that a leaked URL soon dies.
+const REDIRECT_URL_TTL_SECONDS = 20 * 60;
+
 /**
  * storage.driver "s3": blobs and records in the bucket, scratch files under storage.path. The
  * driver and the AWS SDK are loaded only here: on the fs driver they would add most of a
@@ -77,10 +81,11 @@ function openFs(root: string): Drivers {
 async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
   const s3 = config.storage.s3;
   if (s3 === undefined) throw new Error('storage.driver is "s3" but storage.s3 is not set'); // the schema refuses this already
-  const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }] = await Promise.all([
+  const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }, { WriteOnceRecordCache }] = await Promise.all([
     import('./s3-blob-store.js'),
     import('./s3-client.js'),
     import('./s3-metadata-driver.js'),
+    import('./s3-record-cache.js'),
   ]);
   const client = createS3Client(s3);
   const location = { client, bucket: s3.bucket, prefix: s3.prefix };
@@ -91,8 +96,10 @@ async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
       // Another replica's upload may run long; older ones are a killed process's leftovers.
       startupSweepGraceMs: config.storage.uploadTimeout,
       describeEndpoint: s3.endpoint ?? 'AWS',
+      ...(s3.redirect ? { redirectUrlTtlSeconds: REDIRECT_URL_TTL_SECONDS } : {}),
     }),
-    metadataDriver: new S3MetadataDriver(location),
+    // Every record read is a GET: write-once records are read once per process.
+    metadataDriver: new WriteOnceRecordCache(new S3MetadataDriver(location)),
     closeDriver: () => client.destroy(),
   };
 }

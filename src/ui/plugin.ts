@@ -11,13 +11,15 @@ import { sendRegistryError } from '../api/errors.js';
 import { parseDigest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
-import { TOKEN_SERVICE, type Services } from '../services.js';
+import { accessRequest } from '../api/v2/routes.js';
+import type { Services } from '../services.js';
 import type { MirrorTarget, RoutableUpstream } from '../mirror/router.js';
+import type { ResponseObserver } from '../app.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { UiQueryService, MAX_PER_PAGE, type Viewer } from './query-service.js';
 import { RepositoryCatalog, type RepositoryOrigin } from './repository-catalog.js';
-import { TrafficHistory } from './traffic.js';
+import { PullTally, TrafficHistory, type PathPulls } from './traffic.js';
 import { upstreamStatuses } from './upstream-status.js';
 
 const STATIC_FILES = {
@@ -44,8 +46,8 @@ export interface RepositoryActivity {
 
 /**
  * Pulls: a v2 manifest GET (by tag, or by digest, which only moves "last pulled"), a v1 tag
- * lookup, a v1 image list (the start of every v1 pull). Pushes: a v2 manifest PUT. Only
- * successful answers count; HEAD never does.
+ * lookup, a v1 image list (the start of every v1 pull). Pushes: a v2 manifest PUT, a v1 tag
+ * PUT. Only successful answers count; HEAD never does.
  */
 export function repositoryActivity(method: string, url: string, status: number): RepositoryActivity | undefined {
   const path = url.split('?')[0] ?? '';
@@ -56,8 +58,10 @@ export function repositoryActivity(method: string, url: string, status: number):
     if (method === 'PUT' && status === 201) return { api: 'v2', action: 'push', name, tag: reference.includes(':') ? undefined : reference };
     return undefined;
   }
-  if (method !== 'GET' || status !== 200) return undefined;
   const v1Tag = V1_TAG_PATH.exec(path);
+  // A v1 push ends by tagging the pushed image (Docker 1.10: PUT …/tags/TAG answers 200).
+  if (v1Tag && method === 'PUT' && status === 200) return { api: 'v1', action: 'push', name: v1Tag[1] ?? '', tag: v1Tag[2] };
+  if (method !== 'GET' || status !== 200) return undefined;
   if (v1Tag) return { api: 'v1', action: 'pull', name: v1Tag[1] ?? '', tag: v1Tag[2] };
   const v1Images = V1_IMAGES_PATH.exec(path);
   if (v1Images) return { api: 'v1', action: 'pull', name: v1Images[1] ?? '', tag: undefined };
@@ -85,10 +89,12 @@ function loadStaticFiles(): Map<string, Buffer> {
   return files;
 }
 
-export function uiPlugin(services: Services): FastifyPluginCallback {
+export function uiPlugin(services: Services, observeResponses: (observer: ResponseObserver) => void): FastifyPluginCallback {
   const plugin: FastifyPluginCallback = (app, _options, done) => {
     const files = loadStaticFiles();
-    const catalog = new RepositoryCatalog(services.metadata, { log: app.log });
+    const pulls = new PullTally();
+    // The tallied pulls reach the catalog whenever it writes or is read (its flush).
+    const catalog = new RepositoryCatalog(services.metadata, { log: app.log, collect: () => recordPulls(services, catalog, pulls.drain()) });
     const traffic = new TrafficHistory(services.metrics.registry);
     const query = new UiQueryService({
       catalog,
@@ -99,25 +105,35 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       traffic,
       inflightFetches: () => services.inflight.count,
       cacheMaxBytes: services.config.storage.cache.maxBytes,
-      mayPull: (user, repository) => services.access.policy.allowedActions(user, repository).includes('pull'),
+      mayPull: (user, repository) => services.access.policy.decide(user === undefined ? { kind: 'anonymous' } : { kind: 'user', name: user }, repository, ['list']).allowed,
     });
 
-    app.addHook('onReady', () => {
-      // In the background: a big store takes a while to walk, and the page works meanwhile.
+    // In the background: a big store takes a while to walk, and the page works meanwhile.
+    const reconcile = () =>
       void catalog.reconcile(storedRepositories(services)).then(
         (added) => app.log.info({ added }, 'repository catalog reconciled with the store'),
         (error: unknown) => app.log.warn({ err: (error as Error).message }, 'repository catalog: reconcile failed'),
       );
+    // At start, and after an import (or gc) beside this server: its repositories show.
+    const stopFollowing = services.cacheChanges.onRescanned(reconcile);
+    app.addHook('onReady', () => {
+      reconcile();
       return Promise.resolve();
     });
     app.addHook('onClose', async () => {
+      stopFollowing();
       traffic.close();
       await catalog.close();
     });
-    // Pulls and pushes of every route (this plugin shares the app's scope, see below).
-    app.addHook('onResponse', (request, reply, hookDone) => {
-      recordActivity(services, catalog, request, reply.statusCode);
-      hookDone();
+    // Pulls and pushes of every route, told by the app's per-request listener (app.ts).
+    observeResponses((request, status) => {
+      const { method, url } = request;
+      // Pulls are counted by path and worked out later (PullTally); pushes are rare and go at once.
+      if (method === 'GET' && status === 200) {
+        if (url.startsWith('/v2/') ? url.includes('/manifests/') : url.startsWith('/v1/repositories/')) pulls.add(url);
+      } else if (method === 'PUT') {
+        recordActivity(services, catalog, repositoryActivity(method, url, status), url);
+      }
     });
 
     app.get('/', (request, reply) => {
@@ -132,8 +148,8 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       return sendStatic(reply, files, file as keyof typeof STATIC_FILES);
     });
 
-    app.get('/ui/api/session', (request, reply) => {
-      const viewer = viewerOf(services, request);
+    app.get('/ui/api/session', async (request, reply) => {
+      const viewer = await viewerOf(services, request);
       return reply.send({
         user: viewer.user ?? null,
         anonymousPull: services.config.auth.anonymousPull,
@@ -141,9 +157,9 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
         registryHost: services.config.publicUrl ? new URL(services.config.publicUrl).host : (request.headers.host ?? ''),
       });
     });
-    app.get('/ui/api/overview', async (request, reply) => reply.send(await query.overview(mirrorViewer(services, request))));
+    app.get('/ui/api/overview', async (request, reply) => reply.send(await query.overview(await mirrorViewer(services, request))));
     app.get('/ui/api/upstreams', async (request, reply) => {
-      mirrorViewer(services, request);
+      await mirrorViewer(services, request);
       const statuses = await upstreamStatuses({
         upstreams: services.config.upstreams,
         clientByName: (name) => services.router.byName(name) ?? services.v1Router.byName(name)?.v1,
@@ -153,19 +169,19 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       return reply.send({ upstreams: statuses });
     });
     app.get('/ui/api/repositories', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { q, kind, page, perPage } = parseQuery(repositoriesQuery, request.query);
       return reply.send(await query.repositories(viewer, { query: q, kind, page, perPage }));
     });
     app.get('/ui/api/repository', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { name, page, perPage } = parseQuery(repositoryQuery, request.query);
       const repository = await query.repository(viewer, validName(name), { page, perPage });
       if (!repository) throw unknownRepository(name);
       return reply.send(repository);
     });
     app.get('/ui/api/image', async (request, reply) => {
-      const viewer = viewerOf(services, request);
+      const viewer = await viewerOf(services, request);
       const { name, digest } = parseQuery(imageQuery, request.query);
       try {
         parseDigest(digest);
@@ -211,19 +227,19 @@ function unknownRepository(name: string): RegistryError {
   return new RegistryError('NAME_UNKNOWN', `no repository ${name} (or you may not see it: log in)`, { detail: { name } });
 }
 
-/** The user of a token this mirror issued (the login form's), or anonymous. */
-function viewerOf(services: Services, request: FastifyRequest): Viewer {
-  const header = request.headers.authorization;
-  if (!header) return { user: undefined };
-  const [scheme, token = ''] = header.split(/\s+/, 2);
-  const claims = scheme?.toLowerCase() === 'bearer' ? services.tokens.verify(token) : undefined;
-  if (!claims || claims.aud !== TOKEN_SERVICE) throw new RegistryError('UNAUTHORIZED', 'invalid or expired token: log in again');
-  return { user: claims.sub === '' ? undefined : claims.sub };
+/**
+ * Who is looking: the identity the access edge decides on for this request (the login form's
+ * token, or other credentials the registry API accepts), recorded on it like every decision;
+ * refused credentials are a 401 and the page asks to log in again.
+ */
+async function viewerOf(services: Services, request: FastifyRequest): Promise<Viewer> {
+  const identity = await services.access.identifyRequest(accessRequest(request, services.config.publicUrl));
+  return { user: identity.user };
 }
 
 /** Overview and upstreams describe mirrored content: only for those who may pull it. */
-function mirrorViewer(services: Services, request: FastifyRequest): Viewer {
-  const viewer = viewerOf(services, request);
+async function mirrorViewer(services: Services, request: FastifyRequest): Promise<Viewer> {
+  const viewer = await viewerOf(services, request);
   if (viewer.user === undefined && !services.config.auth.anonymousPull) throw new RegistryError('UNAUTHORIZED', 'this mirror is for its users only: log in');
   return viewer;
 }
@@ -240,14 +256,25 @@ function originOf(services: Services, activity: RepositoryActivity, namespace: s
   return { name: clientName, origin: { kind: 'mirrored', upstream: target.upstream.name, repository: target.repository } };
 }
 
-function recordActivity(services: Services, catalog: RepositoryCatalog, request: FastifyRequest, status: number): void {
-  const activity = repositoryActivity(request.method, request.url, status);
+/** Pushes, and pulls (`pulls` of them, the latest at `at`), of what `url` names. */
+function recordActivity(services: Services, catalog: RepositoryCatalog, activity: RepositoryActivity | undefined, url: string, pulls = 1, at?: number): void {
   if (!activity) return;
-  const namespace = (request.query as { ns?: unknown } | undefined)?.ns;
-  const where = originOf(services, activity, typeof namespace === 'string' ? namespace : undefined);
+  const where = originOf(services, activity, namespaceOf(url));
   if (!where) return;
-  if (activity.action === 'pull') catalog.recordPull(where.name, where.origin, activity.tag);
-  else catalog.note(where.name, where.origin);
+  // v1 requests may leave v1 tag records (a push, a pull through a v1 index): views read them.
+  const origin: RepositoryOrigin = activity.api === 'v1' ? { ...where.origin, v1: true } : where.origin;
+  if (activity.action === 'pull') catalog.recordPull(where.name, origin, activity.tag, pulls, at);
+  else catalog.note(where.name, origin);
+}
+
+function recordPulls(services: Services, catalog: RepositoryCatalog, tallied: Map<string, PathPulls>): void {
+  for (const [url, { pulls, lastAt }] of tallied) recordActivity(services, catalog, repositoryActivity('GET', url, 200), url, pulls, lastAt);
+}
+
+/** `?ns=` (the registry a containerd mirror request is for); a repeated one was refused with a 400 before. */
+function namespaceOf(url: string): string | undefined {
+  const query = url.indexOf('?');
+  return query === -1 ? undefined : (new URLSearchParams(url.slice(query + 1)).get('ns') ?? undefined);
 }
 
 /** Every repository with tag records in the store, by client-facing name (for reconcile). */
@@ -261,12 +288,24 @@ async function* storedRepositories(services: Services): AsyncIterable<{ name: st
   for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.localRoot], [])) {
     if (isValidRepositoryName(repository)) yield { name: repository, origin: { kind: 'private', repository } };
   }
+  // v1 tag records: private v1 pushes, and the lists kept by the v1 pull-through per upstream.
+  for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.v1RepositoriesRoot], [])) {
+    if (isValidRepositoryName(repository)) yield { name: repository, origin: { kind: 'private', repository, v1: true } };
+  }
+  for (const upstream of services.v1Router.upstreams) {
+    // `_tags`: the whole tag list was asked for; `_tag/<tag>`: single tags (docker pull NAME:TAG).
+    for await (const repository of repositoriesUnder(services.metadata, [metadataKeys.v1MirrorListRoot(upstream.name)], [], ['_tags', '_tag'])) {
+      const name = upstream === services.v1Router.defaultUpstream ? repository : `${upstream.name}/${repository}`;
+      if (isValidRepositoryName(name) && !services.policy.isPrivate(name)) yield { name, origin: { kind: 'mirrored', upstream: upstream.name, repository, v1: true } };
+    }
+  }
 }
 
-async function* repositoriesUnder(metadata: MetadataStore, root: string[], path: string[]): AsyncIterable<string> {
+/** Repositories below `root`: directories holding one of `markers` (their tag records). */
+async function* repositoriesUnder(metadata: MetadataStore, root: string[], path: string[], markers: readonly string[] = ['_tags']): AsyncIterable<string> {
   const entries = await metadata.list([...root, ...path].join('/'));
-  if (path.length > 0 && entries.includes('_tags')) yield path.join('/');
+  if (path.length > 0 && entries.some((entry) => markers.includes(entry))) yield path.join('/');
   for (const entry of entries) {
-    if (!entry.startsWith('_')) yield* repositoriesUnder(metadata, root, [...path, entry]);
+    if (!entry.startsWith('_')) yield* repositoriesUnder(metadata, root, [...path, entry], markers);
   }
 }

@@ -11,6 +11,8 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { StoredManifest } from '../storage/manifest-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
+import { imageJsonBytes, mirroredImageStore, V1ImageStore, type V1ImageRecord } from '../storage/v1-image-store.js';
+import type { CachedEntry } from '../mirror/cached-lookup.js';
 import type { CatalogEntry, PullFigures, RepositoryCatalog, RepositoryKind } from './repository-catalog.js';
 import type { TrafficFigures } from './traffic.js';
 
@@ -21,7 +23,8 @@ export interface Viewer {
 
 export interface QueryDependencies {
   catalog: RepositoryCatalog;
-  metadata: Pick<MetadataStore, 'get' | 'list'>;
+  /** Read only: the v1 image stores it opens are only read from. */
+  metadata: MetadataStore;
   manifests: { get(digest: Digest): Promise<StoredManifest | undefined> };
   blobs: Pick<BlobStore, 'stat' | 'readAll'>;
   cache: { stats(): Promise<CacheStats> };
@@ -37,7 +40,7 @@ export interface RepositorySummary {
   name: string;
   kind: RepositoryKind;
   upstream: string | undefined;
-  /** Tags recorded for it (mirrored: tags pulled through the mirror; private: pushed). */
+  /** Tags recorded for it (mirrored: tags pulled through the mirror; private: pushed), v2 and v1. */
   tagCount: number;
   pulls: number;
   lastPulledAt: number | undefined;
@@ -52,7 +55,14 @@ export interface Page<T> {
 
 export interface TagView extends PullFigures {
   tag: string;
+  /**
+   * v2: the tag names a manifest (digest, media type). v1: it names an image id (a v1 push,
+   * a pull through a v1 index); digest and media type are empty, the image is `imageId`.
+   */
+  api: 'v2' | 'v1';
   digest: string;
+  /** v1 tags: the image id the tag points at. */
+  imageId?: string;
   mediaType: string;
   kind: 'image' | 'index' | 'other';
   /** "linux/amd64", …: an index's platforms, or an image's own when its config is cached. */
@@ -97,6 +107,15 @@ export interface Overview {
 }
 
 export const MAX_PER_PAGE = 200;
+/** Layers read for a v1 tag's size: Docker never built chains deeper than 127. */
+const MAX_V1_ANCESTRY = 128;
+
+interface TagRef {
+  api: 'v2' | 'v1';
+  tag: string;
+  /** v1: the image id, when the tag listing gives it. */
+  imageId?: string;
+}
 const MAX_CONFIG_BYTES = 64 * 1024;
 
 export class UiQueryService {
@@ -143,14 +162,16 @@ export class UiQueryService {
   async repository(viewer: Viewer, name: string, options: { page: number; perPage: number }): Promise<RepositoryView | undefined> {
     const entry = await this.visibleEntry(viewer, name);
     if (!entry) return undefined;
-    const tagNames = await this.deps.metadata.list(this.tagsKey(entry));
+    const tagRefs = await this.tagRefs(entry);
     const perPage = Math.min(Math.max(1, options.perPage), MAX_PER_PAGE);
     const page = Math.max(1, options.page);
-    const pageTags = tagNames.slice((page - 1) * perPage, page * perPage);
-    const tags = (await Promise.all(pageTags.map((tag) => this.tagView(entry, tag)))).filter((t): t is TagView => t !== undefined);
+    const pageTags = tagRefs.slice((page - 1) * perPage, page * perPage);
+    const tags = (await Promise.all(pageTags.map((ref) => (ref.api === 'v1' ? this.v1TagView(entry, ref) : this.tagView(entry, ref.tag))))).filter(
+      (t): t is TagView => t !== undefined,
+    );
     return {
-      ...(await this.summary(name, entry, tagNames.length)),
-      tags: { items: tags, total: tagNames.length, page, perPage },
+      ...(await this.summary(name, entry, tagRefs.length)),
+      tags: { items: tags, total: tagRefs.length, page, perPage },
     };
   }
 
@@ -199,10 +220,70 @@ export class UiQueryService {
       name,
       kind: entry.kind,
       upstream: entry.upstream,
-      tagCount: tagCount ?? (await this.deps.metadata.list(this.tagsKey(entry))).length,
+      tagCount: tagCount ?? (await this.tagRefs(entry)).length,
       pulls: entry.pulls,
       lastPulledAt: entry.lastPulledAt,
     };
+  }
+
+  /** The repository's tags: its v2 tags, then (when it has v1 records) its v1 tags, each sorted. */
+  private async tagRefs(entry: CatalogEntry): Promise<TagRef[]> {
+    const [v2, v1] = await Promise.all([this.deps.metadata.list(this.tagsKey(entry)), this.v1Tags(entry)]);
+    return [...v2.map((tag): TagRef => ({ api: 'v2', tag })), ...[...v1].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([tag, imageId]): TagRef => ({ api: 'v1', tag, imageId }))];
+  }
+
+  /**
+   * v1 tags (storage/keys.ts): a private repository's tag records (v1 pushes), or a mirrored
+   * one's upstream lists kept by the v1 pull-through (all tags, and single tags asked for).
+   * The image id when the listing already gives it.
+   */
+  private async v1Tags(entry: CatalogEntry): Promise<Map<string, string | undefined>> {
+    if (!entry.v1) return new Map();
+    if (entry.kind === 'private') return new Map((await this.deps.metadata.list(metadataKeys.v1RepositoryTags(entry.repository))).map((tag) => [tag, undefined]));
+    const upstream = entry.upstream ?? '';
+    const [listed, single] = await Promise.all([
+      this.deps.metadata.get<CachedEntry<Record<string, string>>>(metadataKeys.v1MirrorList(upstream, entry.repository, '_tags')),
+      this.deps.metadata.list(metadataKeys.v1MirrorList(upstream, entry.repository, '_tag')),
+    ]);
+    const tags = new Map<string, string | undefined>(Object.entries(listed?.value ?? {}).filter(([, id]) => typeof id === 'string'));
+    for (const tag of single) if (!tags.has(tag)) tags.set(tag, undefined);
+    return tags;
+  }
+
+  private async v1TagId(entry: CatalogEntry, ref: TagRef): Promise<string | undefined> {
+    if (ref.imageId !== undefined) return ref.imageId;
+    if (entry.kind === 'private') return (await this.deps.metadata.get<{ id: string }>(metadataKeys.v1RepositoryTag(entry.repository, ref.tag)))?.id;
+    const single = await this.deps.metadata.get<CachedEntry<string>>(metadataKeys.v1MirrorList(entry.upstream ?? '', entry.repository, '_tag', ref.tag));
+    return typeof single?.value === 'string' ? single.value : undefined;
+  }
+
+  /**
+   * A v1 tag: its image id, the size a v1 pull downloads (every layer of the image's
+   * ancestry, as the records state them) and its platform from the image json.
+   */
+  private async v1TagView(entry: CatalogEntry, ref: TagRef): Promise<TagView | undefined> {
+    const imageId = await this.v1TagId(entry, ref);
+    if (imageId === undefined) return undefined; // deleted since the listing
+    const figures = entry.tags[ref.tag];
+    const base = { tag: ref.tag, api: 'v1' as const, digest: '', imageId, mediaType: '', pulls: figures?.pulls ?? 0, lastPulledAt: figures?.lastPulledAt };
+    const images = this.v1Images(entry);
+    const top = await images.get(imageId);
+    if (!top?.complete) return { ...base, kind: 'other', platforms: [], size: undefined, sizeComplete: false, cached: false };
+    const ancestry = top.ancestry.slice(0, MAX_V1_ANCESTRY);
+    const sizes = await Promise.all(ancestry.map(async (id) => v1LayerSize(id === imageId ? top : await images.get(id))));
+    const known = sizes.filter((size): size is number => size !== undefined);
+    return {
+      ...base,
+      kind: 'image',
+      platforms: v1Platform(top),
+      size: known.length > 0 ? known.reduce((a, b) => a + b, 0) : undefined,
+      sizeComplete: known.length === top.ancestry.length,
+      cached: true,
+    };
+  }
+
+  private v1Images(entry: CatalogEntry): V1ImageStore {
+    return entry.kind === 'private' ? new V1ImageStore(this.deps.metadata, metadataKeys.v1PrivateImages) : mirroredImageStore(this.deps.metadata, entry.upstream ?? '');
   }
 
   private tagsKey(entry: CatalogEntry): string {
@@ -217,7 +298,7 @@ export class UiQueryService {
     const record = await this.deps.metadata.get<{ digest: string; mediaType?: string }>(this.tagKey(entry, tag));
     if (!record) return undefined; // deleted since the listing
     const figures = entry.tags[tag];
-    const base = { tag, digest: record.digest, pulls: figures?.pulls ?? 0, lastPulledAt: figures?.lastPulledAt };
+    const base = { tag, api: 'v2' as const, digest: record.digest, pulls: figures?.pulls ?? 0, lastPulledAt: figures?.lastPulledAt };
     const manifest = await this.deps.manifests.get(parseDigest(record.digest));
     if (!manifest) {
       return { ...base, mediaType: record.mediaType ?? '', kind: 'other', platforms: [], size: undefined, sizeComplete: false, cached: false };
@@ -278,6 +359,20 @@ export class UiQueryService {
       if (parsed?.kind === 'index' && parsed.manifests.some((m) => m.digest === digest.text)) return true;
     }
     return false;
+  }
+}
+
+/** A v1 layer's size: as stored, or (mirrored, not fetched yet) as the upstream stated it. */
+function v1LayerSize(record: V1ImageRecord | undefined): number | undefined {
+  return record?.layer?.size ?? record?.layerSize;
+}
+
+function v1Platform(record: V1ImageRecord): string[] {
+  try {
+    const json = JSON.parse(imageJsonBytes(record).toString('utf8')) as { os?: unknown; architecture?: unknown };
+    return typeof json.os === 'string' && typeof json.architecture === 'string' ? [`${json.os}/${json.architecture}`] : [];
+  } catch {
+    return [];
   }
 }
 

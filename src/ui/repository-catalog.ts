@@ -24,6 +24,11 @@ export interface RepositoryOrigin {
   upstream?: string;
   /** Mirrored: the name at the upstream; private: the name itself. */
   repository: string;
+  /**
+   * It has v1 tag records too (a v1 push, a pull through a v1 index): views read them beside
+   * the v2 ones. Only set when true, so a v2-only repository costs no v1 reads.
+   */
+  v1?: true;
 }
 
 export interface PullFigures {
@@ -58,6 +63,8 @@ export interface RepositoryCatalogOptions {
   flushIntervalMs?: number;
   /** How old the in-memory copy may be before it is read again (other replicas' changes). */
   snapshotTtlMs?: number;
+  /** Called first by every flush: hands over pulls tallied elsewhere (the request hook's PullTally). */
+  collect?: () => void;
 }
 
 export function catalogShard(name: string): string {
@@ -91,16 +98,18 @@ export class RepositoryCatalog {
     this.pendingFor(name, origin);
   }
 
-  /** A pull of `name` (by tag, or by digest: tag undefined, which only moves "last pulled"). */
-  recordPull(name: string, origin: RepositoryOrigin, tag: string | undefined): void {
+  /**
+   * `pulls` pulls of `name` (by tag, or by digest: tag undefined, which only moves "last
+   * pulled"), the latest at `at` (default now).
+   */
+  recordPull(name: string, origin: RepositoryOrigin, tag: string | undefined, pulls = 1, at = this.now()): void {
     const entry = this.pendingFor(name, origin);
-    const at = this.now();
-    entry.lastPulledAt = at;
+    entry.lastPulledAt = Math.max(entry.lastPulledAt ?? 0, at);
     if (tag === undefined) return;
-    entry.pulls += 1;
+    entry.pulls += pulls;
     const tagEntry = entry.tags.get(tag) ?? { pulls: 0, lastPulledAt: at };
-    tagEntry.pulls += 1;
-    tagEntry.lastPulledAt = at;
+    tagEntry.pulls += pulls;
+    tagEntry.lastPulledAt = Math.max(tagEntry.lastPulledAt, at);
     entry.tags.set(tag, tagEntry);
   }
 
@@ -127,21 +136,29 @@ export class RepositoryCatalog {
 
   /** Writes the notes and pull counts gathered since the last flush. */
   flush(): Promise<void> {
-    this.flushing ??= this.writePending().finally(() => {
+    this.options.collect?.();
+    // A flush already under way may be past its last look at the pending changes: what was
+    // just collected is written by one more after it, so a caller always reads its own pulls.
+    if (this.flushing) return this.pending.size > 0 ? this.flushing.then(() => this.flush()) : this.flushing;
+    this.flushing = this.writePending().finally(() => {
       this.flushing = undefined;
     });
     return this.flushing;
   }
 
-  /** Adds every repository `found` lists that the catalog does not have yet. */
+  /**
+   * Adds every repository `found` lists that the catalog does not have yet, and marks known
+   * ones that `found` says have v1 records (a store written before the page knew v1 tags).
+   */
   async reconcile(found: AsyncIterable<{ name: string; origin: RepositoryOrigin }>): Promise<number> {
-    const known = new Set((await this.entries()).map(([name]) => name));
+    const known = new Map((await this.entries()).map(([name, entry]) => [name, entry.v1 === true]));
     let added = 0;
     for await (const { name, origin } of found) {
-      if (known.has(name)) continue;
-      known.add(name);
+      const hasV1 = known.get(name);
+      if (hasV1 === undefined) added += 1;
+      else if (hasV1 || !origin.v1) continue; // known, and nothing new to mark
+      known.set(name, origin.v1 === true);
       this.note(name, origin);
-      added += 1;
     }
     await this.flush();
     return added;
@@ -158,6 +175,7 @@ export class RepositoryCatalog {
     if (!shard) this.pending.set(shardKey, (shard = new Map<string, PendingEntry>()));
     let entry = shard.get(name);
     if (!entry) shard.set(name, (entry = { origin, pulls: 0, lastPulledAt: undefined, tags: new Map() }));
+    else if (origin.v1 && !entry.origin.v1) entry.origin = { ...entry.origin, v1: true };
     return entry;
   }
 
@@ -209,6 +227,7 @@ function mergeInto(current: Shard, changes: Map<string, PendingEntry>): Shard {
   const next: Shard = { ...current };
   for (const [name, change] of changes) {
     const entry: CatalogEntry = next[name] ? { ...next[name], tags: { ...next[name].tags } } : { ...change.origin, pulls: 0, tags: {} };
+    if (change.origin.v1) entry.v1 = true;
     entry.pulls += change.pulls;
     if (change.lastPulledAt !== undefined) entry.lastPulledAt = Math.max(entry.lastPulledAt ?? 0, change.lastPulledAt);
     for (const [tag, figures] of change.tags) {

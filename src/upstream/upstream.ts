@@ -9,6 +9,8 @@ export interface UpstreamBlob {
   /** From Content-Length; undefined when the upstream streams without one. */
   size: number | undefined;
   body: Readable;
+  /** The Cache-Status header (RFC 9211), when the registry is a cache that sends one (a Longshore does). */
+  cacheStatus?: string;
 }
 
 export interface UpstreamManifest {

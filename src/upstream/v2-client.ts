@@ -11,6 +11,7 @@ import { UpstreamError } from './errors.js';
 import { createUpstreamDispatcher } from './dispatcher.js';
 import { contentLength, discard, expectedSizeBlob, failWith, header, networkFailure, USER_AGENT } from './http.js';
 import { TokenCache } from './token-cache.js';
+import { CACHE_STATUS_HEADER } from '../protocol/cache-status.js';
 import type { UpstreamBlob, UpstreamManifest, UpstreamManifestHead, UpstreamRegistry } from './upstream.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
 
@@ -79,7 +80,7 @@ export class V2RegistryClient implements UpstreamRegistry {
     const response = await this.send({ method: 'GET', path: `v2/${repository}/blobs/${digest}`, repository });
     if (response.statusCode === 404) return discard(response, undefined);
     if (response.statusCode !== 200) return failWith(this.name, response, what);
-    return expectedSizeBlob(this.name, response, expectedSize, what);
+    return { ...(await expectedSizeBlob(this.name, response, expectedSize, what)), cacheStatus: header(response, CACHE_STATUS_HEADER) };
   }
 
   async headBlob(repository: string, digest: string): Promise<{ size: number | undefined } | undefined> {

@@ -20,6 +20,8 @@ import { startRegistry, type RegistryHandle } from '../harness/registry.js';
 import { copyToDir, pushOciLayout } from '../harness/skopeo.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { runCli } from '../support/cli.js';
+import { metricValue } from '../support/prometheus-text.js';
+import { pollUntil } from '../harness/wait.js';
 import { writeHtpasswd } from '../support/users.js';
 
 const MiB = 1024 * 1024;
@@ -186,6 +188,77 @@ test('gc: dry run reports, real run deletes unreferenced blobs only, safe beside
   assert.equal(again.statusCode, 200);
   assert.equal(sha256Digest(Buffer.from(await again.body.arrayBuffer())), orphan.digest);
   assert.ok((await blobFiles(data.path)).has(orphan.digest), 'and cached again');
+});
+
+test('gc and import beside a running server: its /metrics cache gauges and the UI overview follow the data directory, without a restart', async (t) => {
+  const data = await makeTempDir('told-data');
+  onCleanup(t, () => data.remove());
+  const config = upstreamConfig({ storage: { path: data.path } });
+  const configFile = await writeConfig('told', config);
+  const mirror = await startLongshore(config, { dataDir: data.path });
+  onCleanup(t, () => mirror.dispose());
+  const source = await startLongshore(upstreamConfig());
+  onCleanup(t, () => source.dispose());
+  const [one, two, three] = images as [GeneratedImage, GeneratedImage, GeneratedImage];
+
+  /** The server's figures: the mirrored gauges and the web page's overview. */
+  const figures = async () => {
+    const metrics = await (await request(`${mirror.url}/metrics`)).body.text();
+    const overview = (await (await request(`${mirror.url}/ui/api/overview`)).body.json()) as { cache: { mirroredBytes: number; mirroredObjects: number } };
+    return {
+      bytes: metricValue(metrics, 'longshore_cache_size_bytes', { class: 'mirrored' }),
+      objects: metricValue(metrics, 'longshore_cache_objects', { class: 'mirrored' }),
+      overview: { bytes: overview.cache.mirroredBytes, objects: overview.cache.mirroredObjects },
+    };
+  };
+  /** What the data directory holds (every blob here is mirrored). */
+  const onDisk = async () => {
+    const files = await blobFiles(data.path);
+    const bytes = [...files.values()].reduce((sum, size) => sum + size, 0);
+    return { bytes, objects: files.size, overview: { bytes, objects: files.size } };
+  };
+  const followsDisk = async (what: string) => {
+    // The server polls for the tools' notice every few seconds.
+    await pollUntil(async () => JSON.stringify(await figures()) === JSON.stringify(await onDisk()), { timeoutMs: 30_000, intervalMs: 250, what }).catch(
+      async (error: unknown) => assert.fail(`${(error as Error).message}: server ${JSON.stringify(await figures())}, data directory ${JSON.stringify(await onDisk())}`),
+    );
+  };
+
+  await pull(mirror.url, 'apps/two');
+  // A blob fetched by digest alone, which gc will collect.
+  const orphan = three.layers[0]!;
+  for await (const _ of (await request(`${mirror.url}/v2/apps/three/blobs/${orphan.digest}`)).body) void _;
+  await followsDisk('figures of the pulls');
+  const beforeImport = await figures();
+
+  const bundle = path.join(work.path, 'told.tar');
+  const exported = await runCli(['export', '--url', source.url, '-o', bundle, 'registry.test/apps/one:v1']);
+  assert.equal(exported.code, 0, exported.stderr);
+  const imported = await runCli(['import', '--config', configFile, bundle]);
+  assert.equal(imported.code, 0, imported.stderr);
+  await followsDisk('figures after import');
+  assert.equal((await figures()).objects, beforeImport.objects + 3, 'the imported manifest, config and layer count');
+  // The web page's repository list (and so ls --url) has the imported repository.
+  const listed = async () => ((await (await request(`${mirror.url}/ui/api/repositories?q=apps/one`)).body.json()) as { total: number }).total;
+  await pollUntil(async () => (await listed()) === 1, { timeoutMs: 10_000, what: 'the imported repository on the web page' });
+  const ls = await runCli(['ls', '--url', mirror.url, '--json']);
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.deepEqual(
+    (JSON.parse(ls.stdout) as Array<{ kind: string; upstream: string; name: string; tags: Array<{ tag: string; digest: string }> }>).map((r) => [r.kind, r.upstream, r.name, r.tags.map((tag) => [tag.tag, tag.digest])]),
+    [
+      ['mirrored', 'local', 'apps/one', [['v1', one.manifestDigest]]],
+      ['mirrored', 'local', 'apps/two', [['v1', two.manifestDigest]]],
+    ],
+    'the default upstream\'s repositories, named without its prefix',
+  );
+
+  const collected = await runCli(['gc', '--config', configFile, '--grace', '0s']);
+  assert.equal(collected.code, 0, collected.stderr);
+  assert.ok(!(await blobFiles(data.path)).has(orphan.digest));
+  await followsDisk('figures after gc');
+  assert.equal((await figures()).objects, beforeImport.objects + 3 - 1, 'the collected blob no longer counts');
+  assert.ok(mirror.logs.some((r) => r.msg === 'cache index rescanned after gc changed the storage'));
+  assert.equal(await pull(mirror.url, 'apps/two'), two.manifestDigest, 'and it serves on');
 });
 
 test('warm fills the cache; then offline mode serves it with no upstream request, and 404s the rest', async (t) => {

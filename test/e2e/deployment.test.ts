@@ -21,6 +21,7 @@ import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { makePrivateCa, type PrivateCa } from '../harness/tls.js';
 import { startTlsNginx } from '../harness/tls-nginx.js';
 import { pollUntil } from '../harness/wait.js';
+import { formatBytes } from '../../src/cli/progress.js';
 import { runCli } from '../support/cli.js';
 import { onCleanup } from '../support/cleanup.js';
 import { writeHtpasswd } from '../support/users.js';
@@ -283,6 +284,33 @@ test('warm --creds (or the stored docker/podman login) warms images from a mirro
   assert.match(malformed.stderr, /--creds: expected USER:PASSWORD/);
 });
 
+test('warm tells blobs already cached apart from those fetched from upstream: a second warm of the same image fetches nothing', async (t) => {
+  const warmed = await pushDockerImage(registry.url, 'apps/warmtwice', 'v1', [40_000, 25_000]);
+  const mirror = await startLongshore({ upstreams: [{ name: 'hub', url: registry.url, hosts: ['registry.test'] }] });
+  onCleanup(t, () => mirror.dispose());
+  const blobBytes = warmed.configBytes.byteLength + warmed.layers.reduce((sum, l) => sum + l.size, 0);
+  const total = (stdout: string) => stdout.split('\n').find((l) => l.startsWith('total: ')) ?? '';
+  const size = (bytes: number) => formatBytes(bytes).replace('.', '\\.');
+
+  const first = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/warmtwice:v1'], 60_000);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(total(first.stdout), new RegExp(`^total: 1/1 images, 3 blobs, ${size(blobBytes)}: 0 cached \\(0 B\\), 3 fetched \\(${size(blobBytes)}\\)$`));
+  const second = await runCli(['warm', '--url', mirror.url, 'registry.test/apps/warmtwice:v1'], 60_000);
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(total(second.stdout), new RegExp(`^total: 1/1 images, 3 blobs, ${size(blobBytes)}: 3 cached \\(${size(blobBytes)}\\), 0 fetched \\(0 B\\)$`));
+  // Per blob too, as each one finishes.
+  assert.match(second.stdout, /^registry\.test\/apps\/warmtwice:v1: 1\/3 blobs, .*: 1 cached \(.*\), 0 fetched \(0 B\)$/m);
+
+  // On a terminal (script(1) gives it one): the bars say how many were cached, a last line the split.
+  const onTerminal = spawnProcess('script', ['-qec', `${process.execPath} --import tsx src/main.ts warm --url ${mirror.url} registry.test/apps/warmtwice:v1`, '/dev/null'], { cwd: REPO_ROOT });
+  onCleanup(t, () => onTerminal.kill9());
+  assert.equal((await onTerminal.exited).code, 0);
+  const screen = onTerminal.stdoutLines.join('\n');
+  assert.ok(screen.includes('\x1b['), 'drawn as bars on a terminal');
+  assert.match(screen, /3\/3 blobs \(3 cached\) {2}registry\.test\/apps\/warmtwice:v1 done/);
+  assert.match(screen, new RegExp(`blobs: 3 cached \\(${size(blobBytes)}\\), 0 fetched \\(0 B\\)`));
+});
+
 test('refused upstream credentials: the client gets a 404, the log one warn line per upstream per cooldown naming the upstream and the reason', async (t) => {
   const dir = await makeTempDir('refused');
   onCleanup(t, () => dir.remove());
@@ -333,7 +361,8 @@ test('longshore ls lists cached and private repositories with tags, sizes and la
     assert.equal(blob.statusCode, 200);
     await blob.body.dump({ limit: Number.MAX_SAFE_INTEGER });
   }
-  const sizeOf = (i: GeneratedImage) => i.manifestBytes.byteLength + i.configBytes.byteLength + i.layers.reduce((sum, l) => sum + l.size, 0);
+  // What a pull downloads besides the manifest, as the web page counts it.
+  const sizeOf = (i: GeneratedImage) => i.configBytes.byteLength + i.layers.reduce((sum, l) => sum + l.size, 0);
 
   await mirror.stop(); // access times are written at close
   const listed = await runCli(['ls', '--config', mirror.configPath, '--json']);
@@ -355,6 +384,64 @@ test('longshore ls lists cached and private repositories with tags, sizes and la
   assert.match(lines[0]!, /^REPOSITORY\s+TAG\s+SIZE\s+LAST PULL\s+SOURCE$/);
   assert.equal(lines.length, 2);
   assert.match(lines[1]!, /^corp\/app\s+1\.0\s+\S+.*private$/);
+});
+
+test('ls --url asks a running server: the entries ls --config reads, in both formats; private ones with --creds; clear errors when unreachable or refused', async (t) => {
+  const dir = await makeTempDir('ls-url');
+  onCleanup(t, () => dir.remove());
+  const users = join(dir.path, 'htpasswd');
+  await writeHtpasswd(users, { alice: 'wonderland' });
+  const mirror = await startLongshore({ auth: { htpasswd: users }, private: { namespaces: ['corp'] }, upstreams: [{ name: 'hub', url: registry.url }] });
+  onCleanup(t, () => mirror.dispose());
+  const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+  const pushed = await pushDockerImage(mirror.url, 'corp/app', '1.0', [30_000], { headers: basic });
+  assert.equal((await getManifest(mirror.url)).status, 200);
+  for (const digest of [image.configDigest, ...image.layers.map((l) => l.digest)]) {
+    const blob = await request(`${mirror.url}/v2/hub/apps/web/blobs/${digest}`);
+    assert.equal(blob.statusCode, 200);
+    await blob.body.dump({ limit: Number.MAX_SAFE_INTEGER });
+  }
+  const sizeOf = (i: GeneratedImage) => i.configBytes.byteLength + i.layers.reduce((sum, l) => sum + l.size, 0);
+  const noAuthFile = { REGISTRY_AUTH_FILE: join(dir.path, 'none.json'), DOCKER_CONFIG: dir.path, XDG_RUNTIME_DIR: dir.path };
+  type Listed = Array<{ kind: string; upstream?: string; name: string; tags: Array<{ tag: string; digest: string; bytes: number; lastPull?: string }> }>;
+  const entries = (listed: Listed) => listed.map((r) => [r.kind, r.upstream, r.name, r.tags.map((tag) => [tag.tag, tag.digest, tag.bytes])]);
+  const mirrored = ['mirrored', 'hub', 'apps/web', [['v1', image.manifestDigest, sizeOf(image)]]];
+  const private_ = ['private', undefined, 'corp/app', [['1.0', pushed.manifestDigest, sizeOf(pushed)]]];
+
+  const anonymous = await runCli(['ls', '--url', mirror.url, '--json'], 60_000, noAuthFile);
+  assert.equal(anonymous.code, 0, anonymous.stderr);
+  assert.deepEqual(entries(JSON.parse(anonymous.stdout) as Listed), [mirrored], 'anonymous: the mirrored repository only');
+
+  const withCreds = await runCli(['ls', '--url', mirror.url, '--creds', 'alice:wonderland', '--json'], 60_000, noAuthFile);
+  assert.equal(withCreds.code, 0, withCreds.stderr);
+  const listed = JSON.parse(withCreds.stdout) as Listed;
+  assert.deepEqual(entries(listed), [mirrored, private_]);
+  const lastPull = Date.parse(listed[0]!.tags[0]!.lastPull ?? '');
+  assert.ok(Math.abs(Date.now() - lastPull) < 10 * 60_000, `last pull is recent: ${listed[0]!.tags[0]!.lastPull}`);
+  // The same entries as read from the data directory.
+  const fromConfig = await runCli(['ls', '--config', mirror.configPath, '--json']);
+  assert.equal(fromConfig.code, 0, fromConfig.stderr);
+  assert.deepEqual(entries(JSON.parse(fromConfig.stdout) as Listed), entries(listed));
+
+  // The table, with the login docker or podman stored for the mirror's host.
+  const authFile = join(dir.path, 'auth.json');
+  await writeFile(authFile, JSON.stringify({ auths: { [new URL(mirror.url).host]: { auth: Buffer.from('alice:wonderland').toString('base64') } } }));
+  const table = await runCli(['ls', '--url', mirror.url, 'corp/app:1.0'], 60_000, { ...noAuthFile, REGISTRY_AUTH_FILE: authFile });
+  assert.equal(table.code, 0, table.stderr);
+  const lines = table.stdout.trim().split('\n');
+  assert.match(lines[0]!, /^REPOSITORY\s+TAG\s+SIZE\s+LAST PULL\s+SOURCE$/);
+  assert.equal(lines.length, 2);
+  assert.match(lines[1]!, /^corp\/app\s+1\.0\s+\S+.*private$/);
+
+  const refused = await runCli(['ls', '--url', mirror.url, '--creds', 'alice:not-her-password'], 60_000, noAuthFile);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr.trim(), /^longshore: ls: http:\/\/127\.0\.0\.1:\d+ refused the credentials of "alice": /);
+  assert.equal(refused.stdout, '');
+
+  await mirror.stop();
+  const unreachable = await runCli(['ls', '--url', mirror.url], 60_000, noAuthFile);
+  assert.equal(unreachable.code, 1);
+  assert.match(unreachable.stderr.trim(), /^longshore: ls: cannot reach Longshore at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
 });
 
 test('import reports images and bundles, not "1/0 blobs" and "1/1 images"; a failed bundle adds nothing to the total', async (t) => {

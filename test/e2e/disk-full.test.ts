@@ -16,6 +16,8 @@ import { startInProcess, type InProcessLongshore } from '../support/in-process.j
 import { runCli } from '../support/cli.js';
 import { writeHtpasswd } from '../support/users.js';
 import { sha256Digest } from '../harness/digests.js';
+import { rawRequest } from '../support/raw-http.js';
+import { imageId } from '../support/v1-images.js';
 
 const ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json';
 
@@ -113,8 +115,7 @@ test('with the cache disk full, pulls still work (streamed through, not cached),
   assert.deepEqual(await storedBlobs(mirror), [], 'nothing half-written was kept');
 
   // A push cannot be stored: a 507 in the OCI envelope, not a 500, and its session is gone.
-  // (A body of one chunk: a longer one is cut off when the write fails, and the client may
-  // see the connection reset before it reads the answer.)
+  // (Longer bodies that fail mid-way: the test below.)
   const layer = Buffer.alloc(1000, 7);
   const push = await request(`${mirror.url}/v2/corp/app/blobs/uploads/?digest=${sha256Digest(layer)}`, {
     method: 'POST',
@@ -167,4 +168,48 @@ test('a read-only data directory at start-up is one clear line naming the path, 
     assert.match(lines[0] ?? '', /^longshore: cannot start: /, what);
     assert.ok(lines[0]?.includes(named), `${what}: names ${named}: ${lines[0]}`);
   }
+});
+
+test('a push that fails mid-body on a full disk answers 507 in its API format after the body, not a reset connection (PATCH, PUT with body, v1 layer PUT)', async (t) => {
+  const dataDir = await smallFilesystem(t, '8m');
+  const users = await makeTempDir('disk-full-push-users');
+  onCleanup(t, () => users.remove());
+  const htpasswd = path.join(users.path, 'htpasswd');
+  await writeHtpasswd(htpasswd, { alice: 'wonderland' });
+  const mirror = await startInProcess({ private: { namespaces: ['corp'] }, auth: { htpasswd } }, dataDir);
+  onCleanup(t, () => mirror.stop());
+  const auth = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+
+  // Sessions and the v1 image json are stored while there is room; the bodies come after.
+  const session = async () => {
+    const opened = await rawRequest(`${mirror.url}/v2/corp/app/blobs/uploads/`, 'POST', auth);
+    assert.equal(opened.status, 202, opened.body);
+    return String(opened.headers.location);
+  };
+  const forPatch = await session();
+  const forPut = await session();
+  const id = imageId('disk-full-layer');
+  const json = await rawRequest(`${mirror.url}/v1/images/${id}/json`, 'PUT', { ...auth, 'content-type': 'application/json' }, JSON.stringify({ id }));
+  assert.equal(json.status, 200, json.body);
+  const filler = await fill(dataDir);
+
+  // Many chunks: the write fails while most of the body is still on its way. A client that sends
+  // its whole body before it reads the answer (Docker, containerd) must get to read the 507.
+  const body = Buffer.alloc(6 * 1024 * 1024, 3);
+  const octets = { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) };
+  const patch = await rawRequest(`${mirror.url}${forPatch}`, 'PATCH', octets, body);
+  assert.equal(patch.status, 507, patch.body);
+  assert.equal((JSON.parse(patch.body) as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNAVAILABLE');
+  const put = await rawRequest(`${mirror.url}${forPut}${forPut.includes('?') ? '&' : '?'}digest=${sha256Digest(body)}`, 'PUT', octets, body);
+  assert.equal(put.status, 507, put.body);
+  assert.equal((JSON.parse(put.body) as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNAVAILABLE');
+  const layer = await rawRequest(`${mirror.url}/v1/images/${id}/layer`, 'PUT', octets, body);
+  assert.equal(layer.status, 507, layer.body);
+  assert.match((JSON.parse(layer.body) as { error: string }).error, /ENOSPC|storage/i);
+
+  // Nothing half-written stays, and the sessions are gone.
+  assert.deepEqual(await storedBlobs(mirror), []);
+  assert.equal((await rawRequest(`${mirror.url}${forPatch}`, 'GET', auth)).status, 404);
+  assert.deepEqual(mirror.logs.filter((line) => (line.level as number) >= 50), [], 'a full disk is not a server error');
+  await rm(filler);
 });

@@ -1,5 +1,6 @@
 // The Redis coordinator on a real redis-server: the coordination contract (one replica and
-// two sharing one Redis), then what happens when Redis goes away and comes back.
+// two sharing one Redis), the cache index contract, then what happens when Redis goes away and
+// comes back.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
@@ -18,7 +19,11 @@ import { onCleanup } from '../support/cleanup.js';
 import { coordinationContract } from '../support/coordination-contract.js';
 import { startInProcess } from '../support/in-process.js';
 import { metricValue } from '../support/prometheus-text.js';
-import { redisCluster, redisDriver } from '../support/redis-coordination.js';
+import { redisCluster, redisDriver, silentLog } from '../support/redis-coordination.js';
+import { cacheIndexContract } from '../support/cache-index-contract.js';
+import { RedisCacheIndex } from '../../src/coordination/redis-cache-index.js';
+import { openRedisCoordinator } from '../../src/coordination/redis.js';
+import { InProcessPrivateContent } from '../../src/coordination/private-content.js';
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -36,6 +41,32 @@ const running = (): RedisHandle => {
 };
 
 coordinationContract(redisDriver(running));
+
+// The cache index contract on memory storage whose coordinator is a Redis one (a fresh key
+// prefix each: an empty cluster), closed when the file ends.
+const opened: Array<{ close(): Promise<void> }> = [];
+after(async () => {
+  for (const each of opened.reverse()) await each.close();
+});
+cacheIndexContract(
+  'redis',
+  async () => {
+    const coordinator = await openRedisCoordinator({ url: running().url, log: silentLog, keyPrefix: `index-${randomBytes(6).toString('hex')}:` });
+    opened.push(coordinator);
+    const blobs = new MemoryBlobStore();
+    await blobs.init();
+    const metadata = new CoordinatedMetadataStore(new MemoryMetadataDriver(), coordinator.locks);
+    const privateContent = new InProcessPrivateContent(metadata);
+    await privateContent.load();
+    return { blobs, metadata, coordinator, privateContent };
+  },
+  async (storage, options) => {
+    const index = new RedisCacheIndex({ ...storage, ...options, events: storage.coordinator.events, leases: storage.coordinator.leases, connection: (storage.coordinator as RedisCoordinator).connection, log: silentLog });
+    opened.push(index);
+    await index.rebuild(); // as at start-up: the index is loaded from the storage before it is used
+    return { index, settle: () => index.settled() };
+  },
+);
 
 void describe('Redis coordinator when Redis goes away', () => {
   it('keeps every port working uncoordinated and counted while Redis is down; coordinates and rebuilds the indexes from the storage when an empty one returns', async (t) => {

@@ -16,6 +16,9 @@ import { copyToDir } from '../harness/skopeo.js';
 import { s3StorageConfig, startSwift, type SwiftHandle } from '../harness/swift.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { onCleanup } from '../support/cleanup.js';
+import { metricValue } from '../support/prometheus-text.js';
+import { pollUntil } from '../harness/wait.js';
+import { request } from 'undici';
 import { runCli } from '../support/cli.js';
 
 const MiB = 1024 * 1024;
@@ -106,4 +109,32 @@ test('s3: export from one instance, import into another bucket, served offline a
   const site = await startLongshore(siteConfig, { dataDir: scratch.path });
   onCleanup(t, () => site.dispose());
   assert.equal(await pull(site.url, 'registry.test/apps/one'), one.manifestDigest);
+});
+
+test('s3: import into the bucket of a running server, from another scratch directory (as from another host): the server\'s cache figures follow without a restart', async (t) => {
+  const source = await startLongshore({ upstreams: [{ name: 'local', url: registry.url, default: true, hosts: ['registry.test'] }] });
+  onCleanup(t, () => source.dispose());
+  const bundle = path.join(work.path, 'beside.tar');
+  const exported = await runCli(['export', '--url', source.url, '-o', bundle, 'registry.test/apps/two:v1']);
+  assert.equal(exported.code, 0, exported.stderr);
+
+  const storage = await s3StorageConfig(swift);
+  const bucket = (storage.s3 as { bucket: string }).bucket;
+  const upstreams = [{ name: 'local', url: registry.url, default: true, hosts: ['registry.test'] }];
+  const mirror = await startLongshore({ storage, upstreams });
+  onCleanup(t, () => mirror.dispose());
+  const mirrored = async () => metricValue(await (await request(`${mirror.url}/metrics`)).body.text(), 'longshore_cache_size_bytes', { class: 'mirrored' });
+  assert.equal(await mirrored(), 0);
+
+  // No lock file is shared with the server: only the bucket is.
+  const toolScratch = await makeTempDir('s3-tool-scratch');
+  onCleanup(t, () => toolScratch.remove());
+  const toolConfig = path.join(work.path, 'beside.yaml');
+  await writeFile(toolConfig, stringify({ upstreams, storage: { ...storage, path: toolScratch.path } }));
+  const imported = await runCli(['import', '--config', toolConfig, bundle]);
+  assert.equal(imported.code, 0, imported.stderr);
+  const inBucket = [...(await bucketBlobs(bucket)).values()].reduce((sum, size) => sum + size, 0);
+  assert.ok(inBucket > 9 * MiB);
+  await pollUntil(async () => (await mirrored()) === inBucket, { timeoutMs: 30_000, intervalMs: 250, what: 'the server counting the imported blobs' });
+  assert.ok(mirror.logs.some((r) => r.msg === 'cache index rescanned after import changed the storage'));
 });

@@ -16,9 +16,11 @@ import { startLongshore } from '../harness/longshore.js';
 import { startRegistry } from '../harness/registry.js';
 import { skopeo } from '../harness/skopeo.js';
 import { makeTempDir } from '../harness/tmp.js';
+import { V1Client } from '../harness/v1-client.js';
 import { catalogShard } from '../../src/ui/repository-catalog.js';
 import { onCleanup } from '../support/cleanup.js';
 import { writeHtpasswd } from '../support/users.js';
+import { v1Chain } from '../support/v1-images.js';
 
 async function screenshot(page: Page, dir: string, name: string): Promise<string> {
   const file = path.join(dir, `${name}.png`);
@@ -73,6 +75,12 @@ test('web page: repositories, tags and sizes after real pulls; the hit ratio mov
   assert.ok(secret);
   const secretSize = secret.configBytes.length + secret.layers.reduce((total, layer) => total + layer.size, 0);
   await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:wonderland', `oci:${layout}:v2`, `docker://${host}/corp/payroll:v2`]);
+  // A Docker 1.10 `docker push` over /v1 into the private namespace: its tag is a v1 record.
+  const legacy = await v1Chain('ui-legacy', ['a', 'b']);
+  const legacyTop = legacy.at(-1);
+  assert.ok(legacyTop);
+  await new V1Client(mirror.url, { username: 'alice', password: 'wonderland' }).push('corp/legacy', legacy, { '0.9': legacyTop.id });
+  const legacySize = legacy.reduce((total, image) => total + image.layer.length, 0);
 
   // GET / answers API clients as before; a browser is sent to the page.
   const api = await request(`${mirror.url}/`, { headers: { accept: 'application/json' } });
@@ -100,7 +108,7 @@ test('web page: repositories, tags and sizes after real pulls; the hit ratio mov
   await page.goto(`${mirror.url}/ui/#/repositories`);
   await page.locator('tr[data-repository]').first().waitFor();
   const anonymousNames = await Promise.all((await page.locator('tr[data-repository]').all()).map((row) => row.getAttribute('data-repository')));
-  assert.deepEqual(anonymousNames, ['apps/web'], 'anonymous visitors see mirrored content, not the private repository');
+  assert.deepEqual(anonymousNames, ['apps/web'], 'anonymous visitors see mirrored content, not the private repositories');
 
   await page.locator('a', { hasText: 'apps/web' }).click();
   const tagRow = page.locator('tr[data-tag="1.4"]');
@@ -141,6 +149,18 @@ test('web page: repositories, tags and sizes after real pulls; the hit ratio mov
   await page.locator('tr[data-tag="v2"]').waitFor();
   assert.equal(await page.locator('tr[data-tag="v2"] td[data-size]').getAttribute('data-size'), String(secretSize));
   await screenshot(page, screenshots, 'repository-private');
+  // The v1-pushed repository is listed, with its v1 tag: image id and size (every layer of the chain).
+  await page.goto(`${mirror.url}/ui/#/repositories`);
+  await page.locator('a', { hasText: 'corp/legacy' }).click();
+  const legacyRow = page.locator('tr[data-tag="0.9"][data-api="v1"]');
+  await legacyRow.waitFor();
+  assert.equal(await legacyRow.locator('td[data-size]').getAttribute('data-size'), String(legacySize), 'the v1 tag shows the size of its image chain');
+  assert.match((await legacyRow.textContent()) ?? '', new RegExp(`id ${legacyTop.id.slice(0, 12)}`));
+  assert.deepEqual(await rawValues(page), [], 'no raw null/undefined/NaN on a v1 tag row');
+  const legacyText = (await page.locator('main').textContent()) ?? '';
+  assert.ok(legacyText.includes(`docker pull ${host}/corp/legacy:0.9`), 'the pull line names the v1 tag');
+  assert.ok(!legacyText.includes('podman pull'), 'no podman line for a tag only v1 serves');
+  await screenshot(page, screenshots, 'repository-v1');
   await page.goto(`${mirror.url}/ui/#/r/apps/web`);
   await page.locator('tr[data-tag="1.4"]').waitFor();
   await screenshot(page, screenshots, 'repository');

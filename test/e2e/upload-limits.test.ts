@@ -16,6 +16,7 @@ import { makeTempDir } from '../harness/tmp.js';
 import { onCleanup } from '../support/cleanup.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 import { writeHtpasswd } from '../support/users.js';
+import { disposeSharedSwift, s3StorageConfig, sharedSwift } from '../harness/swift.js';
 
 // One test sets http.bodyIdleTimeout to 1 s, which also closes idle keep-alive connections:
 // never reuse one that idled longer than that (a race with the server's close, not the point).
@@ -169,6 +170,47 @@ test('idle upload sessions hold no file descriptor: with the bound reached, pull
   assert.equal(put.statusCode, 201, await put.body.text());
   const back = await request(`${mirror.url}/v2/corp/app/blobs/${sha256Digest(blob)}`, { headers: { authorization: BOB } });
   assert.ok(Buffer.from(await back.body.arrayBuffer()).equals(blob));
+});
+
+test('on the S3 driver too, idle upload sessions hold no file descriptor (the scratch file is given back between chunks, after its parts are sent)', async (t) => {
+  onCleanup(t, () => disposeSharedSwift());
+  const sessions = 120;
+  const storage = { ...(await s3StorageConfig(await sharedSwift())), uploads: { maxSessionsPerUser: sessions, maxSessions: sessions } };
+  const { mirror } = await setUp(t, { storage });
+  const before = await openDescriptors();
+  const locations: string[] = [];
+  for (let i = 0; i < sessions; i += 1) {
+    const started = await startUpload(mirror, ALICE);
+    assert.equal(started.status, 202, `session ${i}: ${JSON.stringify(started.json)}`);
+    locations.push(String(started.headers.location));
+  }
+  // Small chunks into some, and a chunk larger than an S3 part into a few: a part being sent
+  // reads the scratch file, and the session is idle once the PATCH is answered all the same.
+  const big = randomBytes(6 * 1024 * 1024);
+  for (const [index, location] of locations.slice(0, 30).entries()) {
+    const chunk = index < 3 ? big : randomBytes(10_000);
+    const patch = await request(`${mirror.url}${location}`, { method: 'PATCH', headers: { authorization: ALICE, 'content-type': 'application/octet-stream' }, body: chunk });
+    assert.equal(patch.statusCode, 202, await patch.body.text());
+  }
+  const grown = (await openDescriptors()) - before;
+  assert.ok(grown < 30, `${sessions} idle upload sessions on S3 hold ${grown} more descriptors`);
+
+  // The session that sent a whole part finishes whole: PATCH (done), PATCH, PUT, read back.
+  const tail = randomBytes(100_000);
+  const location = locations[0] as string;
+  const patch = await request(`${mirror.url}${location}`, {
+    method: 'PATCH',
+    headers: { authorization: ALICE, 'content-type': 'application/octet-stream', 'content-range': `${big.byteLength}-${big.byteLength + tail.byteLength - 1}` },
+    body: tail,
+  });
+  assert.equal(patch.statusCode, 202, await patch.body.text());
+  const whole = Buffer.concat([big, tail]);
+  const target = new URL(location, mirror.url);
+  target.searchParams.set('digest', sha256Digest(whole));
+  const put = await request(target, { method: 'PUT', headers: { authorization: ALICE } });
+  assert.equal(put.statusCode, 201, await put.body.text());
+  const back = await request(`${mirror.url}/v2/corp/app/blobs/${sha256Digest(whole)}`, { headers: { authorization: ALICE } });
+  assert.ok(Buffer.from(await back.body.arrayBuffer()).equals(whole));
 });
 
 test('POST ?digest=<invalid> is a 400 DIGEST_INVALID and leaves no session behind', async (t) => {

@@ -27,11 +27,15 @@ export interface RegistryHandle {
 
 const READY_TIMEOUT_MS = 15_000;
 
-/** The registry also reads REGISTRY_* variables as config overrides; keep the caller's out. */
+/**
+ * The registry also reads REGISTRY_* variables as config overrides; keep the caller's out. And
+ * AWS_CA_BUNDLE: its s3 driver (aws-sdk-go v1, with a transport of its own) panics at start
+ * when that is set, and the tests' S3 server is plain HTTP on loopback anyway.
+ */
 function registryEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('REGISTRY_')) env[key] = value;
+    if (!key.startsWith('REGISTRY_') && key !== 'AWS_CA_BUNDLE') env[key] = value;
   }
   return env;
 }
@@ -40,6 +44,8 @@ export interface RegistryOptions {
   storageDir?: string;
   /** Run as a pull-through cache of this registry (the reference mirror in bench/run.ts). */
   proxyRemoteUrl?: string;
+  /** A storage driver section instead of the filesystem one, e.g. `{ s3: {...} }` (bench/parts/s3.ts). */
+  storageDriver?: Record<string, unknown>;
 }
 
 export async function startRegistry(opts: RegistryOptions = {}): Promise<RegistryHandle> {
@@ -56,7 +62,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       version: 0.1,
       log: { level: 'warn', formatter: 'text' },
       storage: {
-        filesystem: { rootdirectory: storageDir },
+        ...(opts.storageDriver ?? { filesystem: { rootdirectory: storageDir } }),
         delete: { enabled: true },
         // No background purge of upload dirs: nothing should change storage behind a test.
         maintenance: { uploadpurging: { enabled: false } },

@@ -17,13 +17,14 @@ export interface CacheIndexUnderTest {
   settle: () => Promise<void>;
 }
 
-export type CacheIndexFactory = (storage: TestStorage<BlobStore>, options: { maxBytes: number | undefined; now: () => number }) => CacheIndexUnderTest;
+/** May be async: a shared index loads itself from the storage before it takes notifications. */
+export type CacheIndexFactory = (storage: TestStorage<BlobStore>, options: { maxBytes: number | undefined; now: () => number }) => CacheIndexUnderTest | Promise<CacheIndexUnderTest>;
 
 export function cacheIndexContract(name: string, newStorage: () => Promise<TestStorage<BlobStore>>, create: CacheIndexFactory): void {
   async function setUp(maxBytes: number | undefined, storage?: TestStorage<BlobStore>) {
     const ports = storage ?? (await newStorage());
     let clock = 1_000_000;
-    const { index, settle } = create(ports, { maxBytes, now: () => clock });
+    const { index, settle } = await create(ports, { maxBytes, now: () => clock });
     const evicted: string[] = [];
     ports.coordinator.events.subscribe((event) => {
       if (event.type === 'removed' && event.reason === 'evicted') evicted.push(event.digest);

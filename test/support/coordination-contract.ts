@@ -194,6 +194,28 @@ export function coordinationContract(driver: CoordinationDriver): void {
     assert.deepEqual((await one.index.stats()).mirrored, { bytes: 3000, objects: 3 });
   });
 
+  test(`${name} coordinator: rescan brings the cache index in line with a storage that another process changed (gc, import)`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const blobs = new MemoryBlobStore();
+    await blobs.init();
+    const one = await replica(cluster, blobs, new MemoryMetadataDriver(), undefined, { now: 1_000_000 });
+    t.after(() => one.index.close());
+    const [a, b] = [await storeBlob(blobs, 1000), await storeBlob(blobs, 2000)];
+    one.index.added(a.digest, a.size);
+    one.index.added(b.digest, b.size);
+    await counted(one.index, 2);
+    // Behind the index's back, as gc and import do from another process:
+    await blobs.delete(parseDigest(a.digest));
+    const imported = await storeBlob(blobs, 3000);
+    const pushed = await storeBlob(blobs, 500);
+    await one.privateContent.add(parseDigest(pushed.digest), pushed.size);
+    assert.deepEqual((await one.index.stats()).mirrored, { bytes: 3000, objects: 2 }, 'stale before the rescan');
+    await one.index.rescan();
+    await pollUntil(async () => (await one.index.stats()).mirrored.bytes === 5000, { timeoutMs: 3000, intervalMs: 10, what: 'the rescanned figures' });
+    assert.deepEqual((await one.index.stats()).mirrored, { bytes: 5000, objects: 2 });
+    assert.deepEqual((await one.index.leastRecentFirst()).sort(), [b.digest, imported.digest].sort());
+  });
+
   test(`${name} coordinator: counters count per key within a window that closes by itself`, async (t) => {
     const { counters } = await (await driver.cluster(t)).coordinator();
     assert.equal(await counters.peek('login:user:a'), undefined);
@@ -245,12 +267,16 @@ export function coordinationContract(driver: CoordinationDriver): void {
     for (let i = 0; i < trace.length; i += 2) {
       assert.equal(trace[i]!.replace('start ', ''), trace[i + 1]!.replace('end ', ''), `no overlap: ${trace.join(', ')}`);
     }
-    const lease = await one.leases.tryAcquire('fetch:sha256:cc', 5000);
+    const lease = await one.leases.tryAcquire('fetch:sha256:cc', 5000, 'http://one.test:5000');
     assert.ok(lease);
     assert.equal(await two.leases.tryAcquire('fetch:sha256:cc', 5000), undefined, 'held by the other replica');
+    assert.equal(await two.leases.holder('fetch:sha256:cc'), 'http://one.test:5000', "the other replica reads the holder's address");
+    assert.equal(await lease.renew(), true, 'a lease with a holder renews');
     await lease.release();
+    assert.equal(await two.leases.holder('fetch:sha256:cc'), undefined, 'released: no holder');
     const taken = await two.leases.tryAcquire('fetch:sha256:cc', 5000);
     assert.ok(taken, 'released: the other replica takes it');
+    assert.equal(await one.leases.holder('fetch:sha256:cc'), undefined, 'taken without a holder: none recorded');
     await lease.release(); // the old holder's second release must not free it
     assert.equal(await one.leases.tryAcquire('fetch:sha256:cc', 5000), undefined);
     await taken.release();

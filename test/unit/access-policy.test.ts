@@ -53,3 +53,34 @@ test('tokens grant what they were minted with: lacking the action is insufficien
   const newcomerToken: Credential = { kind: 'token', subject: 'newcomer', grants: [{ repository: 'corp/app', actions: ['pull'] }] };
   assert.equal(reason(rules.decide(newcomerToken, 'corp/app', ['push'])), 'forbidden');
 });
+
+test('catalog and search: each name is a `list` decision, by anonymousPull for mirrored names and private.anonymousPull for private ones', () => {
+  const names = ['corp/app', 'library/alpine'];
+  const listed = (rules: AccessPolicy, credential: Credential) => rules.listing(credential, names);
+  const none = policy({ anonymousPull: false, privateAnonymousPull: false });
+  const mirroredOpen = policy({ anonymousPull: true, privateAnonymousPull: false });
+  const privateOpen = policy({ anonymousPull: false, privateAnonymousPull: true });
+  const allOpen = policy({ anonymousPull: true, privateAnonymousPull: true });
+
+  assert.deepEqual(listed(none, anonymous).visible, []);
+  assert.equal(listed(none, anonymous).refusal?.reason, 'login', 'an empty catalog tells an anonymous caller to log in');
+  assert.deepEqual(listed(mirroredOpen, anonymous).visible, ['library/alpine']);
+  assert.deepEqual(listed(privateOpen, anonymous).visible, ['corp/app']);
+  assert.deepEqual(listed(allOpen, anonymous).visible, names);
+  assert.equal(listed(allOpen, anonymous).refusal, undefined);
+  for (const rules of [none, mirroredOpen, privateOpen]) assert.deepEqual(listed(rules, alice).visible, names, 'users list everything they may pull');
+
+  // A foreign token lists what no credentials list, and is told it is invalid.
+  assert.deepEqual(listed(mirroredOpen, foreign).visible, ['library/alpine']);
+  assert.equal(listed(none, foreign).refusal?.reason, 'invalid_token');
+  // A catalog token (registry:catalog:*) grants no repository: it lists what its subject may pull.
+  const aliceCatalogToken: Credential = { kind: 'token', subject: 'alice', grants: [] };
+  assert.deepEqual(listed(none, aliceCatalogToken).visible, names);
+  assert.deepEqual(listed(mirroredOpen, anonymousToken).visible, ['library/alpine']);
+  assert.deepEqual(listed(none, anonymousToken).visible, ['library/alpine'], 'what an anonymous token was granted');
+  // Listing is reading: allowed on mirrored names, never a write.
+  assert.equal(reason(mirroredOpen.decide(anonymous, 'library/alpine', ['list'])), 'allowed');
+  assert.equal(reason(mirroredOpen.decide(alice, 'library/alpine', ['list', 'push'])), 'forbidden');
+  // Tokens are never minted with `list`: it is decided from the rules.
+  assert.deepEqual(allOpen.grantable('alice', 'corp/app', ['pull', 'push']), ['pull', 'push']);
+});

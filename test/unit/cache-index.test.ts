@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { InProcessCacheIndex } from '../../src/coordination/cache-index.js';
+import { InProcessPrivateContent } from '../../src/coordination/private-content.js';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
 import { metadataKeys } from '../../src/storage/keys.js';
@@ -68,4 +69,21 @@ test('an eviction is logged with the digest, its size and why', async () => {
   const huge = evictions.find((l) => l.digest === digestOf(items[2]!));
   assert.equal(huge?.size, 5000);
   assert.match(String(huge?.reason), /larger than storage.cache.maxBytes/);
+});
+
+test('the in-process private index reloads the marks another process changed (gc removed one, a push added one)', async () => {
+  const ports = await memoryStorage();
+  const server = new InProcessPrivateContent(ports.metadata);
+  const tool = new InProcessPrivateContent(ports.metadata);
+  const [kept, collected, added] = [randomBytes(10), randomBytes(20), randomBytes(40)].map((bytes) => parseDigest(digestOf(bytes)));
+  await server.add(kept!, 10);
+  await server.add(collected!, 20);
+  await tool.load();
+  await tool.remove(collected!);
+  await tool.add(added!, 40);
+  assert.deepEqual(await server.stats(), { objects: 2, bytes: 30 }, 'stale until told');
+  await server.reload();
+  assert.deepEqual(await server.stats(), { objects: 2, bytes: 50 });
+  assert.equal(await server.has(collected!), false);
+  assert.equal(await server.has(added!), true);
 });

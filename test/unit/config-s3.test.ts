@@ -60,7 +60,6 @@ test('bad storage.s3 settings are refused naming the key', () => {
   assert.throws(() => parseConfig({ storage: { driver: 's3', s3: { bucket: 'b-1', accessKeyId: 'AKIA' } } }), /storage\.s3\.secretAccessKey: accessKeyId and secretAccessKey go together/);
   assert.throws(() => parseConfig({ storage: { driver: 's3', s3: { bucket: 'b-1', prefix: '../x' } } }), /storage\.s3\.prefix:/);
   assert.throws(() => parseConfig({ storage: { driver: 's3', s3: { bucket: 'b-1', endpoint: 'ftp://x' } } }), /storage\.s3\.endpoint:/);
-  assert.throws(() => parseConfig({ storage: { driver: 's3', s3: { bucket: 'b-1', redirect: true } } }), /storage\.s3\.redirect: redirects to presigned URLs are not supported yet/);
   assert.throws(() => parseConfig({ storage: { s3: { bucket: 'b-1', tls: true } } }), /storage\.s3\.tls: unknown key/);
 });
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createProgress, formatBytes, formatDuration } from '../../src/cli/progress.js';
+import { formatCacheStatus, servedFromCache } from '../../src/protocol/cache-status.js';
 
 function fakeStream(isTTY: boolean): NodeJS.WriteStream & { text: string } {
   const stream = { isTTY, text: '', write(chunk: string) { stream.text += chunk; return true; } };
@@ -92,4 +93,50 @@ test('import in a pipe: blobs counted as they come (never "1/0"), totals per bun
       '',
     ].join('\n'),
   );
+});
+
+test('warm tells cached blobs apart from fetched ones: per blob and in the total on a pipe, on the bars and a summary line on a terminal', () => {
+  const pipe = fakeStream(false);
+  const lines = createProgress(pipe);
+  lines.begin('app:1', 3072, 2);
+  lines.advance('app:1', 1024);
+  lines.blobDone('app:1', { cached: true, bytes: 1024 });
+  lines.advance('app:1', 2048);
+  lines.blobDone('app:1', { cached: false, bytes: 2048 });
+  lines.end('app:1');
+  lines.finish();
+  assert.match(pipe.text, /^app:1: 1\/2 blobs, 1\.0 KiB: 1 cached \(1\.0 KiB\), 0 fetched \(0 B\)$/m);
+  assert.match(pipe.text, /^app:1: 2\/2 blobs, 3\.0 KiB: 1 cached \(1\.0 KiB\), 1 fetched \(2\.0 KiB\)$/m);
+  assert.match(pipe.text, /^total: 1\/1 images, 2 blobs, 3\.0 KiB: 1 cached \(1\.0 KiB\), 1 fetched \(2\.0 KiB\)$/m);
+
+  const terminal = fakeStream(true);
+  const bars = createProgress(terminal);
+  bars.begin('app:1', 3072, 2);
+  bars.advance('app:1', 3072);
+  bars.blobDone('app:1', { cached: true, bytes: 1024 });
+  bars.blobDone('app:1', { cached: true, bytes: 2048 });
+  bars.end('app:1');
+  bars.finish();
+  assert.match(terminal.text, /2\/2 blobs \(2 cached\) {2}app:1 done/);
+  assert.match(terminal.text, /^blobs: 2 cached \(3\.0 KiB\), 0 fetched \(0 B\)$/m);
+});
+
+test('without a source per blob (import) no cached/fetched split is shown', () => {
+  const out = fakeStream(false);
+  const progress = createProgress(out, { unit: 'bundles' });
+  progress.begin('b.tar', 10, 0);
+  progress.blobDone('b.tar');
+  progress.end('b.tar');
+  progress.finish();
+  assert.doesNotMatch(out.text, /cached|fetched/);
+});
+
+test('Cache-Status: our entry says hit or not; another cache\'s entry or none says nothing', () => {
+  assert.equal(servedFromCache(formatCacheStatus('hit')), true);
+  assert.equal(servedFromCache(formatCacheStatus('stale')), true);
+  assert.equal(servedFromCache(formatCacheStatus('miss')), false);
+  assert.equal(servedFromCache(formatCacheStatus('coalesced')), false);
+  assert.equal(servedFromCache(`ExampleCDN; hit, ${formatCacheStatus('miss')}`), false);
+  assert.equal(servedFromCache('ExampleCDN; hit'), undefined);
+  assert.equal(servedFromCache(undefined), undefined);
 });

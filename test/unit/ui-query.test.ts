@@ -214,6 +214,7 @@ test('query service: an index shows its platforms, and its size is marked partia
   const tag = async () => (await query.repository({ user: undefined }, 'library/multi', { page: 1, perPage: 50 }))?.tags.items[0];
   assert.deepEqual(await tag(), {
     tag: '1',
+    api: 'v2',
     digest: indexDigest,
     pulls: 0,
     lastPulledAt: undefined,
@@ -248,5 +249,123 @@ test('repository catalog: per-tag figures are bounded to the most recently pulle
   assert.equal(Object.keys(entry?.tags ?? {}).length, MAX_TAGS_PER_REPOSITORY);
   assert.ok(entry?.tags[`build-${MAX_TAGS_PER_REPOSITORY + 49}`], 'the latest tag is kept');
   assert.equal(entry?.tags['build-0'], undefined, 'the oldest tag gave way');
+  await catalog.close();
+});
+
+test('repository catalog: pulls tallied elsewhere arrive through collect on every flush, with their count and time', async () => {
+  const storage = await memoryStorage();
+  const origin = { kind: 'mirrored' as const, upstream: 'hub', repository: 'library/nginx' };
+  const tallied: Array<{ pulls: number; at: number }> = [];
+  const catalog: RepositoryCatalog = new RepositoryCatalog(storage.metadata, {
+    log: quietLog,
+    flushIntervalMs: 60_000,
+    collect: () => {
+      for (const { pulls, at } of tallied.splice(0)) catalog.recordPull('library/nginx', origin, '1.27', pulls, at);
+    },
+  });
+  tallied.push({ pulls: 5, at: 2000 });
+  const first = catalog.flush();
+  tallied.push({ pulls: 3, at: 1000 }); // older than the pulls written first
+  await Promise.all([first, catalog.flush()]);
+  const entry = await catalog.get('library/nginx');
+  assert.equal(entry?.pulls, 8, 'both tallies written');
+  assert.deepEqual(entry?.tags['1.27'], { pulls: 8, lastPulledAt: 2000 }, 'the latest pull time wins, whatever the order they arrive in');
+  assert.equal(entry?.lastPulledAt, 2000);
+  tallied.push({ pulls: 1, at: 3000 });
+  assert.equal((await catalog.entries()).find(([name]) => name === 'library/nginx')?.[1].pulls, 9, 'a read collects first');
+  await catalog.close();
+});
+
+/** A v1 image record as a v1 push (layer stored) or the v1 pull-through (layer size stated) writes it. */
+function v1Record(id: string, ancestry: string[], size: number, options: { stored?: boolean; json?: Record<string, unknown> } = {}) {
+  const json = Buffer.from(JSON.stringify({ id, ...(ancestry[1] ? { parent: ancestry[1] } : {}), ...options.json }));
+  return {
+    id,
+    ...(ancestry[1] ? { parent: ancestry[1] } : {}),
+    json: json.toString('base64'),
+    ancestry,
+    complete: true,
+    ...(options.stored === false ? { layerSize: size } : { layer: { digest: `sha256:${id}`, size } }),
+  };
+}
+
+const v1Id = (n: number) => String(n).repeat(64).slice(0, 64);
+
+test('query service: v1 tags (a v1 push, a pull through a v1 index) are listed beside v2 ones, with image id, size and last pulled', async (t) => {
+  const { storage, manifests, catalog, query } = await fixture();
+  t.after(() => catalog.close());
+  // corp/legacy: pushed with Docker 1.10 over /v1 (records under v1/images and v1/repositories).
+  const [base, top] = [v1Id(1), v1Id(2)];
+  await storage.metadata.put(`${metadataKeys.v1PrivateImages}/${base}`, v1Record(base, [base], 700));
+  await storage.metadata.put(`${metadataKeys.v1PrivateImages}/${top}`, v1Record(top, [top, base], 50, { json: { os: 'linux', architecture: 'amd64' } }));
+  await storage.metadata.put(metadataKeys.v1RepositoryTag('corp/legacy', 'v1'), { id: top, updated: new Date().toISOString() });
+  await storage.metadata.put(metadataKeys.v1RepositoryTag('corp/legacy', 'old'), { id: base, updated: new Date().toISOString() });
+  // The same repository also has a v2 tag.
+  const modern = await storeImage(storage, manifests, [400]);
+  await storage.metadata.put(metadataKeys.localTag('corp/legacy', 'v2'), { digest: modern.digest });
+  catalog.note('corp/legacy', { kind: 'private', repository: 'corp/legacy', v1: true });
+  catalog.recordPull('corp/legacy', { kind: 'private', repository: 'corp/legacy', v1: true }, 'v1');
+
+  // library/busybox through a v1 index upstream "index": the tag list and a single tag, kept by the pull-through.
+  const [mirroredBase, mirroredTop, single] = [v1Id(3), v1Id(4), v1Id(5)];
+  const upstreamImages = `${metadataKeys.v1MirroredImages}/index`;
+  await storage.metadata.put(`${upstreamImages}/${mirroredBase}`, v1Record(mirroredBase, [mirroredBase], 2000, { stored: false }));
+  await storage.metadata.put(`${upstreamImages}/${mirroredTop}`, v1Record(mirroredTop, [mirroredTop, mirroredBase], 30));
+  await storage.metadata.put(metadataKeys.v1MirrorList('index', 'library/busybox', '_tags'), { value: { latest: mirroredTop }, fetchedAt: Date.now() });
+  await storage.metadata.put(metadataKeys.v1MirrorList('index', 'library/busybox', '_tag', '1.0'), { value: single, fetchedAt: Date.now() });
+  catalog.recordPull('library/busybox', { kind: 'mirrored', upstream: 'index', repository: 'library/busybox', v1: true }, 'latest');
+
+  const list = await query.repositories({ user: 'alice' }, { page: 1, perPage: 50 });
+  assert.deepEqual(list.items.map((r) => [r.name, r.tagCount]), [
+    ['corp/legacy', 3],
+    ['library/busybox', 2],
+  ]);
+
+  const legacy = await query.repository({ user: 'alice' }, 'corp/legacy', { page: 1, perPage: 50 });
+  assert.deepEqual(
+    legacy?.tags.items.map((tag) => [tag.tag, tag.api, tag.imageId, tag.size, tag.sizeComplete, tag.pulls, tag.platforms]),
+    [
+      ['v2', 'v2', undefined, modern.size, true, 0, ['linux/amd64']],
+      ['old', 'v1', base, 700, true, 0, []],
+      ['v1', 'v1', top, 750, true, 1, ['linux/amd64']],
+    ],
+  );
+  assert.ok((legacy?.tags.items.find((tag) => tag.tag === 'v1')?.lastPulledAt ?? 0) > 0, 'last pulled');
+  assert.equal(legacy?.tags.total, 3);
+  const secondPage = await query.repository({ user: 'alice' }, 'corp/legacy', { page: 2, perPage: 2 });
+  assert.deepEqual(secondPage?.tags.items.map((tag) => tag.tag), ['v1'], 'v1 tags are paginated with the v2 ones');
+
+  const busybox = await query.repository({ user: undefined }, 'library/busybox', { page: 1, perPage: 50 });
+  assert.deepEqual(
+    busybox?.tags.items.map((tag) => [tag.tag, tag.api, tag.imageId, tag.size, tag.cached, tag.pulls]),
+    [
+      ['1.0', 'v1', single, undefined, false, 0],
+      ['latest', 'v1', mirroredTop, 2030, true, 1],
+    ],
+    'sizes the upstream stated count for layers not fetched yet; a tag whose image was never fetched is listed as not cached',
+  );
+  assert.equal(await query.repository({ user: undefined }, 'corp/legacy', { page: 1, perPage: 50 }), undefined, 'still private');
+});
+
+test('repository catalog: v1 activity marks a repository as having v1 tags, also when it was first seen through v2, and reconcile marks stored ones', async () => {
+  const storage = await memoryStorage();
+  const catalog = new RepositoryCatalog(storage.metadata, { log: quietLog, flushIntervalMs: 60_000, snapshotTtlMs: 0 });
+  catalog.note('corp/a', { kind: 'private', repository: 'corp/a' });
+  await catalog.flush();
+  catalog.note('corp/a', { kind: 'private', repository: 'corp/a', v1: true });
+  await catalog.flush();
+  assert.equal((await catalog.get('corp/a'))?.v1, true);
+
+  catalog.note('corp/b', { kind: 'private', repository: 'corp/b' });
+  await catalog.flush();
+  async function* found() {
+    await Promise.resolve();
+    yield { name: 'corp/b', origin: { kind: 'private' as const, repository: 'corp/b' } };
+    yield { name: 'corp/b', origin: { kind: 'private' as const, repository: 'corp/b', v1: true as const } };
+    yield { name: 'corp/c', origin: { kind: 'private' as const, repository: 'corp/c', v1: true as const } };
+  }
+  assert.equal(await catalog.reconcile(found()), 1, 'corp/c is new; corp/b is only marked');
+  assert.equal((await catalog.get('corp/b'))?.v1, true);
+  assert.equal((await catalog.get('corp/c'))?.v1, true);
   await catalog.close();
 });

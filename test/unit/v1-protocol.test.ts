@@ -51,8 +51,10 @@ test('tokens: signed by us, scoped to one repository and level; foreign tokens a
   const access = new V1Access(new AccessPolicy(new NamespacePolicy(['corp']), { anonymousPull: true, privateAnonymousPull: false }), undefined, codec, { tokenTtlMs: 60_000, audience: 'longshore-v1' });
   const token = access.issueToken({ kind: 'user', name: 'alice' }, 'corp/app', 'write');
   assert.match(token, /^signature=[^,]+,repository="corp\/app",access=write$/);
-  const identity = await access.identify({ authorization: `Token ${token}` });
+  const request = { headers: { authorization: `Token ${token}` }, identity: undefined };
+  const identity = await access.identify(request);
   assert.deepEqual(identity, { kind: 'token', user: 'alice', repository: 'corp/app', access: 'write' });
+  assert.deepEqual(request.identity, { user: 'alice', method: 'token' }, 'recorded on the request for the log');
   assert.doesNotThrow(() => access.authorizeRepository(identity, 'corp/app', 'read'), 'a write token also reads (push probes)');
   assert.throws(() => access.authorizeRepository(identity, 'corp/app', 'delete'), (e: unknown) => e instanceof V1Error && e.status === 401);
   assert.throws(() => access.authorizeRepository(identity, 'corp/other', 'read'), (e: unknown) => e instanceof V1Error && e.status === 401);
@@ -63,8 +65,10 @@ test('tokens: signed by us, scoped to one repository and level; foreign tokens a
     'corp/app',
     'write',
   );
-  const foreign = await access.identify({ authorization: `Token ${forged}` });
+  const forgedRequest = { headers: { authorization: `Token ${forged}` }, identity: undefined };
+  const foreign = await access.identify(forgedRequest);
   assert.equal(foreign.kind, 'foreign');
+  assert.deepEqual(forgedRequest.identity, { user: undefined, method: 'anonymous' }, 'a token we did not sign names nobody');
   assert.throws(() => access.authorizeRepository(foreign, 'corp/app', 'read'), (e: unknown) => e instanceof V1Error && e.status === 401);
   // A mirrored repository: an upstream's token is the upstream's business, never ours.
   assert.doesNotThrow(() => access.authorizeRepository(foreign, 'library/ubuntu', 'read'));

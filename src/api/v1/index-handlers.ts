@@ -52,14 +52,14 @@ export class V1IndexHandlers {
 
   /** GET /v1/users/: checks Basic credentials (docker login ≥1.11). */
   async login(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const identity = await this.access.identify(request.headers, request.ip);
+    const identity = await this.access.identify(request);
     if (identity.kind !== 'user') throw new V1Error(401, 'log in with Basic credentials', { 'www-authenticate': 'Basic realm="longshore"' });
     return sendJson(reply, 200, 'OK');
   }
 
   /** PUT /v1/users/NAME/: a user changes their own password. */
   async updateUser(request: FastifyRequest, reply: FastifyReply, username: string): Promise<FastifyReply> {
-    const identity = await this.access.identify(request.headers, request.ip);
+    const identity = await this.access.identify(request);
     if (identity.kind !== 'user') throw new V1Error(401, 'log in with Basic credentials', { 'www-authenticate': 'Basic realm="longshore"' });
     if (identity.name !== username) throw new V1Error(403, `user ${identity.name} may not change the account of ${username}`);
     if (!this.options.allowSignup || !this.accounts) throw new V1Error(403, 'account changes are disabled (auth.allowSignup)');

@@ -78,14 +78,14 @@ async function dispatch(deps: V1Dependencies, request: FastifyRequest, reply: Fa
     case 'user':
       return deps.index.updateUser(request, reply, route.username);
     case 'search':
-      return deps.search.search(request, reply, await deps.access.identify(request.headers, request.ip));
+      return deps.search.search(request, reply, await deps.access.identify(request));
     case 'image':
-      return deps.images.handle(request, reply, route.id, route.resource, await deps.access.identify(request.headers, request.ip));
+      return deps.images.handle(request, reply, route.id, route.resource, await deps.access.identify(request));
     default:
       break;
   }
 
-  const identity = await deps.access.identify(request.headers, request.ip);
+  const identity = await deps.access.identify(request);
   const repository = route.repository;
   const isPrivate = deps.access.policy.isPrivate(repository);
   let handlers: RepositoryHandlers;

@@ -1,7 +1,8 @@
 // GET /v1/search?q=&n=&page= (spec §5.6), what `docker search` asks: the private repositories
 // this caller may pull (pushed with v1 or v2) and the mirrored repositories with cached
 // content this caller may pull, merged with the upstream index's results when a v1 upstream
-// is configured. Each name is checked as a pull of it would be.
+// is configured. Each name is decided by the one policy as a `list` (auth/policy.ts), as the
+// v2 catalog's are.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { V1Access, V1Identity } from '../../auth/v1-access.js';
 import { V1Error, type V1SearchResult } from '../../protocol/v1.js';
@@ -42,9 +43,8 @@ export class V1Search {
     const byName = new Map<string, SearchResult>();
     const needle = term.toLowerCase();
     const [privateNames, cachedNames] = await Promise.all([this.repositories.privateRepositories(), this.repositories.cachedRepositories()]);
-    for (const name of [...privateNames, ...cachedNames]) {
-      if (name.includes(needle) && this.mayPull(identity, name)) byName.set(name, localResult(name));
-    }
+    const matching = [...privateNames, ...cachedNames].filter((name) => name.includes(needle));
+    for (const name of this.access.listable(identity, matching)) byName.set(name, localResult(name));
     // Upstream entries replace local ones of the same name, as the Python mirror merged them.
     for (const result of (await this.upstream?.search(term, identity)) ?? []) byName.set(result.name, result);
     const all = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -56,15 +56,6 @@ export class V1Search {
       page_size: pageSize,
       results: all.slice((page - 1) * pageSize, page * pageSize),
     });
-  }
-
-  private mayPull(identity: V1Identity, repository: string): boolean {
-    try {
-      this.access.authorizeRepository(identity, repository, 'read');
-      return true;
-    } catch {
-      return false;
-    }
   }
 }
 

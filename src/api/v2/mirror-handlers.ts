@@ -7,6 +7,7 @@ import { RegistryError } from '../../protocol/errors.js';
 import { parseAccept } from '../../protocol/media-types.js';
 import { assertRepositoryName, parseManifestReference } from '../../protocol/reference.js';
 import { paginate } from '../../protocol/pagination.js';
+import { CACHE_STATUS_HEADER, formatCacheStatus } from '../../protocol/cache-status.js';
 import { blobHeaders, sendBlob } from '../blob-response.js';
 import { sendManifest, sendTagPage } from './responses.js';
 
@@ -45,10 +46,11 @@ export class MirrorHandlers {
     if (request.method === 'HEAD') {
       const { size, outcome } = await this.mirror.statBlob(target, digest);
       request.cacheOutcome = outcome;
-      return blobHeaders(reply, digest, size).send();
+      return blobHeaders(reply.header(CACHE_STATUS_HEADER, formatCacheStatus(outcome)), digest, size).send();
     }
     const blob = await this.mirror.getBlob(target, digest);
     request.cacheOutcome = blob.outcome;
+    reply.header(CACHE_STATUS_HEADER, formatCacheStatus(blob.outcome));
     return sendBlob(request, reply, digest, blob);
   }
 

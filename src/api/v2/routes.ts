@@ -35,7 +35,7 @@ const ROUTE_TEMPLATES: Record<V2Route['kind'], string> = {
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
 export function accessRequest(request: FastifyRequest, publicUrl: string | undefined): AccessRequest {
-  return { headers: request.headers, baseUrl: publicUrl ?? `${request.protocol}://${request.host}`, clientAddress: request.ip };
+  return { headers: request.headers, baseUrl: publicUrl ?? `${request.protocol}://${request.host}`, clientAddress: request.ip, holder: request };
 }
 
 function actionsFor(method: string): Action[] {

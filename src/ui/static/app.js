@@ -251,9 +251,11 @@ async function repositoriesView(params) {
   render(mine, h('h1', {}, 'Repositories'), form, h('p', { class: 'muted', id: 'repository-count' }, plural(result.total, 'repository').replace(/ys$/, 'ies')), body, pager(result, hrefFor));
 }
 
-function pullLines(reference) {
+function pullLines(reference, v1Only = false) {
   const copy = (text) => h('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(text) }, 'copy');
-  return [`docker pull ${reference}`, `podman pull ${reference}`].map((line) => h('div', { class: 'pull' }, h('code', {}, line), copy(line)));
+  // A tag that only exists over v1 pulls with a Docker 1.x daemon; podman never spoke v1.
+  const lines = v1Only ? [`docker pull ${reference}`] : [`docker pull ${reference}`, `podman pull ${reference}`];
+  return lines.map((line) => h('div', { class: 'pull' }, h('code', {}, line), copy(line)));
 }
 
 async function repositoryView(name, params) {
@@ -261,24 +263,36 @@ async function repositoryView(name, params) {
   const page = Number(params.get('page') ?? '1') || 1;
   const repo = await api(`repository?${new URLSearchParams({ name, page: String(page), perPage: '50' })}`);
   const hrefFor = (p) => `#/r/${name}?page=${p}`;
+  // v1 tags (a v1 push, a pull through a v1 index) name an image id, not a manifest: no layer page.
+  const tagCell = (t) =>
+    t.api === 'v1'
+      ? h('td', {}, t.tag, ' ', h('span', { class: 'badge' }, 'v1'), h('div', { class: 'mono muted', title: t.imageId }, `id ${t.imageId.slice(0, 12)}`))
+      : h('td', {}, h('a', { href: `#/r/${name}@${t.digest}` }, t.tag), h('div', { class: 'mono muted' }, shortDigest(t.digest)));
+  const typeText = (t) => {
+    const platforms = t.platforms.length ? ` (${t.platforms.join(', ')})` : '';
+    if (t.kind === 'index') return `index: ${t.platforms.join(', ') || 'platforms unknown'}`;
+    if (t.kind === 'image') return `${t.api === 'v1' ? 'v1 image' : 'image'}${platforms}`;
+    return t.cached ? 'other' : 'not cached';
+  };
   const rows = repo.tags.items.map((t) =>
     h(
       'tr',
-      { 'data-tag': t.tag },
-      h('td', {}, h('a', { href: `#/r/${name}@${t.digest}` }, t.tag), h('div', { class: 'mono muted' }, shortDigest(t.digest))),
-      h('td', {}, t.kind === 'index' ? `index: ${t.platforms.join(', ') || 'platforms unknown'}` : t.kind === 'image' ? `image${t.platforms.length ? ` (${t.platforms.join(', ')})` : ''}` : t.cached ? 'other' : 'not cached', h('div', { class: 'muted hide-narrow' }, t.mediaType)),
+      { 'data-tag': t.tag, 'data-api': t.api },
+      tagCell(t),
+      h('td', {}, typeText(t), t.mediaType ? h('div', { class: 'muted hide-narrow' }, t.mediaType) : null),
       h('td', { class: 'num', 'data-size': t.size ?? '' }, formatBytes(t.size), t.size !== undefined && !t.sizeComplete ? h('div', { class: 'muted' }, 'cached part') : null),
       h('td', { class: 'num' }, formatCount(t.pulls)),
       h('td', { class: 'hide-narrow' }, formatAgo(t.lastPulledAt)),
     ),
   );
-  const firstTag = repo.tags.items[0]?.tag ?? 'latest';
+  const first = repo.tags.items.find((t) => t.api !== 'v1') ?? repo.tags.items[0];
+  const firstTag = first?.tag ?? 'latest';
   render(
     mine,
     h('div', { class: 'crumbs' }, h('a', { href: '#/repositories' }, 'Repositories'), ' /'),
     h('h1', {}, name, ' ', repo.kind === 'private' ? h('span', { class: 'badge private' }, 'private') : h('span', { class: 'badge' }, `mirror: ${repo.upstream}`)),
     h('p', { class: 'muted' }, `${plural(repo.tagCount, 'tag')} · ${plural(repo.pulls, 'pull')} · last pulled ${formatAgo(repo.lastPulledAt)}`),
-    ...pullLines(`${session.registryHost}/${name}:${firstTag}`),
+    ...pullLines(`${session.registryHost}/${name}:${firstTag}`, first?.api === 'v1'),
     h('h2', {}, 'Tags'),
     repo.tags.total === 0 ? empty('No tags recorded for this repository yet.') : table([['Tag'], ['Type'], ['Size', 'num'], ['Pulls', 'num'], ['Last pulled', 'hide-narrow']], rows),
     pager(repo.tags, hrefFor),

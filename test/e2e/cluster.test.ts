@@ -1,0 +1,250 @@
+// Three Longshore replicas as one mirror (test/harness/cluster.ts: one Swift bucket, one
+// redis-server, real processes) behind a round-robin client: one upstream fetch cluster-wide
+// with live followers on the other replicas, skopeo pulls through each replica, a private push
+// through one and pull through another, and kill -9 of a fetch's leader mid-stream.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { after, before, describe, it } from 'node:test';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { request } from 'undici';
+import { startCluster, type ClusterHandle } from '../harness/cluster.js';
+import { startCountingProxy, type CountingProxy } from '../harness/counting-proxy.js';
+import { sha256Digest } from '../harness/digests.js';
+import { makeOciLayout, pushDockerImage } from '../harness/images.js';
+import type { LongshoreHandle } from '../harness/longshore.js';
+import { startRegistry, type RegistryHandle } from '../harness/registry.js';
+import { uploadBlob } from '../harness/registry-client.js';
+import { skopeo } from '../harness/skopeo.js';
+import { disposeSharedSwift, sharedSwift } from '../harness/swift.js';
+import { makeTempDir, type TempDir } from '../harness/tmp.js';
+import { pollUntil } from '../harness/wait.js';
+import { metricValue } from '../support/prometheus-text.js';
+import { writeHtpasswd } from '../support/users.js';
+
+const MiB = 1024 * 1024;
+
+interface TimedGet {
+  status: number;
+  /** From the request to the first body byte. */
+  firstByteMs: number;
+  bytes: number;
+  digest: string;
+  /** Set when the body broke off (the response was aborted, not ended). */
+  error?: Error;
+}
+
+/** GET a blob, hashing it as it streams; a broken-off body is reported, not thrown. */
+async function timedGet(url: string, onBytes?: (received: number) => void): Promise<TimedGet> {
+  const started = performance.now();
+  const response = await request(url);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let firstByteMs = Number.NaN;
+  try {
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      if (bytes === 0) firstByteMs = performance.now() - started;
+      bytes += chunk.byteLength;
+      hash.update(chunk);
+      onBytes?.(bytes);
+    }
+  } catch (error) {
+    return { status: response.statusCode, firstByteMs, bytes, digest: '', error: error as Error };
+  }
+  return { status: response.statusCode, firstByteMs, bytes, digest: `sha256:${hash.digest('hex')}` };
+}
+
+async function metrics(replica: LongshoreHandle): Promise<string> {
+  const response = await request(`${replica.url}/metrics`);
+  return response.body.text();
+}
+
+async function sumOverReplicas(cluster: ClusterHandle, name: string, labels: Record<string, string> = {}): Promise<number> {
+  let total = 0;
+  for (const replica of cluster.replicas) if (replica.process) total += metricValue(await metrics(replica), name, labels);
+  return total;
+}
+
+function blobKey(digest: string): string {
+  const hex = digest.slice('sha256:'.length);
+  return `blobs/sha256/${hex.slice(0, 2)}/${hex}`;
+}
+
+void describe('three replicas, one cache', () => {
+  let work: TempDir;
+  let upstream: RegistryHandle;
+  let proxy: CountingProxy;
+  let cluster: ClusterHandle;
+
+  before(async () => {
+    work = await makeTempDir('cluster');
+    upstream = await startRegistry();
+    proxy = await startCountingProxy(upstream.url);
+    const htpasswd = path.join(work.path, 'htpasswd');
+    await writeHtpasswd(htpasswd, { alice: 'wonderland' });
+    cluster = await startCluster({
+      replicas: 3,
+      config: { private: { namespaces: ['corp'] }, auth: { htpasswd }, upstreams: [{ name: 'hub', url: proxy.url, default: true }] },
+    });
+  });
+  after(async () => {
+    await cluster?.dispose();
+    await proxy?.close();
+    await upstream?.dispose();
+    await work?.remove();
+    await disposeSharedSwift();
+  });
+
+  async function pushRandomBlob(repo: string, size: number): Promise<{ digest: string; bytes: Buffer }> {
+    const bytes = randomBytes(size);
+    const digest = sha256Digest(bytes);
+    await uploadBlob(upstream.url, repo, digest, bytes);
+    return { digest, bytes };
+  }
+
+  it('16 concurrent cold GETs round-robin over 3 replicas: 1 upstream GET, followers stream from the leader as bytes land, then every replica serves it from the bucket', async (t) => {
+    const size = 8 * MiB;
+    const { digest } = await pushRandomBlob('lib/cold', size);
+    proxy.reset();
+    // Slow enough that a first byte that waited for the end would be seen: ~4 s of transfer.
+    proxy.setThrottle(2 * MiB);
+    const followsBefore = await sumOverReplicas(cluster, 'longshore_peer_follows_total', { result: 'completed' });
+    const started = performance.now();
+    const results = await Promise.all(Array.from({ length: 16 }, () => timedGet(`${cluster.next()}/v2/lib/cold/blobs/${digest}`)));
+    const transferMs = performance.now() - started;
+    proxy.setThrottle(undefined);
+
+    for (const [i, result] of results.entries()) {
+      assert.equal(result.error, undefined, `client ${i}: ${result.error?.message}`);
+      assert.equal(result.status, 200, `client ${i}`);
+      assert.equal(result.bytes, size, `client ${i}`);
+      assert.equal(result.digest, digest, `client ${i}`);
+    }
+    const blobGets = new RegExp(`/blobs/${digest}$`);
+    assert.equal(proxy.count('GET', blobGets), 1, 'one upstream GET for the whole cluster');
+    const slowestFirstByte = Math.max(...results.map((result) => result.firstByteMs));
+    t.diagnostic(`16 cold GETs over 3 replicas: transfer ${transferMs.toFixed(0)} ms, slowest first byte ${slowestFirstByte.toFixed(0)} ms`);
+    assert.ok(slowestFirstByte < transferMs / 4, `slowest first byte ${slowestFirstByte.toFixed(0)} ms, transfer ${transferMs.toFixed(0)} ms`);
+    // Two of three replicas took their clients' bytes from the leader.
+    const follows = (await sumOverReplicas(cluster, 'longshore_peer_follows_total', { result: 'completed' })) - followsBefore;
+    assert.ok(follows >= 8, `fetches followed from the leader: ${follows}`);
+    assert.equal(await sumOverReplicas(cluster, 'longshore_peer_follows_total', { result: 'failed' }), 0);
+
+    for (const replica of cluster.replicas) {
+      const hit = await timedGet(`${replica.url}/v2/lib/cold/blobs/${digest}`);
+      assert.equal(hit.digest, digest, replica.url);
+    }
+    assert.equal(proxy.count('GET', blobGets), 1, 'committed: every replica serves it from the bucket');
+  });
+
+  it('skopeo pulls an image through each replica with no extra upstream GETs', async () => {
+    const image = await pushDockerImage(upstream.url, 'lib/app', 'v1', [700_000, 300_000]);
+    proxy.reset();
+    for (const [i, replica] of cluster.replicas.entries()) {
+      const out = path.join(work.path, `pull-${i}`);
+      await skopeo(['copy', '--src-tls-verify=false', `docker://${new URL(replica.url).host}/lib/app:v1`, `dir:${out}`]);
+      assert.equal(sha256Digest(await readFile(path.join(out, 'manifest.json'))), image.manifestDigest, replica.url);
+      for (const layer of image.layers) assert.equal(sha256Digest(await readFile(path.join(out, layer.digest.slice('sha256:'.length)))), layer.digest);
+    }
+    for (const digest of [image.configDigest, ...image.layers.map((layer) => layer.digest)]) {
+      assert.equal(proxy.count('GET', new RegExp(`/blobs/${digest}$`)), 1, `${digest}: fetched once for the cluster`);
+    }
+  });
+
+  it('a private image pushed through one replica pulls through the others', async () => {
+    const layout = path.join(work.path, 'private-layout');
+    const [image] = await makeOciLayout(layout, [{ tag: 'v1', layerSizes: [400_000] }]);
+    assert.ok(image);
+    const [pushVia, ...pullVia] = cluster.replicas as [LongshoreHandle, ...LongshoreHandle[]];
+    await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:wonderland', `oci:${layout}:v1`, `docker://${new URL(pushVia.url).host}/corp/private:v1`]);
+    for (const [i, replica] of pullVia.entries()) {
+      const out = path.join(work.path, `private-pull-${i}`);
+      await skopeo(['copy', '--src-tls-verify=false', '--src-creds', 'alice:wonderland', `docker://${new URL(replica.url).host}/corp/private:v1`, `dir:${out}`]);
+      assert.equal(sha256Digest(await readFile(path.join(out, 'manifest.json'))), image.manifestDigest, replica.url);
+      assert.equal(sha256Digest(await readFile(path.join(out, image.layers[0]!.digest.slice('sha256:'.length)))), image.layers[0]!.digest);
+    }
+  });
+
+  it('a range asked of a follower replica while the leader fetches: 206 with the right bytes, from the leader, still one upstream GET', async () => {
+    const size = 4 * MiB;
+    const { digest, bytes } = await pushRandomBlob('lib/ranged', size);
+    proxy.reset();
+    proxy.setThrottle(2 * MiB);
+    const [leader, follower] = cluster.replicas as [LongshoreHandle, LongshoreHandle];
+    const blobGets = new RegExp(`/blobs/${digest}$`);
+    const whole = timedGet(`${leader.url}/v2/lib/ranged/blobs/${digest}`);
+    await pollUntil(() => Promise.resolve(proxy.requests.some((r) => blobGets.test(r.path) && r.bytesSent > 0)), { timeoutMs: 20_000, what: 'the leader receiving bytes' });
+    const start = 1_000_000;
+    const end = 1_099_999;
+    const ranged = await request(`${follower.url}/v2/lib/ranged/blobs/${digest}`, { headers: { range: `bytes=${start}-${end}` } });
+    const part = Buffer.from(await ranged.body.arrayBuffer());
+    proxy.setThrottle(undefined);
+    assert.equal(ranged.statusCode, 206);
+    assert.equal(ranged.headers['content-range'], `bytes ${start}-${end}/${size}`);
+    assert.ok(part.equals(bytes.subarray(start, end + 1)), 'the bytes of the range');
+    assert.equal((await whole).digest, digest);
+    assert.equal(proxy.count('GET', blobGets), 1);
+  });
+
+  it('peer requests need the cluster token: 401 in the v2 error envelope without it or with a wrong one', async () => {
+    const replica = cluster.replicas[0] as LongshoreHandle;
+    for (const headers of [{}, { authorization: 'LongshorePeer not-the-token' }, { authorization: `Bearer ${cluster.secret}` }]) {
+      const response = await request(`${replica.url}/_longshore/peer/fetches/${encodeURIComponent(`sha256:${'a'.repeat(64)}`)}`, { headers });
+      assert.equal(response.statusCode, 401, JSON.stringify(headers));
+      const body = (await response.body.json()) as { errors: Array<{ code: string }> };
+      assert.equal(body.errors[0]?.code, 'UNAUTHORIZED');
+    }
+  });
+
+  it('kill -9 of the leader mid-stream: followers on other replicas complete by taking over once its lease lapsed (seconds), with one fresh upstream GET; the next request gets the blob; nothing partial is stored', async (t) => {
+    const size = 8 * MiB;
+    const { digest } = await pushRandomBlob('lib/doomed', size);
+    proxy.reset();
+    proxy.setThrottle(2 * MiB);
+    const [leader, ...others] = cluster.replicas as [LongshoreHandle, ...LongshoreHandle[]];
+    const url = (replica: LongshoreHandle) => `${replica.url}/v2/lib/doomed/blobs/${digest}`;
+    const blobGets = new RegExp(`/blobs/${digest}$`);
+    const leading = timedGet(url(leader));
+    await pollUntil(() => Promise.resolve(proxy.requests.some((r) => blobGets.test(r.path) && r.bytesSent > 0)), { timeoutMs: 20_000, what: 'the leader receiving bytes' });
+    const received = others.map(() => 0);
+    const following = others.map((replica, i) =>
+      timedGet(url(replica), (bytes) => {
+        received[i] = bytes;
+      }),
+    );
+    await pollUntil(() => Promise.resolve(received.every((bytes) => bytes > 0)), { timeoutMs: 20_000, what: 'both followers receiving bytes from the leader' });
+
+    const takeoversBefore = await sumOverReplicas(cluster, 'longshore_fetch_lease_takeovers_total');
+    const receivedAtKill = [...received];
+    await leader.kill9();
+    const killedAt = performance.now();
+    const s3 = (await sharedSwift()).client();
+    try {
+      // Looked at before the lease can lapse (≥ 3 s: renewed every 5/3 s), so before a takeover.
+      await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: cluster.bucket, Key: blobKey(digest) })), 'nothing of the broken fetch is stored');
+      const [lost, ...followed] = await Promise.all([leading, ...following]);
+      const doneMs = performance.now() - killedAt;
+      assert.ok(lost?.error, "the killed leader's own client was cut off");
+      for (const [i, result] of followed.entries()) {
+        // Completed by the takeover: whole and right (a clean short end would be the bug).
+        assert.equal(result.error, undefined, `follower ${i}: ${result.error?.message}`);
+        assert.equal(result.digest, digest, `follower ${i}`);
+        assert.ok((receivedAtKill[i] ?? 0) < size, `follower ${i} was mid-stream at the kill`);
+      }
+      t.diagnostic(`followers completed ${doneMs.toFixed(0)} ms after the kill`);
+      assert.ok(doneMs < 20_000, `followers completed ${doneMs.toFixed(0)} ms after the kill`);
+      assert.equal(proxy.count('GET', blobGets), 2, 'fetched afresh from the upstream once, for both followers');
+      assert.equal((await sumOverReplicas(cluster, 'longshore_fetch_lease_takeovers_total')) - takeoversBefore, 1, 'one replica took the fetch over');
+      proxy.setThrottle(undefined);
+      const next = await timedGet(url(others[1] as LongshoreHandle));
+      assert.equal(next.digest, digest, 'the next request gets the whole blob');
+      assert.equal(proxy.count('GET', blobGets), 2);
+      const stored = await s3.send(new GetObjectCommand({ Bucket: cluster.bucket, Key: blobKey(digest) }));
+      assert.equal(sha256Digest(Buffer.from(await stored.Body!.transformToByteArray())), digest, 'what is stored is the verified blob');
+    } finally {
+      s3.destroy();
+    }
+  });
+});
