@@ -13,6 +13,7 @@ import { UpstreamError } from '../upstream/errors.js';
 import { UpstreamBlobMissing, type InflightBlobs } from './inflight.js';
 import { BlobMisses, type BlobResult, type CacheTracker } from './blob-miss.js';
 import { CachedLookup, type CachedEntry } from './cached-lookup.js';
+import { ExpectedBlobSizes } from './expected-sizes.js';
 import type { KeyedLocks } from '../coordination/ports.js';
 import type { CacheOutcome } from './outcome.js';
 import type { Origin, ProvenanceIndex } from './provenance.js';
@@ -55,6 +56,8 @@ export class PullThroughMirror {
   private readonly now: () => number;
   private readonly storageRefusals: StorageRefusalLog;
   private readonly lookups: CachedLookup;
+  /** Blob sizes from the mirrored manifests served: they bound a blob body sent without Content-Length. */
+  private readonly expectedSizes = new ExpectedBlobSizes();
   /** The one blob path, shared with the v1 engine's layers. */
   readonly blobMisses: BlobMisses;
 
@@ -120,7 +123,7 @@ export class PullThroughMirror {
         mayServe: () => this.mayServeStored(target, digest, 'blob'),
         source: {
           expected: digest,
-          open: () => target.upstream.fetchBlob(target.repository, digest.text),
+          open: () => target.upstream.fetchBlob(target.repository, digest.text, this.expectedSizes.sizeOf(target.upstream.name, digest.text)),
           stored: (stored) => this.recordOrigin(stored, target),
         },
         missing: () => new UpstreamBlobMissing(digest.text),
@@ -181,6 +184,7 @@ export class PullThroughMirror {
       if (!(await this.mayServeStored(target, digest, 'manifest'))) throw manifestUnknown(target, digest.text);
       this.tracker.touched(found.value.digest);
     }
+    this.expectedSizes.learn(target.upstream.name, found.value);
     return { ...found.value, outcome: found.outcome };
   }
 
@@ -206,6 +210,7 @@ export class PullThroughMirror {
     const { manifest } = found.value;
     if (accepts(accept, manifest.mediaType)) {
       this.tracker.touched(manifest.digest);
+      this.expectedSizes.learn(upstream.name, manifest);
       return { ...manifest, outcome: found.outcome };
     }
     if (this.offline) throw this.offlineMiss('MANIFEST_UNKNOWN', `manifest ${repository}:${tag} in an accepted media type`);
@@ -273,6 +278,7 @@ export class PullThroughMirror {
         detail: { tag, accept },
       });
     }
+    this.expectedSizes.learn(target.upstream.name, fetched);
     return { ...fetched, outcome: 'miss' };
   }
 

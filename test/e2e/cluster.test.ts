@@ -167,6 +167,27 @@ void describe('three replicas, one cache', () => {
     }
   });
 
+  it('a range asked of a follower replica while the leader fetches: 206 with the right bytes, from the leader, still one upstream GET', async () => {
+    const size = 4 * MiB;
+    const { digest, bytes } = await pushRandomBlob('lib/ranged', size);
+    proxy.reset();
+    proxy.setThrottle(2 * MiB);
+    const [leader, follower] = cluster.replicas as [LongshoreHandle, LongshoreHandle];
+    const blobGets = new RegExp(`/blobs/${digest}$`);
+    const whole = timedGet(`${leader.url}/v2/lib/ranged/blobs/${digest}`);
+    await pollUntil(() => Promise.resolve(proxy.requests.some((r) => blobGets.test(r.path) && r.bytesSent > 0)), { timeoutMs: 20_000, what: 'the leader receiving bytes' });
+    const start = 1_000_000;
+    const end = 1_099_999;
+    const ranged = await request(`${follower.url}/v2/lib/ranged/blobs/${digest}`, { headers: { range: `bytes=${start}-${end}` } });
+    const part = Buffer.from(await ranged.body.arrayBuffer());
+    proxy.setThrottle(undefined);
+    assert.equal(ranged.statusCode, 206);
+    assert.equal(ranged.headers['content-range'], `bytes ${start}-${end}/${size}`);
+    assert.ok(part.equals(bytes.subarray(start, end + 1)), 'the bytes of the range');
+    assert.equal((await whole).digest, digest);
+    assert.equal(proxy.count('GET', blobGets), 1);
+  });
+
   it('peer requests need the cluster token: 401 in the v2 error envelope without it or with a wrong one', async () => {
     const replica = cluster.replicas[0] as LongshoreHandle;
     for (const headers of [{}, { authorization: 'LongshorePeer not-the-token' }, { authorization: `Bearer ${cluster.secret}` }]) {

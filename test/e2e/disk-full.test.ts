@@ -115,8 +115,7 @@ test('with the cache disk full, pulls still work (streamed through, not cached),
   assert.deepEqual(await storedBlobs(mirror), [], 'nothing half-written was kept');
 
   // A push cannot be stored: a 507 in the OCI envelope, not a 500, and its session is gone.
-  // (A body of one chunk: a longer one is cut off when the write fails, and the client may
-  // see the connection reset before it reads the answer.)
+  // (Longer bodies that fail mid-way: the test below.)
   const layer = Buffer.alloc(1000, 7);
   const push = await request(`${mirror.url}/v2/corp/app/blobs/uploads/?digest=${sha256Digest(layer)}`, {
     method: 'POST',

@@ -85,6 +85,55 @@ for (const { name, fault } of streamingFaults) {
   });
 }
 
+test('a blob sent without Content-Length is cut at the size a cached manifest gives it: the fetch fails, nothing is stored, the client is aborted, one warning', async (t) => {
+  const { upstream, mirror } = await setUp(t);
+  const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+  const layer = randomBytes(200_000);
+  const layerDigest = sha256Digest(layer);
+  upstream.setBlob(sha256Digest(config), config);
+  upstream.setBlob(layerDigest, layer);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256Digest(config), size: config.byteLength },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.byteLength }],
+    }),
+  );
+  upstream.setManifest('app', 'v1', manifest, OCI_MANIFEST);
+  assert.equal((await get(`${mirror.url}/v2/app/manifests/v1`, { accept: ACCEPT })).status, 200);
+
+  // The layer again and again, with no Content-Length: without a bound it would fill the disk.
+  upstream.setFault(/\/blobs\//, { kind: 'endless', times: 1 });
+  // Read with a bound of our own, so that an unbounded mirror fails this test instead of hanging it.
+  const response = await request(`${mirror.url}/v2/app/blobs/${layerDigest}`);
+  let received = 0;
+  let brokeOff = false;
+  try {
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      received += chunk.byteLength;
+      if (received > 4 * layer.byteLength) break;
+    }
+  } catch {
+    brokeOff = true;
+  }
+  if (!response.body.destroyed) response.body.destroy();
+  assert.ok(received <= layer.byteLength, `${received} bytes reached the client; the manifest says ${layer.byteLength}`);
+  assert.ok(brokeOff || response.statusCode >= 500, `the body must not end cleanly (status ${response.statusCode})`);
+  const sent = upstream.endlessBytesSent();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(upstream.endlessBytesSent(), sent, 'the upstream connection was closed: nothing more is read');
+  assert.ok(sent < 50 * layer.byteLength, `read ${sent} bytes of an endless body`);
+  assert.ok(!(await storedBlobs(mirror)).includes(layerDigest.slice('sha256:'.length)), 'the layer is not stored');
+  assert.deepEqual(await readdir(path.join(mirror.dataDir, 'tmp')), [], 'the temp file is gone');
+  const warnings = mirror.logs.filter((line) => (line.level as number) >= 40 && JSON.stringify(line).includes(`expected ${layer.byteLength} bytes`));
+  assert.equal(warnings.length, 1, `one warning: ${JSON.stringify(mirror.logs.filter((line) => (line.level as number) >= 40))}`);
+
+  const good = await get(`${mirror.url}/v2/app/blobs/${layerDigest}`);
+  assert.equal(good.status, 200);
+  assert.ok(good.body?.equals(layer));
+});
+
 for (const { status, code, expected } of [
   { status: 500, code: 'UNAVAILABLE', expected: 502 },
   { status: 429, code: 'TOOMANYREQUESTS', expected: 429 },

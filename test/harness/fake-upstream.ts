@@ -14,6 +14,8 @@ export type Fault = (
   | { kind: 'wrongBytes' }
   /** `afterBytes` body bytes, then silence with the connection held open until close(). */
   | { kind: 'stall'; afterBytes: number }
+  /** No Content-Length, then the body's bytes over and over, never ending, until the peer hangs up. */
+  | { kind: 'endless' }
 ) & {
   /** Apply to this many matching requests only, then behave normally (default: always). */
   times?: number;
@@ -39,6 +41,8 @@ export interface FakeUpstream {
   /** Faults are checked in the order set; the first match on path+query with times left applies. */
   setFault(pathRegex: RegExp, fault: Fault): void;
   clearFaults(): void;
+  /** Body bytes sent by `endless` faults so far (to see that the reader hung up). */
+  readonly endlessBytesSent: () => number;
   /** Stops listening and destroys every connection, stalled ones included. */
   close(): Promise<void>;
 }
@@ -77,6 +81,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   const manifests = new Map<string, StoredManifest>();
   let faults: Array<{ pathRegex: RegExp; fault: Fault; remaining: number }> = [];
   const stalledSockets = new Set<Socket>();
+  let endlessBytes = 0;
 
   function takeFault(path: string): Fault | undefined {
     const entry = faults.find((candidate) => candidate.remaining > 0 && new RegExp(candidate.pathRegex.source, candidate.pathRegex.flags.replace('g', '')).test(path));
@@ -86,7 +91,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   }
 
   function send(req: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, body: Buffer, fault: Fault | undefined): void {
-    res.writeHead(status, { 'docker-distribution-api-version': 'registry/2.0', 'content-length': body.length, ...headers });
+    const length = fault?.kind === 'endless' ? {} : { 'content-length': body.length };
+    res.writeHead(status, { 'docker-distribution-api-version': 'registry/2.0', ...length, ...headers });
     const hasBody = req.method !== 'HEAD';
     if (!hasBody || fault === undefined || fault.kind === 'status') {
       res.end(hasBody ? body : undefined);
@@ -111,6 +117,19 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
           socket.once('close', () => stalledSockets.delete(socket));
         }
         return;
+      case 'endless': {
+        // Chunked, honouring backpressure, until the reader goes away.
+        const more = (): void => {
+          while (!res.destroyed && res.write(body)) endlessBytes += body.length;
+          if (!res.destroyed) {
+            endlessBytes += body.length;
+            res.once('drain', more);
+          }
+        };
+        res.once('close', () => res.off('drain', more));
+        more();
+        return;
+      }
     }
   }
 
@@ -186,6 +205,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     setFault: (pathRegex, fault) => {
       faults.push({ pathRegex, fault, remaining: fault.times ?? Number.POSITIVE_INFINITY });
     },
+    endlessBytesSent: () => endlessBytes,
     clearFaults: () => {
       faults = [];
     },
