@@ -33,6 +33,9 @@ import type { Services } from './services.js';
 /** Endpoints for orchestrators and monitoring, not clients. */
 const OPERATIONS_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
 
+/** Told of every response sent in full (its status), after it was sent. Must be cheap and synchronous. */
+export type ResponseObserver = (request: FastifyRequest, status: number) => void;
+
 export interface AppOptions {
   services: Services;
 }
@@ -49,10 +52,17 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
   app.decorateRequest('routeTemplate', undefined);
   app.decorateRequest('identity', undefined);
 
+  // Whoever needs to see every finished response (the web page's pull counting) is called
+  // from the one listener below: a fastify onResponse hook would add listeners and a hook
+  // run to every request of the hot path.
+  const observers: ResponseObserver[] = [];
+
+  // One hook per request, not one per concern: each hook is a step fastify runs on every
+  // request (manifest by tag is served at tens of thousands a second).
   // 'close' rather than fastify's onResponse: it also fires for responses torn down mid-body
   // (an upstream that broke off), which are the ones an operator most needs to see.
   app.addHook('onRequest', (request, reply, done) => {
-    reply.raw.once('close', () => {
+    reply.raw.on('close', () => {
       const length = reply.getHeader('content-length');
       const finished = reply.raw.writableFinished;
       const route = request.routeTemplate ?? request.routeOptions.url ?? 'unmatched';
@@ -61,11 +71,15 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         const served = finished && request.method === 'GET' && length !== undefined ? Number(length) : undefined;
         services.metrics.cacheRequest(request.cacheKind, request.cacheOutcome, served);
       }
+      if (finished) for (const observe of observers) observe(request, reply.statusCode);
       // Probes and scrapes arrive every few seconds from the orchestrator and would drown the
-      // log: they are logged at debug.
+      // log: they are logged at debug. A server above info (warn: the default in production
+      // and in the bench) writes neither, so it does not even look at the path.
+      const log = request.log as Logger; // fastify's logger is pino's
+      if (!log.isLevelEnabled('info')) return;
       // So are requests between replicas: the client's own request is logged by the replica it reached.
       const level = OPERATIONS_PATHS.has(request.url.split('?')[0] ?? '') || request.url.startsWith(PEER_PATH_PREFIX) ? 'debug' : 'info';
-      if (!(request.log as Logger).isLevelEnabled(level)) return; // fastify's logger is pino's
+      if (!log.isLevelEnabled(level)) return;
       request.log[level](
         {
           method: request.method,
@@ -83,10 +97,9 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
         'request',
       );
     });
-    done();
+    rejectRepeatedQueryParams(request, reply, done);
   });
 
-  app.addHook('onRequest', rejectRepeatedQueryParams);
   if (services.coordinator.uploadOwners) addUploadForwarding(app, services.coordinator.uploadOwners, app.log as Logger);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) =>
@@ -96,7 +109,7 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
   const cached = new CachedRepositories(services.metadata, services.blobs, services.router, services.policy);
   void app.register(operationsRoutes(services));
   if (services.peerToken) void app.register(peerRoutes(services.inflight, services.peerToken));
-  if (services.config.ui.enabled) void app.register(uiPlugin(services));
+  if (services.config.ui.enabled) void app.register(uiPlugin(services, (observer) => observers.push(observer)));
   if (services.config.api.v1) void app.register(v1Routes(v1Dependencies(services, cached)));
   if (services.config.api.v2) {
     void app.register(

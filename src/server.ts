@@ -195,7 +195,7 @@ class RequestsInFlight {
 
   add(request: FastifyRequest, reply: FastifyReply): void {
     this.active.set(request, reply);
-    reply.raw.once('close', () => {
+    reply.raw.on('close', () => {
       this.active.delete(request);
       if (this.active.size === 0) this.emptied?.();
     });

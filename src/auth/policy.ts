@@ -50,7 +50,9 @@ export class NamespacePolicy {
   }
 
   isPrivate(repository: string): boolean {
-    return this.namespaceSet.has(repository.split('/')[0] ?? '');
+    // Asked several times per request: a slice, not an array of every component.
+    const slash = repository.indexOf('/');
+    return this.namespaceSet.has(slash === -1 ? repository : repository.slice(0, slash));
   }
 
   get hasPrivateNamespaces(): boolean {

@@ -2,8 +2,12 @@
 // (the address in the lease) for the bytes of its download in progress, as they land, over an
 // authenticated internal request. The leader holds back the final byte until it verified the
 // digest; this side checks the digest (or the v1 checksum) again and holds back its own last
-// chunk, so a client never receives a complete-looking wrong or short blob: a leader that dies
-// or breaks off ends the client's response aborted.
+// chunk, so a client never receives a complete-looking wrong or short blob.
+//
+// A leader that dies or breaks off mid-stream is taken over: once its lease lapsed, the rest
+// of the blob (from the offset reached) comes from wherever a new look finds it (the bucket,
+// a fetch this replica now leads, or a new leader), and the digest is checked over the whole.
+// Without a way to resume, or if that fails too, the client's response ends aborted.
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -20,6 +24,12 @@ export interface PeerMetrics {
   peerFollow(result: PeerFollowResult): void;
   leaseTakeover(): void;
 }
+
+/**
+ * Finds the blob again after its leader was lost, and streams it from `offset` to the end.
+ * Called once the dead leader's lease is no longer its own.
+ */
+export type ResumeFrom = (offset: number) => Promise<AsyncIterable<Buffer>>;
 
 export type PeerFollow =
   /** The leader streams it: send this (it verifies as it goes). */
@@ -53,8 +63,11 @@ export class PeerFollower {
     this.agent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: BODY_TIMEOUT_MS });
   }
 
-  /** Asks the leader named by `held` for the whole blob, checked against `source`. */
-  async follow(held: FetchHeldByPeer, source: FetchSource): Promise<PeerFollow> {
+  /**
+   * Asks the leader named by `held` for the whole blob, checked against `source`; `resume`
+   * takes over if the leader is lost mid-stream (whole-blob reads of a known size only).
+   */
+  async follow(held: FetchHeldByPeer, source: FetchSource, resume?: ResumeFrom): Promise<PeerFollow> {
     const url = peerFetchUrl(held.peerUrl, held.key);
     let response: Dispatcher.ResponseData;
     try {
@@ -79,11 +92,14 @@ export class PeerFollower {
       size,
       open: (range) => {
         taken = true;
-        if (range === undefined) return this.counted(Readable.from(verifiedPassthrough({ body, size }, source, undefined)), held);
+        if (range === undefined) {
+          const bytes = Readable.from(this.withTakeover(body, held, size, size === undefined ? undefined : resume));
+          return this.logged(Readable.from(verifiedPassthrough({ body: bytes, size }, source, undefined)), held);
+        }
         // A part of the blob: ask the leader for just that part (nothing to verify it against;
         // the leader verifies the whole download and holds back its end, as for local readers).
         body.destroy();
-        return this.counted(Readable.from(this.rangeFromLeader(url, range)), held);
+        return this.logged(Readable.from(this.withTakeover(this.rangeFromLeader(url, range), held, undefined, undefined)), held);
       },
       discard: () => {
         if (!taken) body.destroy();
@@ -139,12 +155,34 @@ export class PeerFollower {
     if (received !== expected) throw new Error(`the leader sent ${received} of ${expected} bytes of a range`);
   }
 
-  /** Counts how the follow ended; a failure is logged with the leader it came from. */
-  private counted(stream: Readable, held: FetchHeldByPeer): Readable {
-    stream.once('end', () => this.options.metrics.peerFollow('completed'));
-    stream.once('error', (error) => {
+  /**
+   * The leader's bytes, counted by how the stream from it ended; if it broke off and `resume`
+   * is given, the rest from wherever the blob is found once the leader's lease is gone.
+   */
+  private async *withTakeover(fromLeader: AsyncIterable<Buffer>, held: FetchHeldByPeer, size: number | undefined, resume: ResumeFrom | undefined): AsyncGenerator<Buffer> {
+    let offset = 0;
+    try {
+      for await (const chunk of fromLeader) {
+        offset += chunk.byteLength;
+        yield chunk;
+      }
+      // A body that ended before its length is a leader lost, however the connection closed.
+      if (size !== undefined && offset < size) throw new Error(`the leader's response ended at byte ${offset} of ${size}`);
+      this.options.metrics.peerFollow('completed');
+      return;
+    } catch (error) {
       this.options.metrics.peerFollow('failed');
-      this.options.log.warn({ fetch: held.key, peer: held.peerUrl, err: error.message }, 'a fetch followed from another replica broke off; the response is aborted');
+      if (!resume) throw error;
+      this.options.log.warn({ fetch: held.key, peer: held.peerUrl, offset, err: (error as Error).message }, 'the replica leading a fetch broke off; taking over from the offset reached');
+    }
+    await this.leaderGone(held);
+    yield* await resume(offset);
+  }
+
+  /** A follow that ends in an error (the leader lost, wrong bytes) is logged with the leader. */
+  private logged(stream: Readable, held: FetchHeldByPeer): Readable {
+    stream.once('error', (error) => {
+      this.options.log.warn({ fetch: held.key, peer: held.peerUrl, err: error.message }, 'a fetch followed from another replica failed; the response is aborted');
     });
     return stream;
   }

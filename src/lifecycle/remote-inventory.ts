@@ -52,7 +52,9 @@ export class RemoteInventory {
       const entry = toEntry(summary, defaultUpstream);
       if (only !== undefined && summary.name !== only && !matchesRepositoryFilter(entry, only)) continue;
       const tags = (await this.pages<TagView>('ui/api/repository', { name: summary.name }, (view: RepositoryView) => view.tags))
-        .filter((tag) => tag.cached) // as Inventory: a tag whose manifest is gone is not cached any more
+        // As Inventory: a tag whose manifest is gone is not cached any more, and v1 tags (an
+        // image id, no manifest digest) are not images ls, export or warm can name.
+        .filter((tag) => tag.cached && tag.api !== 'v1')
         .map(toTagEntry);
       if (entry.kind === 'private' || tags.length > 0) found.push({ ...entry, tags });
     }

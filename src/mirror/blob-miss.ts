@@ -2,12 +2,14 @@
 // stored blob (touching it for the LRU), or follow the in-flight fetch of it (starting one if
 // none runs), and try once more when a fetch committed between the lookup and the join.
 // With several replicas, a replica refused the fetch lease follows the leader's download over
-// a peer request instead (src/cluster/peer-follower.ts); when the leader cannot be reached it
-// waits for the dead leader's lease to lapse and leads the fetch itself (a takeover).
+// a peer request instead (src/cluster/peer-follower.ts); when the leader cannot be reached, or
+// breaks off mid-stream, it waits for the dead leader's lease to lapse and looks again: the
+// blob is in the store, or it leads the fetch itself (a takeover), or follows a new leader.
 // What differs between the two (how the digest is known, the upstream request, extra checks
 // on the bytes, who may be served a stored copy) comes in with the request.
 import type { Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
+import { Readable } from 'node:stream';
 import { sendableBlob, type BlobStore, type SendableBlob } from '../storage/blob-store.js';
 import type { PeerFollower } from '../cluster/peer-follower.js';
 import { FetchHeldByPeer, UpstreamBlobMissing, type FetchSource, type InflightBlobs } from './inflight.js';
@@ -59,8 +61,8 @@ export class BlobMisses {
     private readonly peers?: PeerFollower,
   ) {}
 
-  async serve(miss: BlobMiss): Promise<BlobResult> {
-    let leaderLost = false;
+  /** `leaderLost`: a follower looks again after the leader it followed broke off. */
+  async serve(miss: BlobMiss, leaderLost = false): Promise<BlobResult> {
     const rounds = this.peers ? ROUNDS_WITH_PEERS : ROUNDS;
     for (let round = 0; round < rounds; round++) {
       const digest = await miss.storedDigest(round);
@@ -75,7 +77,7 @@ export class BlobMisses {
       } catch (error) {
         if (error instanceof UpstreamBlobMissing) throw miss.missing();
         if (!(error instanceof FetchHeldByPeer) || !this.peers) throw error;
-        const fromPeer = await this.peers.follow(error, miss.source);
+        const fromPeer = await this.peers.follow(error, miss.source, (offset) => this.resume(miss, offset));
         if (fromPeer.kind === 'following') return { ...fromPeer.blob, outcome: 'coalesced' };
         if (fromPeer.kind === 'unreachable') {
           leaderLost = true;
@@ -89,6 +91,20 @@ export class BlobMisses {
       }
     }
     throw new RegistryError('UNKNOWN', `${miss.key} vanished while being stored`);
+  }
+
+  /** The rest of a blob from `offset`, found afresh after the leader being followed was lost. */
+  private async resume(miss: BlobMiss, offset: number): Promise<Readable> {
+    const again = await this.serve(miss, true);
+    if (again.size === undefined || offset > again.size) {
+      await again.discard();
+      throw new RegistryError('UNKNOWN', `${miss.key}: cannot resume at byte ${offset} of a blob of ${again.size ?? 'unknown'} bytes`);
+    }
+    if (offset === again.size) {
+      await again.discard();
+      return Readable.from([]);
+    }
+    return again.open({ start: offset, end: again.size - 1 });
   }
 
   private async openStored(digest: Digest, miss: BlobMiss): Promise<BlobResult | undefined> {

@@ -68,12 +68,23 @@ export class CachedLookup {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * How a known answer fetched at `fetchedAt` may be served without asking the upstream:
+   * 'hit' within its TTL, 'stale' past it when offline; undefined when the upstream must be
+   * asked. Synchronous, so a caller holding the answer in memory can serve it with no
+   * Lookup object, closure or await (the manifest-by-tag hot path); get() uses the same rule.
+   */
+  servedFromCache(fetchedAt: number, ttlMs: number): 'hit' | 'stale' | undefined {
+    if (this.settings.now() - fetchedAt < ttlMs) return 'hit';
+    return this.settings.offline ? 'stale' : undefined;
+  }
+
   /** undefined: not known here and (offline, or the upstream says) nowhere else. */
   async get<T>(lookup: Lookup<T>): Promise<LookupResult<T> | undefined> {
     const entry = await lookup.cached();
     if (entry) {
-      const fresh = this.settings.now() - entry.fetchedAt < lookup.ttlMs;
-      if (fresh || this.settings.offline) return { value: entry.value, outcome: fresh ? 'hit' : 'stale' };
+      const outcome = this.servedFromCache(entry.fetchedAt, lookup.ttlMs);
+      if (outcome) return { value: entry.value, outcome };
     }
     if (this.settings.offline) return undefined;
     const { promise, shared } = this.flights.run(lookup.key, () => this.refresh(lookup, entry));

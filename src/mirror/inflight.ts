@@ -332,6 +332,23 @@ class FollowingReader extends Readable {
   }
 }
 
+/** A held, ready fetch as a blob to send: its reader takes over the hold, or discard() leaves. */
+function followingBlob(fetch: BlobFetch, size: number | undefined): SendableBlob {
+  let taken = false;
+  return {
+    size,
+    open: (range) => {
+      taken = true;
+      return fetch.openReader(range);
+    },
+    discard: () => {
+      if (!taken) fetch.leave();
+      taken = true;
+      return Promise.resolve();
+    },
+  };
+}
+
 /** The fetches in progress, by key (digest, or v1 image): the coalescing point for both APIs. */
 export class InflightBlobs {
   private readonly fetches = new Map<string, BlobFetch>();
@@ -361,20 +378,7 @@ export class InflightBlobs {
       throw error;
     }
     if (fetch.uncached) return this.passThrough(fetch, size, key, store, source, sourceName, retried);
-    let taken = false;
-    return {
-      size,
-      outcome: leader ? 'miss' : 'coalesced',
-      open: (range) => {
-        taken = true;
-        return fetch.openReader(range);
-      },
-      discard: () => {
-        if (!taken) fetch.leave();
-        taken = true;
-        return Promise.resolve();
-      },
-    };
+    return { ...followingBlob(fetch, size), outcome: leader ? 'miss' : 'coalesced' };
   }
 
   /**
@@ -458,19 +462,7 @@ export class InflightBlobs {
       fetch.leave();
       return undefined;
     }
-    let taken = false;
-    return {
-      size,
-      open: (range) => {
-        taken = true;
-        return fetch.openReader(range);
-      },
-      discard: () => {
-        if (!taken) fetch.leave();
-        taken = true;
-        return Promise.resolve();
-      },
-    };
+    return followingBlob(fetch, size);
   }
 
   /** Runs the fetch holding its lease (when there is a lease port), renewed until it settles. */

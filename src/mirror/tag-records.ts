@@ -23,34 +23,41 @@ export class TagRecords {
     return metadataKeys.mirrorTag(upstream, repository, tag);
   }
 
+  /** The in-memory key: one template string per lookup of a hot tag, not a joined array. */
+  private memoryKey(upstream: string, repository: string, tag: string): string {
+    return `${upstream}\n${repository}\n${tag}`;
+  }
+
+  /** The record if it is in memory: no disk read, no promise (the hot path of a fresh tag). */
+  peek(upstream: string, repository: string, tag: string): TagRecord | undefined {
+    return this.memory.get(this.memoryKey(upstream, repository, tag));
+  }
+
   async get(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
-    const key = this.key(upstream, repository, tag);
-    const cached = this.memory.get(key);
+    const cached = this.memory.get(this.memoryKey(upstream, repository, tag));
     if (cached) return cached;
-    const record = await this.metadata.get<TagRecord>(key);
-    if (record) this.memory.set(key, record);
+    const record = await this.metadata.get<TagRecord>(this.key(upstream, repository, tag));
+    if (record) this.memory.set(this.memoryKey(upstream, repository, tag), record);
     return record;
   }
 
   /** The record as the metadata store has it now (another replica may have refreshed it). */
   async reload(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
-    const key = this.key(upstream, repository, tag);
-    const record = await this.metadata.get<TagRecord>(key);
-    if (record) this.memory.set(key, record);
-    else this.memory.delete(key);
+    const record = await this.metadata.get<TagRecord>(this.key(upstream, repository, tag));
+    const memoryKey = this.memoryKey(upstream, repository, tag);
+    if (record) this.memory.set(memoryKey, record);
+    else this.memory.delete(memoryKey);
     return record;
   }
 
   async put(upstream: string, repository: string, tag: string, record: TagRecord): Promise<void> {
-    const key = this.key(upstream, repository, tag);
-    this.memory.set(key, record);
-    await this.metadata.put(key, record);
+    this.memory.set(this.memoryKey(upstream, repository, tag), record);
+    await this.metadata.put(this.key(upstream, repository, tag), record);
   }
 
   async delete(upstream: string, repository: string, tag: string): Promise<void> {
-    const key = this.key(upstream, repository, tag);
-    this.memory.delete(key);
-    await this.metadata.delete(key);
+    this.memory.delete(this.memoryKey(upstream, repository, tag));
+    await this.metadata.delete(this.key(upstream, repository, tag));
   }
 
   /** Tags we know for a repository, for serving tags/list when the upstream is away. */

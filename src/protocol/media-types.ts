@@ -25,9 +25,19 @@ export const MODERN_MANIFEST_TYPES: readonly string[] = [
  * Splits Accept header values into bare media types. Docker sends several separate Accept
  * lines (node joins them with ", "), containerd one comma-joined line; both end up here.
  */
-export function parseAccept(header: string | string[] | undefined): string[] {
+export function parseAccept(header: string | string[] | undefined): readonly string[] {
   if (header === undefined) return [];
-  const values = Array.isArray(header) ? header : [header];
+  // A client sends the same Accept on every manifest request: the last answer is reused.
+  if (typeof header === 'string') {
+    if (header !== lastAccept.header) lastAccept = { header, types: Object.freeze(parseAcceptValues([header])) };
+    return lastAccept.types;
+  }
+  return parseAcceptValues(header);
+}
+
+let lastAccept: { header: string | undefined; types: readonly string[] } = { header: undefined, types: [] };
+
+function parseAcceptValues(values: readonly string[]): string[] {
   const types: string[] = [];
   for (const value of values) {
     for (const part of value.split(',')) {

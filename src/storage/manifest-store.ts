@@ -37,6 +37,11 @@ export class ManifestStore {
     return metadataKeys.manifest(digest);
   }
 
+  /** The manifest if it is in memory (by digest text): no disk read, no promise. */
+  peek(digest: string): StoredManifest | undefined {
+    return this.memory.get(digest);
+  }
+
   async get(digest: Digest): Promise<StoredManifest | undefined> {
     const cached = this.memory.get(digest.text);
     if (cached) return cached;

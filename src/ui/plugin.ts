@@ -14,11 +14,12 @@ import { isValidRepositoryName } from '../protocol/reference.js';
 import { accessRequest } from '../api/v2/routes.js';
 import type { Services } from '../services.js';
 import type { MirrorTarget, RoutableUpstream } from '../mirror/router.js';
+import type { ResponseObserver } from '../app.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { UiQueryService, MAX_PER_PAGE, type Viewer } from './query-service.js';
 import { RepositoryCatalog, type RepositoryOrigin } from './repository-catalog.js';
-import { TrafficHistory } from './traffic.js';
+import { PullTally, TrafficHistory, type PathPulls } from './traffic.js';
 import { upstreamStatuses } from './upstream-status.js';
 
 const STATIC_FILES = {
@@ -88,10 +89,12 @@ function loadStaticFiles(): Map<string, Buffer> {
   return files;
 }
 
-export function uiPlugin(services: Services): FastifyPluginCallback {
+export function uiPlugin(services: Services, observeResponses: (observer: ResponseObserver) => void): FastifyPluginCallback {
   const plugin: FastifyPluginCallback = (app, _options, done) => {
     const files = loadStaticFiles();
-    const catalog = new RepositoryCatalog(services.metadata, { log: app.log });
+    const pulls = new PullTally();
+    // The tallied pulls reach the catalog whenever it writes or is read (its flush).
+    const catalog = new RepositoryCatalog(services.metadata, { log: app.log, collect: () => recordPulls(services, catalog, pulls.drain()) });
     const traffic = new TrafficHistory(services.metrics.registry);
     const query = new UiQueryService({
       catalog,
@@ -122,10 +125,15 @@ export function uiPlugin(services: Services): FastifyPluginCallback {
       traffic.close();
       await catalog.close();
     });
-    // Pulls and pushes of every route (this plugin shares the app's scope, see below).
-    app.addHook('onResponse', (request, reply, hookDone) => {
-      recordActivity(services, catalog, request, reply.statusCode);
-      hookDone();
+    // Pulls and pushes of every route, told by the app's per-request listener (app.ts).
+    observeResponses((request, status) => {
+      const { method, url } = request;
+      // Pulls are counted by path and worked out later (PullTally); pushes are rare and go at once.
+      if (method === 'GET' && status === 200) {
+        if (url.startsWith('/v2/') ? url.includes('/manifests/') : url.startsWith('/v1/repositories/')) pulls.add(url);
+      } else if (method === 'PUT') {
+        recordActivity(services, catalog, repositoryActivity(method, url, status), url);
+      }
     });
 
     app.get('/', (request, reply) => {
@@ -248,16 +256,25 @@ function originOf(services: Services, activity: RepositoryActivity, namespace: s
   return { name: clientName, origin: { kind: 'mirrored', upstream: target.upstream.name, repository: target.repository } };
 }
 
-function recordActivity(services: Services, catalog: RepositoryCatalog, request: FastifyRequest, status: number): void {
-  const activity = repositoryActivity(request.method, request.url, status);
+/** Pushes, and pulls (`pulls` of them, the latest at `at`), of what `url` names. */
+function recordActivity(services: Services, catalog: RepositoryCatalog, activity: RepositoryActivity | undefined, url: string, pulls = 1, at?: number): void {
   if (!activity) return;
-  const namespace = (request.query as { ns?: unknown } | undefined)?.ns;
-  const where = originOf(services, activity, typeof namespace === 'string' ? namespace : undefined);
+  const where = originOf(services, activity, namespaceOf(url));
   if (!where) return;
   // v1 requests may leave v1 tag records (a push, a pull through a v1 index): views read them.
   const origin: RepositoryOrigin = activity.api === 'v1' ? { ...where.origin, v1: true } : where.origin;
-  if (activity.action === 'pull') catalog.recordPull(where.name, origin, activity.tag);
+  if (activity.action === 'pull') catalog.recordPull(where.name, origin, activity.tag, pulls, at);
   else catalog.note(where.name, origin);
+}
+
+function recordPulls(services: Services, catalog: RepositoryCatalog, tallied: Map<string, PathPulls>): void {
+  for (const [url, { pulls, lastAt }] of tallied) recordActivity(services, catalog, repositoryActivity('GET', url, 200), url, pulls, lastAt);
+}
+
+/** `?ns=` (the registry a containerd mirror request is for); a repeated one was refused with a 400 before. */
+function namespaceOf(url: string): string | undefined {
+  const query = url.indexOf('?');
+  return query === -1 ? undefined : (new URLSearchParams(url.slice(query + 1)).get('ns') ?? undefined);
 }
 
 /** Every repository with tag records in the store, by client-facing name (for reconcile). */

@@ -63,6 +63,8 @@ export interface RepositoryCatalogOptions {
   flushIntervalMs?: number;
   /** How old the in-memory copy may be before it is read again (other replicas' changes). */
   snapshotTtlMs?: number;
+  /** Called first by every flush: hands over pulls tallied elsewhere (the request hook's PullTally). */
+  collect?: () => void;
 }
 
 export function catalogShard(name: string): string {
@@ -96,16 +98,18 @@ export class RepositoryCatalog {
     this.pendingFor(name, origin);
   }
 
-  /** A pull of `name` (by tag, or by digest: tag undefined, which only moves "last pulled"). */
-  recordPull(name: string, origin: RepositoryOrigin, tag: string | undefined): void {
+  /**
+   * `pulls` pulls of `name` (by tag, or by digest: tag undefined, which only moves "last
+   * pulled"), the latest at `at` (default now).
+   */
+  recordPull(name: string, origin: RepositoryOrigin, tag: string | undefined, pulls = 1, at = this.now()): void {
     const entry = this.pendingFor(name, origin);
-    const at = this.now();
-    entry.lastPulledAt = at;
+    entry.lastPulledAt = Math.max(entry.lastPulledAt ?? 0, at);
     if (tag === undefined) return;
-    entry.pulls += 1;
+    entry.pulls += pulls;
     const tagEntry = entry.tags.get(tag) ?? { pulls: 0, lastPulledAt: at };
-    tagEntry.pulls += 1;
-    tagEntry.lastPulledAt = at;
+    tagEntry.pulls += pulls;
+    tagEntry.lastPulledAt = Math.max(tagEntry.lastPulledAt, at);
     entry.tags.set(tag, tagEntry);
   }
 
@@ -132,7 +136,11 @@ export class RepositoryCatalog {
 
   /** Writes the notes and pull counts gathered since the last flush. */
   flush(): Promise<void> {
-    this.flushing ??= this.writePending().finally(() => {
+    this.options.collect?.();
+    // A flush already under way may be past its last look at the pending changes: what was
+    // just collected is written by one more after it, so a caller always reads its own pulls.
+    if (this.flushing) return this.pending.size > 0 ? this.flushing.then(() => this.flush()) : this.flushing;
+    this.flushing = this.writePending().finally(() => {
       this.flushing = undefined;
     });
     return this.flushing;

@@ -93,3 +93,41 @@ export class TrafficHistory {
     while (this.samples.length > 61) this.samples.shift();
   }
 }
+
+/** Pulls of one request path (with its query) since the last drain. */
+export interface PathPulls {
+  pulls: number;
+  /** ms since epoch of the latest. */
+  lastAt: number;
+}
+
+/**
+ * Pull counting on the hot path: every manifest GET is a pull the page counts, so a request
+ * only bumps a counter under its path (a string it already has), and what the path means
+ * (repository, tag, upstream, catalog shard) is worked out when the counts are drained,
+ * once per distinct path every few seconds instead of once per request.
+ */
+export class PullTally {
+  private counts = new Map<string, PathPulls>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** A successful GET of `url` that may be a pull (the caller filtered cheaply; the drain decides). */
+  add(url: string): void {
+    const at = this.now();
+    const known = this.counts.get(url);
+    if (known) {
+      known.pulls += 1;
+      known.lastAt = at;
+    } else {
+      this.counts.set(url, { pulls: 1, lastAt: at });
+    }
+  }
+
+  /** Everything counted since the last drain, which starts over. */
+  drain(): Map<string, PathPulls> {
+    const drained = this.counts;
+    if (drained.size > 0) this.counts = new Map();
+    return drained;
+  }
+}

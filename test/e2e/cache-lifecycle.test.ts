@@ -199,7 +199,7 @@ test('gc and import beside a running server: its /metrics cache gauges and the U
   onCleanup(t, () => mirror.dispose());
   const source = await startLongshore(upstreamConfig());
   onCleanup(t, () => source.dispose());
-  const [, two, three] = images as [GeneratedImage, GeneratedImage, GeneratedImage];
+  const [one, two, three] = images as [GeneratedImage, GeneratedImage, GeneratedImage];
 
   /** The server's figures: the mirrored gauges and the web page's overview. */
   const figures = async () => {
@@ -241,6 +241,16 @@ test('gc and import beside a running server: its /metrics cache gauges and the U
   // The web page's repository list (and so ls --url) has the imported repository.
   const listed = async () => ((await (await request(`${mirror.url}/ui/api/repositories?q=apps/one`)).body.json()) as { total: number }).total;
   await pollUntil(async () => (await listed()) === 1, { timeoutMs: 10_000, what: 'the imported repository on the web page' });
+  const ls = await runCli(['ls', '--url', mirror.url, '--json']);
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.deepEqual(
+    (JSON.parse(ls.stdout) as Array<{ kind: string; upstream: string; name: string; tags: Array<{ tag: string; digest: string }> }>).map((r) => [r.kind, r.upstream, r.name, r.tags.map((tag) => [tag.tag, tag.digest])]),
+    [
+      ['mirrored', 'local', 'apps/one', [['v1', one.manifestDigest]]],
+      ['mirrored', 'local', 'apps/two', [['v1', two.manifestDigest]]],
+    ],
+    'the default upstream\'s repositories, named without its prefix',
+  );
 
   const collected = await runCli(['gc', '--config', configFile, '--grace', '0s']);
   assert.equal(collected.code, 0, collected.stderr);

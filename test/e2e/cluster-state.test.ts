@@ -14,6 +14,8 @@ import { freePort } from '../harness/ports.js';
 import { putManifest, uploadBlob } from '../harness/registry-client.js';
 import { makeTempDir } from '../harness/tmp.js';
 import { writeHtpasswd } from '../support/users.js';
+import { V1Client } from '../harness/v1-client.js';
+import { v1Chain } from '../support/v1-images.js';
 import { startFakeUpstream } from '../harness/fake-upstream.js';
 import { startRedis, type RedisHandle } from '../harness/redis.js';
 import { disposeSharedSwift, s3StorageConfig, sharedSwift } from '../harness/swift.js';
@@ -208,7 +210,7 @@ void describe('tag freshness across replicas', () => {
 });
 
 void describe('lose Redis, lose nothing', () => {
-  it('while Redis is away replicas serve from the bucket and fetch misses uncoordinated; with Redis flushed and every replica restarted on an empty scratch directory, the upstream down, everything pulled or pushed before still pulls, stale tags included', async (t) => {
+  it('while Redis is away replicas serve from the bucket and fetch misses uncoordinated; with Redis flushed and every replica restarted on an empty scratch directory, the upstream down, everything pulled or pushed before (v2 and v1) still pulls, stale tags included', async (t) => {
     const { htpasswd, basic } = await pushingUser(t);
     const upstream = await startFakeUpstream();
     let upstreamRunning = true;
@@ -267,6 +269,19 @@ void describe('lose Redis, lose nothing', () => {
     for (const blob of pushed.blobs) await uploadBlob(replicas[1]!.url, 'corp/own', sha256Digest(blob), blob, basic);
     assert.equal(await putManifest(replicas[1]!.url, 'corp/own', 'v1', pushed.manifest, OCI_MANIFEST, basic), pushed.digest);
     for (const replica of replicas) await pullImage(replica, 'corp/own', 'v1', pushed, basic);
+    // v1 records: a Docker 1.x push through a third replica.
+    const v1Pushed = await v1Chain('lose-redis', ['a', 'b']);
+    const v1Tags = { latest: v1Pushed[1]!.id };
+    await new V1Client(replicas[2]!.url, { username: 'alice', password: 'wonderland' }).push('corp/legacy', v1Pushed, v1Tags);
+    const pullV1 = async (replica: InProcessLongshore) => {
+      const pulled = await new V1Client(replica.url, { username: 'alice', password: 'wonderland' }).pull('corp/legacy', 'latest');
+      assert.deepEqual(pulled.tags, v1Tags);
+      for (const image of v1Pushed) {
+        const got = pulled.images.get(image.id);
+        assert.ok(got?.json.equals(image.json) && got.layer.equals(image.layer), `v1 image ${image.id} through ${replica.url}`);
+      }
+    };
+    await pullV1(replicas[0]!);
 
     // Redis away: hits from the bucket, a miss fetched uncoordinated (counted and logged).
     await running().stop();
@@ -306,6 +321,7 @@ void describe('lose Redis, lose nothing', () => {
       await pullImage(replica, 'app', 'v2', duringOutage);
       await pullImage(replica, 'corp/own', 'v1', pushed, basic);
       await pullImage(replica, 'corp/own', pushed.digest, pushed, basic);
+      await pullV1(replica);
     }
     assert.ok(
       replicas.some((replica) => replica.logs.some((line) => line.msg === 'upstream failed; serving stale')),

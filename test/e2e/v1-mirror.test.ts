@@ -85,6 +85,28 @@ test('pull through the mirror (§7.3): everything comes from the upstream once, 
   assert.ok(metricValue(metrics, 'longshore_http_requests_total', { api: 'v1', route: '/v1/images/:id/:resource' }) > 0);
 });
 
+test('the web page lists a repository mirrored through a v1 index with its v1 tags: image id, size of the chain, pulls', async () => {
+  const client = new V1Client(mirror.url);
+  await client.pull('corp/app', 'latest');
+  await client.pull('corp/app');
+  const response = await request(`${mirror.url}/ui/api/repository?name=${encodeURIComponent('corp/app')}`);
+  assert.equal(response.statusCode, 200);
+  const repository = (await response.body.json()) as { kind: string; upstream: string; tags: { items: Array<{ tag: string; api: string; imageId: string; size: number; pulls: number }> } };
+  assert.equal(repository.kind, 'mirrored');
+  assert.equal(repository.upstream, 'legacy');
+  const sizeOf = (images: readonly V1Image[]) => images.reduce((total, image) => total + image.layer.length, 0);
+  const tags = Object.fromEntries(repository.tags.items.map((tag) => [tag.tag, tag]));
+  assert.deepEqual(Object.keys(tags).sort(), ['latest', 'old']);
+  assert.equal(tags.latest?.api, 'v1');
+  assert.equal(tags.latest?.imageId, (chain[2] as V1Image).id);
+  assert.equal(tags.latest?.size, sizeOf(chain), 'every layer of the chain');
+  assert.ok((tags.latest?.pulls ?? 0) >= 1, 'the pull by tag is counted');
+  assert.equal(tags.old?.imageId, (chain[0] as V1Image).id);
+  assert.equal(tags.old?.size, sizeOf(chain.slice(0, 1)));
+  const list = (await (await request(`${mirror.url}/ui/api/repositories?q=corp`)).body.json()) as { items: Array<{ name: string; tagCount: number }> };
+  assert.deepEqual(list.items.map((r) => [r.name, r.tagCount]), [['corp/app', 2]]);
+});
+
 test('concurrent cold pulls of one layer make one upstream layer GET, and every client gets the bytes', async () => {
   const [image] = await v1Chain('coalesce', ['f']);
   assert.ok(image);

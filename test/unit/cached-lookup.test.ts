@@ -67,3 +67,53 @@ test('offline: known answers are served (stale past the TTL) and nothing else is
   assert.deepEqual(await offline.get(lookup), { value: 'a', outcome: 'stale' });
   assert.equal(calls(), 1);
 });
+
+test('with locks: the refresh re-reads under the lock and takes a fresh answer another holder wrote; a lock that cannot be had still refreshes, a refresh that fails under the lock is not retried', async () => {
+  const now = 1000;
+  // Another replica refreshed while this one waited: the lock's holder wrote before releasing.
+  let stored: CachedEntry<string> = { value: 'old', fetchedAt: 0 };
+  const memory: CachedEntry<string> = { value: 'old', fetchedAt: 0 };
+  let refreshes = 0;
+  const lookup: Lookup<string> = {
+    key: 'k',
+    ttlMs: 100,
+    cached: () => Promise.resolve(memory),
+    latest: () => Promise.resolve(stored),
+    refresh: () => {
+      refreshes += 1;
+      return Promise.resolve('mine');
+    },
+  };
+  const otherReplicaFirst = {
+    withLock: async <T>(_key: string, work: () => Promise<T>): Promise<T> => {
+      stored = { value: 'theirs', fetchedAt: now - 10 };
+      return work();
+    },
+  };
+  const coordinated = new CachedLookup({ offline: false, now: () => now, locks: otherReplicaFirst }, silent);
+  assert.deepEqual(await coordinated.get(lookup), { value: 'theirs', outcome: 'hit' });
+  assert.equal(refreshes, 0, 'no upstream request: the other replica made it');
+
+  const unreachable = { withLock: () => Promise.reject(new Error('lock "x" still held by another replica after 30000 ms')) };
+  assert.deepEqual(await new CachedLookup({ offline: false, now: () => now + 1000, locks: unreachable }, silent).get(lookup), { value: 'mine', outcome: 'miss' });
+  assert.equal(refreshes, 1, 'refreshed uncoordinated');
+
+  let attempts = 0;
+  const failing: Lookup<string> = { ...lookup, latest: undefined, refresh: () => Promise.reject(new Error(`boom ${(attempts += 1)}`)) };
+  const locks = { withLock: <T>(_key: string, work: () => Promise<T>) => work() };
+  await assert.rejects(new CachedLookup({ offline: false, now: () => now + 1000, locks }, silent).get(failing), /boom 1/);
+  assert.equal(attempts, 1, 'a failure of the work is not mistaken for a lock not had');
+});
+
+test('servedFromCache is the rule get() applies: a hit within the TTL, stale past it only offline', async () => {
+  let now = 1000;
+  const online = new CachedLookup({ offline: false, now: () => now }, silent);
+  const offline = new CachedLookup({ offline: true, now: () => now }, silent);
+  assert.equal(online.servedFromCache(950, 100), 'hit');
+  assert.equal(online.servedFromCache(900, 100), undefined, 'at the TTL the upstream is asked');
+  assert.equal(offline.servedFromCache(900, 100), 'stale');
+  now = 1050;
+  const { lookup } = fixture(() => now, []);
+  lookup.cached = () => Promise.resolve({ value: 'a', fetchedAt: 1000 });
+  assert.deepEqual(await online.get(lookup), { value: 'a', outcome: online.servedFromCache(1000, lookup.ttlMs) });
+});

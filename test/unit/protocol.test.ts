@@ -66,6 +66,18 @@ test('Accept: separate header lines and comma-joined lists parse alike', () => {
   assert.deepEqual(parseAccept(undefined), []);
 });
 
+test('Accept: the reused answer for a repeated header is the right one when headers alternate, and cannot be changed by a caller', () => {
+  const oci = `${MediaType.ociManifest}, ${MediaType.ociIndex}`;
+  const docker = MediaType.dockerManifest;
+  for (let i = 0; i < 3; i += 1) {
+    assert.deepEqual(parseAccept(oci), [MediaType.ociManifest, MediaType.ociIndex]);
+    assert.deepEqual(parseAccept(oci), [MediaType.ociManifest, MediaType.ociIndex]);
+    assert.deepEqual(parseAccept(docker), [MediaType.dockerManifest]);
+  }
+  assert.throws(() => (parseAccept(docker) as string[]).push('*/*'), TypeError);
+  assert.deepEqual(parseAccept(docker), [MediaType.dockerManifest]);
+});
+
 test('accepts: exact types, wildcards, and no Accept at all', () => {
   assert.ok(accepts([], MediaType.ociIndex));
   assert.ok(accepts([MediaType.ociIndex], MediaType.ociIndex));

@@ -252,6 +252,30 @@ test('repository catalog: per-tag figures are bounded to the most recently pulle
   await catalog.close();
 });
 
+test('repository catalog: pulls tallied elsewhere arrive through collect on every flush, with their count and time', async () => {
+  const storage = await memoryStorage();
+  const origin = { kind: 'mirrored' as const, upstream: 'hub', repository: 'library/nginx' };
+  const tallied: Array<{ pulls: number; at: number }> = [];
+  const catalog: RepositoryCatalog = new RepositoryCatalog(storage.metadata, {
+    log: quietLog,
+    flushIntervalMs: 60_000,
+    collect: () => {
+      for (const { pulls, at } of tallied.splice(0)) catalog.recordPull('library/nginx', origin, '1.27', pulls, at);
+    },
+  });
+  tallied.push({ pulls: 5, at: 2000 });
+  const first = catalog.flush();
+  tallied.push({ pulls: 3, at: 1000 }); // older than the pulls written first
+  await Promise.all([first, catalog.flush()]);
+  const entry = await catalog.get('library/nginx');
+  assert.equal(entry?.pulls, 8, 'both tallies written');
+  assert.deepEqual(entry?.tags['1.27'], { pulls: 8, lastPulledAt: 2000 }, 'the latest pull time wins, whatever the order they arrive in');
+  assert.equal(entry?.lastPulledAt, 2000);
+  tallied.push({ pulls: 1, at: 3000 });
+  assert.equal((await catalog.entries()).find(([name]) => name === 'library/nginx')?.[1].pulls, 9, 'a read collects first');
+  await catalog.close();
+});
+
 /** A v1 image record as a v1 push (layer stored) or the v1 pull-through (layer size stated) writes it. */
 function v1Record(id: string, ancestry: string[], size: number, options: { stored?: boolean; json?: Record<string, unknown> } = {}) {
   const json = Buffer.from(JSON.stringify({ id, ...(ancestry[1] ? { parent: ancestry[1] } : {}), ...options.json }));

@@ -6,6 +6,7 @@ import { metadataKeys } from '../../src/storage/keys.js';
 import { repositoryActivity } from '../../src/ui/plugin.js';
 import { catalogShard } from '../../src/ui/repository-catalog.js';
 import { startInProcess } from '../support/in-process.js';
+import { makeTempDir } from '../harness/tmp.js';
 import { pollUntil } from '../harness/wait.js';
 
 test('ui routes: a browser GET / goes to /ui/, others keep the 404; bad queries and tokens get OCI errors', async (t) => {
@@ -104,4 +105,24 @@ test('ui: which requests count as pulls and pushes of a repository', () => {
     ['PUT', '/v1/repositories/corp/legacy/tags/v1', 401, undefined],
   ];
   for (const [method, url, status, expected] of cases) assert.deepEqual(repositoryActivity(method, url, status), expected, `${method} ${url} ${status}`);
+});
+
+test('ui: at start-up, v1 tag records already in the store (a v1 push, a store from before the page knew v1) are reconciled into the list', async (t) => {
+  const data = await makeTempDir('ui-v1-reconcile');
+  t.after(() => data.remove());
+  const config = { logLevel: 'silent', private: { namespaces: ['corp'], anonymousPull: true } };
+  const id = 'c'.repeat(64);
+  const first = await startInProcess(config, data.path);
+  // Written beside the routes: the running catalog never hears of it.
+  const { metadata } = first.server.services;
+  await metadata.put(`${metadataKeys.v1PrivateImages}/${id}`, { id, json: Buffer.from(JSON.stringify({ id })).toString('base64'), ancestry: [id], complete: true, layer: { digest: `sha256:${id}`, size: 321 } });
+  await metadata.put(metadataKeys.v1RepositoryTag('corp/old', '1.0'), { id, updated: new Date().toISOString() });
+  await first.stop();
+
+  const second = await startInProcess(config, data.path);
+  t.after(() => second.stop());
+  const repository = async () => second.server.app.inject({ url: '/ui/api/repository?name=corp%2Fold' });
+  await pollUntil(async () => (await repository()).statusCode === 200, { timeoutMs: 8000, intervalMs: 100, what: 'the start-up reconcile' });
+  const tags = (await repository()).json<{ tags: { items: Array<{ tag: string; api: string; imageId: string; size: number }> } }>().tags.items;
+  assert.deepEqual(tags.map((tag) => [tag.tag, tag.api, tag.imageId, tag.size]), [['1.0', 'v1', id, 321]]);
 });

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { TrafficHistory } from '../../src/ui/traffic.js';
+import { PullTally, TrafficHistory } from '../../src/ui/traffic.js';
 import { UpstreamActivity } from '../../src/ui/upstream-activity.js';
 
 const emptyCache = { stats: () => Promise.resolve({ mirrored: { bytes: 0, objects: 0 }, private: { bytes: 0, objects: 0 }, evictions: 0 }) };
@@ -52,4 +52,20 @@ test('upstream activity: median latency of recent requests, and the last failure
   activity.request('hub', 'blob', 'error', 5);
   assert.equal(activity.recent('hub').lastFailure?.status, 'no response');
   assert.equal(activity.recent('hub').requests, 4);
+});
+
+test('pull tally: counts per path with the latest time; a drain hands them over and starts over', () => {
+  let now = 10;
+  const tally = new PullTally(() => now);
+  tally.add('/v2/library/alpine/manifests/3.20');
+  now = 20;
+  tally.add('/v2/library/alpine/manifests/3.20');
+  tally.add('/v2/apps/web/manifests/latest?ns=docker.io');
+  assert.deepEqual([...tally.drain()], [
+    ['/v2/library/alpine/manifests/3.20', { pulls: 2, lastAt: 20 }],
+    ['/v2/apps/web/manifests/latest?ns=docker.io', { pulls: 1, lastAt: 20 }],
+  ]);
+  assert.equal(tally.drain().size, 0, 'nothing is counted twice');
+  tally.add('/v2/library/alpine/manifests/3.20');
+  assert.deepEqual([...tally.drain()], [['/v2/library/alpine/manifests/3.20', { pulls: 1, lastAt: 20 }]]);
 });
