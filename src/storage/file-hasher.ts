@@ -5,15 +5,17 @@
 // it while the event loop goes on receiving and sending. No blob bytes cross threads: ranges are
 // read from the page cache through the writer's descriptor, which every thread shares.
 //
-// Up to two threads, shared by every writer of the process; a writer's session stays on one
+// One thread (MAX_THREADS), shared by every writer of the process; a writer's session stays on one
 // thread so its ranges are hashed in order. A thread that dies fails the sessions it held (their
 // verify() throws, their fetch fails) and the next session starts a fresh one.
-import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { deferred, type Deferred } from '../util/deferred.js';
 import type { HashReply, HashRequest } from './hash-worker.js';
 
-const MAX_THREADS = Math.max(1, Math.min(2, availableParallelism()));
+// One thread: it hashes ~1 GB/s, more than one download brings in on this project's 2-CPU
+// machine, and each thread costs ~11 MB of RSS and 4 descriptors (measured), which the
+// 150 MB memory goal and the idle-upload descriptor bound (upload-limits e2e) both feel.
+const MAX_THREADS = 1;
 
 /**
  * A worker running hash-worker: the .js file in dist. Under tsx (tests) the .ts file, loaded
@@ -84,6 +86,14 @@ function pickThread(): HashThread {
   });
   threads.push(thread);
   return thread;
+}
+
+/**
+ * Starts the hash thread now rather than on the first big write: a serving process pays its
+ * start-up (~30 ms) and its descriptors at boot, not in the middle of a cold pull.
+ */
+export function prewarmHashThread(): void {
+  if (threads.length === 0) pickThread();
 }
 
 /** Stops every hash thread, as a crash would (tests: a dead thread fails its writers). */
