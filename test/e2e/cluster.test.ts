@@ -105,10 +105,12 @@ void describe('three replicas, one cache', () => {
   }
 
   it('16 concurrent cold GETs round-robin over 3 replicas: 1 upstream GET, followers stream from the leader as bytes land, then every replica serves it from the bucket', async (t) => {
-    const size = 8 * MiB;
+    const size = 16 * MiB;
     const { digest } = await pushRandomBlob('lib/cold', size);
     proxy.reset();
-    // Slow enough that a first byte that waited for the end would be seen: ~4 s of transfer.
+    // Slow enough that a first byte that waited for the end would be seen: ~8 s of transfer.
+    // Long enough that the fixed cost of a first byte on a loaded 2-core box (Swift, Redis and
+    // the peer hop, ~2 s at load 30) stays well under a quarter of it.
     proxy.setThrottle(2 * MiB);
     const followsBefore = await sumOverReplicas(cluster, 'longshore_peer_follows_total', { result: 'completed' });
     const started = performance.now();
