@@ -5,7 +5,9 @@
 // through BlobWriter.commit(), after its digest checked out.
 //
 // Readers hold back the final byte until the commit: a client whose fetch turns out to be
-// corrupt sees an aborted response, never a complete-looking wrong one.
+// corrupt sees an aborted response, never a complete-looking wrong one. With a writer whose
+// commit is slow (BlobWriter.slowCommit: S3) they get it once the digest is verified, and the
+// fetch stays joinable until the commit; a commit that fails then still fails the fetch.
 //
 // v2 blobs are fetched by digest and verified against it. v1 layers are fetched by image id:
 // their digest is learned on commit, and a FetchSource may add its own check (the v1 payload
@@ -67,7 +69,7 @@ export class UpstreamBlobMissing extends Error {
   }
 }
 
-type FetchState = 'starting' | 'streaming' | 'committed' | 'failed' | 'passthrough';
+type FetchState = 'starting' | 'streaming' | 'verified' | 'committed' | 'failed' | 'passthrough';
 
 export interface InflightObserver {
   /**
@@ -150,6 +152,11 @@ export class BlobFetch {
     return this.state === 'committed';
   }
 
+  /** Every byte is in and checked (committed, or verified with the commit still running). */
+  get verified(): boolean {
+    return this.state === 'verified' || this.state === 'committed';
+  }
+
   /** The store could not take the blob: it goes to one client without being cached. */
   get uncached(): boolean {
     return this.state === 'passthrough';
@@ -189,6 +196,12 @@ export class BlobFetch {
         this.notify();
       }
       verifier?.check(writer.bytesWritten);
+      if (writer.slowCommit) {
+        // Readers may end now; nothing is published until the commit below succeeds.
+        await writer.verify(upstream.size);
+        this.state = 'verified';
+        this.notify();
+      }
       this.storedDigest = await writer.commit(upstream.size);
       this.size = writer.bytesWritten;
       await source.stored?.(this.storedDigest, this.size);
@@ -286,18 +299,18 @@ class FollowingReader extends Readable {
           this.destroy(this.fetch.failed);
           return;
         }
-        const committed = this.fetch.committed;
+        const verified = this.fetch.verified;
         const available = this.writer.bytesWritten;
         // Inclusive index of the last byte this reader delivers. With no Content-Length the end
-        // is unknown until the commit; the response is chunked and its terminator is what waits.
+        // is unknown until verified; the response is chunked and its terminator is what waits.
         const size = this.fetch.size;
-        const last = this.range?.end ?? (size !== undefined ? size - 1 : committed ? available - 1 : Number.POSITIVE_INFINITY);
-        if (committed && this.position > last) {
+        const last = this.range?.end ?? (size !== undefined ? size - 1 : verified ? available - 1 : Number.POSITIVE_INFINITY);
+        if (verified && this.position > last) {
           this.push(null);
           return;
         }
         let limit = Math.min(available, last + 1);
-        if (!committed) limit = Math.min(limit, last); // hold back the final byte until verified
+        if (!verified) limit = Math.min(limit, last); // hold back the final byte until verified
         if (this.position < limit) {
           const chunk = this.fromRecent(limit) ?? (await this.writer.readAt(this.position, Math.min(limit - this.position, READ_CHUNK_BYTES)));
           if (this.destroyed) return;

@@ -91,6 +91,14 @@ export interface BlobWriter {
    * A writer with no expected digest stores under the digest of what it got.
    */
   commit(expectedSize?: number): Promise<Digest>;
+  /**
+   * Optional, set by writers whose commit takes long after the last byte (S3: the upload's
+   * last parts and its completion). A followed fetch then releases its readers' final byte
+   * once verify() passed, before the commit: the client's wait is the digest check, not the
+   * publication. Unset (fs, memory: the commit is a rename), readers end only after the
+   * commit, so a blob is always in the store once a client got all of it.
+   */
+  readonly slowCommit?: boolean;
   /** Deletes the partial blob. Safe after commit (no-op) and idempotent. */
   abort(): Promise<void>;
   /** Closes the descriptor once nobody reads through `readAt` any more. Idempotent. */

@@ -493,6 +493,9 @@ interface Upload {
  * fs writer's own bounded buffer is held in memory, however large the blob.
  */
 class S3BlobWriter implements BlobWriter {
+  // The commit uploads the last part and completes the upload (seconds for a large blob):
+  // followers of a fetch get their final byte once the digest is verified, not after that.
+  readonly slowCommit = true;
   private state: 'open' | 'committed' | 'aborted' = 'open';
   lastWriteAt = Date.now();
   /** Bytes [0, assigned) belong to parts already scheduled. */

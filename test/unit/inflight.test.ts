@@ -8,9 +8,10 @@ import { buffer } from 'node:stream/consumers';
 import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { InProcessLeases } from '../../src/coordination/in-process.js';
 import { InflightBlobs, UpstreamBlobMissing } from '../../src/mirror/inflight.js';
-import type { BlobStore } from '../../src/storage/blob-store.js';
+import type { BlobStore, BlobWriter } from '../../src/storage/blob-store.js';
 import type { UpstreamBlob } from '../../src/upstream/upstream.js';
 import { terminateHashThreads } from '../../src/storage/file-hasher.js';
+import { deferred, type Deferred } from '../../src/util/deferred.js';
 import { pollUntil } from '../harness/wait.js';
 import { fsStorage, memoryStorage } from '../support/stores.js';
 
@@ -232,6 +233,128 @@ test('fs: a hash thread dying mid-fetch fails every reader with an error instead
     assert.match(result.error?.message ?? '', /hash worker thread exited/);
     assert.ok((result.bytes?.byteLength ?? 0) < blob.byteLength, 'the final byte was held back');
   }
+  assert.equal(await store.stat(digest), undefined);
+  assert.equal(inflight.count, 0);
+});
+
+/**
+ * A writer whose commit is slow, as S3's is (the upload's last parts and its completion): the
+ * commit verifies, then waits for `gate` before publishing; a rejected gate fails the commit.
+ */
+class SlowCommitWriter implements BlobWriter {
+  readonly slowCommit = true;
+
+  constructor(
+    private readonly inner: BlobWriter,
+    private readonly gate: Promise<void>,
+  ) {}
+
+  get expected(): Digest | undefined {
+    return this.inner.expected;
+  }
+
+  get bytesWritten(): number {
+    return this.inner.bytesWritten;
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    return this.inner.write(chunk);
+  }
+
+  readAt(position: number, length: number): Promise<Buffer> {
+    return this.inner.readAt(position, length);
+  }
+
+  verify(expectedSize?: number): Promise<Digest> {
+    return this.inner.verify(expectedSize);
+  }
+
+  async commit(expectedSize?: number): Promise<Digest> {
+    await this.inner.verify(expectedSize);
+    await this.gate;
+    return this.inner.commit(expectedSize);
+  }
+
+  abort(): Promise<void> {
+    return this.inner.abort();
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+}
+
+/** A memory store whose writers commit only when the returned gate resolves. */
+async function slowCommitStore(): Promise<{ store: BlobStore; gate: Deferred<void> }> {
+  const store = (await memoryStorage()).blobs;
+  const gate = deferred<void>();
+  const createWriter = store.createWriter.bind(store);
+  store.createWriter = async (expected, options) => new SlowCommitWriter(await createWriter(expected, options), gate.promise);
+  return { store, gate };
+}
+
+test('slow commit: followers get every byte once the digest is verified, before the commit; the fetch stays joinable until it commits', async () => {
+  const { store, gate } = await slowCommitStore();
+  const inflight = new InflightBlobs();
+  const blob = randomBytes(3 * 1024 * 1024);
+  const digest = parseDigest(digestOf(blob));
+  const body = new PassThrough();
+  const joins = [0, 1].map(() => joinDigest(inflight, digest, store, () => Promise.resolve({ size: blob.byteLength, body })));
+  body.write(blob.subarray(0, 1024 * 1024));
+  await joins[0]!.fetch.ready;
+  const readers = joins.map((j) => buffer(j.fetch.openReader()));
+  body.end(blob.subarray(1024 * 1024));
+  for (const bytes of await Promise.all(readers)) assert.ok(bytes.equals(blob));
+  assert.equal(joins[0]!.fetch.committed, false, 'the responses ended before the commit');
+  assert.equal(await store.stat(digest), undefined, 'not published before the commit');
+
+  // A request arriving now follows the verified fetch from its staged bytes.
+  assert.equal(inflight.count, 1);
+  const late = joinDigest(inflight, digest, store, () => Promise.reject(new Error('upstream asked twice')));
+  assert.equal(late.leader, false);
+  assert.ok((await buffer(late.fetch.openReader())).equals(blob));
+
+  gate.resolve();
+  await pollUntil(() => Promise.resolve(inflight.count === 0), { timeoutMs: 2000, what: 'the fetch settled after the commit' });
+  assert.equal(joins[0]!.fetch.committed, true);
+  assert.equal((await store.stat(digest))?.size, blob.byteLength);
+});
+
+test('slow commit: a wrong body never delivers the final byte', async () => {
+  const { store, gate } = await slowCommitStore();
+  gate.resolve();
+  const inflight = new InflightBlobs();
+  const blob = randomBytes(100_000);
+  const digest = parseDigest(digestOf(blob));
+  const wrong = Buffer.from(blob);
+  wrong[500] = wrong[500]! ^ 0xff;
+  const { fetch } = joinDigest(inflight, digest, store, () => Promise.resolve({ size: wrong.byteLength, body: PassThrough.from([wrong]) }));
+  await fetch.ready;
+  const result = await settle(fetch.openReader());
+  assert.match(result.error?.message ?? '', /digest mismatch/);
+  assert.ok((result.bytes?.byteLength ?? 0) < blob.byteLength);
+  assert.equal(await store.stat(digest), undefined);
+  assert.equal(inflight.count, 0);
+});
+
+test('slow commit: a commit failing after the verify aborts a reader still reading and publishes nothing', async () => {
+  const { store, gate } = await slowCommitStore();
+  const inflight = new InflightBlobs();
+  const blob = randomBytes(4 * 1024 * 1024);
+  const digest = parseDigest(digestOf(blob));
+  // Small chunks, so the paused reader's buffer fills long before the end.
+  const chunks = Array.from({ length: 64 }, (_, index) => blob.subarray(index * 65_536, (index + 1) * 65_536));
+  const joins = [0, 1].map(() => joinDigest(inflight, digest, store, () => Promise.resolve({ size: blob.byteLength, body: PassThrough.from(chunks) })));
+  await joins[0]!.fetch.ready;
+  const slow = joins[1]!.fetch.openReader();
+  const first = await firstChunk(slow); // paused: far behind the end when the commit fails
+  assert.ok((await buffer(joins[0]!.fetch.openReader())).equals(blob), 'a reader that kept up got every byte once verified');
+  gate.reject(new Error('S3 CompleteMultipartUpload failed'));
+  await pollUntil(() => Promise.resolve(joins[0]!.fetch.failed !== undefined), { timeoutMs: 2000, what: 'the fetch failed' });
+  slow.resume();
+  const rest = await settle(slow);
+  assert.match(rest.error?.message ?? '', /CompleteMultipartUpload failed/);
+  assert.ok(first.byteLength + (rest.bytes?.byteLength ?? 0) < blob.byteLength, 'the reader still reading was cut short');
   assert.equal(await store.stat(digest), undefined);
   assert.equal(inflight.count, 0);
 });
