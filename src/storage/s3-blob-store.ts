@@ -48,15 +48,15 @@ import { S3BucketUnusable } from './s3-errors.js';
 
 /** S3's minimum part size (all parts but the last); also what Swift's s3api enforces. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
-// 8 MiB parts: a client's last byte waits for the commit, which uploads the last part (up to
-// this size) and completes, so smaller parts mean a shorter tail; 10,000 parts still allow
+// 8 MiB parts: the blob is published (and its fetch settles) only once the commit uploaded the
+// last part (up to this size) and completed, so smaller parts mean a shorter tail; 10,000 parts still allow
 // blobs of 78 GiB.
 const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 // CopyObject copies at most 5 GiB; larger staged blobs are copied as parts (UploadPartCopy) of
 // this size.
 const MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024;
-// Parts of one blob in flight at once. A cold client's last byte waits for the upload to
-// finish, so the upload must keep up with the upstream: 100 MiB to Swift s3api on a loaded
+// Parts of one blob in flight at once. The blob is stored only when the upload finishes, so the
+// upload must keep up with the upstream: 100 MiB to Swift s3api on a loaded
 // 2-CPU box went 17-35 MB/s with 2 parts in flight, 31-55 MB/s with 4 or 6 (8, 16 and 32 MiB
 // parts alike, within the noise).
 const PARTS_IN_FLIGHT = 4;

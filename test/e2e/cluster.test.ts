@@ -18,6 +18,7 @@ import type { LongshoreHandle } from '../harness/longshore.js';
 import { startRegistry, type RegistryHandle } from '../harness/registry.js';
 import { uploadBlob } from '../harness/registry-client.js';
 import { skopeo } from '../harness/skopeo.js';
+import { fetchesSettled } from '../harness/fetches.js';
 import { disposeSharedSwift, sharedSwift } from '../harness/swift.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { pollUntil } from '../harness/wait.js';
@@ -134,6 +135,8 @@ void describe('three replicas, one cache', () => {
     assert.ok(follows >= 8, `fetches followed from the leader: ${follows}`);
     assert.equal(await sumOverReplicas(cluster, 'longshore_peer_follows_total', { result: 'failed' }), 0);
 
+    // Clients get their last byte once the digest is verified; the upload to the bucket completes after.
+    await Promise.all(cluster.replicas.map((replica) => fetchesSettled(replica.url)));
     for (const replica of cluster.replicas) {
       const hit = await timedGet(`${replica.url}/v2/lib/cold/blobs/${digest}`);
       assert.equal(hit.digest, digest, replica.url);
@@ -243,6 +246,7 @@ void describe('three replicas, one cache', () => {
       const next = await timedGet(url(others[1] as LongshoreHandle));
       assert.equal(next.digest, digest, 'the next request gets the whole blob');
       assert.equal(proxy.count('GET', blobGets), 2);
+      await Promise.all(others.map((replica) => fetchesSettled(replica.url))); // the taker-over's upload
       const stored = await s3.send(new GetObjectCommand({ Bucket: cluster.bucket, Key: blobKey(digest) }));
       assert.equal(sha256Digest(Buffer.from(await stored.Body!.transformToByteArray())), digest, 'what is stored is the verified blob');
     } finally {

@@ -8,6 +8,7 @@ import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListO
 import { request } from 'undici';
 import { startCountingProxy } from '../harness/counting-proxy.js';
 import { pushDockerImage } from '../harness/images.js';
+import { fetchesSettled } from '../harness/fetches.js';
 import { startLongshore } from '../harness/longshore.js';
 import { startRegistry } from '../harness/registry.js';
 import { s3StorageConfig, startSwift } from '../harness/swift.js';
@@ -89,6 +90,7 @@ test('s3: a crash mid-download leaves only an incomplete upload, never served, a
   const hash = createHash('sha256');
   for await (const chunk of again.body) hash.update(chunk as Buffer);
   assert.equal(`sha256:${hash.digest('hex')}`, layer.digest);
+  await fetchesSettled(mirror.url); // the response ends once verified; the upload completes after
   const stored = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: blobKey }));
   const storedHash = createHash('sha256');
   for await (const chunk of stored.Body as AsyncIterable<Buffer>) storedHash.update(chunk);

@@ -9,6 +9,7 @@ import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, ty
 import { request } from 'undici';
 import { sha256Digest } from '../harness/digests.js';
 import { startFakeUpstream } from '../harness/fake-upstream.js';
+import { fetchesSettled } from '../harness/fetches.js';
 import { s3StorageConfig, startSwift, type SwiftHandle } from '../harness/swift.js';
 import { pollUntil } from '../harness/wait.js';
 import { onCleanup } from '../support/cleanup.js';
@@ -72,6 +73,7 @@ for (const { name, fault } of faults) {
     const good = await read(`${mirror.url}/v2/app/blobs/${digest}`);
     assert.equal(good.status, 200);
     assert.ok(good.body?.equals(blob));
+    await fetchesSettled(mirror.url); // the response ends once verified; the upload completes after
     assert.deepEqual(await objects(), [`blobs/sha256/${hex.slice(0, 2)}/${hex}`]);
     const stored = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `blobs/sha256/${hex.slice(0, 2)}/${hex}` }));
     assert.equal(sha256Digest(Buffer.from(await stored.Body!.transformToByteArray())), digest, 'the object hashes to its key');

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { stringify } from 'yaml';
 import { sha256Digest } from '../harness/digests.js';
+import { fetchesSettled } from '../harness/fetches.js';
 import { pushDockerImage, type GeneratedImage } from '../harness/images.js';
 import { startLongshore } from '../harness/longshore.js';
 import { startRegistry, type RegistryHandle } from '../harness/registry.js';
@@ -53,6 +54,8 @@ async function bucketBlobs(bucket: string): Promise<Map<string, number>> {
 async function pull(url: string, repo: string): Promise<string> {
   const out = path.join(work.path, `pull-${Math.random().toString(36).slice(2)}`);
   await copyToDir(`${new URL(url).host}/${repo}:v1`, out);
+  // A pull ends once its blobs are verified; their uploads (and the eviction they trigger) after.
+  await fetchesSettled(url);
   return sha256Digest(await readFile(path.join(out, 'manifest.json')));
 }
 
