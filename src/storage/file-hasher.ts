@@ -36,8 +36,6 @@ class HashThread {
 
   constructor(private readonly onExit: (thread: HashThread) => void) {
     this.worker = startWorker();
-    // Idle threads do not keep the process alive; one with sessions does (see attach/detach).
-    this.worker.unref();
     this.worker.on('message', (reply: HashReply) => this.sessions.get(reply.session)?.receive(reply));
     this.worker.on('error', (error) => (this.lastError = error));
     // Only 'exit' means the thread no longer reads any descriptor: sessions fail from there.
@@ -48,6 +46,8 @@ class HashThread {
       for (const session of this.sessions.values()) session.fail(error);
       this.sessions.clear();
     });
+    // Idle threads do not keep the process alive; one with sessions does (see attach/detach).
+    this.worker.unref();
   }
 
   get alive(): boolean {

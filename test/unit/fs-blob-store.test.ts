@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
@@ -219,4 +220,24 @@ test('fs: a hash thread that dies fails the writes it was hashing (no hang), and
   await writeInChunks(again, bytes);
   assert.equal((await again.commit(BIG)).text, digest.text);
   again.close();
+});
+
+void test('a serving store whose hash thread is idle lets the process exit (the thread is started at init)', async () => {
+  // Regression: the worker was unref'd before its 'message' listener was attached, which
+  // re-ref'd it, so every process that opened a serving store never exited on its own.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'longshore-hash-exit-'));
+  const storeModule = new URL('../../src/storage/fs-blob-store.ts', import.meta.url).href;
+  const script = `const { FsBlobStore } = await import(${JSON.stringify(storeModule)}); await new FsBlobStore(${JSON.stringify(dir)}).init();`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'ignore' });
+  const exitCode = await new Promise<number | null | 'still running'>((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve('still running');
+    }, 15_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  assert.equal(exitCode, 0);
 });
