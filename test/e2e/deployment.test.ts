@@ -352,17 +352,7 @@ test('longshore ls lists cached and private repositories with tags, sizes and la
     upstreams: [{ name: 'hub', url: registry.url }],
   });
   onCleanup(t, () => mirror.dispose());
-  const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
-  const pushed = await pushDockerImage(mirror.url, 'corp/app', '1.0', [30_000], { headers: basic });
-  // Pull the mirrored image whole: manifest, config, layer.
-  assert.equal((await getManifest(mirror.url)).status, 200);
-  for (const digest of [image.configDigest, ...image.layers.map((l) => l.digest)]) {
-    const blob = await request(`${mirror.url}/v2/hub/apps/web/blobs/${digest}`);
-    assert.equal(blob.statusCode, 200);
-    await blob.body.dump({ limit: Number.MAX_SAFE_INTEGER });
-  }
-  // What a pull downloads besides the manifest, as the web page counts it.
-  const sizeOf = (i: GeneratedImage) => i.configBytes.byteLength + i.layers.reduce((sum, l) => sum + l.size, 0);
+  const pushed = await pushPrivateAndPullMirrored(mirror.url);
 
   await mirror.stop(); // access times are written at close
   const listed = await runCli(['ls', '--config', mirror.configPath, '--json']);
@@ -393,15 +383,7 @@ test('ls --url asks a running server: the entries ls --config reads, in both for
   await writeHtpasswd(users, { alice: 'wonderland' });
   const mirror = await startLongshore({ auth: { htpasswd: users }, private: { namespaces: ['corp'] }, upstreams: [{ name: 'hub', url: registry.url }] });
   onCleanup(t, () => mirror.dispose());
-  const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
-  const pushed = await pushDockerImage(mirror.url, 'corp/app', '1.0', [30_000], { headers: basic });
-  assert.equal((await getManifest(mirror.url)).status, 200);
-  for (const digest of [image.configDigest, ...image.layers.map((l) => l.digest)]) {
-    const blob = await request(`${mirror.url}/v2/hub/apps/web/blobs/${digest}`);
-    assert.equal(blob.statusCode, 200);
-    await blob.body.dump({ limit: Number.MAX_SAFE_INTEGER });
-  }
-  const sizeOf = (i: GeneratedImage) => i.configBytes.byteLength + i.layers.reduce((sum, l) => sum + l.size, 0);
+  const pushed = await pushPrivateAndPullMirrored(mirror.url);
   const noAuthFile = { REGISTRY_AUTH_FILE: join(dir.path, 'none.json'), DOCKER_CONFIG: dir.path, XDG_RUNTIME_DIR: dir.path };
   type Listed = Array<{ kind: string; upstream?: string; name: string; tags: Array<{ tag: string; digest: string; bytes: number; lastPull?: string }> }>;
   const entries = (listed: Listed) => listed.map((r) => [r.kind, r.upstream, r.name, r.tags.map((tag) => [tag.tag, tag.digest, tag.bytes])]);
@@ -512,3 +494,21 @@ test('an interrupted warm --config removes its temp files', async (t) => {
   assert.equal(status.code, 130);
   assert.deepEqual(await readdir(tmp), [], 'no temp file left behind');
 });
+
+/** What `ls` tests list: alice pushes corp/app:1.0, and the mirrored hub/apps/web is pulled whole (manifest, config, layer). */
+async function pushPrivateAndPullMirrored(mirrorUrl: string): Promise<GeneratedImage> {
+  const basic = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
+  const pushed = await pushDockerImage(mirrorUrl, 'corp/app', '1.0', [30_000], { headers: basic });
+  assert.equal((await getManifest(mirrorUrl)).status, 200);
+  for (const digest of [image.configDigest, ...image.layers.map((l) => l.digest)]) {
+    const blob = await request(`${mirrorUrl}/v2/hub/apps/web/blobs/${digest}`);
+    assert.equal(blob.statusCode, 200);
+    await blob.body.dump({ limit: Number.MAX_SAFE_INTEGER });
+  }
+  return pushed;
+}
+
+/** What a pull downloads besides the manifest, as the web page counts it. */
+function sizeOf(pulled: GeneratedImage): number {
+  return pulled.configBytes.byteLength + pulled.layers.reduce((sum, layer) => sum + layer.size, 0);
+}
