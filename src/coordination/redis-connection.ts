@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createClient } from 'redis';
+import type { z } from 'zod';
 import type { CoordinationPort, CoordinationStatus } from './ports.js';
 
 /** Commands fail at once while disconnected; reconnection goes on for as long as the process runs. */
@@ -145,6 +146,39 @@ export class RedisConnection {
     const { client, connected } = this.subscriber;
     await connected;
     await client.subscribe(channel, listener);
+  }
+
+  /**
+   * Announces `payload` to the other replicas listening on `channel` (with `subscribeOthers`);
+   * a failure is counted against `port` and the message is lost, as pub/sub messages are.
+   */
+  announce(channel: string, port: CoordinationPort, payload: unknown, context: Record<string, unknown> = {}): Promise<void> {
+    return this.client
+      .publish(channel, JSON.stringify({ origin: this.instanceId, payload }))
+      .then(() => undefined)
+      .catch((error: unknown) => this.uncoordinated(port, error, context));
+  }
+
+  /**
+   * Hands `deliver` every well-formed payload another replica announced on `channel`: this
+   * replica's own messages and malformed ones (logged) are dropped. Subscribing is waited for
+   * only while Redis is reachable; otherwise the subscriber joins when it returns.
+   */
+  async subscribeOthers<T>(channel: string, port: CoordinationPort, payloadSchema: z.ZodType<T>, deliver: (payload: T) => void): Promise<void> {
+    const received = (text: string): void => {
+      let message: { origin: unknown; payload: unknown };
+      let payload: T;
+      try {
+        message = JSON.parse(text) as { origin: unknown; payload: unknown };
+        payload = payloadSchema.parse(message.payload);
+      } catch (error) {
+        this.log.warn({ channel, err: (error as Error).message }, 'ignored a malformed message from Redis');
+        return;
+      }
+      if (message.origin !== this.instanceId) deliver(payload);
+    };
+    const subscribing = this.listen(channel, received).catch((error: unknown) => this.uncoordinated(port, error, { step: 'subscribe' }));
+    if (this.connected) await subscribing;
   }
 
   key(name: string): string {

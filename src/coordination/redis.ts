@@ -159,7 +159,6 @@ const blobEventSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('committed'), digest: z.string(), size: z.number(), source: z.string() }),
   z.strictObject({ type: z.literal('removed'), digest: z.string(), reason: z.enum(['evicted', 'collected']) }),
 ]);
-const messageSchema = z.strictObject({ origin: z.string(), event: blobEventSchema });
 
 export class RedisBlobEvents implements BlobEvents {
   private readonly local: InProcessBlobEvents;
@@ -175,39 +174,21 @@ export class RedisBlobEvents implements BlobEvents {
 
   /** Subscribes to the other replicas' events (the client resubscribes after a reconnection). */
   async start(): Promise<void> {
-    // Not awaited past start-up: with Redis away the subscriber connects when it returns.
-    const subscribing = this.connection
-      .listen(this.channel, (message) => this.received(message))
-      .catch((error: unknown) => this.connection.uncoordinated('events', error, { step: 'subscribe' }));
-    if (this.connection.connected) await subscribing;
+    await this.connection.subscribeOthers(this.channel, 'events', blobEventSchema, (event) => this.local.publish(event));
   }
 
   publish(event: BlobEvent): void {
     this.local.publish(event);
-    const message = JSON.stringify({ origin: this.connection.instanceId, event });
-    this.connection.client.publish(this.channel, message).catch((error: unknown) => this.connection.uncoordinated('events', error, { event }));
+    void this.connection.announce(this.channel, 'events', event, { event });
   }
 
   subscribe(listener: (event: BlobEvent) => void): () => void {
     return this.local.subscribe(listener);
   }
 
-  private received(text: string): void {
-    let parsed: z.infer<typeof messageSchema>;
-    try {
-      parsed = messageSchema.parse(JSON.parse(text));
-    } catch (error) {
-      this.connection.log.warn({ channel: this.channel, err: (error as Error).message }, 'ignored a malformed blob event from Redis');
-      return;
-    }
-    if (parsed.origin !== this.connection.instanceId) this.local.publish(parsed.event);
-  }
 }
 
-const circuitMessageSchema = z.strictObject({
-  origin: z.string(),
-  change: z.strictObject({ circuit: z.string(), openUntil: z.number().optional() }),
-});
+const circuitChangeSchema = z.strictObject({ circuit: z.string(), openUntil: z.number().optional() });
 
 export class RedisCircuits implements SharedCircuits {
   private readonly listeners = new Set<(change: CircuitChange) => void>();
@@ -218,10 +199,9 @@ export class RedisCircuits implements SharedCircuits {
   }
 
   async start(): Promise<void> {
-    const subscribing = this.connection
-      .listen(this.channel, (message) => this.received(message))
-      .catch((error: unknown) => this.connection.uncoordinated('circuits', error, { step: 'subscribe' }));
-    if (this.connection.connected) await subscribing;
+    await this.connection.subscribeOthers(this.channel, 'circuits', circuitChangeSchema, (change) => {
+      for (const listener of this.listeners) listener({ circuit: change.circuit, openUntil: change.openUntil });
+    });
   }
 
   publish(change: CircuitChange): void {
@@ -229,8 +209,8 @@ export class RedisCircuits implements SharedCircuits {
     const key = this.redisKey(change.circuit);
     const remainingMs = change.openUntil === undefined ? 0 : Math.ceil(change.openUntil - Date.now());
     const stored = remainingMs > 0 ? client.set(key, String(change.openUntil), { expiration: { type: 'PX', value: remainingMs } }) : client.del(key);
-    const told = client.publish(this.channel, JSON.stringify({ origin: this.connection.instanceId, change }));
-    Promise.all([stored, told]).catch((error: unknown) => this.connection.uncoordinated('circuits', error, { ...change }));
+    stored.catch((error: unknown) => this.connection.uncoordinated('circuits', error, { ...change }));
+    void this.connection.announce(this.channel, 'circuits', change, { ...change });
   }
 
   subscribe(listener: (change: CircuitChange) => void): () => void {
@@ -252,18 +232,6 @@ export class RedisCircuits implements SharedCircuits {
     return this.connection.key(`circuit:${circuit}`);
   }
 
-  private received(text: string): void {
-    let parsed: z.infer<typeof circuitMessageSchema>;
-    try {
-      parsed = circuitMessageSchema.parse(JSON.parse(text));
-    } catch (error) {
-      this.connection.log.warn({ channel: this.channel, err: (error as Error).message }, 'ignored a malformed circuit message from Redis');
-      return;
-    }
-    if (parsed.origin === this.connection.instanceId) return;
-    const change = { circuit: parsed.change.circuit, openUntil: parsed.change.openUntil };
-    for (const listener of this.listeners) listener(change);
-  }
 }
 
 /** Counters as Redis keys that expire with their window: nothing to clean up, memory bounded by time. */
