@@ -8,18 +8,19 @@
 // Nothing here runs a timer: expiries are checked when read.
 import { EventEmitter } from 'node:events';
 import { LRUCache } from 'lru-cache';
-import type {
-  BlobEvent,
-  BlobEvents,
-  CircuitChange,
-  Coordinator,
-  KeyedLocks,
-  Lease,
-  Leases,
-  SharedCircuits,
-  UploadOwners,
-  WindowCount,
-  WindowCounters,
+import {
+  zeroPerPort,
+  type BlobEvent,
+  type BlobEvents,
+  type CircuitChange,
+  type Coordinator,
+  type KeyedLocks,
+  type Lease,
+  type Leases,
+  type SharedCircuits,
+  type UploadOwners,
+  type WindowCount,
+  type WindowCounters,
 } from './ports.js';
 
 /** Per-key FIFO chains of promises: one holder per key at a time, others queue in order. */
@@ -263,7 +264,7 @@ export function inProcessCoordinator(options: InProcessCoordinatorOptions = {}):
     counters: cluster.counters,
     circuits,
     uploadOwners: uploads && new InProcessUploadOwners(cluster.uploadClaims, uploads.advertiseUrl, uploads.idleTimeoutMs, cluster.now),
-    status: () => ({ mode: 'in-process', connected: true, uncoordinated: { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0, circuits: 0, uploads: 0 } }),
+    status: () => ({ mode: 'in-process', connected: true, uncoordinated: zeroPerPort() }),
     close: () => {
       events.close();
       circuits.close();

@@ -163,7 +163,13 @@ export interface UploadOwners {
 }
 
 /** The ports that fall back to working uncoordinated when a shared coordinator is away. */
-export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex' | 'counters' | 'circuits' | 'uploads';
+export const COORDINATION_PORTS = ['locks', 'leases', 'events', 'privateContent', 'cacheIndex', 'counters', 'circuits', 'uploads'] as const;
+export type CoordinationPort = (typeof COORDINATION_PORTS)[number];
+
+/** A count per port, every one at zero (nothing has run uncoordinated yet). */
+export function zeroPerPort(): Record<CoordinationPort, number> {
+  return Object.fromEntries(COORDINATION_PORTS.map((port) => [port, 0])) as Record<CoordinationPort, number>;
+}
 
 export interface CoordinationStatus {
   /** 'redis': replicas coordinate through Redis; 'in-process': one replica. */
