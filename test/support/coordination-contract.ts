@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { LoginLimiter } from '../../src/auth/login-limiter.js';
 import type { BlobEvent, CacheIndex, CircuitChange, Coordinator, PrivateContent } from '../../src/coordination/ports.js';
 import type { RegistryError } from '../../src/protocol/errors.js';
-import { digestOf, parseDigest } from '../../src/protocol/digest.js';
+import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { MemoryBlobStore } from '../../src/storage/memory-blob-store.js';
 import type { MetadataDriver } from '../../src/storage/metadata-store.js';
 import { CoordinatedMetadataStore, type MetadataStore } from '../../src/storage/metadata-store.js';
@@ -114,9 +114,10 @@ export function coordinationContract(driver: CoordinationDriver): void {
     await pause(900);
     assert.equal(await leases.tryAcquire('fetch:sha256:aa', 1500), undefined, 'renewed: still held');
     await first.release();
-    const second = await leases.tryAcquire('fetch:sha256:aa', 50);
+    const second = await leases.tryAcquire('fetch:sha256:aa', 50, 'http://holder.test:5000');
     assert.ok(second, 'released: free');
     await pause(80);
+    assert.equal(await leases.holder('fetch:sha256:aa'), undefined, 'a lapsed lease has no holder');
     assert.equal(await second.renew(), false, 'a lapsed lease cannot be renewed');
     const third = await leases.tryAcquire('fetch:sha256:aa', 5000);
     assert.ok(third, 'lapsed: free');
@@ -165,6 +166,28 @@ export function coordinationContract(driver: CoordinationDriver): void {
     for await (const entry of marks.list()) listed.push(entry);
     assert.deepEqual(listed, [{ digest: b.text, size: 50 }]);
     assert.deepEqual(await driverBelow.list('private/blobs/sha256'), [b.hex], 'the metadata store holds the marks (the truth)');
+  });
+
+  test(`${name} coordinator: private marks changed by another process (gc, import) are seen after reload, or at once when shared`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const driverBelow = new MemoryMetadataDriver();
+    const serving = await cluster.coordinator();
+    const marks = await cluster.privateContent(serving, new CoordinatedMetadataStore(driverBelow, serving.locks));
+    const [a, b, c] = ['a', 'b', 'c'].map((text) => parseDigest(digestOf(Buffer.from(text)))) as [Digest, Digest, Digest];
+    await marks.add(a, 10);
+    await marks.add(b, 20);
+    // The other process opens the same storage with a coordinator of its own configuration.
+    const other = await cluster.coordinator();
+    const otherMarks = await cluster.privateContent(other, new CoordinatedMetadataStore(driverBelow, other.locks));
+    await otherMarks.remove(a);
+    await otherMarks.add(c, 30);
+    await marks.reload?.(); // what the cache-change notice triggers in the serving process
+    assert.equal(await marks.has(a), false, 'removed elsewhere');
+    assert.equal(await marks.has(c), true, 'added elsewhere');
+    assert.deepEqual(await marks.stats(), { objects: 2, bytes: 50 });
+    const listed: string[] = [];
+    for await (const entry of marks.list()) listed.push(entry.digest);
+    assert.deepEqual(listed.sort(), [b.text, c.text].sort());
   });
 
   test(`${name} coordinator: the cache index evicts the least recently used mirrored blob, never a private one`, async (t) => {
