@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { LoginLimiter } from '../../src/auth/login-limiter.js';
-import type { BlobEvent, CacheIndex, CircuitChange, Coordinator, PrivateContent } from '../../src/coordination/ports.js';
+import { zeroPerPort, type BlobEvent, type CacheIndex, type CircuitChange, type CoordinationStatus, type Coordinator, type PrivateContent } from '../../src/coordination/ports.js';
 import type { RegistryError } from '../../src/protocol/errors.js';
 import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { MemoryBlobStore } from '../../src/storage/memory-blob-store.js';
@@ -40,6 +40,8 @@ export interface CoordinationCluster {
 
 export interface CoordinationDriver {
   name: string;
+  /** What its coordinators' status() says they are. */
+  mode: CoordinationStatus['mode'];
   /** Whether coordinators of one cluster coordinate with each other (several replicas). */
   shared: boolean;
   /**
@@ -266,6 +268,15 @@ export function coordinationContract(driver: CoordinationDriver): void {
     await pause(250);
     assert.equal(await counters.peek('login:user:a'), undefined, 'the window closed');
     assert.equal((await counters.add('login:user:a', 1, 200))?.count, 1, 'a new window starts at one');
+  });
+
+  test(`${name} coordinator: status says which coordinator it is, that it is reachable, and that nothing ran uncoordinated`, async (t) => {
+    const coordinator = await (await driver.cluster(t)).coordinator();
+    await coordinator.locks.withLock('k', () => coordinator.leases.tryAcquire('fetch:sha256:st', 1000).then((lease) => lease?.release()));
+    const status = coordinator.status();
+    assert.equal(status.mode, driver.mode);
+    assert.equal(status.connected, true);
+    assert.deepEqual(status.uncoordinated, zeroPerPort(), 'every port counted, none uncoordinated');
   });
 
   test(`${name} coordinator: a circuit change is remembered until closed or lapsed, and never delivered back to its sender`, async (t) => {

@@ -42,5 +42,5 @@ export function redisCluster(t: TestContext, redis: () => RedisHandle, options: 
 }
 
 export function redisDriver(redis: () => RedisHandle): CoordinationDriver {
-  return { name: 'redis', shared: true, sharedIndexes: true, cluster: (t) => Promise.resolve(redisCluster(t, redis)) };
+  return { name: 'redis', mode: 'redis', shared: true, sharedIndexes: true, cluster: (t) => Promise.resolve(redisCluster(t, redis)) };
 }

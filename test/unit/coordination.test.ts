@@ -9,6 +9,7 @@ import { coordinationContract } from '../support/coordination-contract.js';
 
 coordinationContract({
   name: 'in-process',
+  mode: 'in-process',
   shared: true,
   sharedIndexes: false,
   cluster: (t) => {
