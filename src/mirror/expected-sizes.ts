@@ -16,9 +16,15 @@ export class ExpectedBlobSizes {
   private readonly sizes = new LRUCache<string, number>({ max: SIZES_KEPT });
   /** Manifests already read (upstream + digest), so a hit does not parse its manifest again. */
   private readonly read = new LRUCache<string, true>({ max: MANIFESTS_KEPT });
+  /** The upstream each manifest object in memory was last read for (weakly held). */
+  private readonly lastReadBy = new WeakMap<StoredManifest, string>();
 
   /** Remembers the sizes of the config and layers `manifest` (from `upstream`) references. */
   learn(upstream: string, manifest: StoredManifest): void {
+    // A hot tag is served the same StoredManifest object (the manifest store's memory) request
+    // after request: one WeakMap look-up, no key string nor LRU bookkeeping per request.
+    if (this.lastReadBy.get(manifest) === upstream) return;
+    this.lastReadBy.set(manifest, upstream);
     const key = `${upstream}|${manifest.digest}`;
     if (this.read.has(key)) return;
     this.read.set(key, true);

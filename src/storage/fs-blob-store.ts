@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import { deferred } from '../util/deferred.js';
-import { FileHasher, prewarmHashThread } from './file-hasher.js';
+import { FileHasher } from './file-hasher.js';
 import {
   READ_CHUNK_BYTES,
   checkWritten,
@@ -41,7 +41,6 @@ export class FsBlobStore implements BlobStore {
     await mkdir(this.blobsDir, { recursive: true });
     if (options.clearStaging ?? true) {
       await rm(this.tmpDir, { recursive: true, force: true });
-      prewarmHashThread(); // the serving process (tools pass clearStaging: false)
     }
     await mkdir(this.tmpDir, { recursive: true });
   }

@@ -9,8 +9,9 @@ import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
-import { terminateHashThreads } from '../../src/storage/file-hasher.js';
+import { hashThreadCount, terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
+import { pollUntil } from '../harness/wait.js';
 
 async function newStore(): Promise<FsBlobStore> {
   const store = new FsBlobStore(await mkdtemp(path.join(os.tmpdir(), 'ls-blobs-')));
@@ -222,12 +223,39 @@ test('fs: a hash thread that dies fails the writes it was hashing (no hang), and
   again.close();
 });
 
-void test('a serving store whose hash thread is idle lets the process exit (the thread is started at init)', async () => {
+test('fs: an idle hash thread ends (its ~9 MB given back), and the next big write starts a fresh one', { timeout: 30_000 }, async () => {
+  const store = await newStore();
+  const bytes = randomBytes(BIG);
+  const digest = parseDigest(digestOf(bytes));
+  const writer = await store.createWriter(digest);
+  await writeInChunks(writer, bytes);
+  assert.equal(hashThreadCount(), 1, 'a big write has a hash thread');
+  assert.equal((await writer.commit(BIG)).text, digest.text);
+  writer.close();
+  await pollUntil(() => Promise.resolve(hashThreadCount() === 0), { timeoutMs: 15_000, what: 'the idle hash thread to end' });
+
+  const other = randomBytes(BIG);
+  const again = await store.createWriter(parseDigest(digestOf(other)));
+  await writeInChunks(again, other);
+  assert.equal(hashThreadCount(), 1);
+  assert.equal((await again.commit(BIG)).text, digestOf(other));
+  again.close();
+});
+
+void test('a serving store whose hash thread is idle lets the process exit', async () => {
   // Regression: the worker was unref'd before its 'message' listener was attached, which
   // re-ref'd it, so every process that opened a serving store never exited on its own.
   const dir = await mkdtemp(path.join(os.tmpdir(), 'longshore-hash-exit-'));
   const storeModule = new URL('../../src/storage/fs-blob-store.ts', import.meta.url).href;
-  const script = `const { FsBlobStore } = await import(${JSON.stringify(storeModule)}); await new FsBlobStore(${JSON.stringify(dir)}).init();`;
+  const digestModule = new URL('../../src/protocol/digest.ts', import.meta.url).href;
+  // A big write starts the thread; once committed it is idle (and ends only seconds later).
+  const script = [
+    `const { FsBlobStore } = await import(${JSON.stringify(storeModule)});`,
+    `const { digestOf, parseDigest } = await import(${JSON.stringify(digestModule)});`,
+    `const store = new FsBlobStore(${JSON.stringify(dir)}); await store.init();`,
+    `const bytes = Buffer.alloc(${BIG}, 7); const writer = await store.createWriter(parseDigest(digestOf(bytes)));`,
+    `await writer.write(bytes); await writer.commit(bytes.byteLength); writer.close();`,
+  ].join(' ');
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'ignore' });
   const exitCode = await new Promise<number | null | 'still running'>((resolve) => {
     const timer = setTimeout(() => {
