@@ -394,7 +394,7 @@ class FollowingReader extends Readable {
 function ignoreLateError(): void {}
 
 /** A held, ready fetch as a blob to send: its reader takes over the hold, or discard() leaves. */
-function followingBlob(fetch: BlobFetch, size: number | undefined): SendableBlob {
+export function followingBlob(fetch: BlobFetch, size: number | undefined): SendableBlob {
   let taken = false;
   return {
     size,
