@@ -94,7 +94,6 @@ void describe('circuit state shared across replicas', () => {
     const replicas: CircuitBreakerUpstream[] = [];
     for (let i = 0; i < 3; i += 1) {
       const coordinator = await cluster.coordinator();
-      assert.ok(coordinator.circuits, 'a Redis coordinator shares circuits');
       const breaker = new CircuitBreakerUpstream(upstream, settings, Date.now, { circuits: coordinator.circuits, leases: coordinator.leases, circuit: 'v2:up' });
       onCleanup(t, () => breaker.close());
       replicas.push(breaker);
