@@ -109,7 +109,7 @@ void describe('circuit state shared across replicas', () => {
 
     // A replica that starts while the circuit is open joins it.
     const late = await cluster.coordinator();
-    const joining = new CircuitBreakerUpstream(upstream, settings, Date.now, { circuits: late.circuits!, leases: late.leases, circuit: 'v2:up' });
+    const joining = new CircuitBreakerUpstream(upstream, settings, Date.now, { circuits: late.circuits, leases: late.leases, circuit: 'v2:up' });
     onCleanup(t, () => joining.close());
     await pollUntil(() => Promise.resolve(joining.circuit === 'open'), { timeoutMs: 2000, what: 'a replica started later reading the open circuit' });
 
@@ -129,7 +129,7 @@ void describe('circuit state shared across replicas', () => {
     const { upstream, state } = switchableUpstream();
     const make = async () => {
       const coordinator = await cluster.coordinator();
-      const breaker = new CircuitBreakerUpstream(upstream, settings, Date.now, { circuits: coordinator.circuits!, leases: coordinator.leases, circuit: 'v2:up' });
+      const breaker = new CircuitBreakerUpstream(upstream, settings, Date.now, { circuits: coordinator.circuits, leases: coordinator.leases, circuit: 'v2:up' });
       onCleanup(t, () => breaker.close());
       return breaker;
     };

@@ -72,6 +72,33 @@ test('fs: written bytes are readable through the writer at once, and commit wait
   assert.ok(Buffer.concat(chunks).equals(bytes));
 });
 
+test('fs: writeNow takes chunks without a promise until 8 MiB wait for the file, then answers one to wait for', async () => {
+  const store = await newStore();
+  const bytes = randomBytes(12 * 1024 * 1024);
+  const digest = parseDigest(digestOf(bytes));
+  const writer = await store.createWriter(digest);
+  assert.ok(typeof writer.writeNow === 'function', 'the fs writer has the fast path');
+  const chunk = 64 * 1024;
+  let firstWait: number | undefined;
+  for (let offset = 0; offset < bytes.length; offset += chunk) {
+    const waiting = writer.writeNow?.(bytes.subarray(offset, offset + chunk));
+    assert.equal(writer.bytesWritten, offset + chunk, 'taken at once');
+    if (waiting) {
+      firstWait ??= offset + chunk;
+      await waiting;
+    }
+  }
+  // Nothing was awaited before the first wait, so the file could not have caught up: the
+  // first promise comes exactly past the bound.
+  assert.equal(firstWait, 8 * 1024 * 1024 + chunk);
+  await writer.commit(bytes.length);
+  writer.close();
+  assert.ok((await store.readAll(digest, bytes.length))?.equals(bytes));
+  const closed = await store.createWriter(digest);
+  await closed.abort();
+  assert.throws(() => closed.writeNow?.call(closed, Buffer.from('late')), /write after aborted/);
+});
+
 /** A destination that copies what it is given only later, the way a slow socket would hold on to it. */
 function slowSink(): { sink: Writable; bytes: () => Buffer } {
   const parts: Buffer[] = [];

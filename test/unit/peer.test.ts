@@ -10,13 +10,18 @@ import { buffer } from 'node:stream/consumers';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { handleError } from '../../src/api/errors.js';
+import { PEER_COPIES_DIR, openPeerCopies } from '../../src/cluster/peer-copies.js';
 import { PeerFollower, type PeerFollowResult } from '../../src/cluster/peer-follower.js';
 import { PeerToken } from '../../src/cluster/peer-protocol.js';
 import { peerRoutes } from '../../src/cluster/peer-route.js';
 import { InProcessLeases } from '../../src/coordination/in-process.js';
 import { FetchHeldByPeer, InflightBlobs } from '../../src/mirror/inflight.js';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { listenOnLoopback } from '../harness/ports.js';
+import { makeTempDir } from '../harness/tmp.js';
+import { pollUntil } from '../harness/wait.js';
 import { onCleanup } from '../support/cleanup.js';
 import { memoryStorage } from '../support/stores.js';
 
@@ -171,4 +176,76 @@ test('the follower checks the bytes itself: a leader sending wrong or short byte
   const unreachable = await follower.follow(held, source);
   assert.equal(unreachable.kind, 'unreachable');
   assert.deepEqual(metrics.follows, ['completed', 'completed', 'not_in_flight', 'failed']);
+});
+
+test('clients of one replica share one follow of the leader: one peer request, a local copy every client reads live, checked, never published, deleted once read', async (t) => {
+  const blob = randomBytes(3 * 1024 * 1024);
+  const digest = parseDigest(digestOf(blob));
+  const wrong = Buffer.from(blob);
+  wrong.writeUInt8(wrong.readUInt8(wrong.byteLength - 1) ^ 0xff, wrong.byteLength - 1);
+  let requests = 0;
+  const leader: { sendRest?: () => void } = {};
+  const sendRest = (): void => {
+    assert.ok(leader.sendRest, 'the leader answered');
+    leader.sendRest();
+  };
+  let answer: Buffer = blob;
+  // Half the blob at once, the rest when the test says: clients must have bytes before the end.
+  const server = createServer((_request, response) => {
+    requests += 1;
+    const bytes = answer;
+    response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) });
+    response.write(bytes.subarray(0, bytes.byteLength / 2));
+    leader.sendRest = () => response.end(bytes.subarray(bytes.byteLength / 2));
+  });
+  const url = await listenOnLoopback(server);
+  onCleanup(t, () => new Promise((resolve) => server.close(resolve)));
+  const work = await makeTempDir('peer-copies');
+  onCleanup(t, () => work.remove());
+  const copies = await openPeerCopies(work.path);
+  const metrics = recordingMetrics();
+  const token = new PeerToken(Buffer.from('a shared secret of enough length'));
+  const follower = new PeerFollower({ token, leases: new InProcessLeases(), leaseTtlMs: 1000, metrics, log: silent, copies });
+  onCleanup(t, () => follower.close());
+  const held = new FetchHeldByPeer(digest.text, url);
+  const source = { expected: digest, open: () => Promise.reject(new Error('the upstream must not be asked')) };
+  const copyFiles = () => readdir(path.join(work.path, PEER_COPIES_DIR, 'tmp'));
+
+  // Five clients: one request to the leader; each has half the blob before the leader sends the rest.
+  const received = Array.from({ length: 5 }, () => 0);
+  const reading = await Promise.all(
+    received.map(async (_, i) => {
+      const follow = await follower.follow(held, source);
+      assert.ok(follow.kind === 'following');
+      assert.equal(follow.blob.size, blob.byteLength);
+      const stream = follow.blob.open();
+      stream.on('data', (chunk: Buffer) => (received[i] = (received[i] ?? 0) + chunk.byteLength));
+      return { settled: settle(stream) }; // not awaited here: the leader sends the rest later
+    }),
+  );
+  await pollUntil(() => Promise.resolve(received.every((bytes) => bytes >= blob.byteLength / 2)), { timeoutMs: 10_000, what: 'every client reading the first half' });
+  assert.equal(requests, 1, 'one peer request for five clients');
+  assert.equal((await copyFiles()).length, 1, 'one local copy');
+  sendRest();
+  for (const result of await Promise.all(reading.map((one) => one.settled))) assert.ok(result.bytes?.equals(blob), result.error?.message);
+  assert.equal(await copies.stat(digest), undefined, 'the copy is never published');
+  await pollUntil(async () => (await copyFiles()).length === 0, { timeoutMs: 5_000, what: 'the copy deleted once read' });
+  assert.deepEqual(metrics.follows, ['completed']);
+
+  // Wrong bytes from the leader: every client's response is aborted, none ends complete.
+  answer = wrong;
+  delete leader.sendRest;
+  const wrongFollows = await Promise.all(
+    [0, 1, 2].map(async () => {
+      const follow = await follower.follow(held, source);
+      assert.ok(follow.kind === 'following');
+      return { settled: settle(follow.blob.open()) };
+    }),
+  );
+  await pollUntil(() => Promise.resolve(leader.sendRest !== undefined), { timeoutMs: 10_000, what: 'the leader answering' });
+  sendRest();
+  const wrongReads = await Promise.all(wrongFollows.map((one) => one.settled));
+  assert.equal(requests, 2);
+  for (const result of wrongReads) assert.ok(result.error, 'aborted');
+  await pollUntil(async () => (await copyFiles()).length === 0, { timeoutMs: 5_000, what: 'the wrong copy deleted' });
 });
