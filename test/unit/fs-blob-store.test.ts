@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import { READ_CHUNK_BYTES } from '../../src/storage/blob-store.js';
 import { hashThreadCount, terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
 import { pollUntil } from '../harness/wait.js';
@@ -129,6 +130,36 @@ test('fs: writeTo sends whole blobs and ranges through pooled buffers, concurren
     }),
   );
   await Promise.all(sends);
+});
+
+test('fs: writeTo respects a stalled destination: at most two read buffers wait in it, and the rest follows once it drains', { timeout: 10_000 }, async () => {
+  const store = await newStore();
+  const bytes = randomBytes(8 * 1024 * 1024 + 3);
+  await store.put(parseDigest(digestOf(bytes)), bytes);
+  const handle = await store.open(parseDigest(digestOf(bytes)));
+  const writeTo = handle?.writeTo?.bind(handle);
+  assert.ok(writeTo);
+  // A client that reads nothing: every write waits until released. A hit's memory per client
+  // is what it has handed to the socket and not had back, so this is the bound that matters.
+  const parts: Buffer[] = [];
+  const held: Array<() => void> = [];
+  const sink = new Writable({
+    highWaterMark: 1,
+    write(chunk: Buffer, _encoding, callback) {
+      parts.push(Buffer.from(chunk));
+      held.push(callback);
+    },
+  });
+  const sent = Promise.all([writeTo(sink), finished(sink)]);
+  await new Promise((resolve) => setTimeout(resolve, 300)); // time to read far ahead, if it would
+  // writableLength: bytes written to the destination and not yet called back, queued or not.
+  const waiting = sink.writableLength;
+  assert.ok(waiting > 0, 'something was sent');
+  assert.ok(waiting <= 2 * READ_CHUNK_BYTES, `${waiting} bytes given to a stalled destination`);
+  const release = setInterval(() => held.splice(0).forEach((done) => done()), 1);
+  await sent;
+  clearInterval(release);
+  assert.ok(Buffer.concat(parts).equals(bytes), 'every byte, in order, once drained');
 });
 
 test('fs: writeTo stops reading and closes the file when the destination goes away', { timeout: 10_000 }, async () => {
