@@ -1,9 +1,13 @@
 // Three Longshore replicas as one mirror (test/harness/cluster.ts: one Swift bucket, one
 // redis-server, real processes) behind a round-robin client: one upstream fetch cluster-wide
 // with live followers on the other replicas, skopeo pulls through each replica, a private push
-// through one and pull through another, and kill -9 of a fetch's leader mid-stream.
+// through one and pull through another, kill -9 of a fetch's leader mid-stream, Redis lost
+// (stopped, then replaced by an empty one, then flushed with every replica restarted on an
+// empty scratch directory and the upstream down), and a chunked upload across replicas.
+// The tests run in order on one cluster (starting three replicas on S3 is most of a test's time).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { createClient } from 'redis';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -16,7 +20,10 @@ import { sha256Digest } from '../harness/digests.js';
 import { makeOciLayout, pushDockerImage } from '../harness/images.js';
 import type { LongshoreHandle } from '../harness/longshore.js';
 import { startRegistry, type RegistryHandle } from '../harness/registry.js';
-import { uploadBlob } from '../harness/registry-client.js';
+import { MANIFEST_ACCEPT, uploadBlob } from '../harness/registry-client.js';
+import { V1Client } from '../harness/v1-client.js';
+import { v1Chain } from '../support/v1-images.js';
+import type { GeneratedImage } from '../harness/images.js';
 import { skopeo } from '../harness/skopeo.js';
 import { fetchesSettled } from '../harness/fetches.js';
 import { disposeSharedSwift, sharedSwift } from '../harness/swift.js';
@@ -26,6 +33,9 @@ import { metricValue } from '../support/prometheus-text.js';
 import { writeHtpasswd } from '../support/users.js';
 
 const MiB = 1024 * 1024;
+// Short, so tags go stale within a test (the upstream-down pulls must be served stale).
+const TAG_TTL_MS = 1000;
+const ALICE = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
 
 interface TimedGet {
   status: number;
@@ -87,7 +97,7 @@ void describe('three replicas, one cache', () => {
     await writeHtpasswd(htpasswd, { alice: 'wonderland' });
     cluster = await startCluster({
       replicas: 3,
-      config: { private: { namespaces: ['corp'] }, auth: { htpasswd }, upstreams: [{ name: 'hub', url: proxy.url, default: true }] },
+      config: { private: { namespaces: ['corp'] }, auth: { htpasswd }, upstreams: [{ name: 'hub', url: proxy.url, default: true, tagTtl: TAG_TTL_MS }] },
     });
   });
   after(async () => {
@@ -253,5 +263,155 @@ void describe('three replicas, one cache', () => {
     } finally {
       s3.destroy();
     }
+  });
+
+  /** Pulls `image` by `ref` through `replica` over HTTP: the manifest and every blob, checked by digest. */
+  async function pullImage(replicaUrl: string, repository: string, ref: string, image: GeneratedImage, headers: Record<string, string> = {}): Promise<void> {
+    const manifest = await request(`${replicaUrl}/v2/${repository}/manifests/${ref}`, { headers: { ...headers, accept: MANIFEST_ACCEPT } });
+    const bytes = Buffer.from(await manifest.body.arrayBuffer());
+    assert.equal(manifest.statusCode, 200, `${repository}:${ref} through ${replicaUrl}: ${bytes.toString().slice(0, 300)}`);
+    assert.equal(sha256Digest(bytes), image.manifestDigest, `${repository}:${ref} through ${replicaUrl}`);
+    for (const digest of [image.configDigest, ...image.layers.map((layer) => layer.digest)]) {
+      const blob = await request(`${replicaUrl}/v2/${repository}/blobs/${digest}`, { headers });
+      const body = Buffer.from(await blob.body.arrayBuffer());
+      assert.equal(blob.statusCode, 200, `${repository}@${digest} through ${replicaUrl}: ${body.toString().slice(0, 300)}`);
+      assert.equal(sha256Digest(body), digest, `${repository}@${digest} through ${replicaUrl}`);
+    }
+  }
+
+  async function coordinationConnected(replica: LongshoreHandle): Promise<number> {
+    return metricValue(await metrics(replica), 'longshore_coordination_connected', { mode: 'redis' });
+  }
+
+  it('lose Redis, lose nothing: with Redis stopped replicas serve from the bucket and fetch misses uncoordinated (counted, logged); an empty Redis back, they coordinate again; Redis flushed and every replica restarted on an empty scratch directory with the upstream down, everything pulled or pushed before (v2, v1, stale tags) still pulls', async (t) => {
+    const replicas = cluster.replicas;
+    const began = performance.now();
+    const phase = (what: string) => t.diagnostic(`${what}: ${((performance.now() - began) / 1000).toFixed(1)} s`);
+    // The previous test killed a replica: back at its address, so all three take part.
+    for (const [i, replica] of replicas.entries()) if (!replica.process) await cluster.restart(i);
+
+    // Pulled through each replica in turn (round-robin); pushed through another; a v1 push.
+    const mirrored = await pushDockerImage(upstream.url, 'lib/kept', 'v1', [300_000]);
+    for (let i = 0; i < replicas.length; i += 1) await pullImage(cluster.next(), 'lib/kept', 'v1', mirrored);
+    const pushed = await pushDockerImage(cluster.next(), 'corp/own', 'v1', [250_000], { headers: ALICE });
+    for (let i = 0; i < replicas.length; i += 1) await pullImage(cluster.next(), 'corp/own', 'v1', pushed, ALICE);
+    const v1Images = await v1Chain('lose-redis', ['a', 'b']);
+    const v1Tags = { latest: v1Images[1]!.id };
+    const v1User = { username: 'alice', password: 'wonderland' };
+    await new V1Client(cluster.next(), v1User).push('corp/legacy', v1Images, v1Tags);
+    const pullV1 = async (replicaUrl: string) => {
+      const pulled = await new V1Client(replicaUrl, v1User).pull('corp/legacy', 'latest');
+      assert.deepEqual(pulled.tags, v1Tags);
+      for (const image of v1Images) {
+        const got = pulled.images.get(image.id);
+        assert.ok(got?.json.equals(image.json) && got.layer.equals(image.layer), `v1 image ${image.id} through ${replicaUrl}`);
+      }
+    };
+    await pullV1(cluster.next());
+
+    phase('pulled and pushed');
+    // Redis gone: hits come from the bucket, a miss is fetched uncoordinated (counted, logged).
+    await cluster.redis.stop();
+    for (const replica of replicas) {
+      await pollUntil(async () => (await coordinationConnected(replica)) === 0, { timeoutMs: 10_000, what: `${replica.url} seeing Redis gone` });
+    }
+    for (const replica of replicas) {
+      await pullImage(replica.url, 'lib/kept', 'v1', mirrored);
+      await pullImage(replica.url, 'corp/own', 'v1', pushed, ALICE);
+    }
+    const duringOutage = await pushDockerImage(upstream.url, 'lib/kept', 'v2', [200_000]);
+    const missedOn = replicas[2] as LongshoreHandle;
+    await pullImage(missedOn.url, 'lib/kept', 'v2', duringOutage);
+    assert.ok(metricValue(await metrics(missedOn), 'longshore_coordination_uncoordinated_total', { port: 'leases' }) >= 1, 'the uncoordinated fetch is counted');
+    assert.ok(
+      missedOn.logs.some((line) => line.level === 40 && String(line.msg).startsWith('Redis unreachable')),
+      'and logged',
+    );
+
+    phase('served during the outage');
+    // An empty Redis in its place: the replicas coordinate again.
+    await cluster.redis.start();
+    for (const replica of replicas) {
+      await pollUntil(async () => (await coordinationConnected(replica)) === 1, { timeoutMs: 15_000, what: `${replica.url} seeing Redis back` });
+    }
+
+    phase('Redis back');
+    // Redis flushed, the upstream down, every replica restarted on an empty scratch directory.
+    const redis = createClient({ url: cluster.redis.url });
+    await redis.connect();
+    await redis.flushAll();
+    assert.equal(await redis.dbSize(), 0);
+    redis.destroy();
+    await upstream.stop();
+    await Promise.all(replicas.map((_, i) => cluster.restart(i, { emptyScratch: true })));
+    phase('restarted on empty scratch');
+    await new Promise((resolve) => setTimeout(resolve, TAG_TTL_MS)); // every tag is stale now
+    proxy.reset();
+    for (const replica of replicas) {
+      await pullImage(replica.url, 'lib/kept', 'v1', mirrored);
+      await pullImage(replica.url, 'lib/kept', 'v2', duringOutage);
+      await pullImage(replica.url, 'corp/own', 'v1', pushed, ALICE);
+      await pullImage(replica.url, 'corp/own', pushed.manifestDigest, pushed, ALICE);
+      await pullV1(replica.url);
+    }
+    phase('everything pulled again');
+    assert.ok(
+      replicas.some((replica) => replica.logs.some((line) => line.msg === 'upstream failed; serving stale')),
+      'the mirrored tags were served stale',
+    );
+    assert.deepEqual(
+      proxy.upstreamFailures.filter((failure) => /\/blobs\//.test(failure.path)),
+      [],
+      'no blob asked of the (down) upstream: every one came from the bucket',
+    );
+    assert.ok(proxy.upstreamFailures.length > 0, 'the stale tags did ask the upstream, which was down');
+    for (const replica of replicas) assert.equal(await coordinationConnected(replica), 1, replica.url);
+    await upstream.start();
+  });
+
+  it('a chunked upload opened on one replica continues on the others, chunk by chunk, and the blob is pushed; its holder stopped, another replica reports the session unknown', async () => {
+    const [a, b, c] = cluster.replicas as [LongshoreHandle, LongshoreHandle, LongshoreHandle];
+    const blob = randomBytes(300 * 1024);
+    const chunks = [blob.subarray(0, 100 * 1024), blob.subarray(100 * 1024, 250 * 1024), blob.subarray(250 * 1024)];
+    const opened = await request(`${a.url}/v2/corp/chunked/blobs/uploads/`, { method: 'POST', headers: { ...ALICE, 'content-length': '0' } });
+    await opened.body.dump();
+    assert.equal(opened.statusCode, 202);
+    let location = String(opened.headers.location);
+    let offset = 0;
+    for (const [index, replica] of [b, c, a].entries()) {
+      const chunk = chunks[index]!;
+      const patched = await request(new URL(location, replica.url), {
+        method: 'PATCH',
+        headers: { ...ALICE, 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}`, 'content-length': String(chunk.length) },
+        body: chunk,
+      });
+      const text = await patched.body.text();
+      assert.equal(patched.statusCode, 202, `chunk ${index} through ${replica.url}: ${text}`);
+      offset += chunk.length;
+      assert.equal(patched.headers.range, `0-${offset - 1}`);
+      location = String(patched.headers.location);
+    }
+    const status = await request(new URL(location, c.url), { headers: ALICE });
+    await status.body.dump();
+    assert.equal(status.statusCode, 204);
+    assert.equal(status.headers.range, `0-${blob.length - 1}`, "the status, asked of another replica, is the holder's");
+    const closing = new URL(location, b.url);
+    closing.searchParams.set('digest', sha256Digest(blob));
+    const closed = await request(closing, { method: 'PUT', headers: { ...ALICE, 'content-length': '0' } });
+    assert.equal(closed.statusCode, 201, await closed.body.text());
+    for (const replica of cluster.replicas) {
+      const pulled = await request(`${replica.url}/v2/corp/chunked/blobs/${sha256Digest(blob)}`, { headers: ALICE });
+      assert.equal(pulled.statusCode, 200);
+      assert.ok(Buffer.from(await pulled.body.arrayBuffer()).equals(blob), replica.url);
+    }
+
+    // A session whose holder stopped: another replica says so in the v2 error format.
+    const orphan = await request(`${c.url}/v2/corp/chunked/blobs/uploads/`, { method: 'POST', headers: { ...ALICE, 'content-length': '0' } });
+    await orphan.body.dump();
+    await c.stop();
+    const lost = await request(new URL(String(orphan.headers.location), a.url), { headers: ALICE });
+    const body = (await lost.body.json()) as { errors: Array<{ code: string }> };
+    assert.equal(lost.statusCode, 404);
+    assert.equal(body.errors[0]?.code, 'BLOB_UPLOAD_UNKNOWN');
   });
 });
