@@ -107,7 +107,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   });
   const upstreamActivity = new UpstreamActivity();
   // With cluster.redis an upstream's circuit is the cluster's: one replica opening it stops them all.
-  const circuitSharing = (circuit: string) => (coordinator.circuits ? { circuits: coordinator.circuits, leases: coordinator.leases, circuit } : undefined);
+  const circuitSharing = (circuit: string) => ({ circuits: coordinator.circuits, leases: coordinator.leases, circuit });
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
     const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));

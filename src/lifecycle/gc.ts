@@ -8,7 +8,7 @@ import { parseDigest } from '../protocol/digest.js';
 import { MAX_MANIFEST_BYTES } from '../protocol/limits.js';
 import { referencedDigests } from '../protocol/manifest.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { metadataKeys } from '../storage/keys.js';
+import { linkedDigest, metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { allMirroredImages, V1_IMAGE_PREFIXES, V1ImageStore } from '../storage/v1-image-store.js';
 import { announceCacheChange } from './cache-changes.js';
@@ -40,9 +40,6 @@ export interface GcTargets {
   events?: BlobEvents;
 }
 
-/** local/<repository…>/_layers|_manifests/<alg>/<hex>: a private repository links a blob. */
-const LINK_KEY = /^local\/.+\/_(?:layers|manifests)\/([a-z0-9]+)\/([a-f0-9]+)$/;
-
 async function* walkRecords(metadata: MetadataStore, prefix: string): AsyncGenerator<string> {
   for (const name of await metadata.list(prefix)) {
     const key = `${prefix}/${name}`;
@@ -60,8 +57,8 @@ export async function collectGarbage(targets: GcTargets, options: GcOptions): Pr
   // left anywhere is reclaimed (a secret pushed by mistake and deleted must not stay on disk).
   const linkedPrivate = new Set<string>();
   for (const key of await collect(walkRecords(targets.metadata, metadataKeys.localRoot))) {
-    const link = LINK_KEY.exec(key);
-    if (link) linkedPrivate.add(`${link[1] as string}:${link[2] as string}`);
+    const linked = linkedDigest(key);
+    if (linked !== undefined) linkedPrivate.add(linked);
   }
   // v1 images are global by id and outlive their repositories: their layers stay.
   const privateV1 = new V1ImageStore(targets.metadata, V1_IMAGE_PREFIXES.private);

@@ -16,6 +16,11 @@ import type { HashReply, HashRequest } from './hash-worker.js';
 // machine, and each thread costs ~11 MB of RSS and 4 descriptors (measured), which the
 // 150 MB memory goal and the idle-upload descriptor bound (upload-limits e2e) both feel.
 const MAX_THREADS = 1;
+// A thread with no session for this long is ended: idle, it is still a whole V8 isolate (~9 MB
+// of RSS, measured: issue 19's memory goal). The next big write starts one again (~30 ms of CPU,
+// overlapping the download: ranges queue until the thread is up, and it hashes faster than a
+// download brings bytes in, so it catches up long before the last byte).
+const IDLE_THREAD_MS = 5_000;
 
 /**
  * A worker running hash-worker: the .js file in dist. Under tsx (tests) the .ts file, loaded
@@ -33,21 +38,25 @@ class HashThread {
   readonly sessions = new Map<number, FileHasher>();
   private lastError: Error | undefined;
   private exited = false;
+  private idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly onExit: (thread: HashThread) => void) {
+  /** `onGone`: the thread takes no new sessions (ending when idle, or exited). */
+  constructor(private readonly onGone: (thread: HashThread) => void) {
     this.worker = startWorker();
     this.worker.on('message', (reply: HashReply) => this.sessions.get(reply.session)?.receive(reply));
     this.worker.on('error', (error) => (this.lastError = error));
     // Only 'exit' means the thread no longer reads any descriptor: sessions fail from there.
     this.worker.on('exit', (code) => {
       this.exited = true;
-      this.onExit(this);
+      clearTimeout(this.idleTimer);
+      this.onGone(this);
       const error = new Error(`hash worker thread exited (code ${code})${this.lastError ? `: ${this.lastError.message}` : ''}`);
       for (const session of this.sessions.values()) session.fail(error);
       this.sessions.clear();
     });
     // Idle threads do not keep the process alive; one with sessions does (see attach/detach).
     this.worker.unref();
+    this.endWhenIdle();
   }
 
   get alive(): boolean {
@@ -55,12 +64,29 @@ class HashThread {
   }
 
   attach(session: FileHasher): void {
-    if (this.sessions.size === 0) this.worker.ref();
+    if (this.sessions.size === 0) {
+      this.worker.ref();
+      clearTimeout(this.idleTimer);
+    }
     this.sessions.set(session.id, session);
   }
 
   detach(session: FileHasher): void {
-    if (this.sessions.delete(session.id) && this.sessions.size === 0) this.worker.unref();
+    if (this.sessions.delete(session.id) && this.sessions.size === 0) {
+      this.worker.unref();
+      this.endWhenIdle();
+    }
+  }
+
+  private endWhenIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.sessions.size > 0 || this.exited) return;
+      // Out of the pool first, so no session can attach to a thread that is going away.
+      this.onGone(this);
+      void this.worker.terminate();
+    }, IDLE_THREAD_MS);
+    this.idleTimer.unref();
   }
 
   post(request: HashRequest): void {
@@ -88,12 +114,9 @@ function pickThread(): HashThread {
   return thread;
 }
 
-/**
- * Starts the hash thread now rather than on the first big write: a serving process pays its
- * start-up (~30 ms) and its descriptors at boot, not in the middle of a cold pull.
- */
-export function prewarmHashThread(): void {
-  if (threads.length === 0) pickThread();
+/** How many hash threads take sessions now (tests; an idle one ends after IDLE_THREAD_MS). */
+export function hashThreadCount(): number {
+  return threads.length;
 }
 
 /** Stops every hash thread, as a crash would (tests: a dead thread fails its writers). */

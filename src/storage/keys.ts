@@ -20,6 +20,8 @@
 //   ├── cache/access/<alg>/<2 hex>                    {<hex>: last access ms}: LRU order, by shard
 //   ├── cache/changed                                 {id, by, at, host, pid}: gc or import changed the
 //   │                                                 store beside the servers, which rescan on a new id
+//   ├── cache/records-changed                         {id, at}: a record that S3 servers keep in memory
+//   │                                                 was deleted (s3-record-cache.ts): forget them
 //   ├── catalog/repositories/<2 hex>                  {<name>: {kind, upstream, pulls, tags…}}: the web
 //   │                                                 page's repository list and pull counts, by shard
 //   └── v1/
@@ -72,6 +74,8 @@ export const metadataKeys = {
   cacheAccessShard: (digest: Digest) => join('cache', 'access', digest.algorithm, digest.hex.slice(0, 2)),
   /** The last change a tool (gc, import) made beside running servers: they poll it and rescan. */
   cacheChanged: join('cache', 'changed'),
+  /** The last delete of a record that processes may hold in memory (storage/s3-record-cache.ts). */
+  recordsChanged: join('cache', 'records-changed'),
 
   repositoryCatalogRoot: join('catalog', 'repositories'),
   /** One record per two hex digits of sha256(name): 256 small records list every repository. */
@@ -93,6 +97,15 @@ export const metadataKeys = {
   /** Parent of one upstream's v1 lists (walk it for the repositories mirrored through its v1 index). */
   v1MirrorListRoot: (upstream: string) => join('v1', 'mirror', 'repositories', upstream),
 } as const;
+
+/** local/<repository…>/_layers|_manifests/<alg>/<hex>: a private repository links a blob. */
+const REPOSITORY_LINK_KEY = /^local\/.+\/_(?:layers|manifests)\/([a-z0-9]+)\/([a-f0-9]+)$/;
+
+/** The digest a private repository's link record (_layers, _manifests) names; undefined for any other key. */
+export function linkedDigest(key: string): string | undefined {
+  const link = REPOSITORY_LINK_KEY.exec(key);
+  return link ? `${link[1] as string}:${link[2] as string}` : undefined;
+}
 
 const WRITE_ONCE_ROOTS = [`${metadataKeys.manifestsRoot}/`, `${join('v1', 'mirror', 'chains')}/`];
 

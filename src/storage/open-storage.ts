@@ -81,7 +81,7 @@ const REDIRECT_URL_TTL_SECONDS = 20 * 60;
 async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
   const s3 = config.storage.s3;
   if (s3 === undefined) throw new Error('storage.driver is "s3" but storage.s3 is not set'); // the schema refuses this already
-  const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }, { WriteOnceRecordCache }] = await Promise.all([
+  const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }, { RecordCache }] = await Promise.all([
     import('./s3-blob-store.js'),
     import('./s3-client.js'),
     import('./s3-metadata-driver.js'),
@@ -99,7 +99,7 @@ async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
       ...(s3.redirect ? { redirectUrlTtlSeconds: REDIRECT_URL_TTL_SECONDS } : {}),
     }),
     // Every record read is a GET: write-once records are read once per process.
-    metadataDriver: new WriteOnceRecordCache(new S3MetadataDriver(location)),
+    metadataDriver: new RecordCache(new S3MetadataDriver(location)),
     closeDriver: () => client.destroy(),
   };
 }

@@ -1,17 +1,20 @@
 // Metadata reads on S3 (storage/s3-record-cache.ts), counted as the GETs Longshore's S3 client
-// sends: write-once records (manifest records, completed private v1 images) are read from the
-// bucket once per process; mutable ones (tags) every time, so a second replica on the same
-// bucket sees a moved tag at once.
+// sends: write-once records (manifest records, completed private v1 images) and private links
+// are read from the bucket once per process; mutable ones (tags) every time, so a second
+// replica on the same bucket sees a moved tag at once, and a link deleted on one replica within
+// a second (the delete notice) on the other.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import { request } from 'undici';
 import type { S3BlobStore } from '../../src/storage/s3-blob-store.js';
+import { NOTICE_CHECK_MS } from '../../src/storage/s3-record-cache.js';
 import { pushDockerImage, type GeneratedImage } from '../harness/images.js';
 import { MANIFEST_ACCEPT } from '../harness/registry-client.js';
 import { startRegistry, type RegistryHandle } from '../harness/registry.js';
 import { s3StorageConfig, startSwift, type SwiftHandle } from '../harness/swift.js';
 import { makeTempDir, type TempDir } from '../harness/tmp.js';
+import { pollUntil } from '../harness/wait.js';
 import { basic, V1Client } from '../harness/v1-client.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
 import { writeHtpasswd } from '../support/users.js';
@@ -50,7 +53,7 @@ before(async () => {
   mirrored = await pushDockerImage(upstream.url, 'apps/web', 'v1', [1000]);
   const htpasswd = path.join(work.path, 'htpasswd');
   await writeHtpasswd(htpasswd, { alice: 'wonderland' });
-  const storage = await s3StorageConfig(swift);
+  const storage = { ...(await s3StorageConfig(swift)), delete: true };
   // Two replicas on one bucket (each with its own scratch directory and in-process coordinator).
   for (let i = 0; i < 2; i++) {
     replicas.push(
@@ -110,4 +113,24 @@ test('s3 record cache: tags are read from the bucket every time, so a tag moved 
   const two = await pushDockerImage(first.url, 'corp/app', 'v1', [600], { headers: { authorization: ALICE } });
   assert.notEqual(two.manifestDigest, one.manifestDigest);
   assert.deepEqual((await get(`${second.url}/v2/corp/app/manifests/v1`, { authorization: ALICE })).body, two.manifestBytes);
+});
+
+test('s3 record cache: a private manifest pulled over and over reads its link once; deleted on one replica, the other stops serving it within a second', async (t) => {
+  const [first, second] = replicas as [InProcessLongshore, InProcessLongshore];
+  const image = await pushDockerImage(first.url, 'corp/linked', 'v1', [700], { headers: { authorization: ALICE } });
+  const byDigest = (replica: InProcessLongshore) => `${replica.url}/v2/corp/linked/manifests/${image.manifestDigest}`;
+  const gets = countGets(t, second);
+  for (let i = 0; i < 4; i++) assert.deepEqual((await get(byDigest(second), { authorization: ALICE })).body, image.manifestBytes);
+  assert.equal(metaGets(gets, `corp/linked/_manifests/sha256/${image.manifestDigest.slice(7)}`), 1, gets.join('\n'));
+
+  const deleted = await request(byDigest(first), { method: 'DELETE', headers: { authorization: ALICE } });
+  await deleted.body.dump();
+  assert.equal(deleted.statusCode, 202);
+  assert.equal((await get(byDigest(first), { authorization: ALICE })).status, 404, 'gone at once where it was deleted');
+  // Within the notice interval, with room for a loaded machine: a cache that never forgot would time out.
+  await pollUntil(async () => (await get(byDigest(second), { authorization: ALICE })).status === 404, {
+    timeoutMs: NOTICE_CHECK_MS + 5000,
+    intervalMs: 50,
+    what: 'the other replica to stop serving the deleted manifest',
+  });
 });
