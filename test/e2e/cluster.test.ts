@@ -6,6 +6,7 @@
 // empty scratch directory and the upstream down), and a chunked upload across replicas.
 // The tests run in order on one cluster (starting three replicas on S3 is most of a test's time).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import { readFile } from 'node:fs/promises';
@@ -262,6 +263,47 @@ void describe('three replicas, one cache', () => {
       assert.equal(sha256Digest(Buffer.from(await stored.Body!.transformToByteArray())), digest, 'what is stored is the verified blob');
     } finally {
       s3.destroy();
+    }
+  });
+
+  it('a replica whose scratch directory is full, leading or following a fetch: every client of every replica gets the whole blob, never a hang or a short body, and a replica with room stores it', async (t) => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs as a full scratch directory and must run as root (mount -t tmpfs)');
+    const [small, ...others] = cluster.replicas as [LongshoreHandle, ...LongshoreHandle[]];
+    // Replica 0 (killed by the previous test) comes back on a 2 MiB tmpfs: no room for a 6 MiB blob.
+    await small.stop();
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small.dataDir]);
+    try {
+      await small.start();
+      const size = 6 * MiB;
+      const { digest } = await pushRandomBlob('lib/roomless', size);
+      proxy.reset();
+      proxy.setThrottle(4 * MiB);
+      const url = (replica: LongshoreHandle) => `${replica.url}/v2/lib/roomless/blobs/${digest}`;
+      // Two clients per replica, the full one first: whichever leads, the others wait on it.
+      const replicas = [small, ...others];
+      const started = performance.now();
+      const results = await Promise.all([...replicas, ...replicas].map((replica) => timedGet(url(replica))));
+      const wallMs = performance.now() - started;
+      proxy.setThrottle(undefined);
+      for (const [i, result] of results.entries()) {
+        assert.equal(result.error, undefined, `client ${i}: ${result.error?.message}`);
+        assert.equal(result.status, 200, `client ${i}`);
+        assert.equal(result.digest, digest, `client ${i}: whole and right`);
+      }
+      const upstreamGets = proxy.count('GET', new RegExp(`/blobs/${digest}$`));
+      t.diagnostic(`6 clients, one replica with no room: ${wallMs.toFixed(0)} ms, ${upstreamGets} upstream GETs`);
+      assert.ok(wallMs < 60_000, `done in ${wallMs.toFixed(0)} ms`);
+      await Promise.all(others.map((replica) => fetchesSettled(replica.url)));
+      const s3 = (await sharedSwift()).client();
+      try {
+        const stored = await s3.send(new GetObjectCommand({ Bucket: cluster.bucket, Key: blobKey(digest) }));
+        assert.equal(sha256Digest(Buffer.from(await stored.Body!.transformToByteArray())), digest, 'a replica with room stored the verified blob');
+      } finally {
+        s3.destroy();
+      }
+    } finally {
+      await small.stop();
+      execFileSync('umount', ['-l', small.dataDir]);
     }
   });
 
