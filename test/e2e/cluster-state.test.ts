@@ -1,10 +1,10 @@
 // State that several replicas share through a real redis-server (issue 17, "Shared state"),
-// with the replicas in this process: each upstream's circuit and tag freshness, driven by
-// upstream doubles that count and fail on cue. The scenarios a real process can reach (Redis
-// lost, chunked uploads across replicas) run on three processes in cluster.test.ts.
+// with the replicas in this process: each upstream's circuit, driven by upstream doubles that
+// fail on cue. The scenarios real processes can reach (Redis lost, tag freshness, chunked
+// uploads across replicas) run on three of them in cluster.test.ts.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { CircuitBreakerUpstream } from '../../src/upstream/circuit-breaker.js';
 import { UpstreamError } from '../../src/upstream/errors.js';
@@ -12,10 +12,9 @@ import type { UpstreamRegistry } from '../../src/upstream/upstream.js';
 import { sha256Digest } from '../harness/digests.js';
 import { startFakeUpstream } from '../harness/fake-upstream.js';
 import { startRedis, type RedisHandle } from '../harness/redis.js';
-import { disposeSharedSwift, s3StorageConfig, sharedSwift } from '../harness/swift.js';
 import { pollUntil } from '../harness/wait.js';
 import { onCleanup } from '../support/cleanup.js';
-import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
+import { startInProcess } from '../support/in-process.js';
 import { metricValue } from '../support/prometheus-text.js';
 import { redisCluster } from '../support/redis-coordination.js';
 
@@ -25,7 +24,6 @@ before(async () => {
 });
 after(async () => {
   await redis?.dispose();
-  await disposeSharedSwift();
 });
 
 const running = (): RedisHandle => {
@@ -34,22 +32,6 @@ const running = (): RedisHandle => {
 };
 
 const SECRET = 'a-shared-secret-of-enough-length';
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-
-/**
- * `count` servers in this process, one S3 bucket and one Redis between them, each with a
- * scratch directory of its own: replicas of one mirror.
- */
-async function replicasOnOneBucket(t: TestContext, count: number, upstreamConfig: Record<string, unknown>): Promise<InProcessLongshore[]> {
-  const storage = await s3StorageConfig(await sharedSwift());
-  const replicas: InProcessLongshore[] = [];
-  for (let i = 0; i < count; i += 1) {
-    const replica = await startInProcess({ storage, cluster: { redis: running().url, advertiseUrl: 'http://127.0.0.1:1' }, auth: { secret: SECRET }, upstreams: [upstreamConfig] });
-    onCleanup(t, () => replica.stop());
-    replicas.push(replica);
-  }
-  return replicas;
-}
 
 /** An upstream whose tags/list is down or up as the test says, counting the calls that reached it. */
 function switchableUpstream() {
@@ -155,40 +137,5 @@ void describe('circuit state shared across replicas', () => {
     await response.body.dump();
     assert.ok(response.statusCode >= 500);
     assert.equal(upstream.requests.length, asked, 'the other server did not ask the upstream');
-  });
-});
-
-void describe('tag freshness across replicas', () => {
-  it('one upstream request per tag per tagTtl cluster-wide: concurrent refreshes on several replicas make one HEAD, and a replica refreshed by another does not ask again', async (t) => {
-    const upstream = await startFakeUpstream();
-    onCleanup(t, () => upstream.close());
-    const tagTtlMs = 1500;
-    const replicas = await replicasOnOneBucket(t, 3, { name: 'fake', url: upstream.url, default: true, tagTtl: tagTtlMs });
-    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: {}, layers: [] }));
-    const digest = upstream.setManifest('app', 'v1', manifest, OCI_MANIFEST);
-    const pull = async (replica: InProcessLongshore) => {
-      const response = await request(`${replica.url}/v2/app/manifests/v1`, { headers: { accept: OCI_MANIFEST } });
-      const body = Buffer.from(await response.body.arrayBuffer());
-      assert.equal(response.statusCode, 200, body.toString());
-      assert.equal(response.headers['docker-content-digest'], digest);
-    };
-    const tagRequests = (method: string) => upstream.requests.filter((r) => r.method === method && r.path.endsWith('/manifests/v1')).length;
-
-    // Every refresh of a round is over by its end: waiting a TTL from then passes every checkedAt.
-    const pastTtl = (roundEnded: number) => new Promise((resolve) => setTimeout(resolve, roundEnded + tagTtlMs + 50 - Date.now()));
-    for (const replica of replicas) await pull(replica);
-    assert.equal(tagRequests('GET'), 1, 'the first pull fetched it; the other replicas read it from the bucket');
-    assert.equal(tagRequests('HEAD'), 0);
-
-    await pastTtl(Date.now());
-    const started = Date.now();
-    await Promise.all([0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => pull(replicas[i % 3]!)));
-    assert.ok(Date.now() - started < tagTtlMs, 'the round ended within one TTL');
-    assert.equal(tagRequests('HEAD'), 1, 'nine concurrent pulls past the TTL on three replicas: one HEAD');
-
-    await pastTtl(Date.now());
-    for (const replica of replicas) await pull(replica);
-    assert.equal(tagRequests('HEAD'), 2, 'one after the other: the second and third replica take the refresh of the first');
-    assert.equal(tagRequests('GET'), 1);
   });
 });

@@ -3,7 +3,8 @@
 // with live followers on the other replicas, skopeo pulls through each replica, a private push
 // through one and pull through another, kill -9 of a fetch's leader mid-stream, Redis lost
 // (stopped, then replaced by an empty one, then flushed with every replica restarted on an
-// empty scratch directory and the upstream down), and a chunked upload across replicas.
+// empty scratch directory and the upstream down), tag freshness shared, a replica with a full
+// scratch directory, and a chunked upload across replicas.
 // The tests run in order on one cluster (starting three replicas on S3 is most of a test's time).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -35,7 +36,7 @@ import { writeHtpasswd } from '../support/users.js';
 
 const MiB = 1024 * 1024;
 // Short, so tags go stale within a test (the upstream-down pulls must be served stale).
-const TAG_TTL_MS = 1000;
+const TAG_TTL_MS = 2000;
 const ALICE = { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` };
 
 interface TimedGet {
@@ -213,6 +214,34 @@ void describe('three replicas, one cache', () => {
       const body = (await response.body.json()) as { errors: Array<{ code: string }> };
       assert.equal(body.errors[0]?.code, 'UNAUTHORIZED');
     }
+  });
+
+  it('one upstream request per tag per tagTtl cluster-wide: concurrent refreshes on the three replicas make one HEAD, and a replica refreshed by another does not ask again', async () => {
+    const image = await pushDockerImage(upstream.url, 'lib/fresh', 'v1', [10_000]);
+    proxy.reset();
+    const pull = async (replica: LongshoreHandle) => {
+      const response = await request(`${replica.url}/v2/lib/fresh/manifests/v1`, { headers: { accept: MANIFEST_ACCEPT } });
+      const body = Buffer.from(await response.body.arrayBuffer());
+      assert.equal(response.statusCode, 200, body.toString());
+      assert.equal(sha256Digest(body), image.manifestDigest);
+    };
+    const tagRequests = (method: string) => proxy.count(method, /\/lib\/fresh\/manifests\/v1$/);
+    // Every refresh of a round is over by its end: waiting a TTL from then passes every checkedAt.
+    const pastTtl = (roundEnded: number) => new Promise((resolve) => setTimeout(resolve, roundEnded + TAG_TTL_MS + 50 - Date.now()));
+    const replicas = cluster.replicas;
+
+    for (const replica of replicas) await pull(replica);
+    assert.equal(tagRequests('GET'), 1, 'the first pull fetched it; the other replicas read it from the bucket');
+    assert.equal(tagRequests('HEAD'), 0);
+    await pastTtl(Date.now());
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 9 }, (_, i) => pull(replicas[i % replicas.length] as LongshoreHandle)));
+    assert.ok(Date.now() - started < TAG_TTL_MS, 'the round ended within one TTL');
+    assert.equal(tagRequests('HEAD'), 1, 'nine concurrent pulls past the TTL on three replicas: one HEAD');
+    await pastTtl(Date.now());
+    for (const replica of replicas) await pull(replica);
+    assert.equal(tagRequests('HEAD'), 2, 'one after the other: the second and third replica take the refresh of the first');
+    assert.equal(tagRequests('GET'), 1);
   });
 
   it('kill -9 of the leader mid-stream: followers on other replicas complete by taking over once its lease lapsed (seconds), with one fresh upstream GET; the next request gets the blob; nothing partial is stored', async (t) => {
