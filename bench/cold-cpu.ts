@@ -87,6 +87,9 @@ async function main(): Promise<void> {
     await curlGet(`${longshore.url}/v2/perf/cold/blobs/${digests[0]}`, bytes); // warm-up (JIT)
     const totals = new Map<string, number>();
     for (let i = 1; i <= misses; i++) {
+      // --gap-ms: idle time before each miss (the bench's misses are seconds apart: threads that
+      // end when idle start again inside the miss).
+      await new Promise((resolve) => setTimeout(resolve, flag('--gap-ms', 0)));
       const before = threadCpu(pid);
       const upstreamBefore = processCpu(upstreamPid);
       const download = await curlGet(`${longshore.url}/v2/perf/cold/blobs/${digests[i]}`, bytes);
