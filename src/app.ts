@@ -3,7 +3,7 @@
 // instance's options, the listener, TLS and shutdown, and tests register it on an instance of
 // their own and drive it with inject().
 import type { Logger } from 'pino';
-import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import './api/http-types.js';
 import { handleError, sendRegistryError } from './api/errors.js';
 import { rejectRepeatedQueryParams } from './api/query-params.js';
@@ -36,15 +36,27 @@ const OPERATIONS_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
 /** Told of every response sent in full (its status), after it was sent. Must be cheap and synchronous. */
 export type ResponseObserver = (request: FastifyRequest, status: number) => void;
 
+/**
+ * The server's part in every request (server.ts: drain and shutdown), run from the app's one
+ * hook and one 'close' listener rather than a hook and a listener of its own per request.
+ */
+export interface RequestLifecycle {
+  /** false: the request is refused and already answered (the server is draining). */
+  admit(request: FastifyRequest, reply: FastifyReply): boolean;
+  /** Its response is over: sent in full, or torn down. */
+  ended(request: FastifyRequest): void;
+}
+
 export interface AppOptions {
   services: Services;
+  lifecycle?: RequestLifecycle;
 }
 
 /**
  * Register on an instance built with `createFastify()` (server.ts): the routes rely on its
  * router settings (no implicit HEAD routes, long parameters) and on request logging being off.
  */
-export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services }, done) => {
+export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services, lifecycle }, done) => {
   requestBodyMemory.limit = services.config.http.maxBufferedBodies;
   app.decorateRequest('cacheOutcome', undefined);
   app.decorateRequest('upstreamName', undefined);
@@ -62,7 +74,9 @@ export const longshoreApp: FastifyPluginCallback<AppOptions> = (app, { services 
   // 'close' rather than fastify's onResponse: it also fires for responses torn down mid-body
   // (an upstream that broke off), which are the ones an operator most needs to see.
   app.addHook('onRequest', (request, reply, done) => {
+    if (lifecycle && !lifecycle.admit(request, reply)) return;
     reply.raw.on('close', () => {
+      lifecycle?.ended(request);
       const length = reply.getHeader('content-length');
       const finished = reply.raw.writableFinished;
       const route = request.routeTemplate ?? request.routeOptions.url ?? 'unmatched';

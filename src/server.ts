@@ -11,7 +11,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { longshoreApp } from './app.js';
+import { longshoreApp, type RequestLifecycle } from './app.js';
 import { connectionOptions, enforceHeadersTimeoutOverTls } from './api/connection-limits.js';
 import { sendRegistryError } from './api/errors.js';
 import type { Config } from './config/schema.js';
@@ -195,10 +195,11 @@ class RequestsInFlight {
 
   add(request: FastifyRequest, reply: FastifyReply): void {
     this.active.set(request, reply);
-    reply.raw.on('close', () => {
-      this.active.delete(request);
-      if (this.active.size === 0) this.emptied?.();
-    });
+  }
+
+  delete(request: FastifyRequest): void {
+    this.active.delete(request);
+    if (this.active.size === 0) this.emptied?.();
   }
 
   get size(): number {
@@ -244,16 +245,19 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const app = createFastify(log, config.http, tlsPair);
   const inFlight = new RequestsInFlight();
   let draining = false;
-  // Root hook: runs before the app's routes and its 404 handler.
-  app.addHook('onRequest', (request, reply, done) => {
-    if (draining) {
-      sendDraining(request, reply);
-      return;
-    }
-    inFlight.add(request, reply);
-    done();
-  });
-  await app.register(longshoreApp, { services });
+  // Run by the app's own request hook, before its routes and its 404 handler.
+  const lifecycle: RequestLifecycle = {
+    admit: (request, reply) => {
+      if (draining) {
+        sendDraining(request, reply);
+        return false;
+      }
+      inFlight.add(request, reply);
+      return true;
+    },
+    ended: (request) => inFlight.delete(request),
+  };
+  await app.register(longshoreApp, { services, lifecycle });
   await app.ready();
   // app.listen, not server.listen: fastify closes only a server it started itself.
   let metricsServer: http.Server | undefined;

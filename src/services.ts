@@ -18,6 +18,7 @@ import { UpstreamActivity } from './ui/upstream-activity.js';
 import type { CacheIndex, Coordinator, PrivateContent, WindowCounters } from './coordination/ports.js';
 import { PeerFollower } from './cluster/peer-follower.js';
 import { PeerToken } from './cluster/peer-protocol.js';
+import { openPeerCopies } from './cluster/peer-copies.js';
 import { FETCH_LEASE_TTL_MS, InflightBlobs, type InflightObserver } from './mirror/inflight.js';
 import { MetadataProvenance } from './mirror/provenance.js';
 import { PullThroughMirror } from './mirror/pull-through.js';
@@ -106,7 +107,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   });
   const upstreamActivity = new UpstreamActivity();
   // With cluster.redis an upstream's circuit is the cluster's: one replica opening it stops them all.
-  const circuitSharing = (circuit: string) => (coordinator.circuits ? { circuits: coordinator.circuits, leases: coordinator.leases, circuit } : undefined);
+  const circuitSharing = (circuit: string) => ({ circuits: coordinator.circuits, leases: coordinator.leases, circuit });
   const v2Clients = new Map<string, UpstreamRegistry>();
   for (const upstream of config.upstreams.filter(speaksV2)) {
     const watched = problems.watch(new V2RegistryClient(upstream, upstreamObserver(upstream.name, metrics, upstreamActivity)), problemSubject(upstream));
@@ -172,7 +173,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const peerToken = clustered ? new PeerToken(signingSecret) : undefined;
   const inflight = new InflightBlobs(inflightObserver, { leases: coordinator.leases, advertiseUrl: clustered ? config.cluster.advertiseUrl : undefined });
   const peers = peerToken
-    ? new PeerFollower({ token: peerToken, leases: coordinator.leases, leaseTtlMs: FETCH_LEASE_TTL_MS, metrics, log })
+    ? new PeerFollower({ token: peerToken, leases: coordinator.leases, leaseTtlMs: FETCH_LEASE_TTL_MS, metrics, log, copies: await openPeerCopies(config.storage.path) })
     : undefined;
   const policy = new NamespacePolicy(config.private.namespaces);
   const users = config.auth.htpasswd ? new HtpasswdUsers(path.resolve(config.auth.htpasswd), userVerification(config, log, coordinator.counters)) : undefined;

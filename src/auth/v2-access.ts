@@ -10,7 +10,7 @@ import { RegistryError } from '../protocol/errors.js';
 import { isValidRepositoryName } from '../protocol/reference.js';
 import { verifyBasic, type AccessPolicy, type Action, type Credential, type Grant, type Refusal, type UserVerifier } from './policy.js';
 import type { JwtCodec } from './jwt.js';
-import { identityOf, type IdentityHolder, type RequestIdentity } from './request-identity.js';
+import { ANONYMOUS, identityOf, type IdentityHolder, type RequestIdentity } from './request-identity.js';
 
 export interface AccessRequest {
   headers: IncomingHttpHeaders;
@@ -53,6 +53,8 @@ interface TokenAccess {
   name: string;
   actions: string[];
 }
+
+const ANONYMOUS_CREDENTIAL: Credential = Object.freeze({ kind: 'anonymous' });
 
 export class RegistryAccess implements AccessControl {
   /** Credentials already verified, per request (weakly held: gone with the request). */
@@ -116,6 +118,12 @@ export class RegistryAccess implements AccessControl {
   /** The request's credential: verified once per request and recorded on it (request.identity). */
   private async identify(request: AccessRequest, options: { basicOnly?: boolean } = {}): Promise<Credential> {
     const holder = request.holder;
+    // No credentials (every anonymous pull, the hot path): nothing to verify or remember, so
+    // no WeakMap entry per request (an ephemeron the GC must trace) and no second promise.
+    if (request.headers.authorization === undefined) {
+      if (holder) holder.identity = ANONYMOUS;
+      return ANONYMOUS_CREDENTIAL;
+    }
     const known = holder ? this.identified.get(holder) : undefined;
     if (known) return known;
     const credential = await this.verify(request, options);
@@ -128,7 +136,7 @@ export class RegistryAccess implements AccessControl {
 
   private async verify(request: AccessRequest, options: { basicOnly?: boolean }): Promise<Credential> {
     const header = request.headers.authorization;
-    if (!header) return { kind: 'anonymous' };
+    if (!header) return ANONYMOUS_CREDENTIAL;
     const [scheme, value = ''] = header.split(/\s+/, 2);
     if (scheme?.toLowerCase() === 'basic') {
       const name = await verifyBasic(this.users, value, request.clientAddress);

@@ -4,6 +4,12 @@
 // digest; this side checks the digest (or the v1 checksum) again and holds back its own last
 // chunk, so a client never receives a complete-looking wrong or short blob.
 //
+// One peer stream per blob per replica: the first client's follow writes the leader's bytes to
+// a local copy (peer-copies.ts, a BlobFetch like an upstream fetch, but never published: the
+// leader commits), and every client of this replica asking for that blob meanwhile reads the
+// copy as it grows. Without one, 16 clients over 3 replicas made 10 requests to the leader,
+// each with its own digest check on the event loop.
+//
 // A leader that dies or breaks off mid-stream is taken over: once its lease lapsed, the rest
 // of the blob (from the offset reached) comes from wherever a new look finds it (the bucket,
 // a fetch this replica now leads, or a new leader), and the digest is checked over the whole.
@@ -13,8 +19,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Leases } from '../coordination/ports.js';
-import type { ByteRange, SendableBlob } from '../storage/blob-store.js';
-import { verifiedPassthrough, type FetchHeldByPeer, type FetchSource } from '../mirror/inflight.js';
+import type { BlobStore, ByteRange, SendableBlob } from '../storage/blob-store.js';
+import { BlobFetch, followingBlob, verifiedPassthrough, type FetchHeldByPeer, type FetchSource } from '../mirror/inflight.js';
+import type { UpstreamBlob } from '../upstream/upstream.js';
 import { peerFetchUrl, type PeerToken } from './peer-protocol.js';
 
 /** How a follow ended, for longshore_peer_follows_total. */
@@ -46,6 +53,11 @@ export interface PeerFollowerOptions {
   leaseTtlMs: number;
   metrics: PeerMetrics;
   log: Logger;
+  /**
+   * Where this replica keeps the copy that its clients share (PeerCopyStore, initialised).
+   * Unset: every client follows the leader on a request of its own.
+   */
+  copies?: BlobStore;
 }
 
 // A leader on loopback or a LAN answers at once; one that does not is taken for dead.
@@ -56,22 +68,114 @@ const HEADERS_TIMEOUT_MS = 30_000;
 const BODY_TIMEOUT_MS = 120_000;
 const LAPSE_POLL_MS = 100;
 
+/** The leader's answer, before anyone reads it: its bytes, or why there are none. */
+type PeerStream = { kind: 'streaming'; blob: UpstreamBlob } | { kind: 'not-in-flight' } | { kind: 'unreachable'; error: Error };
+
+/** Ends a shared follow that got no bytes, carrying the reason to each client waiting on it. */
+class PeerStreamRefused extends Error {
+  constructor(readonly outcome: Exclude<PeerStream, { kind: 'streaming' }>) {
+    super(outcome.kind === 'unreachable' ? outcome.error.message : 'the fetch is not in flight on the leader');
+    this.name = 'PeerStreamRefused';
+  }
+}
+
 export class PeerFollower {
   private readonly agent: Dispatcher;
+  /** The follows this replica runs into a local copy, by fetch key: one per blob. */
+  private readonly shared = new Map<string, BlobFetch>();
 
   constructor(private readonly options: PeerFollowerOptions) {
     this.agent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: BODY_TIMEOUT_MS });
   }
 
   /**
-   * Asks the leader named by `held` for the whole blob, checked against `source`; `resume`
-   * takes over if the leader is lost mid-stream (whole-blob reads of a known size only).
+   * The whole blob (or, through open(range), a part) from the leader named by `held`, checked
+   * against `source`; `resume` takes over if the leader is lost mid-stream (blobs of a known
+   * size only). Joins this replica's follow of that blob if one runs, else starts it; `alone`:
+   * a request of its own (a takeover's resume, which must not wait on the follow it resumes).
    */
-  async follow(held: FetchHeldByPeer, source: FetchSource, resume?: ResumeFrom): Promise<PeerFollow> {
-    const url = peerFetchUrl(held.peerUrl, held.key);
+  async follow(held: FetchHeldByPeer, source: FetchSource, resume?: ResumeFrom, alone = false): Promise<PeerFollow> {
+    const copies = this.options.copies;
+    if (alone || !copies) return this.followAlone(held, source, resume);
+    let fetch = this.shared.get(held.key);
+    if (fetch) fetch.hold();
+    else fetch = this.startShared(held, source, resume, copies);
+    let size: number | undefined;
+    try {
+      ({ size } = await fetch.ready);
+    } catch (error) {
+      fetch.leave();
+      if (error instanceof PeerStreamRefused) return error.outcome;
+      throw error;
+    }
+    if (fetch.uncached) {
+      // No room here for a copy: the first client gets the stream as it is, the others ask alone.
+      fetch.leave();
+      const claimed = fetch.claimPassthrough();
+      if (!claimed) return this.followAlone(held, source, resume);
+      return { kind: 'following', blob: passthroughBlob(claimed.upstream, source) };
+    }
+    return { kind: 'following', blob: followingBlob(fetch, size) };
+  }
+
+  /** A follow whose bytes land in a local copy that every client of this replica reads. */
+  private startShared(held: FetchHeldByPeer, source: FetchSource, resume: ResumeFrom | undefined, copies: BlobStore): BlobFetch {
+    const fetch: BlobFetch = new BlobFetch(held.key, () => {
+      if (this.shared.get(held.key) === fetch) this.shared.delete(held.key);
+    });
+    fetch.hold(); // the caller's, besides the run's own
+    this.shared.set(held.key, fetch);
+    const verifier = source.verifier?.bind(source);
+    const fromLeader: FetchSource = {
+      ...(source.expected ? { expected: source.expected } : {}),
+      ...(verifier ? { verifier } : {}),
+      // The leader looked at the store and records the blob once committed (no `stored` here).
+      alreadyStored: () => Promise.resolve(false),
+      open: async () => {
+        const stream = await this.openStream(held, resume);
+        if (stream.kind !== 'streaming') throw new PeerStreamRefused(stream);
+        return stream.blob;
+      },
+    };
+    void fetch.run(copies, fromLeader).then(() => {
+      const failure = fetch.failed;
+      if (failure && !(failure instanceof PeerStreamRefused)) {
+        this.options.log.warn({ fetch: held.key, peer: held.peerUrl, err: failure.message }, 'a fetch followed from another replica failed; its responses are aborted');
+      }
+    });
+    return fetch;
+  }
+
+  /** One client's own request to the leader. */
+  private async followAlone(held: FetchHeldByPeer, source: FetchSource, resume: ResumeFrom | undefined): Promise<PeerFollow> {
+    const stream = await this.openStream(held, resume);
+    if (stream.kind !== 'streaming') return stream;
+    const { body, size } = stream.blob;
+    let taken = false;
+    const blob: SendableBlob = {
+      size,
+      open: (range) => {
+        taken = true;
+        if (range === undefined) return this.logged(Readable.from(verifiedPassthrough(stream.blob, source, undefined)), held);
+        // A part of the blob: ask the leader for just that part (nothing to verify it against;
+        // the leader verifies the whole download and holds back its end, as for local readers).
+        body.destroy();
+        return this.logged(Readable.from(this.withTakeover(this.rangeFromLeader(held, range), held, undefined, undefined)), held);
+      },
+      discard: () => {
+        if (!taken) body.destroy();
+        taken = true;
+        return Promise.resolve();
+      },
+    };
+    return { kind: 'following', blob };
+  }
+
+  /** Asks the leader for the whole blob; its body goes on from elsewhere if the leader is lost. */
+  private async openStream(held: FetchHeldByPeer, resume: ResumeFrom | undefined): Promise<PeerStream> {
     let response: Dispatcher.ResponseData;
     try {
-      response = await request(url, { dispatcher: this.agent, headers: { authorization: this.options.token.authorization } });
+      response = await request(peerFetchUrl(held.peerUrl, held.key), { dispatcher: this.agent, headers: { authorization: this.options.token.authorization } });
     } catch (error) {
       return this.unreachable(held, error);
     }
@@ -86,28 +190,11 @@ export class PeerFollower {
     }
     const length = response.headers['content-length'];
     const size = typeof length === 'string' ? Number(length) : undefined;
-    const body = response.body;
-    let taken = false;
-    const blob: SendableBlob = {
-      size,
-      open: (range) => {
-        taken = true;
-        if (range === undefined) {
-          const bytes = Readable.from(this.withTakeover(body, held, size, size === undefined ? undefined : resume));
-          return this.logged(Readable.from(verifiedPassthrough({ body: bytes, size }, source, undefined)), held);
-        }
-        // A part of the blob: ask the leader for just that part (nothing to verify it against;
-        // the leader verifies the whole download and holds back its end, as for local readers).
-        body.destroy();
-        return this.logged(Readable.from(this.withTakeover(this.rangeFromLeader(url, range), held, undefined, undefined)), held);
-      },
-      discard: () => {
-        if (!taken) body.destroy();
-        taken = true;
-        return Promise.resolve();
-      },
-    };
-    return { kind: 'following', blob };
+    const fromLeader = response.body;
+    const body = Readable.from(this.withTakeover(fromLeader, held, size, size === undefined ? undefined : resume));
+    // Whoever drops the body (a client gone, a failed copy) hangs up on the leader too.
+    body.once('close', () => fromLeader.destroy());
+    return { kind: 'streaming', blob: { size, body } };
   }
 
   /**
@@ -133,15 +220,15 @@ export class PeerFollower {
     await this.agent.close();
   }
 
-  private unreachable(held: FetchHeldByPeer, error: unknown): PeerFollow {
+  private unreachable(held: FetchHeldByPeer, error: unknown): { kind: 'unreachable'; error: Error } {
     const cause = error instanceof Error ? error : new Error(String(error));
     this.options.metrics.peerFollow('failed');
     this.options.log.warn({ fetch: held.key, peer: held.peerUrl, err: cause.message }, 'could not follow the fetch from the replica leading it');
     return { kind: 'unreachable', error: cause };
   }
 
-  private async *rangeFromLeader(url: string, range: ByteRange): AsyncGenerator<Buffer> {
-    const response = await request(url, { dispatcher: this.agent, headers: { authorization: this.options.token.authorization, range: `bytes=${range.start}-${range.end}` } });
+  private async *rangeFromLeader(held: FetchHeldByPeer, range: ByteRange): AsyncGenerator<Buffer> {
+    const response = await request(peerFetchUrl(held.peerUrl, held.key), { dispatcher: this.agent, headers: { authorization: this.options.token.authorization, range: `bytes=${range.start}-${range.end}` } });
     if (response.statusCode !== 206) {
       await response.body.dump();
       throw new Error(`the leader answered ${response.statusCode} to a range request`);
@@ -186,4 +273,21 @@ export class PeerFollower {
     });
     return stream;
   }
+}
+
+/** The leader's stream for one client as it is (no room for a copy), checked on the way. */
+function passthroughBlob(upstream: UpstreamBlob, source: FetchSource): SendableBlob {
+  let taken = false;
+  return {
+    size: upstream.size,
+    open: (range) => {
+      taken = true;
+      return Readable.from(verifiedPassthrough(upstream, source, range));
+    },
+    discard: () => {
+      if (!taken) upstream.body.destroy();
+      taken = true;
+      return Promise.resolve();
+    },
+  };
 }

@@ -1,9 +1,27 @@
 // The coordinator of a single replica: locks, leases and notifications in this process.
 // Correct for one Longshore process per storage; several replicas sharing a bucket need the
 // shared coordinator (Redis, issue 17), which implements the same ports.
+//
+// Every coordinator works on an InProcessCluster, the memory the ports keep. A serving process
+// has a cluster of one; tests open several coordinators on one cluster to play the replicas of
+// a cluster without Redis (the coordination contract runs its multi-replica cases that way).
+// Nothing here runs a timer: expiries are checked when read.
 import { EventEmitter } from 'node:events';
 import { LRUCache } from 'lru-cache';
-import type { BlobEvent, BlobEvents, Coordinator, KeyedLocks, Lease, Leases, WindowCount, WindowCounters } from './ports.js';
+import {
+  zeroPerPort,
+  type BlobEvent,
+  type BlobEvents,
+  type CircuitChange,
+  type Coordinator,
+  type KeyedLocks,
+  type Lease,
+  type Leases,
+  type SharedCircuits,
+  type UploadOwners,
+  type WindowCount,
+  type WindowCounters,
+} from './ports.js';
 
 /** Per-key FIFO chains of promises: one holder per key at a time, others queue in order. */
 export class InProcessLocks implements KeyedLocks {
@@ -65,12 +83,30 @@ export class InProcessLeases implements Leases {
 export class InProcessBlobEvents implements BlobEvents {
   private readonly emitter = new EventEmitter();
 
-  constructor(private readonly onListenerError: (error: unknown, event: BlobEvent) => void = () => undefined) {
+  /**
+   * @param replicas the events of every coordinator of an in-process cluster, this one
+   *   included: a publish reaches all of them. Without it, this process's subscribers only.
+   */
+  constructor(
+    private readonly onListenerError: (error: unknown, event: BlobEvent) => void = () => undefined,
+    private readonly replicas?: Set<InProcessBlobEvents>,
+  ) {
     // Every cache of the process subscribes; the default warning at 10 is not a leak here.
     this.emitter.setMaxListeners(0);
+    replicas?.add(this);
   }
 
   publish(event: BlobEvent): void {
+    for (const replica of this.replicas ?? [this]) replica.deliver(event);
+  }
+
+  /** Leaves its cluster: other replicas' events no longer reach it. */
+  close(): void {
+    this.replicas?.delete(this);
+  }
+
+  /** Hands `event` to this replica's subscribers only. */
+  deliver(event: BlobEvent): void {
     for (const listener of this.emitter.listeners('event') as Array<(event: BlobEvent) => void>) {
       try {
         listener(event);
@@ -114,13 +150,125 @@ export class InProcessWindowCounters implements WindowCounters {
   }
 }
 
-export function inProcessCoordinator(options: { onListenerError?: (error: unknown, event: BlobEvent) => void } = {}): Coordinator {
+/** Each circuit's retry time as last published in the cluster, and its replicas' circuits. */
+export class CircuitBoard {
+  readonly replicas = new Set<InProcessCircuits>();
+  private readonly openUntil = new Map<string, number>();
+
+  constructor(private readonly now: () => number) {}
+
+  record(change: CircuitChange): void {
+    if (change.openUntil !== undefined && change.openUntil > this.now()) this.openUntil.set(change.circuit, change.openUntil);
+    else this.openUntil.delete(change.circuit);
+  }
+
+  read(circuit: string): number | undefined {
+    const until = this.openUntil.get(circuit);
+    if (until === undefined || until > this.now()) return until;
+    this.openUntil.delete(circuit); // lapsed, as a Redis key expiring at the retry time
+    return undefined;
+  }
+}
+
+/** One replica's view of the cluster's circuits; a cluster of one only remembers its own. */
+export class InProcessCircuits implements SharedCircuits {
+  private readonly listeners = new Set<(change: CircuitChange) => void>();
+
+  constructor(private readonly board: CircuitBoard) {
+    board.replicas.add(this);
+  }
+
+  publish(change: CircuitChange): void {
+    this.board.record(change);
+    for (const replica of this.board.replicas) if (replica !== this) replica.deliver(change);
+  }
+
+  subscribe(listener: (change: CircuitChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  openUntil(circuit: string): Promise<number | undefined> {
+    return Promise.resolve(this.board.read(circuit));
+  }
+
+  /** Leaves its cluster. */
+  close(): void {
+    this.board.replicas.delete(this);
+  }
+
+  private deliver(change: CircuitChange): void {
+    for (const listener of this.listeners) listener({ ...change });
+  }
+}
+
+/** Sessions whose holder a cluster keeps at once; beyond it the least recently claimed is forgotten. */
+const MAX_UPLOAD_CLAIMS = 10_000;
+
+export class InProcessUploadOwners implements UploadOwners {
+  constructor(
+    private readonly claims: LRUCache<string, { owner: string; expiresAt: number }>,
+    private readonly advertiseUrl: string,
+    private readonly idleTimeoutMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  claim(id: string): Promise<void> {
+    this.claims.set(id, { owner: this.advertiseUrl, expiresAt: this.now() + this.idleTimeoutMs });
+    return Promise.resolve();
+  }
+
+  ownerElsewhere(id: string): Promise<string | undefined> {
+    const claim = this.claims.get(id);
+    if (claim === undefined || claim.expiresAt <= this.now()) return Promise.resolve(undefined);
+    return Promise.resolve(claim.owner === this.advertiseUrl ? undefined : claim.owner);
+  }
+}
+
+/**
+ * What in-process coordinators keep, in memory. A serving process has one of its own; tests
+ * open several coordinators on one to play the replicas of a cluster.
+ */
+export class InProcessCluster {
+  readonly locks = new InProcessLocks();
+  readonly leases: InProcessLeases;
+  readonly counters: InProcessWindowCounters;
+  readonly events = new Set<InProcessBlobEvents>();
+  readonly circuits: CircuitBoard;
+  readonly uploadClaims = new LRUCache<string, { owner: string; expiresAt: number }>({ max: MAX_UPLOAD_CLAIMS });
+
+  constructor(readonly now: () => number = Date.now) {
+    this.leases = new InProcessLeases(now);
+    this.counters = new InProcessWindowCounters(now);
+    this.circuits = new CircuitBoard(now);
+  }
+}
+
+export interface InProcessCoordinatorOptions {
+  onListenerError?: (error: unknown, event: BlobEvent) => void;
+  /** The cluster this coordinator is a replica of; a new one of its own without it. */
+  cluster?: InProcessCluster;
+  /** As for Redis: with it, upload sessions are claimed and found across the cluster's replicas. */
+  uploads?: { advertiseUrl: string; idleTimeoutMs: number };
+}
+
+export function inProcessCoordinator(options: InProcessCoordinatorOptions = {}): Coordinator {
+  const cluster = options.cluster ?? new InProcessCluster();
+  const { uploads } = options;
+  const events = new InProcessBlobEvents(options.onListenerError, cluster.events);
+  const circuits = new InProcessCircuits(cluster.circuits);
   return {
-    locks: new InProcessLocks(),
-    leases: new InProcessLeases(),
-    events: new InProcessBlobEvents(options.onListenerError),
-    counters: new InProcessWindowCounters(),
-    status: () => ({ mode: 'in-process', connected: true, uncoordinated: { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0, circuits: 0, uploads: 0 } }),
-    close: () => Promise.resolve(),
+    locks: cluster.locks,
+    leases: cluster.leases,
+    events,
+    counters: cluster.counters,
+    circuits,
+    uploadOwners: uploads && new InProcessUploadOwners(cluster.uploadClaims, uploads.advertiseUrl, uploads.idleTimeoutMs, cluster.now),
+    status: () => ({ mode: 'in-process', connected: true, uncoordinated: zeroPerPort() }),
+    close: () => {
+      events.close();
+      circuits.close();
+      return Promise.resolve();
+    },
   };
 }

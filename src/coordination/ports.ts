@@ -10,8 +10,8 @@
 //   PrivateContent  which digests are private content (pushed here): never evicted or mirrored
 //   CacheIndex      the LRU over mirrored blobs: the storage.cache.maxBytes bound, access times
 //   WindowCounters  counts per key in expiring windows (failed logins per address and per name)
-//   SharedCircuits  each upstream's circuit-breaker state, told to every replica (Redis only)
-//   UploadOwners    which replica holds each blob upload session (Redis only)
+//   SharedCircuits  each upstream's circuit-breaker state, told to every replica
+//   UploadOwners    which replica holds each blob upload session (with cluster.advertiseUrl)
 import type { Digest } from '../protocol/digest.js';
 
 /** Serialises async work per key. Work for different keys runs concurrently. */
@@ -163,7 +163,13 @@ export interface UploadOwners {
 }
 
 /** The ports that fall back to working uncoordinated when a shared coordinator is away. */
-export type CoordinationPort = 'locks' | 'leases' | 'events' | 'privateContent' | 'cacheIndex' | 'counters' | 'circuits' | 'uploads';
+export const COORDINATION_PORTS = ['locks', 'leases', 'events', 'privateContent', 'cacheIndex', 'counters', 'circuits', 'uploads'] as const;
+export type CoordinationPort = (typeof COORDINATION_PORTS)[number];
+
+/** A count per port, every one at zero (nothing has run uncoordinated yet). */
+export function zeroPerPort(): Record<CoordinationPort, number> {
+  return Object.fromEntries(COORDINATION_PORTS.map((port) => [port, 0])) as Record<CoordinationPort, number>;
+}
 
 export interface CoordinationStatus {
   /** 'redis': replicas coordinate through Redis; 'in-process': one replica. */
@@ -184,9 +190,15 @@ export interface Coordinator {
   leases: Leases;
   events: BlobEvents;
   counters: WindowCounters;
-  /** Absent for one replica: its circuit breakers have nobody to tell. */
-  circuits?: SharedCircuits;
-  /** Absent for one replica: every upload session is its own. */
+  /**
+   * Always there, so a breaker never asks whether it shares: for one replica it has nobody to
+   * tell, and costs a map entry per circuit change.
+   */
+  circuits: SharedCircuits;
+  /**
+   * Only with an advertiseUrl (several replicas): absent, every upload session is this
+   * replica's own, and requests pay nothing for looking up a holder.
+   */
   uploadOwners?: UploadOwners;
   /** For metrics and health: which coordinator, whether it is reachable. */
   status(): CoordinationStatus;

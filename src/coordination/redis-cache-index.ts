@@ -8,6 +8,7 @@
 import { LRUCache } from 'lru-cache';
 import { parseDigest } from '../protocol/digest.js';
 import { AccessTimeRecords } from './access-times.js';
+import { whileHoldingLease } from './held-lease.js';
 import { RECORD_INTERVAL_MS, type CacheIndexOptions } from './cache-index.js';
 import type { CacheIndex, CacheStats, Leases } from './ports.js';
 import { hasPrivateMark } from './private-content.js';
@@ -195,10 +196,8 @@ export class RedisCacheIndex implements CacheIndex {
     const { connection, leases, maxBytes, log } = this.options;
     if (maxBytes === undefined) return;
     try {
-      const lease = await leases.tryAcquire('cache:evict', EVICTION_LEASE_TTL_MS);
-      if (!lease) return; // another replica is evicting, and sees the same counter
-      const renewal = setInterval(() => void lease.renew().catch(() => undefined), EVICTION_LEASE_TTL_MS / 3);
-      try {
+      // Without the lease another replica is evicting, and sees the same counter.
+      await whileHoldingLease(leases, 'cache:evict', EVICTION_LEASE_TTL_MS, async () => {
         for (let evicted = 0; evicted < EVICTION_BATCH; evicted += 1) {
           const bytes = Number((await connection.client.get(this.keys.bytes)) ?? 0);
           if (bytes <= maxBytes) return;
@@ -207,10 +206,7 @@ export class RedisCacheIndex implements CacheIndex {
           await this.evict(oldest, 'least recently used; mirrored content over storage.cache.maxBytes');
         }
         this.evictAgain = true; // more to do: another pass, letting other work in between
-      } finally {
-        clearInterval(renewal);
-        await lease.release().catch(() => undefined);
-      }
+      });
     } catch (error) {
       log.warn({ err: (error as Error).message }, 'cache eviction pass failed; the next addition retries');
     }
@@ -293,16 +289,8 @@ export class RedisCacheIndex implements CacheIndex {
 
   /** Runs `work` holding the cluster-wide rebuild lease (renewed meanwhile), then lets evictions run; nothing when another replica holds it. */
   private async underRebuildLease(work: () => Promise<void>): Promise<void> {
-    const lease = await this.options.leases.tryAcquire('cache:rebuild', REBUILD_LEASE_TTL_MS);
-    if (!lease) return; // another replica is rebuilding from the same storage
-    const renewal = setInterval(() => void lease.renew().catch(() => undefined), REBUILD_LEASE_TTL_MS / 3);
-    try {
-      await work();
-    } finally {
-      clearInterval(renewal);
-      await lease.release().catch(() => undefined);
-    }
-    this.scheduleEviction();
+    // Without the lease another replica is rebuilding from the same storage.
+    if (await whileHoldingLease(this.options.leases, 'cache:rebuild', REBUILD_LEASE_TTL_MS, work)) this.scheduleEviction();
   }
 
   private async addScanned(blob: { digest: string; size: number; storedAt: number }, accessed: Map<string, number>): Promise<void> {

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createClient } from 'redis';
 import type { z } from 'zod';
-import type { CoordinationPort, CoordinationStatus } from './ports.js';
+import { zeroPerPort, type CoordinationPort, type CoordinationStatus } from './ports.js';
 
 /** Commands fail at once while disconnected; reconnection goes on for as long as the process runs. */
 function newClient(url: string, connectTimeoutMs: number) {
@@ -85,7 +85,7 @@ export class RedisConnection {
   /** This process's id in messages and lease tokens. */
   readonly instanceId = randomUUID();
   readonly log: Logger;
-  private readonly counts: Record<CoordinationPort, number> = { locks: 0, leases: 0, events: 0, privateContent: 0, cacheIndex: 0, counters: 0, circuits: 0, uploads: 0 };
+  private readonly counts = zeroPerPort();
   private readonly lastWarned = new Map<CoordinationPort, number>();
   private readonly readyListeners = new Set<() => void>();
   /** One subscriber connection for every channel of this process (a subscriber can do nothing else). */

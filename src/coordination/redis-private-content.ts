@@ -10,6 +10,7 @@ import type { Digest } from '../protocol/digest.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ContentStats, Leases, PrivateContent } from './ports.js';
+import { whileHoldingLease } from './held-lease.js';
 import { hasPrivateMark, readPrivateMarks } from './private-content.js';
 import type { RedisConnection } from './redis-connection.js';
 
@@ -132,10 +133,8 @@ export class RedisPrivateContent implements PrivateContent {
   private async rebuild(): Promise<void> {
     try {
       if ((await this.connection.client.exists(this.loadedKey)) === 1) return;
-      const lease = await this.leases.tryAcquire('private:rebuild', REBUILD_LEASE_TTL_MS);
-      if (!lease) return; // another replica is rebuilding; answers come from the metadata store meanwhile
-      const renewal = setInterval(() => void lease.renew().catch(() => undefined), REBUILD_LEASE_TTL_MS / 3);
-      try {
+      // Without the lease another replica is rebuilding; answers come from the metadata store meanwhile.
+      await whileHoldingLease(this.leases, 'private:rebuild', REBUILD_LEASE_TTL_MS, async () => {
         let count = 0;
         // Marks added meanwhile are written by their add() too; ADD counts each digest once. A
         // mark removed meanwhile may come back into the hash: the safe direction (a digest
@@ -146,10 +145,7 @@ export class RedisPrivateContent implements PrivateContent {
         }
         await this.connection.client.set(this.loadedKey, String(Date.now()));
         this.log.info({ marks: count }, 'private-content index rebuilt in Redis from the storage');
-      } finally {
-        clearInterval(renewal);
-        await lease.release().catch(() => undefined);
-      }
+      });
     } catch (error) {
       this.connection.uncoordinated('privateContent', error, { step: 'rebuild' });
     }

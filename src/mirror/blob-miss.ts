@@ -2,7 +2,7 @@
 // stored blob (touching it for the LRU), or follow the in-flight fetch of it (starting one if
 // none runs), and try once more when a fetch committed between the lookup and the join.
 // With several replicas, a replica refused the fetch lease follows the leader's download over
-// a peer request instead (src/cluster/peer-follower.ts); when the leader cannot be reached, or
+// a peer request instead (src/cluster/peer-follower.ts: one per replica, its clients share it); when the leader cannot be reached, or
 // breaks off mid-stream, it waits for the dead leader's lease to lapse and looks again: the
 // blob is in the store, or it leads the fetch itself (a takeover), or follows a new leader.
 // What differs between the two (how the digest is known, the upstream request, extra checks
@@ -77,7 +77,9 @@ export class BlobMisses {
       } catch (error) {
         if (error instanceof UpstreamBlobMissing) throw miss.missing();
         if (!(error instanceof FetchHeldByPeer) || !this.peers) throw error;
-        const fromPeer = await this.peers.follow(error, miss.source, (offset) => this.resume(miss, offset));
+        // Clients of this replica share one follow of the leader; a look after a leader was lost
+        // (a takeover resuming that shared follow) asks on its own, or it would wait on itself.
+        const fromPeer = await this.peers.follow(error, miss.source, (offset) => this.resume(miss, offset), leaderLost);
         if (fromPeer.kind === 'following') return { ...fromPeer.blob, outcome: 'coalesced' };
         if (fromPeer.kind === 'unreachable') {
           leaderLost = true;

@@ -5,7 +5,7 @@
 //
 // Learned per upstream (a size one upstream's manifest states never bounds another's blob), in
 // bounded memory. A manifest is read once per process: hits of the same manifest cost a lookup.
-import { LRUCache } from 'lru-cache';
+import { growingLru } from '../util/growing-lru.js';
 import { parseManifest } from '../protocol/manifest.js';
 import type { StoredManifest } from '../storage/manifest-store.js';
 
@@ -13,12 +13,18 @@ const SIZES_KEPT = 100_000;
 const MANIFESTS_KEPT = 20_000;
 
 export class ExpectedBlobSizes {
-  private readonly sizes = new LRUCache<string, number>({ max: SIZES_KEPT });
+  private readonly sizes = growingLru<string, number>(SIZES_KEPT);
   /** Manifests already read (upstream + digest), so a hit does not parse its manifest again. */
-  private readonly read = new LRUCache<string, true>({ max: MANIFESTS_KEPT });
+  private readonly read = growingLru<string, true>(MANIFESTS_KEPT);
+  /** The upstream each manifest object in memory was last read for (weakly held). */
+  private readonly lastReadBy = new WeakMap<StoredManifest, string>();
 
   /** Remembers the sizes of the config and layers `manifest` (from `upstream`) references. */
   learn(upstream: string, manifest: StoredManifest): void {
+    // A hot tag is served the same StoredManifest object (the manifest store's memory) request
+    // after request: one WeakMap look-up, no key string nor LRU bookkeeping per request.
+    if (this.lastReadBy.get(manifest) === upstream) return;
+    this.lastReadBy.set(manifest, upstream);
     const key = `${upstream}|${manifest.digest}`;
     if (this.read.has(key)) return;
     this.read.set(key, true);

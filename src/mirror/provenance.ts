@@ -8,7 +8,7 @@
 //
 // Tags carry their provenance in their key (upstream, repository, tag), v1 image records in
 // theirs (storage/v1-image-store.ts); this covers the digests.
-import { LRUCache } from 'lru-cache';
+import { growingLru } from '../util/growing-lru.js';
 import { parseDigest, type Digest } from '../protocol/digest.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
@@ -37,7 +37,7 @@ const MEMORY_ENTRIES = 50_000;
  * front. Entries are only ever added, so a cached "yes" stays true; a "no" is re-read.
  */
 export class MetadataProvenance implements ProvenanceIndex {
-  private readonly memory = new LRUCache<string, ProvenanceRecord>({ max: MEMORY_ENTRIES });
+  private readonly memory = growingLru<string, ProvenanceRecord>(MEMORY_ENTRIES);
 
   constructor(private readonly metadata: MetadataStore) {}
 

@@ -1,7 +1,7 @@
 // What we last learned about each mirrored tag: its digest and when we last asked upstream.
 // Kept on disk (restart, offline and stale serving need it) with an in-memory LRU in front,
 // so a tag within its TTL is answered without touching the disk or the upstream.
-import { LRUCache } from 'lru-cache';
+import { growingLru } from '../util/growing-lru.js';
 import { metadataKeys } from '../storage/keys.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 
@@ -15,7 +15,7 @@ export interface TagRecord {
 const MEMORY_ENTRIES = 50_000;
 
 export class TagRecords {
-  private readonly memory = new LRUCache<string, TagRecord>({ max: MEMORY_ENTRIES });
+  private readonly memory = growingLru<string, TagRecord>(MEMORY_ENTRIES);
 
   constructor(private readonly metadata: MetadataStore) {}
 

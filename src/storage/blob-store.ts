@@ -78,6 +78,12 @@ export interface BlobWriter {
   readonly expected: Digest | undefined;
   readonly bytesWritten: number;
   write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Optional fast path of write() for callers that stream many chunks: takes `chunk` at once and
+   * answers undefined, or a promise to await before the next chunk when the writer is behind
+   * (backpressure). Throws (synchronously, or through that promise) where write() would reject.
+   */
+  writeNow?(chunk: Uint8Array): Promise<void> | undefined;
   /** Reads already-written bytes; used by followers tailing an in-progress fetch. */
   readAt(position: number, length: number): Promise<Buffer>;
   /**

@@ -16,6 +16,12 @@ import type { HashReply, HashRequest } from './hash-worker.js';
 // machine, and each thread costs ~11 MB of RSS and 4 descriptors (measured), which the
 // 150 MB memory goal and the idle-upload descriptor bound (upload-limits e2e) both feel.
 const MAX_THREADS = 1;
+// A thread with no session for this long is ended: idle, it is still a whole V8 isolate (~9 MB
+// of RSS, measured: issue 19's memory goal). The next big write starts one again (~30 ms of CPU,
+// overlapping the download: ranges queue until the thread is up, and it hashes faster than a
+// download brings bytes in). Not sooner: with 5 s, a cold 200 MiB miss after a pause peaked
+// ~15 MB higher than with a thread already running (5 alternating runs), so a busy server keeps it.
+let idleThreadMs = 60_000;
 
 /**
  * A worker running hash-worker: the .js file in dist. Under tsx (tests) the .ts file, loaded
@@ -33,21 +39,25 @@ class HashThread {
   readonly sessions = new Map<number, FileHasher>();
   private lastError: Error | undefined;
   private exited = false;
+  private idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly onExit: (thread: HashThread) => void) {
+  /** `onGone`: the thread takes no new sessions (ending when idle, or exited). */
+  constructor(private readonly onGone: (thread: HashThread) => void) {
     this.worker = startWorker();
     this.worker.on('message', (reply: HashReply) => this.sessions.get(reply.session)?.receive(reply));
     this.worker.on('error', (error) => (this.lastError = error));
     // Only 'exit' means the thread no longer reads any descriptor: sessions fail from there.
     this.worker.on('exit', (code) => {
       this.exited = true;
-      this.onExit(this);
+      clearTimeout(this.idleTimer);
+      this.onGone(this);
       const error = new Error(`hash worker thread exited (code ${code})${this.lastError ? `: ${this.lastError.message}` : ''}`);
       for (const session of this.sessions.values()) session.fail(error);
       this.sessions.clear();
     });
     // Idle threads do not keep the process alive; one with sessions does (see attach/detach).
     this.worker.unref();
+    this.endWhenIdle();
   }
 
   get alive(): boolean {
@@ -55,12 +65,29 @@ class HashThread {
   }
 
   attach(session: FileHasher): void {
-    if (this.sessions.size === 0) this.worker.ref();
+    if (this.sessions.size === 0) {
+      this.worker.ref();
+      clearTimeout(this.idleTimer);
+    }
     this.sessions.set(session.id, session);
   }
 
   detach(session: FileHasher): void {
-    if (this.sessions.delete(session.id) && this.sessions.size === 0) this.worker.unref();
+    if (this.sessions.delete(session.id) && this.sessions.size === 0) {
+      this.worker.unref();
+      this.endWhenIdle();
+    }
+  }
+
+  private endWhenIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.sessions.size > 0 || this.exited) return;
+      // Out of the pool first, so no session can attach to a thread that is going away.
+      this.onGone(this);
+      void this.worker.terminate();
+    }, idleThreadMs);
+    this.idleTimer.unref();
   }
 
   post(request: HashRequest): void {
@@ -88,12 +115,19 @@ function pickThread(): HashThread {
   return thread;
 }
 
+/** How many hash threads take sessions now (tests). */
+export function hashThreadCount(): number {
+  return threads.length;
+}
+
 /**
- * Starts the hash thread now rather than on the first big write: a serving process pays its
- * start-up (~30 ms) and its descriptors at boot, not in the middle of a cold pull.
+ * How long a thread may stay idle before it ends (tests shorten it), for idle periods starting
+ * from now on. Returns the previous setting.
  */
-export function prewarmHashThread(): void {
-  if (threads.length === 0) pickThread();
+export function setHashThreadIdleMs(ms: number): number {
+  const previous = idleThreadMs;
+  idleThreadMs = ms;
+  return previous;
 }
 
 /** Stops every hash thread, as a crash would (tests: a dead thread fails its writers). */

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { after, before, describe, it } from 'node:test';
-import type { BlobEvent } from '../../src/coordination/ports.js';
+import { pino } from 'pino';
+import type { BlobEvent, CircuitChange } from '../../src/coordination/ports.js';
 import type { RedisCoordinator } from '../../src/coordination/redis.js';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { MemoryBlobStore } from '../../src/storage/memory-blob-store.js';
@@ -67,6 +68,45 @@ cacheIndexContract(
     return { index, settle: () => index.settled() };
   },
 );
+
+void describe('Redis pub/sub between replicas', () => {
+  it("drops malformed messages and the replica's own, logging the malformed ones, and delivers every well-formed one from another replica", async (t) => {
+    const keyPrefix = `pubsub-${randomBytes(6).toString('hex')}:`;
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push((JSON.parse(line) as { msg: string }).msg) });
+    const cluster = redisCluster(t, running, { keyPrefix, log });
+    const listener = (await cluster.coordinator()) as RedisCoordinator;
+    const sender = (await cluster.coordinator()) as RedisCoordinator;
+    const events: BlobEvent[] = [];
+    const circuits: CircuitChange[] = [];
+    listener.events.subscribe((event) => events.push(event));
+    listener.circuits.subscribe((change) => circuits.push(change));
+    const raw = (channel: string, text: string) => sender.connection.client.publish(`${keyPrefix}${channel}`, text);
+    const from = (origin: string, payload: unknown) => JSON.stringify({ origin, payload });
+    const committed: BlobEvent = { type: 'committed', digest: 'sha256:aa', size: 1, source: 'hub' };
+    const last: BlobEvent = { type: 'removed', digest: 'sha256:ff', reason: 'evicted' };
+    const malformed = [
+      ['events', 'not json'],
+      ['events', JSON.stringify(committed)], // a message of an older version: no envelope
+      ['events', from('another', { type: 'committed', digest: 'sha256:aa' })], // fields missing
+      ['events', from('another', { ...committed, extra: true })], // fields unknown
+      ['events', from('another', { type: 'removed', digest: 'sha256:aa', reason: 'because' })],
+      ['circuits', from('another', { circuit: 5 })],
+      ['circuits', from('another', { circuit: 'v2:hub', openUntil: 'soon' })],
+    ] as const;
+    for (const [channel, text] of malformed) await raw(channel, text);
+    await raw('events', from(listener.connection.instanceId, committed)); // its own: not delivered back
+    await raw('events', from('another', committed));
+    await raw('circuits', from('another', { circuit: 'v2:hub' }));
+    await raw('events', from('another', last));
+    await pollUntil(() => Promise.resolve(events.some((event) => event.digest === last.digest) && circuits.length > 0), { timeoutMs: 3000, intervalMs: 10, what: 'the well-formed messages' });
+    await pause(50);
+    assert.deepEqual(events, [committed, last], 'exactly the well-formed messages of other replicas, in order');
+    assert.deepEqual(circuits, [{ circuit: 'v2:hub', openUntil: undefined }]);
+    // Both replicas listen (and share the log): each logs each malformed message once.
+    assert.equal(warnings.filter((msg) => msg === 'ignored a malformed message from Redis').length, 2 * malformed.length, 'each malformed message logged');
+  });
+});
 
 void describe('Redis coordinator when Redis goes away', () => {
   it('keeps every port working uncoordinated and counted while Redis is down; coordinates and rebuilds the indexes from the storage when an empty one returns', async (t) => {

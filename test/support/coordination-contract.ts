@@ -1,15 +1,16 @@
 // What every coordinator (in-process, Redis) guarantees through its ports. A coordinator's test
 // file calls `coordinationContract(driver)`. A driver hands out one "cluster" per test: every
-// coordinator it creates shares one backend (for Redis: one server, one key prefix), so a
-// shared driver also runs the multi-replica cases: two coordinators exclude each other, hear
-// each other's events, and share the private index and the cache index.
+// coordinator it creates shares one backend (for Redis: one server, one key prefix; in-process:
+// one InProcessCluster), so a shared driver also runs the multi-replica cases: coordinators
+// exclude each other, hear each other's events and circuit changes, find each other's upload
+// sessions, and (sharedIndexes) share the private index and the cache index.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { LoginLimiter } from '../../src/auth/login-limiter.js';
-import type { BlobEvent, CacheIndex, Coordinator, PrivateContent } from '../../src/coordination/ports.js';
+import { zeroPerPort, type BlobEvent, type CacheIndex, type CircuitChange, type CoordinationStatus, type Coordinator, type PrivateContent } from '../../src/coordination/ports.js';
 import type { RegistryError } from '../../src/protocol/errors.js';
-import { digestOf, parseDigest } from '../../src/protocol/digest.js';
+import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { MemoryBlobStore } from '../../src/storage/memory-blob-store.js';
 import type { MetadataDriver } from '../../src/storage/metadata-store.js';
 import { CoordinatedMetadataStore, type MetadataStore } from '../../src/storage/metadata-store.js';
@@ -24,18 +25,30 @@ export interface CacheIndexSetup {
   now: () => number;
 }
 
+/** What a replica's configuration gives its coordinator (cluster.advertiseUrl, storage.uploadTimeout). */
+export interface ReplicaOptions {
+  uploads?: { advertiseUrl: string; idleTimeoutMs: number };
+}
+
 /** The coordination of one storage, as one test sees it. */
 export interface CoordinationCluster {
   /** A new replica's coordinator on the cluster's backend. Closed by the driver after the test. */
-  coordinator(): Promise<Coordinator>;
+  coordinator(options?: ReplicaOptions): Promise<Coordinator>;
   privateContent(coordinator: Coordinator, metadata: MetadataStore): Promise<PrivateContent>;
   cacheIndex(coordinator: Coordinator, setup: CacheIndexSetup): Promise<CacheIndex>;
 }
 
 export interface CoordinationDriver {
   name: string;
+  /** What its coordinators' status() says they are. */
+  mode: CoordinationStatus['mode'];
   /** Whether coordinators of one cluster coordinate with each other (several replicas). */
   shared: boolean;
+  /**
+   * Whether the private index and the cache index built on two coordinators of one cluster are
+   * one index (Redis). In-process ones are each process's own, loaded from the storage.
+   */
+  sharedIndexes: boolean;
   cluster(t: TestContext): Promise<CoordinationCluster>;
 }
 
@@ -103,9 +116,10 @@ export function coordinationContract(driver: CoordinationDriver): void {
     await pause(900);
     assert.equal(await leases.tryAcquire('fetch:sha256:aa', 1500), undefined, 'renewed: still held');
     await first.release();
-    const second = await leases.tryAcquire('fetch:sha256:aa', 50);
+    const second = await leases.tryAcquire('fetch:sha256:aa', 50, 'http://holder.test:5000');
     assert.ok(second, 'released: free');
     await pause(80);
+    assert.equal(await leases.holder('fetch:sha256:aa'), undefined, 'a lapsed lease has no holder');
     assert.equal(await second.renew(), false, 'a lapsed lease cannot be renewed');
     const third = await leases.tryAcquire('fetch:sha256:aa', 5000);
     assert.ok(third, 'lapsed: free');
@@ -154,6 +168,28 @@ export function coordinationContract(driver: CoordinationDriver): void {
     for await (const entry of marks.list()) listed.push(entry);
     assert.deepEqual(listed, [{ digest: b.text, size: 50 }]);
     assert.deepEqual(await driverBelow.list('private/blobs/sha256'), [b.hex], 'the metadata store holds the marks (the truth)');
+  });
+
+  test(`${name} coordinator: private marks changed by another process (gc, import) are seen after reload, or at once when shared`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const driverBelow = new MemoryMetadataDriver();
+    const serving = await cluster.coordinator();
+    const marks = await cluster.privateContent(serving, new CoordinatedMetadataStore(driverBelow, serving.locks));
+    const [a, b, c] = ['a', 'b', 'c'].map((text) => parseDigest(digestOf(Buffer.from(text)))) as [Digest, Digest, Digest];
+    await marks.add(a, 10);
+    await marks.add(b, 20);
+    // The other process opens the same storage with a coordinator of its own configuration.
+    const other = await cluster.coordinator();
+    const otherMarks = await cluster.privateContent(other, new CoordinatedMetadataStore(driverBelow, other.locks));
+    await otherMarks.remove(a);
+    await otherMarks.add(c, 30);
+    await marks.reload?.(); // what the cache-change notice triggers in the serving process
+    assert.equal(await marks.has(a), false, 'removed elsewhere');
+    assert.equal(await marks.has(c), true, 'added elsewhere');
+    assert.deepEqual(await marks.stats(), { objects: 2, bytes: 50 });
+    const listed: string[] = [];
+    for await (const entry of marks.list()) listed.push(entry.digest);
+    assert.deepEqual(listed.sort(), [b.text, c.text].sort());
   });
 
   test(`${name} coordinator: the cache index evicts the least recently used mirrored blob, never a private one`, async (t) => {
@@ -234,6 +270,35 @@ export function coordinationContract(driver: CoordinationDriver): void {
     assert.equal((await counters.add('login:user:a', 1, 200))?.count, 1, 'a new window starts at one');
   });
 
+  test(`${name} coordinator: status says which coordinator it is, that it is reachable, and that nothing ran uncoordinated`, async (t) => {
+    const coordinator = await (await driver.cluster(t)).coordinator();
+    await coordinator.locks.withLock('k', () => coordinator.leases.tryAcquire('fetch:sha256:st', 1000).then((lease) => lease?.release()));
+    const status = coordinator.status();
+    assert.equal(status.mode, driver.mode);
+    assert.equal(status.connected, true);
+    assert.deepEqual(status.uncoordinated, zeroPerPort(), 'every port counted, none uncoordinated');
+  });
+
+  test(`${name} coordinator: a circuit change is remembered until closed or lapsed, and never delivered back to its sender`, async (t) => {
+    const { circuits } = await (await driver.cluster(t)).coordinator();
+    const heard: CircuitChange[] = [];
+    circuits.subscribe((change) => heard.push(change));
+    assert.equal(await circuits.openUntil('v2:hub'), undefined, 'closed until someone opens it');
+    const open = { circuit: 'v2:hub', openUntil: Date.now() + 60_000 };
+    circuits.publish(open);
+    // publish is fire-and-forget: a shared store may take a moment to have it.
+    await pollUntil(async () => (await circuits.openUntil('v2:hub')) === open.openUntil, { timeoutMs: 3000, intervalMs: 10, what: 'the open circuit recorded' });
+    assert.equal(await circuits.openUntil('v2:other'), undefined, 'circuits are apart');
+    circuits.publish({ circuit: 'v2:hub', openUntil: undefined });
+    await pollUntil(async () => (await circuits.openUntil('v2:hub')) === undefined, { timeoutMs: 3000, intervalMs: 10, what: 'the closed circuit cleared' });
+    circuits.publish({ circuit: 'v2:past', openUntil: Date.now() - 1000 }); // a retry time already past: closed
+    circuits.publish({ circuit: 'v2:sentinel', openUntil: Date.now() + 60_000 }); // after the one above
+    await pollUntil(async () => (await circuits.openUntil('v2:sentinel')) !== undefined, { timeoutMs: 3000, intervalMs: 10, what: 'the sentinel recorded' });
+    assert.equal(await circuits.openUntil('v2:past'), undefined);
+    await pause(50); // delivery may be asynchronous
+    assert.deepEqual(heard, [], "a replica's own changes are not delivered back to it");
+  });
+
   if (!driver.shared) return;
 
   test(`${name} coordinator, two replicas: failed-login limits hold across replicas`, async (t) => {
@@ -297,6 +362,95 @@ export function coordinationContract(driver: CoordinationDriver): void {
     const sorted = (list: Array<[string, BlobEvent]>) => list.map(([who, e]) => `${who} ${e.type}`).sort();
     assert.deepEqual(sorted(heard), ['one committed', 'one removed', 'two committed', 'two removed']);
   });
+
+  test(`${name} coordinator, two replicas: a circuit change reaches every other replica, never its sender`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const replicas = [await cluster.coordinator(), await cluster.coordinator(), await cluster.coordinator()] as const;
+    const heard: CircuitChange[][] = [[], [], []];
+    const unsubscribe = replicas.map((replica, i) => replica.circuits.subscribe((change) => heard[i]!.push(change)));
+    const open: CircuitChange = { circuit: 'v2:hub', openUntil: Date.now() + 60_000 };
+    replicas[0].circuits.publish(open);
+    await pollUntil(() => Promise.resolve(heard[1]!.length > 0 && heard[2]!.length > 0), { timeoutMs: 3000, intervalMs: 10, what: 'the opening heard by the others' });
+    unsubscribe[2]!();
+    const closed: CircuitChange = { circuit: 'v2:hub', openUntil: undefined };
+    replicas[1].circuits.publish(closed);
+    await pollUntil(() => Promise.resolve(heard[0]!.length > 0), { timeoutMs: 3000, intervalMs: 10, what: 'the closing heard by the first replica' });
+    await pause(100); // nothing more may arrive
+    assert.deepEqual(heard[0], [closed], 'the sender of the opening hears only the closing');
+    assert.deepEqual(heard[1], [open], 'the sender of the closing hears only the opening');
+    assert.deepEqual(heard[2], [open], 'unsubscribed before the closing');
+  });
+
+  test(`${name} coordinator, two replicas: an open circuit is read by a replica started later until it lapses; a close clears it everywhere`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const one = await cluster.coordinator();
+    // Long enough for a loaded machine to start the second replica before it lapses.
+    const short: CircuitChange = { circuit: 'v2:short', openUntil: Date.now() + 2000 };
+    const long: CircuitChange = { circuit: 'v2:long', openUntil: Date.now() + 60_000 };
+    one.circuits.publish(short);
+    one.circuits.publish(long);
+    const later = await cluster.coordinator();
+    await pollUntil(async () => (await later.circuits.openUntil('v2:long')) === long.openUntil, { timeoutMs: 3000, intervalMs: 10, what: 'the open circuit read by the later replica' });
+    assert.equal(await later.circuits.openUntil('v2:short'), short.openUntil, 'not lapsed yet');
+    one.circuits.publish({ circuit: 'v2:long', openUntil: undefined });
+    await pollUntil(async () => (await later.circuits.openUntil('v2:long')) === undefined, { timeoutMs: 3000, intervalMs: 10, what: 'the closed circuit cleared for the later replica' });
+    assert.equal(await one.circuits.openUntil('v2:long'), undefined);
+    await pause(Math.max(0, short.openUntil! - Date.now()));
+    // A shared store expires it on its own clock, a little after the retry time at most.
+    await pollUntil(async () => (await later.circuits.openUntil('v2:short')) === undefined, { timeoutMs: 2000, intervalMs: 20, what: 'the lapsed circuit forgotten' });
+    assert.equal(await one.circuits.openUntil('v2:short'), undefined);
+  });
+
+  test(`${name} coordinator, two replicas: an upload session's holder is found by the others, not by itself, while its claims keep it`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const idleTimeoutMs = 1500;
+    const [one, two] = [
+      await cluster.coordinator({ uploads: { advertiseUrl: 'http://one.test:5000', idleTimeoutMs } }),
+      await cluster.coordinator({ uploads: { advertiseUrl: 'http://two.test:5000', idleTimeoutMs } }),
+    ];
+    assert.equal((await cluster.coordinator()).uploadOwners, undefined, 'without an advertiseUrl every session is its own: no look-ups');
+    const [ownersOne, ownersTwo] = [one.uploadOwners, two.uploadOwners];
+    assert.ok(ownersOne && ownersTwo);
+    assert.equal(await ownersTwo.ownerElsewhere('session-a'), undefined, 'unknown: answered here');
+    await ownersOne.claim('session-a');
+    assert.equal(await ownersOne.ownerElsewhere('session-a'), undefined, 'the claimant is not elsewhere to itself');
+    assert.equal(await ownersTwo.ownerElsewhere('session-a'), 'http://one.test:5000');
+    assert.equal(await ownersTwo.ownerElsewhere('session-b'), undefined, 'sessions are apart');
+    await pause(1000);
+    const renewedAt = Date.now();
+    await ownersOne.claim('session-a'); // a chunk taken: renewed
+    await pause(1000);
+    assert.equal(await ownersTwo.ownerElsewhere('session-a'), 'http://one.test:5000', 'renewed: still held, past the idle timeout of the first claim');
+    await pollUntil(async () => (await ownersTwo.ownerElsewhere('session-a')) === undefined, { timeoutMs: 3000, intervalMs: 20, what: 'the idle claim lapsed' });
+    const idleFor = Date.now() - renewedAt;
+    assert.ok(idleFor >= idleTimeoutMs, `lapsed ${idleFor} ms after the last claim: not before the idle timeout`);
+    await ownersTwo.claim('session-c');
+    await ownersOne.claim('session-c'); // the latest claim holds it
+    assert.equal(await ownersTwo.ownerElsewhere('session-c'), 'http://one.test:5000');
+    assert.equal(await ownersOne.ownerElsewhere('session-c'), undefined);
+  });
+
+  test(`${name} coordinator, two replicas: read-modify-writes of one record through each replica's metadata store lose nothing`, async (t) => {
+    const cluster = await driver.cluster(t);
+    const shared = new MemoryMetadataDriver();
+    const stores = [new CoordinatedMetadataStore(shared, (await cluster.coordinator()).locks), new CoordinatedMetadataStore(shared, (await cluster.coordinator()).locks)];
+    await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        stores[i % 2]!.update<{ ids: number[] }>('v1/repositories/ns/app/_index', async (current) => {
+          // A pause between read and write: without a lock shared by the replicas, updates would overwrite each other.
+          await pause(2);
+          return { ids: [...(current?.ids ?? []), i] };
+        }),
+      ),
+    );
+    const final = await stores[0]!.get<{ ids: number[] }>('v1/repositories/ns/app/_index');
+    assert.deepEqual([...(final?.ids ?? [])].sort((a, b) => a - b), Array.from({ length: 16 }, (_, i) => i));
+    const created = await Promise.all(Array.from({ length: 8 }, (_, i) => stores[i % 2]!.putIfAbsent('v1/images/abc', { writer: i })));
+    assert.equal(created.filter(Boolean).length, 1, 'one replica created it');
+    assert.deepEqual(await stores[1]!.get('v1/images/abc'), { writer: created.indexOf(true) });
+  });
+
+  if (!driver.sharedIndexes) return;
 
   test(`${name} coordinator, two replicas: the private index and the cache index are shared; one eviction, by one replica`, async (t) => {
     const cluster = await driver.cluster(t);

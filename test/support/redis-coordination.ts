@@ -22,8 +22,8 @@ function asRedis(coordinator: Coordinator): RedisCoordinator {
 export function redisCluster(t: TestContext, redis: () => RedisHandle, options: Partial<RedisCoordinatorOptions> = {}): CoordinationCluster {
   const keyPrefix = options.keyPrefix ?? `test-${randomUUID()}:`;
   return {
-    coordinator: async () => {
-      const coordinator = await openRedisCoordinator({ url: redis().url, log: silentLog, connectTimeoutMs: 2000, ...options, keyPrefix });
+    coordinator: async (replica = {}) => {
+      const coordinator = await openRedisCoordinator({ url: redis().url, log: silentLog, connectTimeoutMs: 2000, ...options, ...replica, keyPrefix });
       onCleanup(t, () => coordinator.close());
       return coordinator;
     },
@@ -42,5 +42,5 @@ export function redisCluster(t: TestContext, redis: () => RedisHandle, options: 
 }
 
 export function redisDriver(redis: () => RedisHandle): CoordinationDriver {
-  return { name: 'redis', shared: true, cluster: (t) => Promise.resolve(redisCluster(t, redis)) };
+  return { name: 'redis', mode: 'redis', shared: true, sharedIndexes: true, cluster: (t) => Promise.resolve(redisCluster(t, redis)) };
 }

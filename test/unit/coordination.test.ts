@@ -1,20 +1,62 @@
+// The in-process coordinator: the coordination contract, with several coordinators on one
+// InProcessCluster playing the replicas. Its private and cache indexes are each process's own.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { InProcessCacheIndex } from '../../src/coordination/cache-index.js';
-import { inProcessCoordinator } from '../../src/coordination/in-process.js';
+import { whileHoldingLease } from '../../src/coordination/held-lease.js';
+import { InProcessCluster, InProcessLeases, inProcessCoordinator } from '../../src/coordination/in-process.js';
 import { InProcessPrivateContent } from '../../src/coordination/private-content.js';
+import { onCleanup } from '../support/cleanup.js';
 import { coordinationContract } from '../support/coordination-contract.js';
 
 coordinationContract({
   name: 'in-process',
-  shared: false,
-  cluster: () =>
-    Promise.resolve({
-      coordinator: () => Promise.resolve(inProcessCoordinator()),
+  mode: 'in-process',
+  shared: true,
+  sharedIndexes: false,
+  cluster: (t) => {
+    const cluster = new InProcessCluster();
+    return Promise.resolve({
+      coordinator: (options) => {
+        const coordinator = inProcessCoordinator({ cluster, ...options });
+        onCleanup(t, () => coordinator.close());
+        return Promise.resolve(coordinator);
+      },
       privateContent: async (_coordinator, metadata) => {
         const marks = new InProcessPrivateContent(metadata);
         await marks.load();
         return marks;
       },
       cacheIndex: (coordinator, setup) => Promise.resolve(new InProcessCacheIndex({ ...setup, events: coordinator.events, log: pino({ level: 'silent' }) })),
+    });
+  },
+});
+
+test('work under a held lease keeps it past its ttl while it runs, releases it after, and does not run while another holds it', async () => {
+  const leases = new InProcessLeases();
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  const seenDuring: boolean[] = [];
+  const ran = await whileHoldingLease(leases, 'cache:evict', 60, async () => {
+    for (let i = 0; i < 4; i += 1) {
+      await pause(40); // 160 ms in all: well past the 60 ms ttl, kept by the renewals
+      seenDuring.push((await leases.tryAcquire('cache:evict', 60)) === undefined);
+    }
+  });
+  assert.equal(ran, true);
+  assert.deepEqual(seenDuring, [true, true, true, true], 'held throughout');
+  const after = await leases.tryAcquire('cache:evict', 60);
+  assert.ok(after, 'released after the work');
+  let ranWhileHeld = false;
+  assert.equal(
+    await whileHoldingLease(leases, 'cache:evict', 60, () => {
+      ranWhileHeld = true;
+      return Promise.resolve();
     }),
+    false,
+  );
+  assert.equal(ranWhileHeld, false, 'not run while another holds the lease');
+  await after.release();
+  await assert.rejects(whileHoldingLease(leases, 'cache:evict', 60, () => Promise.reject(new Error('failed pass'))), /failed pass/);
+  assert.ok(await leases.tryAcquire('cache:evict', 60), 'released when the work throws too');
 });

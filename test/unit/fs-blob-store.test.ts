@@ -9,8 +9,10 @@ import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
-import { terminateHashThreads } from '../../src/storage/file-hasher.js';
+import { READ_CHUNK_BYTES } from '../../src/storage/blob-store.js';
+import { hashThreadCount, setHashThreadIdleMs, terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
+import { pollUntil } from '../harness/wait.js';
 
 async function newStore(): Promise<FsBlobStore> {
   const store = new FsBlobStore(await mkdtemp(path.join(os.tmpdir(), 'ls-blobs-')));
@@ -70,6 +72,33 @@ test('fs: written bytes are readable through the writer at once, and commit wait
   assert.ok(Buffer.concat(chunks).equals(bytes));
 });
 
+test('fs: writeNow takes chunks without a promise until 8 MiB wait for the file, then answers one to wait for', async () => {
+  const store = await newStore();
+  const bytes = randomBytes(12 * 1024 * 1024);
+  const digest = parseDigest(digestOf(bytes));
+  const writer = await store.createWriter(digest);
+  assert.ok(typeof writer.writeNow === 'function', 'the fs writer has the fast path');
+  const chunk = 64 * 1024;
+  let firstWait: number | undefined;
+  for (let offset = 0; offset < bytes.length; offset += chunk) {
+    const waiting = writer.writeNow?.(bytes.subarray(offset, offset + chunk));
+    assert.equal(writer.bytesWritten, offset + chunk, 'taken at once');
+    if (waiting) {
+      firstWait ??= offset + chunk;
+      await waiting;
+    }
+  }
+  // Nothing was awaited before the first wait, so the file could not have caught up: the
+  // first promise comes exactly past the bound.
+  assert.equal(firstWait, 8 * 1024 * 1024 + chunk);
+  await writer.commit(bytes.length);
+  writer.close();
+  assert.ok((await store.readAll(digest, bytes.length))?.equals(bytes));
+  const closed = await store.createWriter(digest);
+  await closed.abort();
+  assert.throws(() => closed.writeNow?.call(closed, Buffer.from('late')), /write after aborted/);
+});
+
 /** A destination that copies what it is given only later, the way a slow socket would hold on to it. */
 function slowSink(): { sink: Writable; bytes: () => Buffer } {
   const parts: Buffer[] = [];
@@ -101,6 +130,36 @@ test('fs: writeTo sends whole blobs and ranges through pooled buffers, concurren
     }),
   );
   await Promise.all(sends);
+});
+
+test('fs: writeTo respects a stalled destination: at most two read buffers wait in it, and the rest follows once it drains', { timeout: 10_000 }, async () => {
+  const store = await newStore();
+  const bytes = randomBytes(8 * 1024 * 1024 + 3);
+  await store.put(parseDigest(digestOf(bytes)), bytes);
+  const handle = await store.open(parseDigest(digestOf(bytes)));
+  const writeTo = handle?.writeTo?.bind(handle);
+  assert.ok(writeTo);
+  // A client that reads nothing: every write waits until released. A hit's memory per client
+  // is what it has handed to the socket and not had back, so this is the bound that matters.
+  const parts: Buffer[] = [];
+  const held: Array<() => void> = [];
+  const sink = new Writable({
+    highWaterMark: 1,
+    write(chunk: Buffer, _encoding, callback) {
+      parts.push(Buffer.from(chunk));
+      held.push(callback);
+    },
+  });
+  const sent = Promise.all([writeTo(sink), finished(sink)]);
+  await new Promise((resolve) => setTimeout(resolve, 300)); // time to read far ahead, if it would
+  // writableLength: bytes written to the destination and not yet called back, queued or not.
+  const waiting = sink.writableLength;
+  assert.ok(waiting > 0, 'something was sent');
+  assert.ok(waiting <= 2 * READ_CHUNK_BYTES, `${waiting} bytes given to a stalled destination`);
+  const release = setInterval(() => held.splice(0).forEach((done) => done()), 1);
+  await sent;
+  clearInterval(release);
+  assert.ok(Buffer.concat(parts).equals(bytes), 'every byte, in order, once drained');
 });
 
 test('fs: writeTo stops reading and closes the file when the destination goes away', { timeout: 10_000 }, async () => {
@@ -222,12 +281,41 @@ test('fs: a hash thread that dies fails the writes it was hashing (no hang), and
   again.close();
 });
 
-void test('a serving store whose hash thread is idle lets the process exit (the thread is started at init)', async () => {
+test('fs: an idle hash thread ends (its ~9 MB given back), and the next big write starts a fresh one', { timeout: 30_000 }, async (t) => {
+  const idleMs = setHashThreadIdleMs(500);
+  t.after(() => setHashThreadIdleMs(idleMs));
+  const store = await newStore();
+  const bytes = randomBytes(BIG);
+  const digest = parseDigest(digestOf(bytes));
+  const writer = await store.createWriter(digest);
+  await writeInChunks(writer, bytes);
+  assert.equal(hashThreadCount(), 1, 'a big write has a hash thread');
+  assert.equal((await writer.commit(BIG)).text, digest.text);
+  writer.close();
+  await pollUntil(() => Promise.resolve(hashThreadCount() === 0), { timeoutMs: 15_000, what: 'the idle hash thread to end' });
+
+  const other = randomBytes(BIG);
+  const again = await store.createWriter(parseDigest(digestOf(other)));
+  await writeInChunks(again, other);
+  assert.equal(hashThreadCount(), 1);
+  assert.equal((await again.commit(BIG)).text, digestOf(other));
+  again.close();
+});
+
+void test('a serving store whose hash thread is idle lets the process exit', async () => {
   // Regression: the worker was unref'd before its 'message' listener was attached, which
   // re-ref'd it, so every process that opened a serving store never exited on its own.
   const dir = await mkdtemp(path.join(os.tmpdir(), 'longshore-hash-exit-'));
   const storeModule = new URL('../../src/storage/fs-blob-store.ts', import.meta.url).href;
-  const script = `const { FsBlobStore } = await import(${JSON.stringify(storeModule)}); await new FsBlobStore(${JSON.stringify(dir)}).init();`;
+  const digestModule = new URL('../../src/protocol/digest.ts', import.meta.url).href;
+  // A big write starts the thread; once committed it is idle (and ends only seconds later).
+  const script = [
+    `const { FsBlobStore } = await import(${JSON.stringify(storeModule)});`,
+    `const { digestOf, parseDigest } = await import(${JSON.stringify(digestModule)});`,
+    `const store = new FsBlobStore(${JSON.stringify(dir)}); await store.init();`,
+    `const bytes = Buffer.alloc(${BIG}, 7); const writer = await store.createWriter(parseDigest(digestOf(bytes)));`,
+    `await writer.write(bytes); await writer.commit(bytes.byteLength); writer.close();`,
+  ].join(' ');
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'ignore' });
   const exitCode = await new Promise<number | null | 'still running'>((resolve) => {
     const timer = setTimeout(() => {

@@ -358,3 +358,85 @@ test('slow commit: a commit failing after the verify aborts a reader still readi
   assert.equal(await store.stat(digest), undefined);
   assert.equal(inflight.count, 0);
 });
+
+/** A writer whose writes wait for a gate once `gatedFrom` bytes are in: a disk that fell behind. */
+class GatedWriter extends SlowCommitWriter {
+  constructor(
+    inner: BlobWriter,
+    private readonly writeGate: Promise<void>,
+    private readonly gatedFrom: number,
+  ) {
+    super(inner, Promise.resolve());
+  }
+
+  override async write(chunk: Uint8Array): Promise<void> {
+    const gated = this.bytesWritten >= this.gatedFrom;
+    await super.write(chunk);
+    if (gated) await this.writeGate;
+  }
+}
+
+async function gatedStore(gatedFrom: number): Promise<{ store: BlobStore; gate: Deferred<void> }> {
+  const store = (await memoryStorage()).blobs;
+  const gate = deferred<void>();
+  const createWriter = store.createWriter.bind(store);
+  store.createWriter = async (expected, options) => new GatedWriter(await createWriter(expected, options), gate.promise, gatedFrom);
+  return { store, gate };
+}
+
+test('a writer that falls behind pauses the upstream body, which resumes once it caught up', async () => {
+  const { store, gate } = await gatedStore(1000);
+  const blob = randomBytes(4000);
+  const digest = parseDigest(digestOf(blob));
+  const body = new PassThrough();
+  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
+  body.write(blob.subarray(0, 1000));
+  await fetch.ready;
+  const reading = buffer(fetch.openReader());
+  body.write(blob.subarray(1000, 2000)); // its write waits for the gate
+  body.write(blob.subarray(2000, 3000));
+  body.end(blob.subarray(3000));
+  await pollUntil(() => Promise.resolve(fetch.received === 2000), { timeoutMs: 2000, what: 'the second chunk taken' });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(fetch.received, 2000, 'no chunk is taken while the writer is behind');
+  assert.equal(body.isPaused(), true);
+  gate.resolve();
+  assert.ok((await reading).equals(blob));
+  assert.equal((await store.stat(digest))?.size, blob.byteLength);
+});
+
+test('a write failing mid-body fails the readers, stops reading the upstream and stores nothing', async () => {
+  const { store, gate } = await gatedStore(1000);
+  const blob = randomBytes(3000);
+  const digest = parseDigest(digestOf(blob));
+  const body = new PassThrough();
+  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
+  body.write(blob.subarray(0, 1000));
+  await fetch.ready;
+  const result = settle(fetch.openReader());
+  body.write(blob.subarray(1000, 2000));
+  gate.reject(new Error('ENOSPC: no space left on device'));
+  assert.match((await result).error?.message ?? '', /ENOSPC/);
+  assert.equal(body.destroyed, true, 'the upstream body is let go');
+  assert.equal(await store.stat(digest), undefined);
+});
+
+for (const [driver, newStore] of [
+  ['fs', async () => (await fsStorage()).blobs],
+  ['memory', async () => (await memoryStorage()).blobs],
+] as const) {
+  test(`${driver}: an upstream body closed before its end without an error fails the fetch`, async () => {
+    const store = await newStore();
+    const blob = randomBytes(5000);
+    const digest = parseDigest(digestOf(blob));
+    const body = new PassThrough();
+    const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: undefined, body }));
+    body.write(blob.subarray(0, 2000));
+    await fetch.ready;
+    const result = settle(fetch.openReader());
+    await pollUntil(() => Promise.resolve(fetch.received === 2000), { timeoutMs: 2000, what: 'the first chunk taken' });
+    body.destroy();
+    assert.match((await result).error?.message ?? '', /closed before its end/);
+    assert.equal(await store.stat(digest), undefined);
+  });
+}
