@@ -606,12 +606,22 @@ class S3BlobWriter implements BlobWriter {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
+    await this.writeNow(chunk);
+  }
+
+  /**
+   * The scratch writer's fast path (BlobWriter.writeNow): a cold miss streams thousands of
+   * chunks, and without it every chunk paused and resumed the upstream body. Parts read what
+   * is not yet in the file from the scratch writer's memory, so they may be scheduled at once.
+   */
+  writeNow(chunk: Uint8Array): Promise<void> | undefined {
     this.throwIfFailed();
-    await this.scratch.write(chunk);
+    const pending = this.scratch.writeNow ? this.scratch.writeNow(chunk) : this.scratch.write(chunk);
     this.lastWriteAt = Date.now();
     while (this.scratch.bytesWritten - this.assigned >= this.context.partBytes) {
       this.schedulePart(this.assigned, this.context.partBytes);
     }
+    return pending;
   }
 
   private throwIfFailed(): void {
