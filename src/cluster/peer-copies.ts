@@ -42,6 +42,10 @@ class UnpublishedCopy implements BlobWriter {
     return this.file.write(chunk);
   }
 
+  writeNow(chunk: Uint8Array): Promise<void> | undefined {
+    return this.file.writeNow ? this.file.writeNow(chunk) : this.file.write(chunk);
+  }
+
   readAt(position: number, length: number): Promise<Buffer> {
     return this.file.readAt(position, length);
   }

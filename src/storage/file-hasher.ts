@@ -19,8 +19,9 @@ const MAX_THREADS = 1;
 // A thread with no session for this long is ended: idle, it is still a whole V8 isolate (~9 MB
 // of RSS, measured: issue 19's memory goal). The next big write starts one again (~30 ms of CPU,
 // overlapping the download: ranges queue until the thread is up, and it hashes faster than a
-// download brings bytes in, so it catches up long before the last byte).
-const IDLE_THREAD_MS = 5_000;
+// download brings bytes in). Not sooner: with 5 s, a cold 200 MiB miss after a pause peaked
+// ~15 MB higher than with a thread already running (5 alternating runs), so a busy server keeps it.
+let idleThreadMs = 60_000;
 
 /**
  * A worker running hash-worker: the .js file in dist. Under tsx (tests) the .ts file, loaded
@@ -85,7 +86,7 @@ class HashThread {
       // Out of the pool first, so no session can attach to a thread that is going away.
       this.onGone(this);
       void this.worker.terminate();
-    }, IDLE_THREAD_MS);
+    }, idleThreadMs);
     this.idleTimer.unref();
   }
 
@@ -114,9 +115,19 @@ function pickThread(): HashThread {
   return thread;
 }
 
-/** How many hash threads take sessions now (tests; an idle one ends after IDLE_THREAD_MS). */
+/** How many hash threads take sessions now (tests). */
 export function hashThreadCount(): number {
   return threads.length;
+}
+
+/**
+ * How long a thread may stay idle before it ends (tests shorten it), for idle periods starting
+ * from now on. Returns the previous setting.
+ */
+export function setHashThreadIdleMs(ms: number): number {
+  const previous = idleThreadMs;
+  idleThreadMs = ms;
+  return previous;
 }
 
 /** Stops every hash thread, as a crash would (tests: a dead thread fails its writers). */

@@ -4,6 +4,7 @@
 // kill -9 comes back where its peers expect it), plus a round-robin client like a plain load
 // balancer in front of them.
 import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
 import { freePort } from './ports.js';
 import { startLongshore, type LongshoreHandle, type LongshoreOptions } from './longshore.js';
 import { startRedis, type RedisHandle } from './redis.js';
@@ -39,6 +40,12 @@ export interface ClusterHandle {
    * like a load balancer: `fetch(`${cluster.next()}/v2/...`)`.
    */
   next(): string;
+  /**
+   * Stops replica `index` if it runs (SIGTERM) and starts it again at its own address. With
+   * `emptyScratch` it comes back on an empty storage.path, as on a new machine: on S3 that
+   * directory holds scratch files only, so everything it serves must come from the bucket.
+   */
+  restart(index: number, options?: { emptyScratch?: boolean }): Promise<void>;
   /** dispose() of every replica, then the Redis the harness started. Idempotent. */
   dispose(): Promise<void>;
 }
@@ -93,6 +100,16 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterHa
         const replica = running[turn % running.length] as LongshoreHandle;
         turn += 1;
         return replica.url;
+      },
+      restart: async (index, options = {}) => {
+        const replica = replicas[index];
+        if (replica === undefined) throw new Error(`cluster: no replica ${index}`);
+        await replica.stop();
+        if (options.emptyScratch === true) {
+          await rm(replica.dataDir, { recursive: true, force: true });
+          await mkdir(replica.dataDir, { recursive: true });
+        }
+        await replica.start();
       },
       dispose,
     };

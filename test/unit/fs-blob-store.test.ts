@@ -10,7 +10,7 @@ import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { READ_CHUNK_BYTES } from '../../src/storage/blob-store.js';
-import { hashThreadCount, terminateHashThreads } from '../../src/storage/file-hasher.js';
+import { hashThreadCount, setHashThreadIdleMs, terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
 import { pollUntil } from '../harness/wait.js';
 
@@ -281,7 +281,9 @@ test('fs: a hash thread that dies fails the writes it was hashing (no hang), and
   again.close();
 });
 
-test('fs: an idle hash thread ends (its ~9 MB given back), and the next big write starts a fresh one', { timeout: 30_000 }, async () => {
+test('fs: an idle hash thread ends (its ~9 MB given back), and the next big write starts a fresh one', { timeout: 30_000 }, async (t) => {
+  const idleMs = setHashThreadIdleMs(500);
+  t.after(() => setHashThreadIdleMs(idleMs));
   const store = await newStore();
   const bytes = randomBytes(BIG);
   const digest = parseDigest(digestOf(bytes));

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import Fastify from 'fastify';
 import pino from 'pino';
@@ -15,11 +15,14 @@ import { PeerFollower, type PeerFollowResult } from '../../src/cluster/peer-foll
 import { PeerToken } from '../../src/cluster/peer-protocol.js';
 import { peerRoutes } from '../../src/cluster/peer-route.js';
 import { InProcessLeases } from '../../src/coordination/in-process.js';
+import { BlobMisses, type BlobMiss } from '../../src/mirror/blob-miss.js';
 import { FetchHeldByPeer, InflightBlobs } from '../../src/mirror/inflight.js';
+import type { BlobStore } from '../../src/storage/blob-store.js';
+import { deferred } from '../../src/util/deferred.js';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { listenOnLoopback } from '../harness/ports.js';
+import { freePort, listenOnLoopback } from '../harness/ports.js';
 import { makeTempDir } from '../harness/tmp.js';
 import { pollUntil } from '../harness/wait.js';
 import { onCleanup } from '../support/cleanup.js';
@@ -248,4 +251,72 @@ test('clients of one replica share one follow of the leader: one peer request, a
   assert.equal(requests, 2);
   for (const result of wrongReads) assert.ok(result.error, 'aborted');
   await pollUntil(async () => (await copyFiles()).length === 0, { timeoutMs: 5_000, what: 'the wrong copy deleted' });
+});
+
+test('a leader whose store cannot take the blob (full or read-only: its one client gets it uncached) while another replica waits on it: that replica gets the whole blob from a fetch of its own, no hang, no short body', async (t) => {
+  const blob = randomBytes(200_000);
+  const digest = parseDigest(digestOf(blob));
+  const leases = new InProcessLeases();
+  const token = new PeerToken(Buffer.from('a shared secret of enough length'));
+  const upstreamAnswers = deferred<void>();
+  let upstreamOpens = 0;
+  const source = {
+    expected: digest,
+    open: async () => {
+      upstreamOpens += 1;
+      if (upstreamOpens === 1) await upstreamAnswers.promise; // the leader's: the follower asks meanwhile
+      return { size: blob.byteLength, body: Readable.from([blob]) };
+    },
+  };
+
+  // The leader: a store with no room, its peer route on loopback.
+  const leaderStore = (await memoryStorage()).blobs;
+  const full = Object.assign(Object.create(leaderStore) as BlobStore, { hasRoomFor: () => Promise.resolve(false) });
+  const port = await freePort();
+  const leaderUrl = `http://127.0.0.1:${port}`;
+  const leader = new InflightBlobs({}, { leases, advertiseUrl: leaderUrl });
+  const app = Fastify();
+  app.setErrorHandler(handleError);
+  let peerRequests = 0;
+  app.addHook('onRequest', (_request, _reply, done) => {
+    peerRequests += 1;
+    done();
+  });
+  await app.register(peerRoutes(leader, token));
+  await app.listen({ host: '127.0.0.1', port });
+  onCleanup(t, () => app.close());
+
+  // The follower: its own store, the same leases, sharing follows through a local copy.
+  const work = await makeTempDir('peer-copies');
+  onCleanup(t, () => work.remove());
+  const metrics = recordingMetrics();
+  const peers = new PeerFollower({ token, leases, leaseTtlMs: 1000, metrics, log: silent, copies: await openPeerCopies(work.path) });
+  onCleanup(t, () => peers.close());
+  const followerStore = (await memoryStorage()).blobs;
+  const followerInflight = new InflightBlobs({}, { leases, advertiseUrl: 'http://127.0.0.1:1' });
+  const tracker = { added: () => undefined, touched: () => undefined, forget: () => undefined };
+  const misses = new BlobMisses(followerStore, followerInflight, tracker, false, peers);
+  const miss: BlobMiss = {
+    key: digest.text,
+    upstream: 'hub',
+    storedDigest: () => Promise.resolve(digest),
+    source,
+    missing: () => new Error('missing'),
+    offlineMiss: () => new Error('offline'),
+  };
+
+  const leading = leader.follow(digest.text, full, source, 'hub');
+  const following = misses.serve(miss);
+  await pollUntil(() => Promise.resolve(peerRequests === 1), { timeoutMs: 5_000, what: 'the follower asking the leader' });
+  upstreamAnswers.resolve();
+
+  const leaderBlob = await leading;
+  assert.ok(leaderBlob);
+  const [leaderRead, followerRead] = await Promise.all([settle(leaderBlob.open()), following.then((result) => settle(result.open()))]);
+  assert.ok(leaderRead.bytes?.equals(blob), "the leader's client gets the blob uncached");
+  assert.ok(followerRead.bytes?.equals(blob), `the follower's client gets the whole blob: ${followerRead.error?.message}`);
+  assert.deepEqual(metrics.follows, ['not_in_flight'], 'the leader said it has no fetch to follow');
+  assert.equal(upstreamOpens, 2, 'the follower fetched it itself');
+  assert.equal(await leaderStore.stat(digest), undefined);
+  await pollUntil(async () => (await followerStore.stat(digest)) !== undefined, { timeoutMs: 5_000, what: "the follower's fetch committed" });
 });
