@@ -6,7 +6,6 @@
 // has a cluster of one; tests open several coordinators on one cluster to play the replicas of
 // a cluster without Redis (the coordination contract runs its multi-replica cases that way).
 // Nothing here runs a timer: expiries are checked when read.
-import { EventEmitter } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import {
   zeroPerPort,
@@ -80,19 +79,49 @@ export class InProcessLeases implements Leases {
   }
 }
 
+/** What to do with an error thrown by a listener of blob events or circuit changes. */
+export type ListenerErrorHandler = (error: unknown, message: BlobEvent | CircuitChange) => void;
+
+/**
+ * The listeners of one kind of message in this process. Delivery goes to those subscribed when
+ * it starts; one that throws is reported and does not stop the rest nor fail the publisher.
+ */
+export class Listeners<T extends BlobEvent | CircuitChange> {
+  /** One entry per subscription, so a function subscribed twice is called twice. */
+  private readonly entries = new Set<{ listener: (message: T) => void }>();
+
+  constructor(private readonly onError: ListenerErrorHandler = () => undefined) {}
+
+  /** Returns the unsubscribe function. */
+  add(listener: (message: T) => void): () => void {
+    const entry = { listener };
+    this.entries.add(entry);
+    return () => this.entries.delete(entry);
+  }
+
+  deliver(message: T): void {
+    for (const { listener } of [...this.entries]) {
+      try {
+        listener(message);
+      } catch (error) {
+        this.onError(error, message);
+      }
+    }
+  }
+}
+
 export class InProcessBlobEvents implements BlobEvents {
-  private readonly emitter = new EventEmitter();
+  private readonly listeners: Listeners<BlobEvent>;
 
   /**
    * @param replicas the events of every coordinator of an in-process cluster, this one
    *   included: a publish reaches all of them. Without it, this process's subscribers only.
    */
   constructor(
-    private readonly onListenerError: (error: unknown, event: BlobEvent) => void = () => undefined,
+    onListenerError?: ListenerErrorHandler,
     private readonly replicas?: Set<InProcessBlobEvents>,
   ) {
-    // Every cache of the process subscribes; the default warning at 10 is not a leak here.
-    this.emitter.setMaxListeners(0);
+    this.listeners = new Listeners(onListenerError);
     replicas?.add(this);
   }
 
@@ -107,18 +136,11 @@ export class InProcessBlobEvents implements BlobEvents {
 
   /** Hands `event` to this replica's subscribers only. */
   deliver(event: BlobEvent): void {
-    for (const listener of this.emitter.listeners('event') as Array<(event: BlobEvent) => void>) {
-      try {
-        listener(event);
-      } catch (error) {
-        this.onListenerError(error, event);
-      }
-    }
+    this.listeners.deliver(event);
   }
 
   subscribe(listener: (event: BlobEvent) => void): () => void {
-    this.emitter.on('event', listener);
-    return () => this.emitter.off('event', listener);
+    return this.listeners.add(listener);
   }
 }
 
@@ -172,20 +194,23 @@ export class CircuitBoard {
 
 /** One replica's view of the cluster's circuits; a cluster of one only remembers its own. */
 export class InProcessCircuits implements SharedCircuits {
-  private readonly listeners = new Set<(change: CircuitChange) => void>();
+  private readonly listeners: Listeners<CircuitChange>;
 
-  constructor(private readonly board: CircuitBoard) {
+  constructor(
+    private readonly board: CircuitBoard,
+    onListenerError?: ListenerErrorHandler,
+  ) {
+    this.listeners = new Listeners(onListenerError);
     board.replicas.add(this);
   }
 
   publish(change: CircuitChange): void {
     this.board.record(change);
-    for (const replica of this.board.replicas) if (replica !== this) replica.deliver(change);
+    for (const replica of this.board.replicas) if (replica !== this) replica.listeners.deliver({ ...change });
   }
 
   subscribe(listener: (change: CircuitChange) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   openUntil(circuit: string): Promise<number | undefined> {
@@ -195,10 +220,6 @@ export class InProcessCircuits implements SharedCircuits {
   /** Leaves its cluster. */
   close(): void {
     this.board.replicas.delete(this);
-  }
-
-  private deliver(change: CircuitChange): void {
-    for (const listener of this.listeners) listener({ ...change });
   }
 }
 
@@ -245,7 +266,7 @@ export class InProcessCluster {
 }
 
 export interface InProcessCoordinatorOptions {
-  onListenerError?: (error: unknown, event: BlobEvent) => void;
+  onListenerError?: ListenerErrorHandler;
   /** The cluster this coordinator is a replica of; a new one of its own without it. */
   cluster?: InProcessCluster;
   /** As for Redis: with it, upload sessions are claimed and found across the cluster's replicas. */
@@ -256,7 +277,7 @@ export function inProcessCoordinator(options: InProcessCoordinatorOptions = {}):
   const cluster = options.cluster ?? new InProcessCluster();
   const { uploads } = options;
   const events = new InProcessBlobEvents(options.onListenerError, cluster.events);
-  const circuits = new InProcessCircuits(cluster.circuits);
+  const circuits = new InProcessCircuits(cluster.circuits, options.onListenerError);
   return {
     locks: cluster.locks,
     leases: cluster.leases,

@@ -27,7 +27,7 @@ export interface Coordination {
 }
 
 export async function openCoordination(config: Config, log: Logger): Promise<Coordination> {
-  const onListenerError = (error: unknown, event: unknown) => log.error({ err: error, event }, 'a blob event listener failed');
+  const onListenerError = (error: unknown, message: unknown) => log.error({ err: error, message }, 'a listener of blob events or circuit changes failed');
   const redisUrl = config.cluster.redis;
   if (redisUrl === undefined) {
     const coordinator = inProcessCoordinator({ onListenerError });

@@ -17,7 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { InProcessBlobEvents, InProcessLeases, InProcessLocks, InProcessWindowCounters } from './in-process.js';
+import { InProcessBlobEvents, InProcessLeases, InProcessLocks, InProcessWindowCounters, Listeners, type ListenerErrorHandler } from './in-process.js';
 import type { BlobEvent, BlobEvents, CircuitChange, Coordinator, KeyedLocks, Lease, Leases, SharedCircuits, UploadOwners, WindowCount, WindowCounters } from './ports.js';
 import { CoordinationError, RedisConnection, type RedisConnectionOptions } from './redis-connection.js';
 
@@ -166,7 +166,7 @@ export class RedisBlobEvents implements BlobEvents {
 
   constructor(
     private readonly connection: RedisConnection,
-    onListenerError: (error: unknown, event: BlobEvent) => void,
+    onListenerError: ListenerErrorHandler,
   ) {
     this.local = new InProcessBlobEvents(onListenerError);
     this.channel = connection.key('events');
@@ -191,16 +191,20 @@ export class RedisBlobEvents implements BlobEvents {
 const circuitChangeSchema = z.strictObject({ circuit: z.string(), openUntil: z.number().optional() });
 
 export class RedisCircuits implements SharedCircuits {
-  private readonly listeners = new Set<(change: CircuitChange) => void>();
+  private readonly listeners: Listeners<CircuitChange>;
   private readonly channel: string;
 
-  constructor(private readonly connection: RedisConnection) {
+  constructor(
+    private readonly connection: RedisConnection,
+    onListenerError?: ListenerErrorHandler,
+  ) {
+    this.listeners = new Listeners(onListenerError);
     this.channel = connection.key('circuits');
   }
 
   async start(): Promise<void> {
     await this.connection.subscribeOthers(this.channel, 'circuits', circuitChangeSchema, (change) => {
-      for (const listener of this.listeners) listener({ circuit: change.circuit, openUntil: change.openUntil });
+      this.listeners.deliver({ circuit: change.circuit, openUntil: change.openUntil });
     });
   }
 
@@ -214,8 +218,7 @@ export class RedisCircuits implements SharedCircuits {
   }
 
   subscribe(listener: (change: CircuitChange) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   async openUntil(circuit: string): Promise<number | undefined> {
@@ -303,7 +306,7 @@ export interface RedisCoordinator extends Coordinator {
 }
 
 export interface RedisCoordinatorOptions extends RedisConnectionOptions, RedisLockOptions {
-  onListenerError?: (error: unknown, event: BlobEvent) => void;
+  onListenerError?: ListenerErrorHandler;
   /** cluster.advertiseUrl and storage.uploadTimeout: with both, upload sessions are found across replicas. */
   uploads?: { advertiseUrl: string; idleTimeoutMs: number };
 }
@@ -311,7 +314,7 @@ export interface RedisCoordinatorOptions extends RedisConnectionOptions, RedisLo
 export async function openRedisCoordinator(options: RedisCoordinatorOptions): Promise<RedisCoordinator> {
   const connection = await RedisConnection.open(options);
   const events = new RedisBlobEvents(connection, options.onListenerError ?? (() => undefined));
-  const circuits = new RedisCircuits(connection);
+  const circuits = new RedisCircuits(connection, options.onListenerError);
   await Promise.all([events.start(), circuits.start()]);
   return {
     connection,

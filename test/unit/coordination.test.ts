@@ -37,9 +37,10 @@ test('work under a held lease keeps it past its ttl while it runs, releases it a
   const leases = new InProcessLeases();
   const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const seenDuring: boolean[] = [];
-  const ran = await whileHoldingLease(leases, 'cache:evict', 60, async () => {
+  // A ttl with room for a loaded machine's timer delays (renewed every 133 ms).
+  const ran = await whileHoldingLease(leases, 'cache:evict', 400, async () => {
     for (let i = 0; i < 4; i += 1) {
-      await pause(40); // 160 ms in all: well past the 60 ms ttl, kept by the renewals
+      await pause(250); // 1 s in all: well past the ttl, kept by the renewals
       seenDuring.push((await leases.tryAcquire('cache:evict', 60)) === undefined);
     }
   });
