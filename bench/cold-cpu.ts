@@ -70,7 +70,11 @@ async function main(): Promise<void> {
   const upstream = await startRegistry();
   const longshore = await startLongshore({ logLevel: 'warn', upstreams: [{ name: 'origin', url: upstream.url, default: true }] }, {
     entry: argv.includes('--entry') ? String(argv[argv.indexOf('--entry') + 1]) : 'dist/main.js',
-    nodeArgs: argv.includes('--perf') ? ['--perf-basic-prof'] : [],
+    nodeArgs: [
+      ...(argv.includes('--perf') ? ['--perf-basic-prof'] : []),
+      ...(argv.includes('--trace-gc') ? ['--trace-gc'] : []),
+      ...argv.filter((arg) => arg.startsWith('--node-arg=')).map((arg) => arg.slice('--node-arg='.length)),
+    ],
   });
   try {
     const pid = longshore.process?.child.pid;
@@ -83,6 +87,9 @@ async function main(): Promise<void> {
     await curlGet(`${longshore.url}/v2/perf/cold/blobs/${digests[0]}`, bytes); // warm-up (JIT)
     const totals = new Map<string, number>();
     for (let i = 1; i <= misses; i++) {
+      // --gap-ms: idle time before each miss (the bench's misses are seconds apart: threads that
+      // end when idle start again inside the miss).
+      await new Promise((resolve) => setTimeout(resolve, flag('--gap-ms', 0)));
       const before = threadCpu(pid);
       const upstreamBefore = processCpu(upstreamPid);
       const download = await curlGet(`${longshore.url}/v2/perf/cold/blobs/${digests[i]}`, bytes);
@@ -109,6 +116,13 @@ async function main(): Promise<void> {
       );
     }
     await reference.dispose();
+    if (argv.includes('--trace-gc')) {
+      // V8's one line per collection: how many scavenges and mark-compacts a miss costs.
+      const lines = (longshore.process?.stdoutLines ?? []).filter((line) => /Scavenge|Mark-Compact/.test(line));
+      const count = (kind: string) => lines.filter((line) => line.includes(kind)).length;
+      console.log(`GC over the warm-up and ${misses} misses: ${count('Scavenge')} scavenges, ${count('Mark-Compact')} mark-compacts`);
+      for (const line of lines.filter((l) => l.includes('Mark-Compact')).slice(-6)) console.log(`  ${line}`);
+    }
     console.log(`mean CPU s per miss: ${[...totals].map(([k, v]) => `${k} ${(v / misses).toFixed(3)}`).join(', ')}`);
     if (argv.includes('--perf')) {
       const perf = spawn('perf', ['record', '-F', '4999', '-g', '-p', String(pid), '-o', '/tmp/cold-perf.data'], { stdio: 'inherit' });

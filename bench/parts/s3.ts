@@ -9,10 +9,16 @@
 //                         (the reference stores in the background, after it served the GET)
 //   s3_cold_upstream_MB   what the upstream sent for that cold blob (one copy: 209.7 MB),
 //                         counted after the reference's background store finished too
+//   s3_hit_cpu_s          CPU seconds (user + system, all threads, /proc/PID/stat) the mirror
+//                         process spent per 200 MiB hit, over the 16 hits: on 2 cores shared with
+//                         Swift and curl, CPU per byte is what decides the throughput
+//   s3_cold_cpu_s         the same for the cold miss, until it is stored
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { startCountingProxy } from '../../test/harness/counting-proxy.js';
-import { startLongshore } from '../../test/harness/longshore.js';
+import { REPO_ROOT, startLongshore } from '../../test/harness/longshore.js';
 import { startRegistry } from '../../test/harness/registry.js';
 import { s3StorageConfig, startSwift } from '../../test/harness/swift.js';
 import { pollUntil } from '../../test/harness/wait.js';
@@ -33,9 +39,61 @@ export const S3_ROWS = [
   { label: 'S3: cold miss TTFB (ms)', metric: 's3_cold_ttfb_ms', digits: 1, target: '' },
   { label: 'S3: cold miss until stored in S3 (s)', metric: 's3_cold_stored_s', digits: 3, target: '' },
   { label: 'S3: cold miss, upstream MB', metric: 's3_cold_upstream_MB', digits: 1, target: 'one copy' },
+  { label: 'S3: CPU per 200 MiB hit (s)', metric: 's3_hit_cpu_s', digits: 3, target: '' },
+  { label: 'S3: CPU of the cold miss (s)', metric: 's3_cold_cpu_s', digits: 3, target: '' },
 ];
 
+// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux everywhere).
+const CLOCK_TICKS = 100;
+
+/** CPU seconds (user + system) a process spent so far, per thread ("comm/tid") and in all. */
+function cpuSeconds(pid: number | undefined): { total: number; threads: Map<string, number> } {
+  const threads = new Map<string, number>();
+  let total = 0;
+  if (pid === undefined) return { total, threads };
+  const taskDir = `/proc/${pid}/task`;
+  for (const task of readdirSync(taskDir)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`${taskDir}/${task}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    // "pid (comm) state ...": comm may hold spaces, the fields after it do not.
+    const close = stat.lastIndexOf(')');
+    const name = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
+    // Node names only some of its threads: the thread id tells the others apart.
+    threads.set(`${name}/${task}`, seconds);
+    total += seconds;
+  }
+  return { total, threads };
+}
+
+/** CPU spent between two samples, as "thread=seconds" by name, the busiest first. */
+function describeCpu(before: ReturnType<typeof cpuSeconds>, after: ReturnType<typeof cpuSeconds>): string {
+  return [...after.threads]
+    .map(([name, seconds]) => [name, seconds - (before.threads.get(name) ?? 0)] as const)
+    .filter(([, seconds]) => seconds > 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 8)
+    .map(([name, seconds]) => `${name}=${seconds.toFixed(2)}`)
+    .join(' ');
+}
+
 const SYSTEMS = ['longshore', 'reference'] as const;
+
+/**
+ * `npm run bench -- --profile`: Longshore on S3 writes a CPU profile (on its graceful stop) to a
+ * directory of its own, named in the log.
+ */
+function profileArgs(ctx: S3PartContext): string[] {
+  if (!process.argv.includes('--profile')) return [];
+  const directory = mkdtempSync(join(REPO_ROOT, 'bench', 'results', 'profiles-s3-'));
+  ctx.log(`s3: CPU profile of Longshore on S3 in ${directory}`);
+  return ['--cpu-prof', '--cpu-prof-dir', directory];
+}
 const STORE_TIMEOUT_MS = 300_000;
 
 export async function runS3Part(ctx: S3PartContext): Promise<void> {
@@ -67,10 +125,11 @@ export async function runS3Part(ctx: S3PartContext): Promise<void> {
   ctx.cleanups.push(() => reference.dispose());
   const longshore = await startLongshore(
     { logLevel: 'warn', upstreams: [{ name: 'origin', url: proxy.url, default: true }], storage: await s3StorageConfig(swift, longshoreBucket) },
-    { entry: 'dist/main.js', nodeArgs: [] },
+    { entry: 'dist/main.js', nodeArgs: profileArgs(ctx) },
   );
   ctx.cleanups.push(() => longshore.dispose());
   const urls: Record<(typeof SYSTEMS)[number], string> = { longshore: longshore.url, reference: reference.url };
+  const pidOf = (system: (typeof SYSTEMS)[number]) => (system === 'longshore' ? longshore.process : reference.process)?.child.pid;
 
   /** Until the system has the blob in its bucket (the reference stores in the background, after serving). */
   const stored = (system: (typeof SYSTEMS)[number], digest: string) => {
@@ -97,20 +156,28 @@ export async function runS3Part(ctx: S3PartContext): Promise<void> {
     ctx.log(`s3: run ${run + 1}/${ctx.runs}`);
     for (const system of ctx.rotate(SYSTEMS, run)) {
       ctx.settle();
+      const cpuBefore = cpuSeconds(pidOf(system));
       const hits = await parallelGets(`${urls[system]}${hitPath}`, ctx.clients, bigBlob.size);
+      const cpuAfter = cpuSeconds(pidOf(system));
       ctx.record('s3_hit16_MBps', system, hits.mbps);
+      ctx.record('s3_hit_cpu_s', system, (cpuAfter.total - cpuBefore.total) / ctx.clients);
+      ctx.log(`s3: ${system} 16 hits, CPU s by thread: ${describeCpu(cpuBefore, cpuAfter)}`);
     }
     const digest = await ctx.pushRandomBlob('perf/s3-cold', bigBlob.size);
     const blobPattern = new RegExp(`/blobs/${digest}$`);
     for (const system of ctx.rotate(SYSTEMS, run)) {
       ctx.settle();
       proxy.reset();
+      const cpuBefore = cpuSeconds(pidOf(system));
       const started = performance.now();
       const download = await curlGet(`${urls[system]}/v2/perf/s3-cold/blobs/${digest}`, bigBlob.size);
       ctx.record('s3_cold_total_s', system, download.total);
       ctx.record('s3_cold_ttfb_ms', system, download.ttfb * 1000);
       await stored(system, digest); // the reference's background store GETs the blob upstream again
       ctx.record('s3_cold_stored_s', system, (performance.now() - started) / 1000);
+      const cpuAfter = cpuSeconds(pidOf(system));
+      ctx.record('s3_cold_cpu_s', system, cpuAfter.total - cpuBefore.total);
+      ctx.log(`s3: ${system} cold miss, CPU s by thread: ${describeCpu(cpuBefore, cpuAfter)}`);
       const upstreamBytes = proxy.requests.filter((r) => r.method === 'GET' && blobPattern.test(r.path.split('?')[0] ?? '')).reduce((sum, r) => sum + r.bytesSent, 0);
       ctx.record('s3_cold_upstream_MB', system, upstreamBytes / 1e6);
     }

@@ -216,8 +216,10 @@ export class PeerFollower {
     this.options.log.warn({ fetch: key }, 'took over a fetch whose leader could not be reached');
   }
 
+  /** Shutdown: no more peer requests; copies still being written are removed. */
   async close(): Promise<void> {
     await this.agent.close();
+    await this.options.copies?.close();
   }
 
   private unreachable(held: FetchHeldByPeer, error: unknown): { kind: 'unreachable'; error: Error } {

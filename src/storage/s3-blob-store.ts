@@ -3,8 +3,10 @@
 // stored under blobs/, and nothing there is ever partial or unverified:
 //
 // - A write goes to a local scratch file first (the fs driver's writer, in storage.path), which
-//   hashes the bytes and which followers of an in-flight fetch read (readAt). Every full part
-//   that lands is uploaded at once, as a part of a multipart upload, streamed from that file.
+//   hashes the bytes and which followers of an in-flight fetch read (readAt). Full parts are
+//   uploaded behind the writes, as parts of a multipart upload streamed from that file: one at
+//   a time while bytes still arrive, several once they are all in and verified.
+// - Blob reads (hits) are GETs presigned by the SDK and sent with undici (see getObject).
 // - Parts are invisible until the upload is completed, and it is completed under the blob's
 //   key only after the digest checked out; otherwise it is aborted. A blob smaller than one
 //   part is one PutObject after the check.
@@ -18,8 +20,8 @@
 //   driver does, and the bytes go from the bucket to the client without passing through here.
 //
 // What this needs from an S3 server: GET with Range, HEAD, PUT, DELETE, ListObjectsV2,
-// multipart uploads (create, upload part, complete, abort, list) and CopyObject; with
-// redirects, presigned (query-string, SigV4) GETs. No conditional writes (Swift's s3api
+// multipart uploads (create, upload part, complete, abort, list), CopyObject, and presigned
+// (query-string, SigV4) GETs. No conditional writes (Swift's s3api
 // refuses them) and no checksums beyond Content-MD5 on DeleteObjects.
 import { randomUUID } from 'node:crypto';
 import { PassThrough, Readable, pipeline } from 'node:stream';
@@ -41,10 +43,12 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { Agent, request } from 'undici';
 import { createDigester, tryParseDigest, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import { READ_CHUNK_BYTES, DigestMismatchError, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange, type StoredBlob } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { S3BucketUnusable } from './s3-errors.js';
+import { deferred } from '../util/deferred.js';
 
 /** S3's minimum part size (all parts but the last); also what Swift's s3api enforces. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -55,11 +59,24 @@ const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 // CopyObject copies at most 5 GiB; larger staged blobs are copied as parts (UploadPartCopy) of
 // this size.
 const MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024;
-// Parts of one blob in flight at once. The blob is stored only when the upload finishes, so the
-// upload must keep up with the upstream: 100 MiB to Swift s3api on a loaded
-// 2-CPU box went 17-35 MB/s with 2 parts in flight, 31-55 MB/s with 4 or 6 (8, 16 and 32 MiB
-// parts alike, within the noise).
+// Parts of one blob in flight at once once every byte is in (the writer verified, an upload
+// suspended between chunks): 100 MiB to Swift s3api on a loaded 2-CPU box went 17-35 MB/s with
+// 2 parts in flight, 31-55 MB/s with 4 or 6 (8, 16 and 32 MiB parts alike, within the noise).
 const PARTS_IN_FLIGHT = 4;
+// Parts in flight while bytes are still being written. The scratch file is the buffer (on disk,
+// bounded by the blob's size, which hasRoomFor checked), so the upload need not keep pace with
+// the download: it drains the file behind it, one part at a time, and catches up at full
+// parallelism once the digest checked out. Four parts at once while downloading took the CPU
+// the client's stream and the hashing needed (the S3 server shares the cores): the bench's
+// cold miss went from 4.05x the reference's client time to 1.3-2.3x (loaded 2-core machine).
+const PARTS_IN_FLIGHT_WHILE_WRITING = 1;
+// Object GETs are presigned for this long: they are sent at once, so only clock skew matters.
+const PRESIGNED_READ_TTL_SECONDS = 5 * 60;
+// Every hit being served holds one connection for as long as its client reads.
+const MAX_READ_CONNECTIONS = 512;
+const READ_HEADERS_TIMEOUT_MS = 60_000;
+// An S3 error answer is a short XML document: this much of it goes into the message.
+const MAX_ERROR_BODY_BYTES = 2048;
 // What start-up leaves alone: another replica sharing the bucket may still be uploading.
 const DEFAULT_STARTUP_SWEEP_GRACE_MS = 24 * 60 * 60_000;
 
@@ -87,9 +104,31 @@ export interface S3BlobStoreOptions extends S3Location {
   redirectUrlTtlSeconds?: number;
 }
 
+/** A ranged GET found the object gone (deleted since the handle was opened). */
+class S3ObjectGone extends Error {
+  constructor(readonly key: string) {
+    super(`S3 object ${key} is gone`);
+    this.name = 'S3ObjectGone';
+  }
+}
+
 /** Error thrown by the SDK for a missing object: NoSuchKey on GET, NotFound on HEAD. */
 export function isS3NotFound(error: unknown): boolean {
+  if (error instanceof S3ObjectGone) return true;
   return error instanceof S3ServiceException && (error.name === 'NoSuchKey' || error.name === 'NotFound' || error.$metadata.httpStatusCode === 404);
+}
+
+/** The start of a response body as text, at most `maxBytes` of it; the rest is dropped. */
+async function boundedText(body: Readable, maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    length += chunk.byteLength;
+    if (length >= maxBytes) break;
+  }
+  body.destroy();
+  return Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8');
 }
 
 function isNoSuchUpload(error: unknown): boolean {
@@ -116,6 +155,13 @@ export class S3BlobStore implements BlobStore {
   private readonly partBytes: number;
   private readonly scratch: FsBlobStore;
   private readonly live = new Set<S3BlobWriter>();
+  /** Connections for object GETs (hits), which go through undici with presigned URLs. */
+  private readonly objectReads = new Agent({
+    connections: MAX_READ_CONNECTIONS,
+    // A hit streams at its client's pace: no limit on a pause in the body.
+    bodyTimeout: 0,
+    headersTimeout: READ_HEADERS_TIMEOUT_MS,
+  });
 
   constructor(private readonly options: S3BlobStoreOptions) {
     this.client = options.client;
@@ -171,15 +217,34 @@ export class S3BlobStore implements BlobStore {
 
   private async openStreaming(digest: Digest): Promise<BlobHandle | undefined> {
     const key = this.blobKey(digest);
-    try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      const body = response.Body as Readable | undefined;
-      if (body === undefined) throw new Error(`S3 GET ${key} returned no body`);
-      return new S3BlobHandle(body, response.ContentLength ?? 0, (range) => this.getRange(key, range));
-    } catch (error) {
-      if (isS3NotFound(error)) return undefined;
-      throw error;
+    const object = await this.getObject(key);
+    if (object === undefined) return undefined;
+    return new S3BlobHandle(object.body, object.size, (range) => this.getRange(key, range));
+  }
+
+  /**
+   * The object's bytes (or a range of them) as they arrive; undefined when there is no such
+   * object. A GET presigned by the SDK (no signing here) and sent with undici: per 200 MiB hit
+   * the SDK's node:http handler cost ~1.0 s of CPU, most of it garbage collection (node:http
+   * copies every body chunk out of the socket's buffer), undici ~0.3 s (`npm run bench --
+   * --only s3 --profile`: GC 10.2 s -> 0.3 s of the main thread for 16 hits).
+   */
+  private async getObject(key: string, range?: ByteRange): Promise<{ body: Readable; size: number } | undefined> {
+    const url = await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: PRESIGNED_READ_TTL_SECONDS });
+    const response = await request(url, {
+      dispatcher: this.objectReads,
+      headers: range ? { range: `bytes=${range.start}-${range.end}` } : {},
+    });
+    if (response.statusCode === 404) {
+      await response.body.dump();
+      return undefined;
     }
+    if (response.statusCode !== (range ? 206 : 200)) {
+      const detail = await boundedText(response.body, MAX_ERROR_BODY_BYTES);
+      throw new Error(`S3 GET ${key} of ${this.where} answered ${response.statusCode}: ${detail}`);
+    }
+    const length = response.headers['content-length'];
+    return { body: response.body, size: Number(Array.isArray(length) ? length[0] : length) };
   }
 
   /**
@@ -198,8 +263,9 @@ export class S3BlobStore implements BlobStore {
   }
 
   private async getRange(key: string, range: ByteRange): Promise<Readable> {
-    const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${range.start}-${range.end}` }));
-    return response.Body as Readable;
+    const object = await this.getObject(key, range);
+    if (object === undefined) throw new S3ObjectGone(key);
+    return object.body;
   }
 
   async readAll(digest: Digest, maxBytes: number): Promise<Buffer | undefined> {
@@ -327,6 +393,8 @@ export class S3BlobStore implements BlobStore {
   async close(): Promise<void> {
     await Promise.all([...this.live].map((writer) => writer.abort()));
     await this.scratch.close();
+    // The server stopped answering before the store closes: a GET still open has no reader.
+    await this.objectReads.destroy();
   }
 }
 
@@ -503,8 +571,14 @@ class S3BlobWriter implements BlobWriter {
   private readonly etags: string[] = [];
   private upload: Promise<Upload> | undefined;
   private started: Upload | undefined;
-  /** One promise chain per in-flight slot; part n goes to slot n % PARTS_IN_FLIGHT. */
-  private readonly slots: Array<Promise<void>> = Array.from({ length: PARTS_IN_FLIGHT }, () => Promise.resolve());
+  /** Parts scheduled but not yet sent, in order. */
+  private readonly queuedParts: Array<{ index: number; start: number; length: number }> = [];
+  /** Parts being sent. */
+  private readonly sendingParts = new Set<Promise<void>>();
+  /** Resolves when a part finished (and the next one may have started). */
+  private partProgress = deferred<void>();
+  /** Every byte is in (or an upload is between chunks): send parts at full parallelism. */
+  private draining = false;
   private failure: Error | undefined;
   private readonly cancel = new AbortController();
   private verified: Digest | undefined;
@@ -532,12 +606,22 @@ class S3BlobWriter implements BlobWriter {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
+    await this.writeNow(chunk);
+  }
+
+  /**
+   * The scratch writer's fast path (BlobWriter.writeNow): a cold miss streams thousands of
+   * chunks, and without it every chunk paused and resumed the upstream body. Parts read what
+   * is not yet in the file from the scratch writer's memory, so they may be scheduled at once.
+   */
+  writeNow(chunk: Uint8Array): Promise<void> | undefined {
     this.throwIfFailed();
-    await this.scratch.write(chunk);
+    const pending = this.scratch.writeNow ? this.scratch.writeNow(chunk) : this.scratch.write(chunk);
     this.lastWriteAt = Date.now();
     while (this.scratch.bytesWritten - this.assigned >= this.context.partBytes) {
       this.schedulePart(this.assigned, this.context.partBytes);
     }
+    return pending;
   }
 
   private throwIfFailed(): void {
@@ -555,7 +639,8 @@ class S3BlobWriter implements BlobWriter {
    * kept for the next write or the commit, as it is without a suspend.
    */
   async suspend(): Promise<void> {
-    await Promise.all(this.slots);
+    await this.allPartsSent();
+    this.draining = false;
     await this.scratch.suspend?.();
   }
 
@@ -574,31 +659,57 @@ class S3BlobWriter implements BlobWriter {
   }
 
   private schedulePart(start: number, length: number): void {
-    const index = this.etags.length;
+    this.queuedParts.push({ index: this.etags.length, start, length });
     this.etags.push('');
     this.assigned = start + length;
-    const slot = index % PARTS_IN_FLIGHT;
-    this.slots[slot] = (this.slots[slot] as Promise<void>).then(async () => {
-      if (this.failure || this.state === 'aborted') return;
-      try {
-        const upload = await this.startUpload();
-        const sent = await this.context.client.send(
-          new UploadPartCommand({
-            Bucket: this.context.bucket,
-            Key: upload.key,
-            UploadId: upload.uploadId,
-            PartNumber: index + 1,
-            Body: this.scratchRange(start, length),
-            ContentLength: length,
-          }),
-          { abortSignal: this.cancel.signal },
-        );
-        if (sent.ETag === undefined) throw new Error(`S3 UploadPart ${index + 1} of ${upload.key} returned no ETag`);
-        this.etags[index] = sent.ETag;
-      } catch (error) {
-        this.failure ??= new Error(`uploading part ${index + 1} of ${this.label} to S3 failed: ${describeS3Error(error)}`, { cause: error });
-      }
-    });
+    this.sendParts();
+  }
+
+  /** Starts queued parts up to the number allowed in flight now. */
+  private sendParts(): void {
+    const limit = this.draining ? PARTS_IN_FLIGHT : PARTS_IN_FLIGHT_WHILE_WRITING;
+    while (this.sendingParts.size < limit) {
+      const part = this.queuedParts.shift();
+      if (part === undefined) return;
+      const sending: Promise<void> = this.sendPart(part.index, part.start, part.length).finally(() => {
+        this.sendingParts.delete(sending);
+        this.sendParts();
+        const progress = this.partProgress;
+        this.partProgress = deferred<void>();
+        progress.resolve();
+      });
+      this.sendingParts.add(sending);
+    }
+  }
+
+  /** Sends every scheduled part at full parallelism; resolves once none is queued or in flight. */
+  private async allPartsSent(): Promise<void> {
+    this.draining = true;
+    this.sendParts();
+    while (this.sendingParts.size > 0 || this.queuedParts.length > 0) await this.partProgress.promise;
+  }
+
+  /** Never rejects: a failure is kept for the next write or the commit. */
+  private async sendPart(index: number, start: number, length: number): Promise<void> {
+    if (this.failure || this.state === 'aborted') return;
+    try {
+      const upload = await this.startUpload();
+      const sent = await this.context.client.send(
+        new UploadPartCommand({
+          Bucket: this.context.bucket,
+          Key: upload.key,
+          UploadId: upload.uploadId,
+          PartNumber: index + 1,
+          Body: this.scratchRange(start, length),
+          ContentLength: length,
+        }),
+        { abortSignal: this.cancel.signal },
+      );
+      if (sent.ETag === undefined) throw new Error(`S3 UploadPart ${index + 1} of ${upload.key} returned no ETag`);
+      this.etags[index] = sent.ETag;
+    } catch (error) {
+      this.failure ??= new Error(`uploading part ${index + 1} of ${this.label} to S3 failed: ${describeS3Error(error)}`, { cause: error });
+    }
   }
 
   /** Bytes [start, start + length) of the scratch file, read as the part is sent. */
@@ -628,7 +739,7 @@ class S3BlobWriter implements BlobWriter {
       const size = this.scratch.bytesWritten;
       // An empty blob has no part: commit PUTs it.
       if (size > this.assigned) this.schedulePart(this.assigned, size - this.assigned);
-      await Promise.all(this.slots);
+      await this.allPartsSent();
       this.throwIfFailed();
     })();
     return this.remainderStaged;
@@ -643,6 +754,10 @@ class S3BlobWriter implements BlobWriter {
       await this.abort();
       throw error;
     }
+    // Every byte is in and checked: the parts behind them go out at full parallelism. Not
+    // before: the last bytes' hashing is what the client's final byte waits for.
+    this.draining = true;
+    this.sendParts();
     return this.verified;
   }
 
@@ -731,8 +846,9 @@ class S3BlobWriter implements BlobWriter {
     this.state = 'aborted';
     this.context.settled(this);
     this.cancel.abort();
+    this.queuedParts.length = 0;
     await this.scratch.abort();
-    await Promise.allSettled([...this.slots, this.remainderStaged]);
+    await Promise.allSettled([...this.sendingParts, this.remainderStaged]);
     const upload = this.upload ? await this.upload.catch(() => undefined) : undefined;
     if (upload !== undefined) await abortMultipartUpload(this.context.client, this.context.bucket, upload.key, upload.uploadId);
     this.started = undefined;
