@@ -244,6 +244,10 @@ export class S3BlobStore implements BlobStore {
       throw new Error(`S3 GET ${key} of ${this.where} answered ${response.statusCode}: ${detail}`);
     }
     const length = response.headers['content-length'];
+    // undici turns a destroy() before the end (a HEAD, a client gone, close()) into an 'error'
+    // event: whoever reads the body listens for its errors; this one keeps an unread body's from
+    // being an uncaught exception of the process.
+    response.body.on('error', () => undefined);
     return { body: response.body, size: Number(Array.isArray(length) ? length[0] : length) };
   }
 
