@@ -159,6 +159,33 @@ export function checkWritten(
   return { digest };
 }
 
+/** A chunk a writer holds in memory, at its offset in the blob. */
+export interface PositionedChunk {
+  start: number;
+  chunk: Buffer;
+}
+
+/**
+ * The bytes at `position` (at most `length`, never past the chunk that holds them) from chunks
+ * held in blob order, without a copy; empty when no chunk holds that position. Writers keep
+ * what is not yet in their store this way so that followers can read it live.
+ */
+export function sliceOfChunks(chunks: readonly PositionedChunk[], position: number, length: number): Buffer {
+  let low = 0;
+  let high = chunks.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >>> 1;
+    const entry = chunks[middle] as PositionedChunk;
+    if (position < entry.start) high = middle - 1;
+    else if (position >= entry.start + entry.chunk.byteLength) low = middle + 1;
+    else {
+      const offset = position - entry.start;
+      return entry.chunk.subarray(offset, offset + Math.min(length, entry.chunk.byteLength - offset));
+    }
+  }
+  return Buffer.alloc(0);
+}
+
 /** A committed blob as listing finds it. */
 export interface StoredBlob {
   digest: string;

@@ -13,6 +13,8 @@ import { FileHasher } from './file-hasher.js';
 import {
   READ_CHUNK_BYTES,
   checkWritten,
+  sliceOfChunks,
+  type PositionedChunk,
   type BlobHandle,
   type BlobStore,
   type BlobWriter,
@@ -323,7 +325,7 @@ class FsBlobWriter implements BlobWriter {
   private accepted = 0;
   /** Bytes in the file; `unflushed` holds [flushed, accepted) in order. */
   private flushed = 0;
-  private unflushed: Array<{ start: number; chunk: Buffer }> = [];
+  private unflushed: PositionedChunk[] = [];
   private flushing: Promise<void> | undefined;
   private flushProgress = deferred<void>();
   private flushFailure: Error | undefined;
@@ -447,7 +449,8 @@ class FsBlobWriter implements BlobWriter {
   async readAt(position: number, length: number): Promise<Buffer> {
     // Aborted: the unflushed bytes are gone, and an empty answer would spin a reader.
     if (this.state === 'aborted') throw new Error(`read after abort for ${this.label}`);
-    if (position >= this.flushed) return this.unflushedAt(position, length);
+    // Bytes not yet in the file come straight from the chunk that holds them.
+    if (position >= this.flushed) return sliceOfChunks(this.unflushed, position, length);
     const buffer = Buffer.allocUnsafe(Math.min(length, this.flushed - position));
     let filled = 0;
     while (filled < buffer.byteLength) {
@@ -456,23 +459,6 @@ class FsBlobWriter implements BlobWriter {
       filled += bytesRead;
     }
     return filled === buffer.byteLength ? buffer : buffer.subarray(0, filled);
-  }
-
-  /** Bytes not yet in the file, straight from the chunk that holds them (no copy). */
-  private unflushedAt(position: number, length: number): Buffer {
-    let low = 0;
-    let high = this.unflushed.length - 1;
-    while (low <= high) {
-      const middle = (low + high) >>> 1;
-      const entry = this.unflushed[middle] as { start: number; chunk: Buffer };
-      if (position < entry.start) high = middle - 1;
-      else if (position >= entry.start + entry.chunk.byteLength) low = middle + 1;
-      else {
-        const offset = position - entry.start;
-        return entry.chunk.subarray(offset, offset + Math.min(length, entry.chunk.byteLength - offset));
-      }
-    }
-    return Buffer.alloc(0);
   }
 
   async verify(expectedSize?: number): Promise<Digest> {

@@ -7,6 +7,8 @@ import { Readable } from 'node:stream';
 import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import {
   checkWritten,
+  sliceOfChunks,
+  type PositionedChunk,
   READ_CHUNK_BYTES,
   type BlobHandle,
   type BlobStore,
@@ -128,7 +130,7 @@ class MemoryBlobHandle implements BlobHandle {
 
 class MemoryBlobWriter implements BlobWriter {
   private readonly hash: Hash;
-  private readonly chunks: Array<{ start: number; chunk: Buffer }> = [];
+  private readonly chunks: PositionedChunk[] = [];
   private written = 0;
   private state: 'open' | 'committed' | 'aborted' = 'open';
   private verified: Digest | undefined;
@@ -166,19 +168,7 @@ class MemoryBlobWriter implements BlobWriter {
 
   readAt(position: number, length: number): Promise<Buffer> {
     if (this.state === 'aborted') return Promise.reject(new Error(`read after abort for ${this.label}`));
-    let low = 0;
-    let high = this.chunks.length - 1;
-    while (low <= high) {
-      const middle = (low + high) >>> 1;
-      const entry = this.chunks[middle] as { start: number; chunk: Buffer };
-      if (position < entry.start) high = middle - 1;
-      else if (position >= entry.start + entry.chunk.byteLength) low = middle + 1;
-      else {
-        const offset = position - entry.start;
-        return Promise.resolve(entry.chunk.subarray(offset, offset + Math.min(length, entry.chunk.byteLength - offset)));
-      }
-    }
-    return Promise.resolve(Buffer.alloc(0));
+    return Promise.resolve(sliceOfChunks(this.chunks, position, length));
   }
 
   async verify(expectedSize?: number): Promise<Digest> {
