@@ -30,9 +30,10 @@ export interface BlobHandle {
   /** Releases the handle without reading (HEAD, 416). Idempotent. */
   close(): Promise<void>;
   /**
-   * Optional fast path: writes the blob (or a range) into `destination` and ends it, reusing
-   * pooled buffers instead of allocating one per chunk, and closes the handle. Resolves when
-   * done or when the destination went away.
+   * Optional fast path: writes the blob (or a range) into `destination` and ends it, without
+   * stream layers in between (fs: pooled buffers instead of one allocated per chunk; S3: the
+   * GET's chunks, batched into fewer socket writes), and closes the handle. Resolves when done
+   * or when the destination went away; a failed read destroys `destination`, never ends it.
    */
   writeTo?(destination: Writable, range?: ByteRange): Promise<void>;
   /**

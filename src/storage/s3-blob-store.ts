@@ -24,7 +24,7 @@
 // (query-string, SigV4) GETs. No conditional writes (Swift's s3api
 // refuses them) and no checksums beyond Content-MD5 on DeleteObjects.
 import { randomUUID } from 'node:crypto';
-import { PassThrough, Readable, pipeline } from 'node:stream';
+import { PassThrough, Readable, pipeline, type Writable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -75,6 +75,8 @@ const PRESIGNED_READ_TTL_SECONDS = 5 * 60;
 // Every hit being served holds one connection for as long as its client reads.
 const MAX_READ_CONNECTIONS = 512;
 const READ_HEADERS_TIMEOUT_MS = 60_000;
+// Bytes of a hit that may wait in the client's response before its S3 body is paused (writeBody).
+export const HIT_QUEUE_BYTES = 1024 * 1024;
 // An S3 error answer is a short XML document: this much of it goes into the message.
 const MAX_ERROR_BODY_BYTES = 2048;
 // What start-up leaves alone: another replica sharing the bucket may still be uploading.
@@ -417,37 +419,122 @@ export function describeS3Error(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Bytes [skip, skip + length) of a stream, picked out of its chunks as they come. */
+class ByteWindow {
+  constructor(
+    private toSkip: number,
+    /** Bytes of the window still to come. */
+    public left: number,
+  ) {}
+
+  /** The part of `chunk` inside the window (empty before it and after it). */
+  take(chunk: Buffer): Buffer {
+    let piece = chunk;
+    if (this.toSkip > 0) {
+      const dropped = Math.min(this.toSkip, piece.byteLength);
+      piece = piece.subarray(dropped);
+      this.toSkip -= dropped;
+    }
+    if (piece.byteLength > this.left) piece = piece.subarray(0, this.left);
+    this.left -= piece.byteLength;
+    return piece;
+  }
+}
+
 /**
  * `source` from byte `skip` on, at most `length` bytes; the source is destroyed once enough
  * was read (or when the consumer stops early).
  */
 function slice(source: Readable, skip: number, length: number): Readable {
   async function* bytes(): AsyncGenerator<Buffer> {
-    let toSkip = skip;
-    let left = length;
+    const window = new ByteWindow(skip, length);
     try {
       for await (const chunk of source as AsyncIterable<Buffer>) {
-        let piece = chunk;
-        if (toSkip > 0) {
-          const dropped = Math.min(toSkip, piece.byteLength);
-          piece = piece.subarray(dropped);
-          toSkip -= dropped;
-        }
-        if (piece.byteLength === 0) continue;
-        if (piece.byteLength >= left) {
-          yield piece.subarray(0, left);
-          left = 0;
-          return;
-        }
-        left -= piece.byteLength;
-        yield piece;
+        const piece = window.take(chunk);
+        if (piece.byteLength > 0) yield piece;
+        if (window.left === 0) return;
       }
-      if (left > 0) throw new Error(`S3 object ended ${left} bytes short`);
+      if (window.left > 0) throw new Error(`S3 object ended ${window.left} bytes short`);
     } finally {
       source.destroy();
     }
   }
   return Readable.from(bytes(), { objectMode: false });
+}
+
+/**
+ * Writes `length` bytes of `source.body` (which holds `source.size`), after its first
+ * `source.skip`, into `destination` and ends it; an
+ * error of `source` (or a source ending short) destroys `destination` instead, so a client never
+ * sees a short body end cleanly. Resolves once done or once `destination` went away (the source
+ * is destroyed then). Chunks are written as they arrive, corked until the event loop's check
+ * phase so that those of one poll go out in one writev, and up to HIT_QUEUE_BYTES may wait in
+ * `destination` before the source is paused: with the socket's 16 KiB mark, every 64 KiB chunk
+ * would otherwise be its own write.
+ */
+export function writeBody({ body: source, skip, size }: { body: Readable; skip: number; size: number }, length: number, destination: Writable): Promise<void> {
+  // A body read to its end is left to end by itself: destroyed before its end, undici would
+  // close the connection instead of reusing it.
+  const readsToEnd = skip + length === size;
+  return new Promise<void>((resolve) => {
+    const window = new ByteWindow(skip, length);
+    let corked = false;
+    let settled = false;
+    const uncork = () => {
+      if (!corked) return;
+      corked = false;
+      destination.uncork();
+    };
+    const settle = (outcome: { error?: Error; gone?: boolean } = {}) => {
+      if (settled) return;
+      settled = true;
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', onError);
+      destination.off('close', onClose);
+      destination.off('drain', onDrain);
+      uncork();
+      // Whatever is left unread (a range that ends early, a client gone) is dropped; the store's
+      // own 'error' listener takes the abort undici reports for it.
+      source.destroy();
+      if (outcome.error) destination.destroy(outcome.error);
+      else if (!outcome.gone) destination.end();
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      if (window.left === 0) return;
+      const piece = window.take(chunk);
+      if (piece.byteLength === 0) return;
+      if (!corked) {
+        corked = true;
+        destination.cork();
+        setImmediate(uncork);
+      }
+      destination.write(piece);
+      if (window.left === 0) {
+        if (!readsToEnd) settle();
+      } else if (destination.writableLength > HIT_QUEUE_BYTES) {
+        source.pause();
+        destination.once('drain', onDrain);
+      }
+    };
+    const onDrain = () => source.resume();
+    const onEnd = () => settle(window.left > 0 ? { error: new Error(`S3 object ended ${window.left} bytes short`) } : {});
+    const onError = (error: Error) => settle({ error });
+    const onClose = () => settle({ gone: true });
+    if (destination.destroyed) {
+      settle({ gone: true });
+      return;
+    }
+    if (window.left === 0 && !readsToEnd) {
+      settle();
+      return;
+    }
+    destination.on('close', onClose);
+    source.on('error', onError);
+    source.on('end', onEnd);
+    source.on('data', onData);
+  });
 }
 
 class S3BlobHandle implements BlobHandle {
@@ -471,29 +558,55 @@ class S3BlobHandle implements BlobHandle {
 
   stream(range?: ByteRange): Readable {
     const body = this.takeBody();
-    const start = range?.start ?? 0;
-    const end = range?.end ?? this.size - 1;
-    const length = Math.max(0, end - start + 1);
+    const { start, end, length } = this.bounds(range);
     // From the start: the GET already under way serves it.
     if (start === 0) return length === this.size ? body : slice(body, 0, length);
-    // Elsewhere: a ranged GET, so the skipped bytes are not transferred; if the object was
-    // deleted since open(), the GET under way still has them.
     const output = new PassThrough();
-    const pipeFrom = (source: Readable) => pipeline(source, output, () => undefined);
-    this.getRange({ start, end }).then(
-      (ranged) => {
-        body.destroy();
-        pipeFrom(ranged);
-      },
-      (error: unknown) => {
-        if (isS3NotFound(error)) pipeFrom(slice(body, start, length));
-        else {
-          body.destroy();
-          output.destroy(error instanceof Error ? error : new Error(String(error)));
-        }
-      },
+    this.rangedSource(body, start, end).then(
+      (source) => pipeline(source.skip === 0 ? source.body : slice(source.body, source.skip, length), output, () => undefined),
+      (error: unknown) => output.destroy(error instanceof Error ? error : new Error(String(error))),
     );
     return output;
+  }
+
+  /**
+   * GET hits: the body's chunks go straight into the client's response (writeBody), without
+   * the stream layers of stream().
+   */
+  async writeTo(destination: Writable, range?: ByteRange): Promise<void> {
+    const body = this.takeBody();
+    const { start, end, length } = this.bounds(range);
+    let source: { body: Readable; skip: number; size: number };
+    try {
+      source = start === 0 ? { body, skip: 0, size: this.size } : await this.rangedSource(body, start, end);
+    } catch (error) {
+      destination.destroy(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    await writeBody(source, length, destination);
+  }
+
+  private bounds(range: ByteRange | undefined): { start: number; end: number; length: number } {
+    const start = range?.start ?? 0;
+    const end = range?.end ?? this.size - 1;
+    return { start, end, length: Math.max(0, end - start + 1) };
+  }
+
+  /**
+   * A range that does not start at 0: a ranged GET, so the skipped bytes are not transferred
+   * (`body`, the GET under way, is dropped); if the object was deleted since open(), `body`
+   * still has them, `skip` bytes before the range. `size`: all the body holds.
+   */
+  private async rangedSource(body: Readable, start: number, end: number): Promise<{ body: Readable; skip: number; size: number }> {
+    try {
+      const ranged = await this.getRange({ start, end });
+      body.destroy();
+      return { body: ranged, skip: 0, size: end - start + 1 };
+    } catch (error) {
+      if (isS3NotFound(error)) return { body, skip: start, size: this.size };
+      body.destroy();
+      throw error;
+    }
   }
 
   close(): Promise<void> {

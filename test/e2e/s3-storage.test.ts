@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { after, test } from 'node:test';
 import { stringify } from 'yaml';
@@ -93,6 +94,35 @@ test('s3: a multipart blob lands at <prefix>blobs/sha256/<2 hex>/<64 hex>, nothi
   const start = MIN_PART_BYTES - 7;
   assert.ok((await buffer(handle.stream({ start, end: start + 99 }))).equals(big.subarray(start, start + 100)));
   assert.ok((await buffer((await store.open(bigDigest))!.stream())).equals(big));
+});
+
+test('s3: writeTo sends a hit straight into the response: whole, by range (a ranged GET, or the open GET once the object is deleted), empty', async () => {
+  const store = await newStore();
+  await store.put(bigDigest, big);
+  const emptyBytes = Buffer.alloc(0);
+  const emptyDigest = parseDigest(digestOf(emptyBytes));
+  await store.put(emptyDigest, emptyBytes);
+  const send = async (digest: typeof bigDigest, range?: { start: number; end: number }, before?: () => Promise<unknown>) => {
+    const handle = await store.open(digest);
+    const writeTo = handle?.writeTo?.bind(handle);
+    assert.ok(writeTo);
+    await before?.();
+    const destination = new PassThrough();
+    const [received] = await Promise.all([buffer(destination), writeTo(destination, range)]);
+    return received;
+  };
+  assert.ok((await send(bigDigest)).equals(big));
+  for (const range of [
+    { start: 0, end: 99 },
+    { start: MIN_PART_BYTES - 7, end: MIN_PART_BYTES + 99_999 },
+    { start: big.byteLength - 10, end: big.byteLength - 1 },
+  ]) {
+    assert.ok((await send(bigDigest, range)).equals(big.subarray(range.start, range.end + 1)), `range ${JSON.stringify(range)}`);
+  }
+  assert.equal((await send(emptyDigest)).byteLength, 0);
+  const start = 3 * 65_536 + 11;
+  const afterDelete = await send(bigDigest, { start, end: start + 200_000 }, () => store.delete(bigDigest));
+  assert.ok(afterDelete.equals(big.subarray(start, start + 200_001)), 'a range of a deleted object comes from the GET open() started');
 });
 
 test('s3: a multipart blob whose digest does not match is aborted: no object, no upload left', async () => {
