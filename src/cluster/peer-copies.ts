@@ -5,7 +5,7 @@
 // store, and the copy is deleted once its last reader is done.
 import path from 'node:path';
 import type { DigestAlgorithm, Digest } from '../protocol/digest.js';
-import type { BlobWriter } from '../storage/blob-store.js';
+import { writeChunk, type BlobWriter } from '../storage/blob-store.js';
 import { FsBlobStore } from '../storage/fs-blob-store.js';
 
 /** The subdirectory of storage.path that holds followers' copies (cleared at start-up). */
@@ -43,7 +43,7 @@ class UnpublishedCopy implements BlobWriter {
   }
 
   writeNow(chunk: Uint8Array): Promise<void> | undefined {
-    return this.file.writeNow ? this.file.writeNow(chunk) : this.file.write(chunk);
+    return writeChunk(this.file, chunk);
   }
 
   readAt(position: number, length: number): Promise<Buffer> {

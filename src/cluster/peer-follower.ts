@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Leases } from '../coordination/ports.js';
 import type { BlobStore, ByteRange, SendableBlob } from '../storage/blob-store.js';
-import { BlobFetch, followingBlob, verifiedPassthrough, type FetchHeldByPeer, type FetchSource } from '../mirror/inflight.js';
+import { BlobFetch, followingBlob, passthroughBlob, verifiedPassthrough, type FetchHeldByPeer, type FetchSource } from '../mirror/inflight.js';
 import type { UpstreamBlob } from '../upstream/upstream.js';
 import { peerFetchUrl, type PeerToken } from './peer-protocol.js';
 
@@ -113,7 +113,7 @@ export class PeerFollower {
       fetch.leave();
       const claimed = fetch.claimPassthrough();
       if (!claimed) return this.followAlone(held, source, resume);
-      return { kind: 'following', blob: passthroughBlob(claimed.upstream, source) };
+      return { kind: 'following', blob: passthroughBlob(claimed.upstream, source, held.key) };
     }
     return { kind: 'following', blob: followingBlob(fetch, size) };
   }
@@ -275,21 +275,4 @@ export class PeerFollower {
     });
     return stream;
   }
-}
-
-/** The leader's stream for one client as it is (no room for a copy), checked on the way. */
-function passthroughBlob(upstream: UpstreamBlob, source: FetchSource): SendableBlob {
-  let taken = false;
-  return {
-    size: upstream.size,
-    open: (range) => {
-      taken = true;
-      return Readable.from(verifiedPassthrough(upstream, source, range));
-    },
-    discard: () => {
-      if (!taken) upstream.body.destroy();
-      taken = true;
-      return Promise.resolve();
-    },
-  };
 }

@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import type { Leases } from '../coordination/ports.js';
 import { createDigester, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
-import { READ_CHUNK_BYTES, DigestMismatchError, SizeMismatchError, type BlobStore, type BlobWriter, type ByteRange, type SendableBlob } from '../storage/blob-store.js';
+import { READ_CHUNK_BYTES, DigestMismatchError, SizeMismatchError, writeChunk, type BlobStore, type BlobWriter, type ByteRange, type SendableBlob } from '../storage/blob-store.js';
 import { isStorageRefusal } from '../storage/refusal.js';
 import type { CacheOutcome } from './outcome.js';
 import type { UpstreamBlob } from '../upstream/upstream.js';
@@ -235,7 +235,7 @@ export class BlobFetch {
         try {
           const start = writer.bytesWritten;
           this.received += chunk.byteLength;
-          const pending = writer.writeNow ? writer.writeNow(chunk) : writer.write(chunk);
+          const pending = writeChunk(writer, chunk);
           verifier?.update(chunk);
           this.recent = { start, chunk };
           if (upstream.size !== undefined && start + chunk.byteLength > upstream.size) {
@@ -393,6 +393,27 @@ class FollowingReader extends Readable {
 
 function ignoreLateError(): void {}
 
+/**
+ * An upstream body for one client as it is, uncached (a store without room), checked on the
+ * way (verifiedPassthrough); discard() hangs up on the upstream if it was never opened.
+ */
+export function passthroughBlob(upstream: UpstreamBlob, source: FetchSource, key: string): SendableBlob {
+  let taken = false;
+  return {
+    size: upstream.size,
+    open: (range) => {
+      if (taken) throw new Error(`passthrough body of ${key} was opened twice`);
+      taken = true;
+      return Readable.from(verifiedPassthrough(upstream, source, range));
+    },
+    discard: () => {
+      if (!taken) upstream.body.destroy();
+      taken = true;
+      return Promise.resolve();
+    },
+  };
+}
+
 /** A held, ready fetch as a blob to send: its reader takes over the hold, or discard() leaves. */
 export function followingBlob(fetch: BlobFetch, size: number | undefined): SendableBlob {
   let taken = false;
@@ -462,21 +483,7 @@ export class InflightBlobs {
       if (retried) throw new RegistryError('UNAVAILABLE', `blob ${key} cannot be cached now (storage full); retry`, { headers: { 'retry-after': '1' } });
       return this.follow(key, store, source, sourceName, true);
     }
-    let taken = false;
-    return {
-      size,
-      outcome: 'miss',
-      open: (range) => {
-        if (taken) throw new Error(`passthrough body of ${key} was opened twice`);
-        taken = true;
-        return Readable.from(verifiedPassthrough(claimed.upstream, claimed.source, range));
-      },
-      discard: () => {
-        if (!taken) claimed.upstream.body.destroy();
-        taken = true;
-        return Promise.resolve();
-      },
-    };
+    return { ...passthroughBlob(claimed.upstream, claimed.source, key), size, outcome: 'miss' };
   }
 
   /**

@@ -160,6 +160,14 @@ export function checkWritten(
   return { digest };
 }
 
+/**
+ * Hands `chunk` to `writer` by its fast path (writeNow) where it has one, else by write(): a
+ * promise comes back when the caller must wait for it before the next chunk.
+ */
+export function writeChunk(writer: BlobWriter, chunk: Uint8Array): Promise<void> | undefined {
+  return writer.writeNow ? writer.writeNow(chunk) : writer.write(chunk);
+}
+
 /** A chunk a writer holds in memory, at its offset in the blob. */
 export interface PositionedChunk {
   start: number;
