@@ -4,17 +4,15 @@
 // taken between two reads of /proc/PID/task/*/stat, so the figures are that miss's own cost
 // (the bench's wall times are noisy on a shared machine; CPU seconds per miss much less so).
 // Threads are named by their comm (the hash worker names itself "hash-worker"). With --strace
-// the system calls of one extra miss are counted (strace -c -f), for syscalls per miss.
+// the system calls of one extra miss are counted (strace -c -f), for syscalls per miss. With
+// --trace-gc, plus --node-arg=--trace-incremental-marking, why each major GC started.
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startLongshore } from '../test/harness/longshore.js';
 import { startRegistry } from '../test/harness/registry.js';
-import { uploadBlob } from '../test/harness/registry-client.js';
 import { makeTempDir } from '../test/harness/tmp.js';
-import { curlGet, runInherited } from './lib/measure.js';
+import { curlGet, pushRandomBlob, runInherited } from './lib/measure.js';
 import { REPO_ROOT } from '../test/harness/longshore.js';
 
 const argv = process.argv.slice(2);
@@ -49,21 +47,6 @@ function processCpu(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-async function pushRandomBlob(dir: string, upstreamUrl: string): Promise<string> {
-  const path = join(dir, `blob-${randomBytes(4).toString('hex')}`);
-  const hash = createHash('sha256');
-  const file = await open(path, 'w');
-  for (let written = 0; written < bytes; written += 1024 * 1024) {
-    const chunk = randomBytes(Math.min(1024 * 1024, bytes - written));
-    hash.update(chunk);
-    await file.write(chunk);
-  }
-  await file.close();
-  const digest = `sha256:${hash.digest('hex')}`;
-  await uploadBlob(upstreamUrl, 'perf/cold', digest, { path, size: bytes });
-  return digest;
-}
-
 async function main(): Promise<void> {
   if (!argv.includes('--no-build')) await runInherited('npm', ['run', 'build', '--silent'], REPO_ROOT);
   const work = await makeTempDir('cold-cpu');
@@ -80,7 +63,7 @@ async function main(): Promise<void> {
     const pid = longshore.process?.child.pid;
     if (pid === undefined) throw new Error('Longshore is not running');
     const digests: string[] = [];
-    for (let i = 0; i < 2 * misses + 2 + (argv.includes('--perf-stat') ? misses : 0); i++) digests.push(await pushRandomBlob(work.path, upstream.url));
+    for (let i = 0; i < 2 * misses + 2 + (argv.includes('--perf-stat') ? misses : 0); i++) digests.push(await pushRandomBlob(work.path, upstream.url, 'perf/cold', bytes));
     const reference = await startRegistry({ proxyRemoteUrl: upstream.url });
     const referencePid = reference.process?.child.pid ?? 0;
     const upstreamPid = upstream.process?.child.pid ?? 0;
@@ -117,6 +100,7 @@ async function main(): Promise<void> {
     }
     await reference.dispose();
     if (argv.includes('--trace-gc')) {
+      for (const line of (longshore.process?.stdoutLines ?? []).filter((l) => /\[IncrementalMarking\] Start/.test(l))) console.log(`  ${line}`);
       // V8's one line per collection: how many scavenges and mark-compacts a miss costs.
       const lines = (longshore.process?.stdoutLines ?? []).filter((line) => /Scavenge|Mark-Compact/.test(line));
       const count = (kind: string) => lines.filter((line) => line.includes(kind)).length;

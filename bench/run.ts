@@ -1,20 +1,21 @@
-// npm run bench [-- --quick] [-- --runs N] [-- --only hit,ttfb,cold,coalesce,tags,s3,cluster] [-- --profile] [-- --no-build]
+// npm run bench [-- --quick] [-- --runs N] [-- --only hit,ttfb,cold,coalesce,tags,s3,cluster] [-- --profile] [-- --no-build] [-- --node-arg=FLAG]
 //
 // Longshore (built dist/, logLevel warn) against the Go reference registry in proxy mode and
 // nginx serving the same blob file with sendfile, all on 127.0.0.1 with free ports:
 //   hit      cache-hit throughput of the big blob, 1 and 16 concurrent clients (curl)
 //   ttfb     time to first byte of a hit, sequential GETs on one keep-alive connection (undici)
-//   cold     a blob not yet cached: total time and TTFB, vs downloading straight from upstream
+//   cold     a blob not yet cached: total time, TTFB and the mirrors' CPU, vs straight from upstream
 //   coalesce 16 concurrent GETs of one uncached blob: wall time, first-byte times, upstream GETs
-//   tags     manifest-by-tag requests per second on a warm cache (wrk -t2 -c16)
+//   tags     manifest-by-tag requests per second on a warm cache (wrk -t2 -c16), CPU per request
 //   s3       16 hits and a cold miss with both mirrors on one S3 server (bench/parts/s3.ts)
 //   cluster  16 cold GETs round-robin over 3 replicas on S3 + Redis, vs one process (bench/parts/cluster.ts)
-// plus Longshore's peak RSS during hit and coalesce. Systems alternate within each run;
+// plus Longshore's peak RSS during hit and coalesce. Longshore runs with the node flags it ships
+// with (the shebang of src/main.ts); --node-arg=FLAG adds one after them, for A/B runs of V8
+// settings. Systems alternate within each run;
 // medians over the runs are printed as a table, raw numbers go to bench/results/<time>.json.
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -22,13 +23,13 @@ import { startCountingProxy, type CountingProxy } from '../test/harness/counting
 import { pushDockerImage } from '../test/harness/images.js';
 import { REPO_ROOT, startLongshore, type LongshoreHandle } from '../test/harness/longshore.js';
 import { startRegistry, type RegistryHandle } from '../test/harness/registry.js';
-import { MANIFEST_ACCEPT, uploadBlob } from '../test/harness/registry-client.js';
-import { makeTempDir, type TempDir } from '../test/harness/tmp.js';
+import { MANIFEST_ACCEPT } from '../test/harness/registry-client.js';
+import { makeTempDir } from '../test/harness/tmp.js';
 import { pollUntil } from '../test/harness/wait.js';
 import { startNginx } from './lib/nginx.js';
 import { CLUSTER_ROWS, runClusterPart } from './parts/cluster.js';
 import { runS3Part, S3_ROWS } from './parts/s3.js';
-import { curlGet, highWaterMb, median, parallelGets, runInherited, runWrk, sampleRss, ttfbSeries } from './lib/measure.js';
+import { cpuSeconds, curlGet, highWaterMb, pushRandomBlob, median, parallelGets, runInherited, runWrk, sampleRss, ttfbSeries } from './lib/measure.js';
 
 const MiB = 1024 * 1024;
 const ALL_PARTS = ['hit', 'ttfb', 'cold', 'coalesce', 'tags', 's3', 'cluster'] as const;
@@ -53,6 +54,8 @@ function parseArgs(argv: string[]) {
     wrkSeconds: quick ? 2 : 5,
     clients: 16,
     profile: argv.includes('--profile'),
+    /** Extra flags for Longshore's node (--node-arg=FLAG, repeatable): for A/B runs of V8 settings. */
+    nodeArgs: argv.filter((arg) => arg.startsWith('--node-arg=')).map((arg) => arg.slice('--node-arg='.length)),
     build: !argv.includes('--no-build'),
   };
 }
@@ -83,24 +86,6 @@ function log(message: string): void {
 }
 
 /** A blob of random bytes pushed straight to the upstream (no manifest needed to pull by digest). */
-async function pushRandomBlob(work: TempDir, upstream: RegistryHandle, repo: string, size: number): Promise<string> {
-  const path = join(work.path, `blob-${randomBytes(4).toString('hex')}`);
-  const hash = createHash('sha256');
-  const file = await open(path, 'w');
-  try {
-    for (let written = 0; written < size; written += MiB) {
-      const chunk = randomBytes(Math.min(MiB, size - written));
-      hash.update(chunk);
-      await file.write(chunk);
-    }
-  } finally {
-    await file.close();
-  }
-  const digest = `sha256:${hash.digest('hex')}`;
-  await uploadBlob(upstream.url, repo, digest, { path, size });
-  return digest;
-}
-
 function registryBlobFile(registry: RegistryHandle, digest: string): string {
   const hex = digest.slice('sha256:'.length);
   return join(registry.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
@@ -161,7 +146,7 @@ async function main(): Promise<void> {
   cleanups.push(() => reference.dispose());
   const longshoreConfig = (url: string) => ({ logLevel: 'warn', upstreams: [{ name: 'origin', url, default: true }] });
   if (opts.profile) await mkdir(profileDir, { recursive: true });
-  const nodeArgs = opts.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const nodeArgs = [...opts.nodeArgs, ...(opts.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const longshore = await startLongshore(longshoreConfig(upstream.url), { entry: 'dist/main.js', nodeArgs });
   cleanups.push(() => longshore.dispose());
   const nginx = await startNginx({ [bigPath]: registryBlobFile(upstream, bigLayer.digest), [smallPath]: registryBlobFile(upstream, smallLayer.digest) });
@@ -194,6 +179,7 @@ async function main(): Promise<void> {
   await waitUntilStored(reference, smallLayer.digest);
 
   const hitUrls: Record<string, string> = { longshore: longshore.url, reference: reference.url, nginx: nginx.url };
+  const mirrorPids: Record<string, number | undefined> = { longshore: pidOf(longshore), reference: reference.process?.child.pid };
   const benchStarted = performance.now();
   for (let run = 0; run < opts.runs; run++) {
     log(`run ${run + 1}/${opts.runs}`);
@@ -216,17 +202,21 @@ async function main(): Promise<void> {
       }
     }
     if (opts.parts.has('cold')) {
-      const digest = await pushRandomBlob(work, upstream, 'perf/cold', opts.bigBytes);
+      const digest = await pushRandomBlob(work.path, upstream.url, 'perf/cold', opts.bigBytes);
       const coldUrls: Record<string, string> = { longshore: longshore.url, reference: reference.url, direct: upstream.url };
       for (const system of rotate(Object.keys(coldUrls), run)) {
         settle();
+        const pid = mirrorPids[system];
+        const cpuBefore = cpuSeconds(pid).total;
         const download = await curlGet(`${coldUrls[system]}/v2/perf/cold/blobs/${digest}`, opts.bigBytes);
         record('cold_total_s', system, download.total);
         record('cold_ttfb_ms', system, download.ttfb * 1000);
+        // All threads of the mirror (Longshore: event loop, hash and file-write threads, GC).
+        if (pid !== undefined) record('cold_cpu_s', system, cpuSeconds(pid).total - cpuBefore);
       }
     }
     if (proxy && longshoreCounted && referenceCounted) {
-      const digest = await pushRandomBlob(work, upstream, 'perf/cold', opts.bigBytes);
+      const digest = await pushRandomBlob(work.path, upstream.url, 'perf/cold', opts.bigBytes);
       const counted: Record<string, string> = { longshore: longshoreCounted.url, reference: referenceCounted.url };
       const blobPattern = new RegExp(`/blobs/${digest}$`);
       for (const system of rotate(Object.keys(counted), run)) {
@@ -245,14 +235,18 @@ async function main(): Promise<void> {
     }
     if (opts.parts.has('tags')) {
       for (const system of rotate(['longshore', 'reference'], run)) {
+        const cpuBefore = cpuSeconds(mirrorPids[system]).total;
         const result = await runWrk(`${hitUrls[system]}${manifestPath}`, { threads: 2, connections: 16, seconds: opts.wrkSeconds, headers: { accept: MANIFEST_ACCEPT } });
+        const cpu = cpuSeconds(mirrorPids[system]).total - cpuBefore;
         if (result.non2xx > 0) throw new Error(`wrk against ${system}: ${result.non2xx} non-2xx answers`);
         record('tags_rps', system, result.requestsPerSecond);
+        // wrk keeps both cores busy, so throughput alone hides what a request costs the mirror.
+        record('tags_cpu_us', system, (cpu * 1e6) / (result.requestsPerSecond * opts.wrkSeconds));
       }
     }
   }
-  if (opts.parts.has('s3')) await runS3Part({ upstreamUrl: upstream.url, bigBlob: { repository: 'perf/big', digest: bigLayer.digest, size: bigLayer.size }, pushRandomBlob: (repo, size) => pushRandomBlob(work, upstream, repo, size), runs: opts.runs, clients: opts.clients, record, log, cleanups, rotate, settle });
-  if (opts.parts.has('cluster')) await runClusterPart({ upstreamUrl: upstream.url, pushRandomBlob: (repo, size) => pushRandomBlob(work, upstream, repo, size), blobBytes: opts.bigBytes, runs: opts.runs, clients: opts.clients, record, log, cleanups, settle });
+  if (opts.parts.has('s3')) await runS3Part({ upstreamUrl: upstream.url, bigBlob: { repository: 'perf/big', digest: bigLayer.digest, size: bigLayer.size }, pushRandomBlob: (repo, size) => pushRandomBlob(work.path, upstream.url, repo, size), runs: opts.runs, clients: opts.clients, record, log, cleanups, rotate, settle });
+  if (opts.parts.has('cluster')) await runClusterPart({ upstreamUrl: upstream.url, pushRandomBlob: (repo, size) => pushRandomBlob(work.path, upstream.url, repo, size), blobBytes: opts.bigBytes, runs: opts.runs, clients: opts.clients, record, log, cleanups, settle });
   const benchSeconds = (performance.now() - benchStarted) / 1000;
   const hwm = { longshore: highWaterMb(pidOf(longshore)), longshoreCoalesce: longshoreCounted ? highWaterMb(pidOf(longshoreCounted)) : undefined };
 
@@ -305,11 +299,13 @@ const ROWS: Row[] = [
   { label: 'hit TTFB, 1 MiB blob (ms, median)', metric: 'hit_ttfb_ms', baseline: 'nginx', digits: 2, target: '<= 2 ms' },
   { label: 'cold miss total (s)', metric: 'cold_total_s', baseline: 'direct', digits: 3, target: '<= 1.0x ref (stretch 1.5x direct)' },
   { label: 'cold miss TTFB (ms)', metric: 'cold_ttfb_ms', baseline: 'direct', digits: 1, target: '' },
+  { label: 'cold miss CPU, all threads (s)', metric: 'cold_cpu_s', digits: 2, target: '' },
   { label: '16 cold GETs: wall (s)', metric: 'coalesce_wall_s', digits: 3, target: '' },
   { label: '16 cold GETs: TTFB median (ms)', metric: 'coalesce_ttfb_median_ms', digits: 1, target: '' },
   { label: '16 cold GETs: TTFB slowest (ms)', metric: 'coalesce_ttfb_max_ms', digits: 1, target: '' },
   { label: '16 cold GETs: upstream GETs', metric: 'coalesce_upstream_gets', digits: 0, target: '1' },
   { label: 'manifest by tag (req/s, wrk -t2 -c16)', metric: 'tags_rps', digits: 0, target: '>= 30x reference' },
+  { label: 'manifest by tag: CPU per request (us)', metric: 'tags_cpu_us', digits: 1, target: '' },
   { label: 'Longshore peak RSS, 16 hits (MB)', metric: 'rss_hit16_MB', digits: 0, target: '<= 150 MB' },
   { label: 'Longshore peak RSS, 16 cold GETs (MB)', metric: 'rss_coalesce_MB', digits: 0, target: '<= 150 MB' },
   ...S3_ROWS,

@@ -2,9 +2,13 @@
 // Node process: 16 parallel 200 MiB streams would otherwise be bound by one JavaScript thread
 // here, and the client would be what gets measured.
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client } from 'undici';
+import { uploadBlob } from '../../test/harness/registry-client.js';
 
 export interface Download {
   status: number;
@@ -146,4 +150,52 @@ export function runInherited(command: string, args: string[], cwd: string): Prom
     child.once('error', reject);
     child.once('close', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code ?? signal}`))));
   });
+}
+
+/** Uploads `size` random bytes to `repo` on the upstream registry (staged in `dir`); returns the digest. */
+export async function pushRandomBlob(dir: string, upstreamUrl: string, repo: string, size: number): Promise<string> {
+  const MiB = 1024 * 1024;
+  const path = join(dir, `blob-${randomBytes(4).toString('hex')}`);
+  const hash = createHash('sha256');
+  const file = await open(path, 'w');
+  try {
+    for (let written = 0; written < size; written += MiB) {
+      const chunk = randomBytes(Math.min(MiB, size - written));
+      hash.update(chunk);
+      await file.write(chunk);
+    }
+  } finally {
+    await file.close();
+  }
+  const digest = `sha256:${hash.digest('hex')}`;
+  await uploadBlob(upstreamUrl, repo, digest, { path, size });
+  return digest;
+}
+
+// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux everywhere).
+const CLOCK_TICKS = 100;
+
+/** CPU seconds (user + system) a process spent so far, per thread ("comm/tid") and in all. */
+export function cpuSeconds(pid: number | undefined): { total: number; threads: Map<string, number> } {
+  const threads = new Map<string, number>();
+  let total = 0;
+  if (pid === undefined) return { total, threads };
+  const taskDir = `/proc/${pid}/task`;
+  for (const task of readdirSync(taskDir)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`${taskDir}/${task}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    // "pid (comm) state ...": comm may hold spaces, the fields after it do not.
+    const close = stat.lastIndexOf(')');
+    const name = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
+    // Node names only some of its threads: the thread id tells the others apart.
+    threads.set(`${name}/${task}`, seconds);
+    total += seconds;
+  }
+  return { total, threads };
 }

@@ -13,7 +13,7 @@
 //                         process spent per 200 MiB hit, over the 16 hits: on 2 cores shared with
 //                         Swift and curl, CPU per byte is what decides the throughput
 //   s3_cold_cpu_s         the same for the cold miss, until it is stored
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
@@ -22,7 +22,7 @@ import { REPO_ROOT, startLongshore } from '../../test/harness/longshore.js';
 import { startRegistry } from '../../test/harness/registry.js';
 import { s3StorageConfig, startSwift } from '../../test/harness/swift.js';
 import { pollUntil } from '../../test/harness/wait.js';
-import { curlGet, parallelGets } from '../lib/measure.js';
+import { cpuSeconds, curlGet, parallelGets } from '../lib/measure.js';
 import type { BenchPartContext } from '../lib/part.js';
 
 export interface S3PartContext extends BenchPartContext {
@@ -42,34 +42,6 @@ export const S3_ROWS = [
   { label: 'S3: CPU per 200 MiB hit (s)', metric: 's3_hit_cpu_s', digits: 3, target: '' },
   { label: 'S3: CPU of the cold miss (s)', metric: 's3_cold_cpu_s', digits: 3, target: '' },
 ];
-
-// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux everywhere).
-const CLOCK_TICKS = 100;
-
-/** CPU seconds (user + system) a process spent so far, per thread ("comm/tid") and in all. */
-function cpuSeconds(pid: number | undefined): { total: number; threads: Map<string, number> } {
-  const threads = new Map<string, number>();
-  let total = 0;
-  if (pid === undefined) return { total, threads };
-  const taskDir = `/proc/${pid}/task`;
-  for (const task of readdirSync(taskDir)) {
-    let stat: string;
-    try {
-      stat = readFileSync(`${taskDir}/${task}/stat`, 'utf8');
-    } catch {
-      continue; // the thread ended meanwhile
-    }
-    // "pid (comm) state ...": comm may hold spaces, the fields after it do not.
-    const close = stat.lastIndexOf(')');
-    const name = stat.slice(stat.indexOf('(') + 1, close);
-    const fields = stat.slice(close + 2).split(' ');
-    const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
-    // Node names only some of its threads: the thread id tells the others apart.
-    threads.set(`${name}/${task}`, seconds);
-    total += seconds;
-  }
-  return { total, threads };
-}
 
 /** CPU spent between two samples, as "thread=seconds" by name, the busiest first. */
 function describeCpu(before: ReturnType<typeof cpuSeconds>, after: ReturnType<typeof cpuSeconds>): string {
