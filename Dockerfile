@@ -25,5 +25,6 @@ EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
   CMD ["node", "dist/cli/healthcheck.js", "/etc/longshore/config.yaml"]
 # Mount your own file over /etc/longshore/config.yaml, or set LONGSHORE_* variables.
-ENTRYPOINT ["node", "dist/main.js"]
+# Run through its shebang, which carries the node flags Longshore ships with (src/main.ts).
+ENTRYPOINT ["./dist/main.js"]
 CMD ["serve", "--config", "/etc/longshore/config.yaml"]

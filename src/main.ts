@@ -1,5 +1,11 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 // The `longshore` command.
+//
+// The flags above are the ones Longshore ships with: `npm start`, the container image and the
+// installed `longshore` command all run this file through its shebang. Young-generation
+// semi-spaces of 2 MiB instead of V8's 16 MiB: the young generation is then ~4 MB instead of
+// ~34 MB once traffic has grown it, which kept peak RSS over 150 MB during 16 concurrent hits
+// (bench: 167 -> 127 MB), and measured no slower (hits, manifests by tag, cold misses).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { exportCommand, gcCommand, importCommand, warmCommand } from './cli/commands.js';

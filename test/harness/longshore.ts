@@ -3,6 +3,7 @@
 //
 // Contract with the server: on stdout, one JSON object per line (pino), and once it accepts
 // connections a line with msg "listening" and field address, e.g. "http://127.0.0.1:40123".
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +24,10 @@ export interface LongshoreOptions {
   startTimeoutMs?: number;
   /** Script to run instead of src/main.ts, relative to the repo root (for the harness's own tests). */
   entry?: string;
-  /** Node options before the entry script (default: ["--import", "tsx"]; the bench runs dist/ with none). */
+  /**
+   * Node options before the entry script, after the shipped ones (shippedNodeFlags). Default:
+   * ["--import", "tsx"]; the bench runs dist/ with none.
+   */
   nodeArgs?: string[];
 }
 
@@ -49,6 +53,18 @@ export interface LongshoreHandle {
 }
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * The node flags Longshore ships with: those on the `#!/usr/bin/env -S node ...` line of
+ * src/main.ts, which the `longshore` command, `npm start` and the container image run it with.
+ * Every process started here gets them too, so tests and the bench run what operators run.
+ */
+export function shippedNodeFlags(): string[] {
+  const shebang = readFileSync(join(REPO_ROOT, 'src/main.ts'), 'utf8').split('\n', 1)[0] ?? '';
+  const match = /^#!\/usr\/bin\/env -S node((?: --[\w-]+(?:=\S+)?)*)$/.exec(shebang);
+  if (!match) throw new Error(`src/main.ts does not start with "#!/usr/bin/env -S node [--flag...]": ${shebang}`);
+  return (match[1] ?? '').split(' ').filter((flag) => flag !== '');
+}
 const DEFAULT_START_TIMEOUT_MS = 20_000;
 const S3_START_TIMEOUT_MS = 90_000;
 
@@ -99,7 +115,7 @@ export async function startLongshore(config: Record<string, unknown>, opts: Long
   // loaded box that is slower than a local directory.
   const onS3 = (storage as { driver?: unknown }).driver === 's3';
   const startTimeoutMs = opts.startTimeoutMs ?? (onS3 ? S3_START_TIMEOUT_MS : DEFAULT_START_TIMEOUT_MS);
-  const nodeArgs = opts.nodeArgs ?? ['--import', 'tsx'];
+  const nodeArgs = [...shippedNodeFlags(), ...(opts.nodeArgs ?? ['--import', 'tsx'])];
 
   const logs: LogRecord[] = [];
   let current: ProcessHandle | undefined;

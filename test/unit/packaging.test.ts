@@ -200,3 +200,20 @@ test('package: LICENSE matches package.json, files holds what runs, no dependenc
     assert.ok(minimum <= supported, `${name} wants node ${wanted}: npm ci warns EBADENGINE on Node ${supported}`);
   }
 });
+
+test('one set of node flags, in the shebang of src/main.ts, used by every way of starting Longshore', async () => {
+  const { shippedNodeFlags } = await import('../harness/longshore.js');
+  // The flags parse, and each is one node accepts (a typo would stop every start).
+  const flags = shippedNodeFlags();
+  assert.ok(flags.length > 0);
+  const { spawnSync } = await import('node:child_process');
+  const check = spawnSync(process.execPath, [...flags, '-e', ''], { encoding: 'utf8' });
+  assert.equal(check.status, 0, check.stderr);
+  // `npm start`, the image and the installed command run the file itself, so the shebang applies.
+  const pkg = JSON.parse(await read('package.json')) as { bin: Record<string, string>; scripts: Record<string, string> };
+  assert.equal(pkg.bin.longshore, 'dist/main.js');
+  assert.match(pkg.scripts.start ?? '', /^\.\/dist\/main\.js serve /);
+  assert.match(pkg.scripts.build ?? '', /chmodSync\('dist\/main\.js', 0o755\)/);
+  assert.match(await read('Dockerfile'), /^ENTRYPOINT \["\.\/dist\/main\.js"\]$/m);
+  assert.match(await read('deploy/systemd/longshore.service'), /^ExecStart=\/usr\/bin\/env longshore serve /m);
+});
