@@ -217,8 +217,9 @@ test('fs: a suspended writer holds no descriptor, and reopens on the next write 
   await handle?.close();
 });
 
-// Past 1 MiB the digest is computed by a worker thread reading the temp file back.
-const BIG = 3 * 1024 * 1024 + 12_345;
+// Past 1 MiB the digest is computed by a worker thread reading the temp file back, handed 4 MiB
+// at a time: this size takes two full requests and a remainder handed over by commit().
+const BIG = 9 * 1024 * 1024 + 12_345;
 
 /** Writes `bytes` in uneven chunks, as a network body arrives. */
 async function writeInChunks(writer: { write(chunk: Uint8Array): Promise<void> }, bytes: Buffer): Promise<void> {
@@ -235,8 +236,8 @@ test('fs: a big write is hashed off the event loop: the right bytes commit, one 
   writer.close();
   assert.equal((await store.stat(digest))?.size, BIG);
 
-  // A byte flipped in the first MiB (hashed inline before the switch) and one past it.
-  for (const position of [100, 2 * 1024 * 1024 + 5]) {
+  // A byte flipped in the first MiB (hashed inline before the switch), and one in each request.
+  for (const position of [100, 2 * 1024 * 1024 + 5, 6 * 1024 * 1024 + 7, BIG - 3]) {
     const other = randomBytes(BIG);
     const otherDigest = parseDigest(digestOf(other));
     const wrong = Buffer.from(other);
@@ -256,9 +257,9 @@ test('fs: an upload without a digest gets the digest of its bytes from the hash 
   const writer = await store.createWriter();
   await writer.write(bytes.subarray(0, 1_500_000));
   await writer.suspend?.();
-  await writer.write(bytes.subarray(1_500_000, 2_000_000));
+  await writer.write(bytes.subarray(1_500_000, 5_000_000));
   await writer.suspend?.();
-  await writer.write(bytes.subarray(2_000_000));
+  await writer.write(bytes.subarray(5_000_000));
   assert.equal((await writer.commit(BIG)).text, digestOf(bytes));
   writer.close();
 });
