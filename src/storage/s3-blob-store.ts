@@ -48,6 +48,7 @@ import { createDigester, tryParseDigest, type Digest, type DigestAlgorithm } fro
 import { READ_CHUNK_BYTES, DigestMismatchError, writeChunk, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange, type StoredBlob } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { S3BucketUnusable } from './s3-errors.js';
+import { ByteWindow, writeBody } from './write-body.js';
 import { deferred } from '../util/deferred.js';
 
 /** S3's minimum part size (all parts but the last); also what Swift's s3api enforces. */
@@ -75,8 +76,6 @@ const PRESIGNED_READ_TTL_SECONDS = 5 * 60;
 // Every hit being served holds one connection for as long as its client reads.
 const MAX_READ_CONNECTIONS = 512;
 const READ_HEADERS_TIMEOUT_MS = 60_000;
-// Bytes of a hit that may wait in the client's response before its S3 body is paused (writeBody).
-export const HIT_QUEUE_BYTES = 1024 * 1024;
 // An S3 error answer is a short XML document: this much of it goes into the message.
 const MAX_ERROR_BODY_BYTES = 2048;
 // What start-up leaves alone: another replica sharing the bucket may still be uploading.
@@ -424,28 +423,6 @@ export function describeS3Error(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Bytes [skip, skip + length) of a stream, picked out of its chunks as they come. */
-class ByteWindow {
-  constructor(
-    private toSkip: number,
-    /** Bytes of the window still to come. */
-    public left: number,
-  ) {}
-
-  /** The part of `chunk` inside the window (empty before it and after it). */
-  take(chunk: Buffer): Buffer {
-    let piece = chunk;
-    if (this.toSkip > 0) {
-      const dropped = Math.min(this.toSkip, piece.byteLength);
-      piece = piece.subarray(dropped);
-      this.toSkip -= dropped;
-    }
-    if (piece.byteLength > this.left) piece = piece.subarray(0, this.left);
-    this.left -= piece.byteLength;
-    return piece;
-  }
-}
-
 /**
  * `source` from byte `skip` on, at most `length` bytes; the source is destroyed once enough
  * was read (or when the consumer stops early).
@@ -465,81 +442,6 @@ function slice(source: Readable, skip: number, length: number): Readable {
     }
   }
   return Readable.from(bytes(), { objectMode: false });
-}
-
-/**
- * Writes `length` bytes of `source.body` (which holds `source.size`), after its first
- * `source.skip`, into `destination` and ends it; an
- * error of `source` (or a source ending short) destroys `destination` instead, so a client never
- * sees a short body end cleanly. Resolves once done or once `destination` went away (the source
- * is destroyed then). Chunks are written as they arrive, corked until the event loop's check
- * phase so that those of one poll go out in one writev, and up to HIT_QUEUE_BYTES may wait in
- * `destination` before the source is paused: with the socket's 16 KiB mark, every 64 KiB chunk
- * would otherwise be its own write.
- */
-export function writeBody({ body: source, skip, size }: { body: Readable; skip: number; size: number }, length: number, destination: Writable): Promise<void> {
-  // A body read to its end is left to end by itself: destroyed before its end, undici would
-  // close the connection instead of reusing it.
-  const readsToEnd = skip + length === size;
-  return new Promise<void>((resolve) => {
-    const window = new ByteWindow(skip, length);
-    let corked = false;
-    let settled = false;
-    const uncork = () => {
-      if (!corked) return;
-      corked = false;
-      destination.uncork();
-    };
-    const settle = (outcome: { error?: Error; gone?: boolean } = {}) => {
-      if (settled) return;
-      settled = true;
-      source.off('data', onData);
-      source.off('end', onEnd);
-      source.off('error', onError);
-      destination.off('close', onClose);
-      destination.off('drain', onDrain);
-      uncork();
-      // Whatever is left unread (a range that ends early, a client gone) is dropped; the store's
-      // own 'error' listener takes the abort undici reports for it.
-      source.destroy();
-      if (outcome.error) destination.destroy(outcome.error);
-      else if (!outcome.gone) destination.end();
-      resolve();
-    };
-    const onData = (chunk: Buffer) => {
-      if (window.left === 0) return;
-      const piece = window.take(chunk);
-      if (piece.byteLength === 0) return;
-      if (!corked) {
-        corked = true;
-        destination.cork();
-        setImmediate(uncork);
-      }
-      destination.write(piece);
-      if (window.left === 0) {
-        if (!readsToEnd) settle();
-      } else if (destination.writableLength > HIT_QUEUE_BYTES) {
-        source.pause();
-        destination.once('drain', onDrain);
-      }
-    };
-    const onDrain = () => source.resume();
-    const onEnd = () => settle(window.left > 0 ? { error: new Error(`S3 object ended ${window.left} bytes short`) } : {});
-    const onError = (error: Error) => settle({ error });
-    const onClose = () => settle({ gone: true });
-    if (destination.destroyed) {
-      settle({ gone: true });
-      return;
-    }
-    if (window.left === 0 && !readsToEnd) {
-      settle();
-      return;
-    }
-    destination.on('close', onClose);
-    source.on('error', onError);
-    source.on('end', onEnd);
-    source.on('data', onData);
-  });
 }
 
 class S3BlobHandle implements BlobHandle {

@@ -1,10 +1,10 @@
-// writeBody: how an S3 hit's body goes into the client's response (S3BlobHandle.writeTo),
-// with in-memory streams standing in for undici's body and the response.
+// writeBody: how a body arriving in chunks goes into the client's response (S3 hits, fetches in
+// progress), with in-memory streams standing in for undici's body and the response.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
-import { HIT_QUEUE_BYTES, writeBody } from '../../src/storage/s3-blob-store.js';
+import { HIT_QUEUE_BYTES, writeBody } from '../../src/storage/write-body.js';
 
 const CHUNK = 64 * 1024;
 
@@ -82,7 +82,7 @@ test('writeBody: a body that fails or ends short destroys the response, which ne
 
   const short = sink();
   await writeBody({ body: body(bytes.subarray(0, 3 * CHUNK)), skip: 0, size: bytes.length }, bytes.length, short.destination);
-  assert.match(short.destination.errored?.message ?? '', /S3 object ended 65536 bytes short/);
+  assert.match(short.destination.errored?.message ?? '', /body ended 65536 bytes short/);
   assert.ok(!short.finished(), 'no clean end');
 });
 
