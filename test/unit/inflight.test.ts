@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { InProcessLeases } from '../../src/coordination/in-process.js';
@@ -36,6 +36,39 @@ function settle(stream: Readable): Promise<{ bytes?: Buffer; error?: Error }> {
     (bytes) => ({ bytes }),
     (error: Error) => ({ error }),
   );
+}
+
+const CHUNK = 64 * 1024;
+
+/** Writes `bytes` into `body` in 64 KiB chunks, four per turn of the event loop, then ends it. */
+async function sendInTurns(body: PassThrough, bytes: Buffer): Promise<void> {
+  for (let at = 0; at < bytes.byteLength; at += 4 * CHUNK) {
+    for (let part = at; part < Math.min(at + 4 * CHUNK, bytes.byteLength); part += CHUNK) body.write(bytes.subarray(part, part + CHUNK));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  body.end();
+}
+
+/** A response stand-in that records the bytes and how many write calls brought them. */
+function countingSink(): { destination: Writable; received: () => Buffer; calls: () => number; finished: () => boolean } {
+  const parts: Buffer[] = [];
+  let calls = 0;
+  let done = false;
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      calls += 1;
+      parts.push(Buffer.from(chunk));
+      callback();
+    },
+    writev(chunks, callback) {
+      calls += 1;
+      for (const { chunk } of chunks) parts.push(Buffer.from(chunk as Buffer));
+      callback();
+    },
+  });
+  destination.on('finish', () => (done = true));
+  destination.on('error', () => undefined);
+  return { destination, received: () => Buffer.concat(parts), calls: () => calls, finished: () => done };
 }
 
 function inflightSuite(driver: string, newStore: () => Promise<BlobStore>): void {
@@ -167,6 +200,45 @@ function inflightSuite(driver: string, newStore: () => Promise<BlobStore>): void
     await assert.rejects(failing.fetch.ready, /503 from upstream/);
     failing.fetch.leave();
     assert.equal(inflight.count, 0);
+  });
+
+  test(`${driver}: a follower's writeTo sends every byte (whole, a range) in batched writes; a wrong body destroys the response`, async () => {
+    const store = await newStore();
+    const inflight = new InflightBlobs();
+    const blob = randomBytes(2 * 1024 * 1024);
+    const digest = parseDigest(digestOf(blob));
+    const body = new PassThrough();
+    const source = { expected: digest, open: () => Promise.resolve<UpstreamBlob>({ size: blob.byteLength, body }) };
+    body.write(blob.subarray(0, CHUNK));
+    const [whole, ranged] = await Promise.all([inflight.follow(digest.text, store, source, 'origin'), inflight.follow(digest.text, store, source, 'origin')]);
+    assert.ok(whole?.writeTo !== undefined && ranged?.writeTo !== undefined, 'a blob of known length offers writeTo');
+    const [wholeSink, rangedSink] = [countingSink(), countingSink()];
+    const sent = [whole.writeTo(wholeSink.destination), ranged.writeTo(rangedSink.destination, { start: 100_000, end: 1_500_000 })];
+    await sendInTurns(body, blob.subarray(CHUNK));
+    await Promise.all(sent);
+    assert.ok(wholeSink.received().equals(blob));
+    assert.ok(rangedSink.received().equals(blob.subarray(100_000, 1_500_001)));
+    assert.ok(wholeSink.finished() && rangedSink.finished());
+    // 32 chunks came four per turn of the event loop: one write per turn, not one per chunk.
+    assert.ok(wholeSink.calls() <= 12, `${wholeSink.calls()} writes for 32 chunks`);
+
+    const other = randomBytes(1024 * 1024);
+    const otherDigest = parseDigest(digestOf(other));
+    const wrong = Buffer.from(other);
+    wrong[700_000] = wrong[700_000]! ^ 0x01;
+    const wrongBody = new PassThrough();
+    const follower = await (async () => {
+      wrongBody.write(wrong.subarray(0, CHUNK));
+      return inflight.follow(otherDigest.text, store, { expected: otherDigest, open: () => Promise.resolve<UpstreamBlob>({ size: wrong.byteLength, body: wrongBody }) }, 'origin');
+    })();
+    const wrongSink = countingSink();
+    const wrongSent = follower?.writeTo?.(wrongSink.destination);
+    await sendInTurns(wrongBody, wrong.subarray(CHUNK));
+    await wrongSent;
+    assert.match(wrongSink.destination.errored?.message ?? '', /digest mismatch/);
+    assert.ok(!wrongSink.finished(), 'never ends cleanly');
+    assert.ok(wrongSink.received().byteLength < other.byteLength, 'the final byte is never sent');
+    assert.equal(await store.stat(otherDigest), undefined);
   });
 
   test(`${driver}: upstream bodies without a Content-Length stream until the end and are verified`, async () => {
