@@ -48,11 +48,11 @@ export async function sendBlob(request: FastifyRequest, reply: FastifyReply, dig
 }
 
 /**
- * Stored blobs are written straight into the socket (BlobHandle.writeTo). fs: pooled buffers
+ * Blobs are written straight into the socket (SendableBlob.writeTo). Stored on fs: pooled buffers
  * (measured: ~0.85x -> above nginx for 16 concurrent 200 MiB hits, and about a third less
- * memory, against a stream that allocates a buffer per chunk); S3: the GET's chunks batched
- * into fewer socket writes. Headers go out as fastify would have sent them;
- * the access log and metrics listen on the raw response, so they see these replies too.
+ * memory, against a stream that allocates a buffer per chunk); S3, and fetches in progress:
+ * the chunks batched into fewer socket writes (writeBody). Headers go out as fastify would have
+ * sent them; the access log and metrics listen on the raw response, so they see these replies too.
  */
 async function send(request: FastifyRequest, reply: FastifyReply, blob: SendableBlob, range: ByteRange | undefined): Promise<FastifyReply> {
   if (!blob.writeTo || request.method !== 'GET') return reply.send(blob.open(range));
