@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startLongshore } from '../test/harness/longshore.js';
 import { startRegistry } from '../test/harness/registry.js';
 import { makeTempDir } from '../test/harness/tmp.js';
-import { curlGet, pushRandomBlob, runInherited } from './lib/measure.js';
+import { cpuSeconds, curlGet, pushRandomBlob, runInherited } from './lib/measure.js';
 import { REPO_ROOT } from '../test/harness/longshore.js';
 
 const argv = process.argv.slice(2);
@@ -38,13 +38,6 @@ function threadCpu(pid: number): Map<string, { user: number; system: number }> {
     }
   }
   return result;
-}
-
-/** CPU seconds (user + system) of the whole process `pid`. */
-function processCpu(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
 async function main(): Promise<void> {
@@ -74,10 +67,10 @@ async function main(): Promise<void> {
       // end when idle start again inside the miss).
       await new Promise((resolve) => setTimeout(resolve, flag('--gap-ms', 0)));
       const before = threadCpu(pid);
-      const upstreamBefore = processCpu(upstreamPid);
+      const upstreamBefore = cpuSeconds(upstreamPid).total;
       const download = await curlGet(`${longshore.url}/v2/perf/cold/blobs/${digests[i]}`, bytes);
       const after = threadCpu(pid);
-      const upstreamUsed = processCpu(upstreamPid) - upstreamBefore;
+      const upstreamUsed = cpuSeconds(upstreamPid).total - upstreamBefore;
       const rows: string[] = [];
       for (const [thread, cpu] of after) {
         const was = before.get(thread) ?? { user: 0, system: 0 };
@@ -91,9 +84,9 @@ async function main(): Promise<void> {
       }
       console.log(`miss ${i}: ${download.total.toFixed(3)} s, ttfb ${(download.ttfb * 1000).toFixed(1)} ms | upstream ${upstreamUsed.toFixed(2)} | ${rows.join(' | ')}`);
       // The Go reference in proxy mode, same size, its own fresh blob: wall and whole-process CPU.
-      const refBefore = [processCpu(referencePid), processCpu(upstreamPid)];
+      const refBefore = [cpuSeconds(referencePid).total, cpuSeconds(upstreamPid).total];
       const refDownload = await curlGet(`${reference.url}/v2/perf/cold/blobs/${digests[misses + i]}`, bytes);
-      const refAfter = [processCpu(referencePid), processCpu(upstreamPid)];
+      const refAfter = [cpuSeconds(referencePid).total, cpuSeconds(upstreamPid).total];
       console.log(
         `  reference: ${refDownload.total.toFixed(3)} s, CPU ${((refAfter[0] ?? 0) - (refBefore[0] ?? 0)).toFixed(2)} s; upstream CPU ${((refAfter[1] ?? 0) - (refBefore[1] ?? 0)).toFixed(2)} s`,
       );

@@ -175,11 +175,21 @@ export async function pushRandomBlob(dir: string, upstreamUrl: string, repo: str
 // Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux everywhere).
 const CLOCK_TICKS = 100;
 
-/** CPU seconds (user + system) a process spent so far, per thread ("comm/tid") and in all. */
+/** utime + stime of one /proc stat line, in seconds, and the name in it ("pid (comm) state ..."). */
+function statCpu(stat: string): { name: string; seconds: number } {
+  // comm may hold spaces, the fields after it do not.
+  const close = stat.lastIndexOf(')');
+  const fields = stat.slice(close + 2).split(' ');
+  return { name: stat.slice(stat.indexOf('(') + 1, close), seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS };
+}
+
+/**
+ * CPU seconds (user + system) a process spent so far: in all (/proc/PID/stat, which keeps the
+ * time of threads that have ended) and per live thread ("comm/tid").
+ */
 export function cpuSeconds(pid: number | undefined): { total: number; threads: Map<string, number> } {
   const threads = new Map<string, number>();
-  let total = 0;
-  if (pid === undefined) return { total, threads };
+  if (pid === undefined) return { total: 0, threads };
   const taskDir = `/proc/${pid}/task`;
   for (const task of readdirSync(taskDir)) {
     let stat: string;
@@ -188,14 +198,9 @@ export function cpuSeconds(pid: number | undefined): { total: number; threads: M
     } catch {
       continue; // the thread ended meanwhile
     }
-    // "pid (comm) state ...": comm may hold spaces, the fields after it do not.
-    const close = stat.lastIndexOf(')');
-    const name = stat.slice(stat.indexOf('(') + 1, close);
-    const fields = stat.slice(close + 2).split(' ');
-    const seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
+    const { name, seconds } = statCpu(stat);
     // Node names only some of its threads: the thread id tells the others apart.
     threads.set(`${name}/${task}`, seconds);
-    total += seconds;
   }
-  return { total, threads };
+  return { total: statCpu(readFileSync(`/proc/${pid}/stat`, 'utf8')).seconds, threads };
 }

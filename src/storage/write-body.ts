@@ -4,7 +4,7 @@
 import type { Readable, Writable } from 'node:stream';
 
 // Bytes that may wait in the response before the body is paused (writeBody).
-export const HIT_QUEUE_BYTES = 1024 * 1024;
+export const WRITE_QUEUE_BYTES = 1024 * 1024;
 
 /** Bytes [skip, skip + length) of a stream, picked out of its chunks as they come. */
 export class ByteWindow {
@@ -34,7 +34,7 @@ export class ByteWindow {
  * error of `source` (or a source ending short) destroys `destination` instead, so a client never
  * sees a short body end cleanly. Resolves once done or once `destination` went away (the source
  * is destroyed then). Chunks are written as they arrive, corked until the event loop's check
- * phase so that those of one poll go out in one writev, and up to HIT_QUEUE_BYTES may wait in
+ * phase so that those of one poll go out in one writev, and up to WRITE_QUEUE_BYTES may wait in
  * `destination` before the source is paused: with the socket's 16 KiB mark, every 64 KiB chunk
  * would otherwise be its own write.
  */
@@ -79,7 +79,7 @@ export function writeBody({ body: source, skip, size }: { body: Readable; skip: 
       destination.write(piece);
       if (window.left === 0) {
         if (!readsToEnd) settle();
-      } else if (destination.writableLength > HIT_QUEUE_BYTES) {
+      } else if (destination.writableLength > WRITE_QUEUE_BYTES) {
         source.pause();
         destination.once('drain', onDrain);
       }

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
-import { HIT_QUEUE_BYTES, writeBody } from '../../src/storage/write-body.js';
+import { WRITE_QUEUE_BYTES, writeBody } from '../../src/storage/write-body.js';
 
 const CHUNK = 64 * 1024;
 
@@ -86,7 +86,7 @@ test('writeBody: a body that fails or ends short destroys the response, which ne
   assert.ok(!short.finished(), 'no clean end');
 });
 
-test('writeBody holds at most HIT_QUEUE_BYTES and a chunk in a stalled response, and the rest follows once it drains', { timeout: 10_000 }, async () => {
+test('writeBody holds at most WRITE_QUEUE_BYTES and a chunk in a stalled response, and the rest follows once it drains', { timeout: 10_000 }, async () => {
   const bytes = randomBytes(8 * 1024 * 1024 + 3);
   const parts: Buffer[] = [];
   const held: Array<() => void> = [];
@@ -101,7 +101,7 @@ test('writeBody holds at most HIT_QUEUE_BYTES and a chunk in a stalled response,
   await new Promise((resolve) => setTimeout(resolve, 300)); // time to read far ahead, if it would
   const waiting = destination.writableLength;
   assert.ok(waiting > 0, 'something was sent');
-  assert.ok(waiting <= HIT_QUEUE_BYTES + CHUNK, `${waiting} bytes given to a stalled destination`);
+  assert.ok(waiting <= WRITE_QUEUE_BYTES + CHUNK, `${waiting} bytes given to a stalled destination`);
   const release = setInterval(() => held.splice(0).forEach((done) => done()), 1);
   await sent;
   await new Promise((resolve) => destination.once('finish', resolve));
