@@ -21,6 +21,7 @@ import { isStorageRefusal } from '../storage/refusal.js';
 import { writeBody } from '../storage/write-body.js';
 import type { CacheOutcome } from './outcome.js';
 import type { UpstreamBlob } from '../upstream/upstream.js';
+import { noteBufferChurn } from '../util/buffer-churn.js';
 import { deferred } from '../util/deferred.js';
 
 /** Where a fetch gets its bytes and how they are checked. */
@@ -236,6 +237,7 @@ export class BlobFetch {
         try {
           const start = writer.bytesWritten;
           this.received += chunk.byteLength;
+          noteBufferChurn(chunk.byteLength);
           const pending = writeChunk(writer, chunk);
           verifier?.update(chunk);
           this.recent = { start, chunk };

@@ -7,6 +7,7 @@
 import type { Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
 import type { BlobStore, BlobWriter } from '../storage/blob-store.js';
+import { noteBufferChurn } from '../util/buffer-churn.js';
 
 /** A published (or verified, ready to publish) blob. */
 export interface PushedBlob {
@@ -60,6 +61,7 @@ export class StagedPush {
     let failure: { error: unknown } | undefined;
     for (let next = await chunks.next(); next.done !== true; next = await chunks.next()) {
       if (failure) continue;
+      noteBufferChurn(next.value.byteLength);
       try {
         await this.writer.write(next.value);
         await observe?.(next.value);

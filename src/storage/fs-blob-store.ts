@@ -8,6 +8,7 @@ import { randomUUID, type Hash } from 'node:crypto';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
+import { noteBufferChurn } from '../util/buffer-churn.js';
 import { deferred } from '../util/deferred.js';
 import { FileHasher } from './file-hasher.js';
 import {
@@ -300,8 +301,12 @@ class FsBlobHandle implements BlobHandle {
 // Bytes accepted by write() but not yet in the file. Up to this many, write() returns at once
 // and the file catches up in the background with one writev per batch: a download keeps
 // receiving while the previous batch goes to disk, instead of waiting for a thread-pool round
-// trip per network chunk. Past it, write() waits (backpressure).
-const MAX_UNFLUSHED_BYTES = 8 * 1024 * 1024;
+// trip per network chunk. Past it, write() waits (backpressure). Two batches: one being written
+// while the next fills. Not more: a chunk waiting here outlives the scavenges of
+// util/buffer-churn.ts, and chunks promoted to the old generation brought back the full
+// mark-compacts those scavenges avoid (bench/cold-cpu.ts, three 200 MiB misses: 8 MiB ~70
+// mark-compacts and 1.35 s of CPU per miss; 2 MiB 5 and 0.85 s; the wall time did not suffer).
+export const MAX_UNFLUSHED_BYTES = 2 * 1024 * 1024;
 // Bytes per writev. Measured (200 MiB of 64 KiB chunks to ext4, CPU of the writing thread):
 // 16 buffers per call ~41 ms, 128 per call 121-236 ms: a big batch is long out of the CPU
 // cache by the time the kernel copies it. Batches are cut at this size instead of IOV_MAX.
@@ -460,6 +465,7 @@ class FsBlobWriter implements BlobWriter {
     // Bytes not yet in the file come straight from the chunk that holds them.
     if (position >= this.flushed) return sliceOfChunks(this.unflushed, position, length);
     const buffer = Buffer.allocUnsafe(Math.min(length, this.flushed - position));
+    noteBufferChurn(buffer.byteLength); // garbage once the reader sent it on
     let filled = 0;
     while (filled < buffer.byteLength) {
       const { bytesRead } = await (await this.file()).read(buffer, filled, buffer.byteLength - filled, position + filled);

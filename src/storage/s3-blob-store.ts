@@ -490,7 +490,7 @@ class S3BlobHandle implements BlobHandle {
       destination.destroy(error instanceof Error ? error : new Error(String(error)));
       return;
     }
-    await writeBody(source, length, destination);
+    await writeBody(source, length, destination, { freshChunks: true });
   }
 
   private bounds(range: ByteRange | undefined): { start: number; end: number; length: number } {

@@ -2,6 +2,7 @@
 // hit's GET body (S3BlobHandle.writeTo) and the bytes of a fetch in progress for each of its
 // clients (followingBlob in mirror/inflight.ts).
 import type { Readable, Writable } from 'node:stream';
+import { noteBufferChurn } from '../util/buffer-churn.js';
 
 // Bytes that may wait in the response before the body is paused (writeBody).
 export const WRITE_QUEUE_BYTES = 1024 * 1024;
@@ -38,7 +39,14 @@ export class ByteWindow {
  * `destination` before the source is paused: with the socket's 16 KiB mark, every 64 KiB chunk
  * would otherwise be its own write.
  */
-export function writeBody({ body: source, skip, size }: { body: Readable; skip: number; size: number }, length: number, destination: Writable): Promise<void> {
+export function writeBody(
+  { body: source, skip, size }: { body: Readable; skip: number; size: number },
+  length: number,
+  destination: Writable,
+  /** The source's chunks are its own fresh buffers (an S3 GET), not views counted elsewhere. */
+  options: { freshChunks?: boolean } = {},
+): Promise<void> {
+  const fresh = options.freshChunks === true;
   // A body read to its end is left to end by itself: destroyed before its end, undici would
   // close the connection instead of reusing it.
   const readsToEnd = skip + length === size;
@@ -68,6 +76,7 @@ export function writeBody({ body: source, skip, size }: { body: Readable; skip: 
       resolve();
     };
     const onData = (chunk: Buffer) => {
+      if (fresh) noteBufferChurn(chunk.byteLength);
       if (window.left === 0) return;
       const piece = window.take(chunk);
       if (piece.byteLength === 0) return;

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
-import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
+import { FsBlobStore, MAX_UNFLUSHED_BYTES } from '../../src/storage/fs-blob-store.js';
 import { READ_CHUNK_BYTES } from '../../src/storage/blob-store.js';
 import { hashThreadCount, setHashThreadIdleMs, terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
@@ -72,7 +72,7 @@ test('fs: written bytes are readable through the writer at once, and commit wait
   assert.ok(Buffer.concat(chunks).equals(bytes));
 });
 
-test('fs: writeNow takes chunks without a promise until 8 MiB wait for the file, then answers one to wait for', async () => {
+test('fs: writeNow takes chunks without a promise until MAX_UNFLUSHED_BYTES wait for the file, then answers one to wait for', async () => {
   const store = await newStore();
   const bytes = randomBytes(12 * 1024 * 1024);
   const digest = parseDigest(digestOf(bytes));
@@ -90,7 +90,7 @@ test('fs: writeNow takes chunks without a promise until 8 MiB wait for the file,
   }
   // Nothing was awaited before the first wait, so the file could not have caught up: the
   // first promise comes exactly past the bound.
-  assert.equal(firstWait, 8 * 1024 * 1024 + chunk);
+  assert.equal(firstWait, MAX_UNFLUSHED_BYTES + chunk);
   await writer.commit(bytes.length);
   writer.close();
   assert.ok((await store.readAll(digest, bytes.length))?.equals(bytes));

@@ -11,6 +11,7 @@ import { InflightBlobs, UpstreamBlobMissing } from '../../src/mirror/inflight.js
 import type { BlobStore, BlobWriter } from '../../src/storage/blob-store.js';
 import type { UpstreamBlob } from '../../src/upstream/upstream.js';
 import { terminateHashThreads } from '../../src/storage/file-hasher.js';
+import { SCAVENGE_EVERY_BYTES, churnScavenges } from '../../src/util/buffer-churn.js';
 import { deferred, type Deferred } from '../../src/util/deferred.js';
 import { pollUntil } from '../harness/wait.js';
 import { fsStorage, memoryStorage } from '../support/stores.js';
@@ -475,6 +476,22 @@ test('a writer that falls behind pauses the upstream body, which resumes once it
   gate.resolve();
   assert.ok((await reading).equals(blob));
   assert.equal((await store.stat(digest))?.size, blob.byteLength);
+});
+
+test('a fetch counts the upstream chunks it takes towards the early scavenges of buffer-churn', async () => {
+  const store = (await memoryStorage()).blobs;
+  const blob = randomBytes(3 * SCAVENGE_EVERY_BYTES + 5);
+  const digest = parseDigest(digestOf(blob));
+  const body = new PassThrough();
+  const before = churnScavenges();
+  const { fetch } = joinDigest(new InflightBlobs(), digest, store, () => Promise.resolve({ size: blob.byteLength, body }));
+  for (let offset = 0; offset < blob.byteLength; offset += 64 * 1024) body.write(blob.subarray(offset, offset + 64 * 1024));
+  body.end();
+  await fetch.ready;
+  assert.ok((await buffer(fetch.openReader())).equals(blob));
+  // Three thresholds' worth of chunks, plus what earlier tests left counted: three or four.
+  const ran = churnScavenges() - before;
+  assert.ok(ran === 3 || ran === 4, `${ran} scavenges for ${blob.byteLength} bytes`);
 });
 
 test('a write failing mid-body fails the readers, stops reading the upstream and stores nothing', async () => {

@@ -9,6 +9,7 @@ import { RegistryError } from '../../src/protocol/errors.js';
 import { StagedPush, storePushedBlob } from '../../src/registry/staged-push.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
 import { MemoryBlobStore } from '../../src/storage/memory-blob-store.js';
+import { SCAVENGE_EVERY_BYTES, churnScavenges } from '../../src/util/buffer-churn.js';
 
 const bytes = Buffer.from('pushed layer bytes');
 const digest = parseDigest(digestOf(bytes));
@@ -80,4 +81,15 @@ test('a write the store refuses: the rest of the body is still read (not destroy
   await push.abort();
   push.close();
   assert.equal(await staged(store), 0);
+});
+
+test('a pushed body counts its chunks towards the early scavenges of buffer-churn', async () => {
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  const chunks = Array.from({ length: (2 * SCAVENGE_EVERY_BYTES) / chunk.byteLength }, () => chunk);
+  const before = churnScavenges();
+  const push = await StagedPush.open(new MemoryBlobStore());
+  await push.receive(Readable.from(chunks));
+  const ran = churnScavenges() - before;
+  assert.ok(ran === 2 || ran === 3, `${ran} scavenges for two thresholds' worth`);
+  await push.abort();
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
 import { WRITE_QUEUE_BYTES, writeBody } from '../../src/storage/write-body.js';
+import { SCAVENGE_EVERY_BYTES, churnScavenges } from '../../src/util/buffer-churn.js';
 
 const CHUNK = 64 * 1024;
 
@@ -129,4 +130,19 @@ test('writeBody stops and destroys the body when the response goes away, before 
   await new Promise((resolve) => setImmediate(resolve));
   await writeBody({ body: late, skip: 0, size: bytes.length }, bytes.length, gone);
   assert.ok(late.destroyed, 'the body of a send to a closed response is destroyed');
+});
+
+test('writeBody counts the chunks of a fresh body (an S3 GET) towards the early scavenges, and not views counted where they came from', async () => {
+  const bytes = randomBytes(3 * SCAVENGE_EVERY_BYTES);
+  const counted = async (options: { freshChunks?: boolean }) => {
+    const before = churnScavenges();
+    const { destination, received } = sink();
+    await writeBody({ body: body(bytes), skip: 0, size: bytes.length }, bytes.length, destination, options);
+    assert.ok(received().equals(bytes));
+    return churnScavenges() - before;
+  };
+  assert.equal(await counted({}), 0);
+  const fresh = await counted({ freshChunks: true });
+  // Three thresholds' worth, plus whatever earlier bytes left counted: three or four.
+  assert.ok(fresh === 3 || fresh === 4, `${fresh} scavenges`);
 });
