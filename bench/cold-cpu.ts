@@ -12,14 +12,11 @@ import { join } from 'node:path';
 import { startLongshore } from '../test/harness/longshore.js';
 import { startRegistry } from '../test/harness/registry.js';
 import { makeTempDir } from '../test/harness/tmp.js';
-import { cpuSeconds, curlGet, pushRandomBlob, runInherited } from './lib/measure.js';
+import { cpuSeconds, curlGet, numberFlag, pushRandomBlob, runInherited } from './lib/measure.js';
 import { REPO_ROOT } from '../test/harness/longshore.js';
 
 const argv = process.argv.slice(2);
-const flag = (name: string, fallback: number) => {
-  const at = argv.indexOf(name);
-  return at >= 0 ? Number(argv[at + 1]) : fallback;
-};
+const flag = (name: string, fallback: number) => numberFlag(argv, name, fallback);
 const misses = flag('--misses', 3);
 const bytes = flag('--mib', 200) * 1024 * 1024;
 const TICKS_PER_SECOND = 100;

@@ -7,13 +7,10 @@ import { readFileSync } from 'node:fs';
 import { startLongshore, REPO_ROOT } from '../test/harness/longshore.js';
 import { startRegistry } from '../test/harness/registry.js';
 import { makeTempDir } from '../test/harness/tmp.js';
-import { parallelGets, pushRandomBlob, runInherited } from './lib/measure.js';
+import { numberFlag, parallelGets, pushRandomBlob, runInherited } from './lib/measure.js';
 
 const argv = process.argv.slice(2);
-const flag = (name: string, fallback: number) => {
-  const at = argv.indexOf(name);
-  return at >= 0 ? Number(argv[at + 1]) : fallback;
-};
+const flag = (name: string, fallback: number) => numberFlag(argv, name, fallback);
 const clients = flag('--clients', 16);
 const coldClients = flag('--cold-clients', clients);
 const bytes = flag('--mib', 200) * 1024 * 1024;

@@ -204,3 +204,9 @@ export function cpuSeconds(pid: number | undefined): { total: number; threads: M
   }
   return { total: statCpu(readFileSync(`/proc/${pid}/stat`, 'utf8')).seconds, threads };
 }
+
+/** The number after `name` on a command line (`--misses 3`), or `fallback` when it is absent. */
+export function numberFlag(argv: readonly string[], name: string, fallback: number): number {
+  const at = argv.indexOf(name);
+  return at >= 0 ? Number(argv[at + 1]) : fallback;
+}
