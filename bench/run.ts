@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --runs N] [-- --only hit,ttfb,cold,coalesce,tags,s3,cluster] [-- --profile] [-- --no-build] [-- --node-arg=FLAG]
+// npm run bench [-- --quick] [-- --runs N] [-- --only hit,ttfb,cold,coalesce,tags,s3,cluster] [-- --profile] [-- --no-build] [-- --node-arg=FLAG] [-- --entry FILE]
 //
 // Longshore (built dist/, logLevel warn) against the Go reference registry in proxy mode and
 // nginx serving the same blob file with sendfile, all on 127.0.0.1 with free ports:
@@ -57,6 +57,8 @@ function parseArgs(argv: string[]) {
     /** Extra flags for Longshore's node (--node-arg=FLAG, repeatable): for A/B runs of V8 settings. */
     nodeArgs: argv.filter((arg) => arg.startsWith('--node-arg=')).map((arg) => arg.slice('--node-arg='.length)),
     build: !argv.includes('--no-build'),
+    /** Another build's main.js (--entry /elsewhere/dist/main.js) for the fs parts: the same measurements of older code. */
+    entry: value('--entry') ?? 'dist/main.js',
   };
 }
 const opts = parseArgs(process.argv.slice(2));
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
   const longshoreConfig = (url: string) => ({ logLevel: 'warn', upstreams: [{ name: 'origin', url, default: true }] });
   if (opts.profile) await mkdir(profileDir, { recursive: true });
   const nodeArgs = [...opts.nodeArgs, ...(opts.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
-  const longshore = await startLongshore(longshoreConfig(upstream.url), { entry: 'dist/main.js', nodeArgs });
+  const longshore = await startLongshore(longshoreConfig(upstream.url), { entry: opts.entry, nodeArgs });
   cleanups.push(() => longshore.dispose());
   const nginx = await startNginx({ [bigPath]: registryBlobFile(upstream, bigLayer.digest), [smallPath]: registryBlobFile(upstream, smallLayer.digest) });
   cleanups.push(() => nginx.dispose());
@@ -163,7 +165,7 @@ async function main(): Promise<void> {
     const ref = await startRegistry({ proxyRemoteUrl: counting.url });
     referenceCounted = ref;
     cleanups.push(() => ref.dispose());
-    const ls = await startLongshore(longshoreConfig(counting.url), { entry: 'dist/main.js', nodeArgs });
+    const ls = await startLongshore(longshoreConfig(counting.url), { entry: opts.entry, nodeArgs });
     longshoreCounted = ls;
     cleanups.push(() => ls.dispose());
   }
