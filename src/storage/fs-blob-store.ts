@@ -304,8 +304,9 @@ class FsBlobHandle implements BlobHandle {
 // trip per network chunk. Past it, write() waits (backpressure). Two batches: one being written
 // while the next fills. Not more: a chunk waiting here outlives the scavenges of
 // util/buffer-churn.ts, and chunks promoted to the old generation brought back the full
-// mark-compacts those scavenges avoid (bench/cold-cpu.ts, three 200 MiB misses: 8 MiB ~70
-// mark-compacts and 1.35 s of CPU per miss; 2 MiB 5 and 0.85 s; the wall time did not suffer).
+// mark-compacts those scavenges avoid (bench/cold-cpu.ts --trace-gc, a warm-up and three 200 MiB
+// misses with the scavenges: 8 MiB ~70 mark-compacts, 2 MiB 5; CPU per miss of the threads
+// besides the event loop 1.35 -> 0.85 s, of the event loop 0.66-0.86 -> 0.44-0.46 s).
 export const MAX_UNFLUSHED_BYTES = 2 * 1024 * 1024;
 // Bytes per writev. Measured (200 MiB of 64 KiB chunks to ext4, CPU of the writing thread):
 // 16 buffers per call ~41 ms, 128 per call 121-236 ms: a big batch is long out of the CPU
