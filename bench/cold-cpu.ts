@@ -95,6 +95,13 @@ async function main(): Promise<void> {
       const lines = (longshore.process?.stdoutLines ?? []).filter((line) => /Scavenge|Mark-Compact/.test(line));
       const count = (kind: string) => lines.filter((line) => line.includes(kind)).length;
       console.log(`GC over the warm-up and ${misses} misses: ${count('Scavenge')} scavenges, ${count('Mark-Compact')} mark-compacts`);
+      // "Scavenge 4.1 (6.0) -> 3.2 (6.0) MB, 0.35 / 0.00 ms": the pause on the main thread.
+      const pauses = lines.flatMap((line) => (line.includes('Scavenge') ? [Number(/MB, ([\d.]+) \//.exec(line)?.[1] ?? Number.NaN)] : [])).filter((ms) => !Number.isNaN(ms));
+      if (pauses.length > 0) {
+        const sorted = [...pauses].sort((a, b) => a - b);
+        const at = (q: number) => (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0).toFixed(2);
+        console.log(`scavenge pauses: median ${at(0.5)} ms, p95 ${at(0.95)} ms, max ${at(1)} ms, ${sorted.reduce((a, b) => a + b, 0).toFixed(1)} ms in all`);
+      }
       for (const line of lines.filter((l) => l.includes('Mark-Compact')).slice(-6)) console.log(`  ${line}`);
     }
     console.log(`mean CPU s per miss: ${[...totals].map(([k, v]) => `${k} ${(v / misses).toFixed(3)}`).join(', ')}`);
