@@ -6,7 +6,9 @@
 // allocated since the last mark-compact against the old generation's limit: the chunks, dead
 // long before, started 10-15 full mark-compacts per miss (--trace-gc), 0.3-0.5 s of CPU on the
 // GC threads, competing with the download for this project's two cores. A scavenge every few MiB
-// of chunks frees them while they are young: ~0.1 ms each, with a 2 MiB young generation.
+// of chunks frees them while they are young. Its pause (cold-cpu --trace-gc: median 1.3 ms, p95
+// 6 ms, ~120 ms per 200 MiB miss) costs less than the collections it saves; one every 8 MiB
+// halves the pauses but lets the mark-compacts come back (36-40 against 6).
 // Measured with bench/cold-cpu.ts --trace-gc: 40-70 -> 5 mark-compacts over a warm-up and three
 // misses (with MAX_UNFLUSHED_BYTES of fs-blob-store.ts at 2 MiB: see there).
 //
