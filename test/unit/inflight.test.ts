@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { InProcessLeases } from '../../src/coordination/in-process.js';
@@ -14,6 +14,7 @@ import { terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { SCAVENGE_EVERY_BYTES, churnScavenges } from '../../src/util/buffer-churn.js';
 import { deferred, type Deferred } from '../../src/util/deferred.js';
 import { pollUntil } from '../harness/wait.js';
+import { recordingSink } from '../support/recording-sink.js';
 import { fsStorage, memoryStorage } from '../support/stores.js';
 
 /** A v2-style fetch: by digest, verified against it. */
@@ -48,28 +49,6 @@ async function sendInTurns(body: PassThrough, bytes: Buffer): Promise<void> {
     await new Promise((resolve) => setImmediate(resolve));
   }
   body.end();
-}
-
-/** A response stand-in that records the bytes and how many write calls brought them. */
-function countingSink(): { destination: Writable; received: () => Buffer; calls: () => number; finished: () => boolean } {
-  const parts: Buffer[] = [];
-  let calls = 0;
-  let done = false;
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      calls += 1;
-      parts.push(Buffer.from(chunk));
-      callback();
-    },
-    writev(chunks, callback) {
-      calls += 1;
-      for (const { chunk } of chunks) parts.push(Buffer.from(chunk as Buffer));
-      callback();
-    },
-  });
-  destination.on('finish', () => (done = true));
-  destination.on('error', () => undefined);
-  return { destination, received: () => Buffer.concat(parts), calls: () => calls, finished: () => done };
 }
 
 function inflightSuite(driver: string, newStore: () => Promise<BlobStore>): void {
@@ -213,7 +192,7 @@ function inflightSuite(driver: string, newStore: () => Promise<BlobStore>): void
     body.write(blob.subarray(0, CHUNK));
     const [whole, ranged] = await Promise.all([inflight.follow(digest.text, store, source, 'origin'), inflight.follow(digest.text, store, source, 'origin')]);
     assert.ok(whole?.writeTo !== undefined && ranged?.writeTo !== undefined, 'a blob of known length offers writeTo');
-    const [wholeSink, rangedSink] = [countingSink(), countingSink()];
+    const [wholeSink, rangedSink] = [recordingSink(), recordingSink()];
     const sent = [whole.writeTo(wholeSink.destination), ranged.writeTo(rangedSink.destination, { start: 100_000, end: 1_500_000 })];
     await sendInTurns(body, blob.subarray(CHUNK));
     await Promise.all(sent);
@@ -232,7 +211,7 @@ function inflightSuite(driver: string, newStore: () => Promise<BlobStore>): void
       wrongBody.write(wrong.subarray(0, CHUNK));
       return inflight.follow(otherDigest.text, store, { expected: otherDigest, open: () => Promise.resolve<UpstreamBlob>({ size: wrong.byteLength, body: wrongBody }) }, 'origin');
     })();
-    const wrongSink = countingSink();
+    const wrongSink = recordingSink();
     const wrongSent = follower?.writeTo?.(wrongSink.destination);
     await sendInTurns(wrongBody, wrong.subarray(CHUNK));
     await wrongSent;

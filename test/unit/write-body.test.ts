@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
 import { WRITE_QUEUE_BYTES, writeBody } from '../../src/storage/write-body.js';
 import { SCAVENGE_EVERY_BYTES, churnScavenges } from '../../src/util/buffer-churn.js';
+import { recordingSink } from '../support/recording-sink.js';
 
 const CHUNK = 64 * 1024;
 
@@ -24,23 +25,6 @@ function body(bytes: Buffer, options: { end?: boolean } = {}): PassThrough {
   return source;
 }
 
-function sink(): { destination: Writable; received: () => Buffer; finished: () => boolean } {
-  const parts: Buffer[] = [];
-  let done = false;
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      parts.push(Buffer.from(chunk));
-      callback();
-    },
-    writev(chunks, callback) {
-      for (const { chunk } of chunks) parts.push(Buffer.from(chunk as Buffer));
-      callback();
-    },
-  });
-  destination.on('finish', () => (done = true));
-  destination.on('error', () => undefined);
-  return { destination, received: () => Buffer.concat(parts), finished: () => done };
-}
 
 test('writeBody sends the whole body, or the range after `skip`, across chunk boundaries', async () => {
   const bytes = randomBytes(5 * CHUNK + 123);
@@ -53,7 +37,7 @@ test('writeBody sends the whole body, or the range after `skip`, across chunk bo
     [7, 0],
   ] as const) {
     const source = body(bytes);
-    const { destination, received, finished } = sink();
+    const { destination, received, finished } = recordingSink();
     await writeBody({ body: source, skip, size: bytes.length }, length, destination);
     await new Promise((resolve) => setImmediate(resolve));
     assert.ok(finished(), `ended cleanly: skip ${skip}, length ${length}`);
@@ -64,24 +48,24 @@ test('writeBody sends the whole body, or the range after `skip`, across chunk bo
 test('writeBody lets a body read to its end end by itself (undici reuses the connection), and drops one that holds more', async () => {
   const bytes = randomBytes(3 * CHUNK);
   const whole = body(bytes);
-  await writeBody({ body: whole, skip: 0, size: bytes.length }, bytes.length, sink().destination);
+  await writeBody({ body: whole, skip: 0, size: bytes.length }, bytes.length, recordingSink().destination);
   assert.ok(whole.readableEnded, 'the whole body ended');
 
   const more = body(bytes, { end: false });
-  await writeBody({ body: more, skip: 0, size: bytes.length }, CHUNK, sink().destination);
+  await writeBody({ body: more, skip: 0, size: bytes.length }, CHUNK, recordingSink().destination);
   assert.ok(more.destroyed, 'a body with more than the range is destroyed once the range is sent');
 });
 
 test('writeBody: a body that fails or ends short destroys the response, which never ends cleanly', async () => {
   const bytes = randomBytes(4 * CHUNK);
   const failing = body(bytes, { end: false });
-  const failed = sink();
+  const failed = recordingSink();
   failing.once('data', () => setImmediate(() => failing.destroy(new Error('socket hang up'))));
   await writeBody({ body: failing, skip: 0, size: bytes.length }, bytes.length, failed.destination);
   assert.equal(failed.destination.errored?.message, 'socket hang up');
   assert.ok(!failed.finished(), 'no clean end');
 
-  const short = sink();
+  const short = recordingSink();
   await writeBody({ body: body(bytes.subarray(0, 3 * CHUNK)), skip: 0, size: bytes.length }, bytes.length, short.destination);
   assert.match(short.destination.errored?.message ?? '', /body ended 65536 bytes short/);
   assert.ok(!short.finished(), 'no clean end');
@@ -136,7 +120,7 @@ test('writeBody counts the chunks of a fresh body (an S3 GET) towards the early 
   const bytes = randomBytes(3 * SCAVENGE_EVERY_BYTES);
   const counted = async (options: { freshChunks?: boolean }) => {
     const before = churnScavenges();
-    const { destination, received } = sink();
+    const { destination, received } = recordingSink();
     await writeBody({ body: body(bytes), skip: 0, size: bytes.length }, bytes.length, destination, options);
     assert.ok(received().equals(bytes));
     return churnScavenges() - before;
