@@ -64,13 +64,18 @@ const MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024;
 // suspended between chunks): 100 MiB to Swift s3api on a loaded 2-CPU box went 17-35 MB/s with
 // 2 parts in flight, 31-55 MB/s with 4 or 6 (8, 16 and 32 MiB parts alike, within the noise).
 const PARTS_IN_FLIGHT = 4;
-// Parts in flight while bytes are still being written. The scratch file is the buffer (on disk,
-// bounded by the blob's size, which hasRoomFor checked), so the upload need not keep pace with
-// the download: it drains the file behind it, one part at a time, and catches up at full
-// parallelism once the digest checked out. Four parts at once while downloading took the CPU
-// the client's stream and the hashing needed (the S3 server shares the cores): the bench's
-// cold miss went from 4.05x the reference's client time to 1.3-2.3x (loaded 2-core machine).
+// While bytes are still being written, a part goes up alongside them only when it filled
+// slowly: its bytes took at least SLOW_PART_FILL_MS to arrive (8 MiB parts: below 64 MiB/s, a
+// pull over a WAN), so the network, not the CPU, is what the client waits for, and the blob is
+// in the bucket soon after its last byte. A part that filled faster waits in the scratch file
+// (on disk, bounded by the blob's size, which hasRoomFor checked) until the digest checked out,
+// then goes with the rest at full parallelism. On the bench's loaded 2-CPU machine (Swift's
+// Python proxy shares the cores; upstream on loopback), one part in flight during a 200 MiB
+// download made the cold miss 2.77 s for the client and 3.11 s until stored; waiting made it
+// 1.03 s and 2.41 s (`npm run bench -- --only s3`, medians of 3, one after the other).
+// Four at once during the download had been worse still (4.05x the reference's client time).
 const PARTS_IN_FLIGHT_WHILE_WRITING = 1;
+export const SLOW_PART_FILL_MS = 125;
 // Object GETs are presigned for this long: they are sent at once, so only clock skew matters.
 const PRESIGNED_READ_TTL_SECONDS = 5 * 60;
 // Every hit being served holds one connection for as long as its client reads.
@@ -603,6 +608,10 @@ class S3BlobWriter implements BlobWriter {
   private partProgress = deferred<void>();
   /** Every byte is in (or an upload is between chunks): send parts at full parallelism. */
   private draining = false;
+  /** The last part filled slowly (SLOW_PART_FILL_MS): parts may go while bytes still arrive. */
+  private uploadAlongside = false;
+  /** When the part being filled got its first byte (the previous part's last). */
+  private partFillStartedAt: number | undefined;
   private failure: Error | undefined;
   private readonly cancel = new AbortController();
   private verified: Digest | undefined;
@@ -640,9 +649,14 @@ class S3BlobWriter implements BlobWriter {
    */
   writeNow(chunk: Uint8Array): Promise<void> | undefined {
     this.throwIfFailed();
+    const now = Date.now();
+    this.partFillStartedAt ??= now;
     const pending = writeChunk(this.scratch, chunk);
-    this.lastWriteAt = Date.now();
+    this.lastWriteAt = now;
     while (this.scratch.bytesWritten - this.assigned >= this.context.partBytes) {
+      // A chunk that completes two parts at once completed the second fast.
+      this.uploadAlongside = now - this.partFillStartedAt >= SLOW_PART_FILL_MS;
+      this.partFillStartedAt = now;
       this.schedulePart(this.assigned, this.context.partBytes);
     }
     return pending;
@@ -691,7 +705,7 @@ class S3BlobWriter implements BlobWriter {
 
   /** Starts queued parts up to the number allowed in flight now. */
   private sendParts(): void {
-    const limit = this.draining ? PARTS_IN_FLIGHT : PARTS_IN_FLIGHT_WHILE_WRITING;
+    const limit = this.draining ? PARTS_IN_FLIGHT : this.uploadAlongside ? PARTS_IN_FLIGHT_WHILE_WRITING : 0;
     while (this.sendingParts.size < limit) {
       const part = this.queuedParts.shift();
       if (part === undefined) return;

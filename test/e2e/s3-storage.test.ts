@@ -8,13 +8,14 @@ import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { setTimeout } from 'node:timers/promises';
 import { buffer } from 'node:stream/consumers';
 import { after, test } from 'node:test';
 import { stringify } from 'yaml';
 import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { DigestMismatchError } from '../../src/storage/blob-store.js';
-import { MIN_PART_BYTES, S3BlobStore } from '../../src/storage/s3-blob-store.js';
+import { MIN_PART_BYTES, S3BlobStore, SLOW_PART_FILL_MS } from '../../src/storage/s3-blob-store.js';
 import { S3MetadataDriver } from '../../src/storage/s3-metadata-driver.js';
 import { s3StorageConfig, startSwift, type SwiftHandle } from '../harness/swift.js';
 import { pollUntil } from '../harness/wait.js';
@@ -80,8 +81,12 @@ const bigDigest = parseDigest(digestOf(big));
 test('s3: a multipart blob lands at <prefix>blobs/sha256/<2 hex>/<64 hex>, nothing else is left, and it reads back by range', async () => {
   const store = await newStore();
   const writer = await store.createWriter(bigDigest);
-  for (let at = 0; at < big.byteLength; at += 100_000) await writer.write(big.subarray(at, at + 100_000));
-  // Full parts upload while the blob is written, to its final key.
+  // Written slowly, as a pull over a WAN arrives: full parts upload while the blob is
+  // written, to its final key.
+  for (let at = 0; at < big.byteLength; at += MIN_PART_BYTES / 4) {
+    await writer.write(big.subarray(at, at + MIN_PART_BYTES / 4));
+    await setTimeout(SLOW_PART_FILL_MS / 2);
+  }
   await pollUntil(async () => (await uploadsUnder(store.testPrefix)).length > 0, { timeoutMs: 10_000, what: 'a multipart upload to start' });
   assert.deepEqual(await uploadsUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
   assert.equal(await store.stat(bigDigest), undefined, 'parts are invisible before the commit');
@@ -93,6 +98,28 @@ test('s3: a multipart blob lands at <prefix>blobs/sha256/<2 hex>/<64 hex>, nothi
   assert.ok(handle);
   const start = MIN_PART_BYTES - 7;
   assert.ok((await buffer(handle.stream({ start, end: start + 99 }))).equals(big.subarray(start, start + 100)));
+  assert.ok((await buffer((await store.open(bigDigest))!.stream())).equals(big));
+});
+
+test('s3: parts of a blob that arrives fast wait for its digest check, then upload; nothing is sent before', async () => {
+  const store = await newStore();
+  const writer = await store.createWriter(bigDigest);
+  try {
+    // Two full parts and a remainder in one chunk: each part filled in no time, as from an
+    // upstream on the LAN, where uploading alongside would take the CPU the client's stream needs.
+    await writer.write(big);
+    // Long enough for a part sent at once to have opened its multipart upload.
+    await setTimeout(4 * SLOW_PART_FILL_MS);
+    assert.deepEqual(await uploadsUnder(store.testPrefix), [], 'no multipart upload while the bytes are unverified');
+    await writer.verify(big.byteLength);
+    await pollUntil(async () => (await uploadsUnder(store.testPrefix)).length > 0, { timeoutMs: 10_000, what: 'the parts to upload once verified' });
+    await writer.commit(big.byteLength);
+  } finally {
+    // A failed assertion must not leave parts uploading (the file would never end).
+    if (!(await store.stat(bigDigest))) await writer.abort();
+    writer.close();
+  }
+  assert.deepEqual(await keysUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
   assert.ok((await buffer((await store.open(bigDigest))!.stream())).equals(big));
 });
 
@@ -185,7 +212,7 @@ test('s3: verify, close, then commit (an import) needs nothing local at commit',
   for (const writer of staged) await writer.commit();
   assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
   assert.ok((await store.readAll(smallDigest, 100))?.equals(small));
-  await new Promise((resolve) => setTimeout(resolve, 100)); // scratch files go in the background
+  await setTimeout(100); // scratch files go in the background
   assert.deepEqual(await readdir(path.join(scratchDir, 'tmp')), [], 'no scratch file left');
 });
 
