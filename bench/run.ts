@@ -29,7 +29,7 @@ import { pollUntil } from '../test/harness/wait.js';
 import { startNginx } from './lib/nginx.js';
 import { CLUSTER_ROWS, runClusterPart } from './parts/cluster.js';
 import { runS3Part, S3_ROWS } from './parts/s3.js';
-import { cpuSeconds, curlGet, highWaterMb, pushRandomBlob, median, parallelGets, runInherited, runWrk, sampleRss, ttfbSeries } from './lib/measure.js';
+import { cpuSeconds, curlGet, highWaterMb, manifestRequests, pushRandomBlob, median, parallelGets, runInherited, runWrk, sampleRss, ttfbSeries } from './lib/measure.js';
 
 const MiB = 1024 * 1024;
 const ALL_PARTS = ['hit', 'ttfb', 'cold', 'coalesce', 'tags', 's3', 'cluster'] as const;
@@ -237,13 +237,9 @@ async function main(): Promise<void> {
     }
     if (opts.parts.has('tags')) {
       for (const system of rotate(['longshore', 'reference'], run)) {
-        const cpuBefore = cpuSeconds(mirrorPids[system]).total;
-        const result = await runWrk(`${hitUrls[system]}${manifestPath}`, { threads: 2, connections: 16, seconds: opts.wrkSeconds, headers: { accept: MANIFEST_ACCEPT } });
-        const cpu = cpuSeconds(mirrorPids[system]).total - cpuBefore;
-        if (result.non2xx > 0) throw new Error(`wrk against ${system}: ${result.non2xx} non-2xx answers`);
+        const result = await manifestRequests(`${hitUrls[system]}${manifestPath}`, mirrorPids[system], opts.wrkSeconds);
         record('tags_rps', system, result.requestsPerSecond);
-        // wrk keeps both cores busy, so throughput alone hides what a request costs the mirror.
-        record('tags_cpu_us', system, (cpu * 1e6) / (result.requestsPerSecond * opts.wrkSeconds));
+        record('tags_cpu_us', system, result.cpuUsPerRequest);
       }
     }
   }

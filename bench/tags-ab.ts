@@ -15,8 +15,7 @@
 import { pushDockerImage } from '../test/harness/images.js';
 import { startLongshore, type LongshoreHandle } from '../test/harness/longshore.js';
 import { startRegistry } from '../test/harness/registry.js';
-import { MANIFEST_ACCEPT } from '../test/harness/registry-client.js';
-import { cpuSeconds, median, numberFlag, runWrk } from './lib/measure.js';
+import { manifestRequests, median, numberFlag } from './lib/measure.js';
 
 const IDLE_TIMEOUT_OFF = 'idle-timeout-off';
 const MANIFEST_PATH = '/v2/perf/small/manifests/v1';
@@ -51,18 +50,13 @@ async function main(): Promise<void> {
       const config = { logLevel: 'warn', upstreams: [{ name: 'origin', url: upstream.url, default: true }], ...(variant.idleTimeoutOff ? { http: { bodyIdleTimeout: 0 } } : {}) };
       servers.push({ ...variant, handle: await startLongshore(config, { entry: variant.entry, nodeArgs: variant.nodeArgs }), rps: [], cpuUs: [] });
     }
-    const wrk = (server: (typeof servers)[number], runSeconds: number) =>
-      runWrk(`${server.handle.url}${MANIFEST_PATH}`, { threads: 2, connections: 16, seconds: runSeconds, headers: { accept: MANIFEST_ACCEPT } });
-    for (const server of servers) await wrk(server, 2); // tag cached, code optimized
+    const measure = (server: (typeof servers)[number], runSeconds: number) => manifestRequests(`${server.handle.url}${MANIFEST_PATH}`, server.handle.process?.child.pid, runSeconds);
+    for (const server of servers) await measure(server, 2); // tag cached, code optimized
     for (let round = 0; round < rounds; round++) {
       for (const server of round % 2 === 0 ? servers : [...servers].reverse()) {
-        const pid = server.handle.process?.child.pid;
-        const before = cpuSeconds(pid).total;
-        const result = await wrk(server, seconds);
-        const cpu = cpuSeconds(pid).total - before;
-        if (result.non2xx > 0) throw new Error(`${server.name}: ${result.non2xx} non-2xx answers`);
+        const result = await measure(server, seconds);
         server.rps.push(result.requestsPerSecond);
-        server.cpuUs.push((cpu * 1e6) / (result.requestsPerSecond * seconds));
+        server.cpuUs.push(result.cpuUsPerRequest);
       }
     }
   } finally {

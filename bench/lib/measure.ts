@@ -8,7 +8,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client } from 'undici';
-import { uploadBlob } from '../../test/harness/registry-client.js';
+import { MANIFEST_ACCEPT, uploadBlob } from '../../test/harness/registry-client.js';
 
 export interface Download {
   status: number;
@@ -209,4 +209,17 @@ export function cpuSeconds(pid: number | undefined): { total: number; threads: M
 export function numberFlag(argv: readonly string[], name: string, fallback: number): number {
   const at = argv.indexOf(name);
   return at >= 0 ? Number(argv[at + 1]) : fallback;
+}
+
+/**
+ * Manifest-by-tag requests as every bench measures them (`npm run bench`'s tags part,
+ * bench/tags-ab.ts): wrk -t2 -c16 for `seconds`, and the CPU each request cost the server (all
+ * threads of `pid`): wrk keeps both cores busy, so throughput alone hides what a request costs.
+ */
+export async function manifestRequests(url: string, pid: number | undefined, seconds: number): Promise<{ requestsPerSecond: number; cpuUsPerRequest: number }> {
+  const cpuBefore = cpuSeconds(pid).total;
+  const result = await runWrk(url, { threads: 2, connections: 16, seconds, headers: { accept: MANIFEST_ACCEPT } });
+  const cpu = cpuSeconds(pid).total - cpuBefore;
+  if (result.non2xx > 0) throw new Error(`wrk against ${url}: ${result.non2xx} non-2xx answers`);
+  return { requestsPerSecond: result.requestsPerSecond, cpuUsPerRequest: (cpu * 1e6) / (result.requestsPerSecond * seconds) };
 }

@@ -25,7 +25,6 @@ function body(bytes: Buffer, options: { end?: boolean } = {}): PassThrough {
   return source;
 }
 
-
 test('writeBody sends the whole body, or the range after `skip`, across chunk boundaries', async () => {
   const bytes = randomBytes(5 * CHUNK + 123);
   for (const [skip, length] of [
