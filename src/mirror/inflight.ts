@@ -16,13 +16,13 @@ import { Readable, type Writable } from 'node:stream';
 import type { Leases } from '../coordination/ports.js';
 import { createDigester, type Digest } from '../protocol/digest.js';
 import { RegistryError } from '../protocol/errors.js';
-import { READ_CHUNK_BYTES, DigestMismatchError, SizeMismatchError, writeChunk, type BlobStore, type BlobWriter, type ByteRange, type SendableBlob } from '../storage/blob-store.js';
+import { DigestMismatchError, SizeMismatchError, type BlobStore, type BlobWriter, type ByteRange, type SendableBlob } from '../storage/blob-store.js';
+import { FollowingReader, receiveBody, writeFollowing, type FollowedBlob } from '../storage/growing-blob.js';
 import { isStorageRefusal } from '../storage/refusal.js';
-import { writeBody } from '../storage/write-body.js';
 import type { CacheOutcome } from './outcome.js';
 import type { UpstreamBlob } from '../upstream/upstream.js';
 import { noteBufferChurn } from '../util/buffer-churn.js';
-import { deferred } from '../util/deferred.js';
+import { ChangeSignal, deferred } from '../util/deferred.js';
 
 /** Where a fetch gets its bytes and how they are checked. */
 export interface FetchSource {
@@ -105,7 +105,7 @@ export interface InflightOptions {
  */
 export const FETCH_LEASE_TTL_MS = 5_000;
 
-export class BlobFetch {
+export class BlobFetch implements FollowedBlob {
   private state: FetchState = 'starting';
   private failure: Error | undefined;
   private writer: BlobWriter | undefined;
@@ -113,7 +113,7 @@ export class BlobFetch {
   // closes when the last one leaves, so a small blob that lands before a joiner opens its
   // reader is still readable by it.
   private holds = 1;
-  private wake = deferred<void>();
+  private readonly progress = new ChangeSignal();
   /** Resolves once bytes can be read (the upstream answered); rejects if the fetch fails first. */
   readonly ready: Promise<{ size: number | undefined }>;
   private readonly readyControl = deferred<{ size: number | undefined }>();
@@ -212,60 +212,17 @@ export class BlobFetch {
     }
   }
 
-  /**
-   * Takes the upstream body into the writer chunk by chunk, through 'data' events: no async
-   * iterator, no promise and no tick per chunk (a 200 MiB miss is ~3,200 chunks, and this
-   * thread also serves every reader). The body is paused only while the writer is behind
-   * (writeNow's promise; every write() of a writer without writeNow), so writes stay in order,
-   * one at a time, and memory stays bounded by the writer's own limit.
-   */
+  /** The upstream body into the writer, each chunk counted, checked and offered to readers. */
   private receive(upstream: UpstreamBlob, writer: BlobWriter, verifier: { update(chunk: Buffer): void } | undefined): Promise<void> {
-    const body = upstream.body;
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      let waiting: Promise<void> | undefined;
-      const settle = (error?: Error) => {
-        if (settled) return;
-        settled = true;
-        body.off('data', onData).off('end', onEnd).off('error', settle).off('close', onClose);
-        body.on('error', ignoreLateError); // the body is done with: an error it emits now changes nothing
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onData = (chunk: Buffer) => {
-        if (settled) return;
-        try {
-          const start = writer.bytesWritten;
-          this.received += chunk.byteLength;
-          noteBufferChurn(chunk.byteLength);
-          const pending = writeChunk(writer, chunk);
-          verifier?.update(chunk);
-          this.recent = { start, chunk };
-          if (upstream.size !== undefined && start + chunk.byteLength > upstream.size) {
-            throw new Error(`upstream sent more than its Content-Length of ${upstream.size} bytes for ${this.key}`);
-          }
-          this.notify();
-          if (pending) {
-            waiting = pending;
-            body.pause();
-            pending.then(() => {
-              waiting = undefined;
-              if (!settled) body.resume();
-            }, settle);
-          }
-        } catch (error) {
-          settle(error as Error);
-        }
-      };
-      // The last write may still be waiting for the file when the body ends.
-      const onEnd = () => {
-        if (waiting) waiting.then(() => settle(), settle);
-        else settle();
-      };
-      const onClose = () => {
-        if (!body.readableEnded) settle(new Error(`upstream body of ${this.key} closed before its end`));
-      };
-      body.on('data', onData).on('end', onEnd).on('error', settle).on('close', onClose);
+    return receiveBody(upstream.body, writer, `upstream body of ${this.key}`, (start, chunk) => {
+      this.received += chunk.byteLength;
+      noteBufferChurn(chunk.byteLength);
+      if (upstream.size !== undefined && start + chunk.byteLength > upstream.size) {
+        throw new Error(`upstream sent more than its Content-Length of ${upstream.size} bytes for ${this.key}`);
+      }
+      verifier?.update(chunk);
+      this.recent = { start, chunk };
+      this.notify();
     });
   }
 
@@ -309,92 +266,22 @@ export class BlobFetch {
     return new FollowingReader(this, this.writer, range);
   }
 
+  /** openReader() written into `destination` without a stream in between (writeFollowing). */
+  writeTo(destination: Writable, range?: ByteRange): Promise<void> {
+    if (!this.writer) throw new Error(`writeTo before fetch of ${this.key} was ready`);
+    return writeFollowing(this, this.writer, destination, range);
+  }
+
   /** Resolves at the next progress or state change. */
   changed(): Promise<void> {
-    return this.wake.promise;
+    return this.progress.next();
   }
 
   private notify(): void {
-    const current = this.wake;
-    this.wake = deferred<void>();
-    current.resolve();
+    this.progress.fire();
   }
 }
 
-class FollowingReader extends Readable {
-  private position: number;
-  private pumping = false;
-  private released = false;
-
-  constructor(
-    private readonly fetch: BlobFetch,
-    private readonly writer: BlobWriter,
-    private readonly range: ByteRange | undefined,
-  ) {
-    super({ highWaterMark: READ_CHUNK_BYTES });
-    this.position = range?.start ?? 0;
-  }
-
-  override _read(): void {
-    if (!this.pumping) void this.pump();
-  }
-
-  private async pump(): Promise<void> {
-    this.pumping = true;
-    try {
-      for (;;) {
-        if (this.destroyed) return;
-        if (this.fetch.failed) {
-          this.destroy(this.fetch.failed);
-          return;
-        }
-        const verified = this.fetch.verified;
-        const available = this.writer.bytesWritten;
-        // Inclusive index of the last byte this reader delivers. With no Content-Length the end
-        // is unknown until verified; the response is chunked and its terminator is what waits.
-        const size = this.fetch.size;
-        const last = this.range?.end ?? (size !== undefined ? size - 1 : verified ? available - 1 : Number.POSITIVE_INFINITY);
-        if (verified && this.position > last) {
-          this.push(null);
-          return;
-        }
-        let limit = Math.min(available, last + 1);
-        if (!verified) limit = Math.min(limit, last); // hold back the final byte until verified
-        if (this.position < limit) {
-          const chunk = this.fromRecent(limit) ?? (await this.writer.readAt(this.position, Math.min(limit - this.position, READ_CHUNK_BYTES)));
-          if (this.destroyed) return;
-          this.position += chunk.byteLength;
-          if (!this.push(chunk)) return; // resume on the next _read
-          continue;
-        }
-        await this.fetch.changed();
-      }
-    } catch (error) {
-      this.destroy(error as Error);
-    } finally {
-      this.pumping = false;
-    }
-  }
-
-  /** The bytes at our position from the chunk just written, when we are that close behind. */
-  private fromRecent(limit: number): Buffer | undefined {
-    const recent = this.fetch.recent;
-    if (!recent) return undefined;
-    const offset = this.position - recent.start;
-    if (offset < 0 || offset >= recent.chunk.byteLength) return undefined;
-    return recent.chunk.subarray(offset, offset + Math.min(limit - this.position, recent.chunk.byteLength - offset));
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.released) {
-      this.released = true;
-      this.fetch.leave();
-    }
-    callback(error);
-  }
-}
-
-function ignoreLateError(): void {}
 
 /**
  * An upstream body for one client as it is, uncached (a store without room), checked on the
@@ -431,15 +318,15 @@ export function followingBlob(fetch: BlobFetch, size: number | undefined): Senda
       taken = true;
       return Promise.resolve();
     },
-    // With a known length, GETs go through writeBody: the chunks that land in one poll of the
-    // event loop leave in one writev, where a piped stream made a write per 64 KiB chunk.
+    // With a known length, GETs are written straight into the response (writeFollowing): the
+    // chunks that land in one poll of the event loop leave in one writev, where a piped stream
+    // made a write per 64 KiB chunk, and bytes read back from the file go through pooled buffers.
     ...(size === undefined
       ? {}
       : {
           writeTo: (destination: Writable, range?: ByteRange) => {
             taken = true;
-            const length = range ? range.end - range.start + 1 : size;
-            return writeBody({ body: fetch.openReader(range), skip: 0, size: length }, length, destination);
+            return fetch.writeTo(destination, range);
           },
         }),
   };

@@ -4,6 +4,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
+import { noteBufferChurn } from '../util/buffer-churn.js';
 
 // 512 KiB reads: with the 64 KiB default, serving large layers is dominated by per-chunk
 // overhead (~0.35x nginx with 16 streams). Stored blobs go out through BlobHandle.writeTo with
@@ -11,6 +12,27 @@ import type { Digest, DigestAlgorithm } from '../protocol/digest.js';
 // a stream allocating a fresh buffer per read reached ~0.85x in isolation and ~0.45x in full
 // bench runs, its garbage piling up between collections.
 export const READ_CHUNK_BYTES = 512 * 1024;
+
+// Read buffers of READ_CHUNK_BYTES, reused across responses: serving a hit (FsBlobHandle.writeTo)
+// or following a blob as it lands (writeFollowing) allocates nothing per chunk. A fresh 512 KiB
+// buffer per read is fresh memory to fault in and collect: 16 followers of a shared S3 read
+// spent ~1.2 s of CPU per libuv thread on it (`npm run bench -- --only s3`). Bounded, so a
+// burst of clients does not pin memory afterwards.
+const readBufferPool: Buffer[] = [];
+const MAX_POOLED_READ_BUFFERS = 32;
+
+export function takeReadBuffer(): Buffer {
+  const pooled = readBufferPool.pop();
+  if (pooled) return pooled;
+  // More clients than the pool holds: this one may end up as garbage (giveReadBuffer drops it).
+  noteBufferChurn(READ_CHUNK_BYTES);
+  return Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
+}
+
+/** Gives a buffer back once nothing uses it any more (a write's callback came). */
+export function giveReadBuffer(buffer: Buffer): void {
+  if (readBufferPool.length < MAX_POOLED_READ_BUFFERS) readBufferPool.push(buffer);
+}
 
 export interface ByteRange {
   start: number;
@@ -34,6 +56,8 @@ export interface BlobHandle {
    * stream layers in between (fs: pooled buffers instead of one allocated per chunk; S3: the
    * GET's chunks, batched into fewer socket writes), and closes the handle. Resolves when done
    * or when the destination went away; a failed read destroys `destination`, never ends it.
+   * `destination` must be done with a chunk once it calls back the chunk's write (a socket, an
+   * HTTP response; not a PassThrough, which hands the chunk on uncopied): the buffer is reused then.
    */
   writeTo?(destination: Writable, range?: ByteRange): Promise<void>;
   /**
@@ -87,6 +111,12 @@ export interface BlobWriter {
   writeNow?(chunk: Uint8Array): Promise<void> | undefined;
   /** Reads already-written bytes; used by followers tailing an in-progress fetch. */
   readAt(position: number, length: number): Promise<Buffer>;
+  /**
+   * Optional readAt without an allocation: bytes read from the file go into `buffer` (a pooled
+   * one); bytes still in memory come back as a view of the chunk that holds them. Either way
+   * the answer is at most `length` and `buffer.byteLength` bytes long.
+   */
+  readInto?(buffer: Buffer, position: number, length: number): Promise<Buffer>;
   /**
    * Checks the digest (and size, when given) without publishing; on a mismatch the partial
    * blob is deleted and the error thrown. For all-or-nothing imports: verify everything first,

@@ -14,6 +14,8 @@ import { FileHasher } from './file-hasher.js';
 import {
   READ_CHUNK_BYTES,
   checkWritten,
+  giveReadBuffer,
+  takeReadBuffer,
   sliceOfChunks,
   type PositionedChunk,
   type BlobHandle,
@@ -179,19 +181,6 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-// Read buffers for writeTo, reused across responses: serving hits allocates nothing per
-// chunk. Bounded, so a burst of clients does not pin memory afterwards.
-const readBufferPool: Buffer[] = [];
-const MAX_POOLED_READ_BUFFERS = 32;
-
-function takeReadBuffer(): Buffer {
-  return readBufferPool.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
-}
-
-function giveReadBuffer(buffer: Buffer): void {
-  if (readBufferPool.length < MAX_POOLED_READ_BUFFERS) readBufferPool.push(buffer);
-}
-
 class FsBlobHandle implements BlobHandle {
   private closed = false;
   constructor(
@@ -343,6 +332,8 @@ class FsBlobWriter implements BlobWriter {
   private state: 'open' | 'committed' | 'aborted' = 'open';
   private closing: Promise<void> | undefined;
   private verified: Digest | undefined;
+  /** Why verify() threw the bytes away (a digest or size mismatch), for readers still reading. */
+  private rejectedBy: Error | undefined;
   private reopening: Promise<FileHandle> | undefined;
 
   constructor(
@@ -461,19 +452,26 @@ class FsBlobWriter implements BlobWriter {
   }
 
   async readAt(position: number, length: number): Promise<Buffer> {
-    // Aborted: the unflushed bytes are gone, and an empty answer would spin a reader.
-    if (this.state === 'aborted') throw new Error(`read after abort for ${this.label}`);
     // Bytes not yet in the file come straight from the chunk that holds them.
-    if (position >= this.flushed) return sliceOfChunks(this.unflushed, position, length);
-    const buffer = Buffer.allocUnsafe(Math.min(length, this.flushed - position));
+    if (this.state !== 'aborted' && position >= this.flushed) return sliceOfChunks(this.unflushed, position, length);
+    const buffer = Buffer.allocUnsafe(Math.max(0, Math.min(length, this.flushed - position)));
     noteBufferChurn(buffer.byteLength); // garbage once the reader sent it on
+    return this.readInto(buffer, position, length);
+  }
+
+  async readInto(buffer: Buffer, position: number, length: number): Promise<Buffer> {
+    // Aborted: the unflushed bytes are gone, and an empty answer would spin a reader. Followers
+    // reading when verify() found a mismatch learn that, not only that the file is gone.
+    if (this.state === 'aborted') throw this.rejectedBy ?? new Error(`read after abort for ${this.label}`);
+    if (position >= this.flushed) return sliceOfChunks(this.unflushed, position, Math.min(length, buffer.byteLength));
+    const wanted = Math.min(length, buffer.byteLength, this.flushed - position);
     let filled = 0;
-    while (filled < buffer.byteLength) {
-      const { bytesRead } = await (await this.file()).read(buffer, filled, buffer.byteLength - filled, position + filled);
+    while (filled < wanted) {
+      const { bytesRead } = await (await this.file()).read(buffer, filled, wanted - filled, position + filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
-    return filled === buffer.byteLength ? buffer : buffer.subarray(0, filled);
+    return buffer.subarray(0, filled);
   }
 
   async verify(expectedSize?: number): Promise<Digest> {
@@ -489,6 +487,7 @@ class FsBlobWriter implements BlobWriter {
     }
     const checked = checkWritten(hex, this.algorithm, this.accepted, { label: this.label, digest: this.expected, size: expectedSize });
     if ('error' in checked) {
+      this.rejectedBy = checked.error;
       await this.abort();
       throw checked.error;
     }

@@ -48,6 +48,7 @@ import { createDigester, tryParseDigest, type Digest, type DigestAlgorithm } fro
 import { READ_CHUNK_BYTES, DigestMismatchError, writeChunk, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange, type StoredBlob } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { S3BucketUnusable } from './s3-errors.js';
+import { SharedReads, type SharedReadHandle } from './shared-reads.js';
 import { ByteWindow, writeBody } from './write-body.js';
 import { deferred } from '../util/deferred.js';
 
@@ -161,6 +162,8 @@ export class S3BlobStore implements BlobStore {
   private readonly partBytes: number;
   private readonly scratch: FsBlobStore;
   private readonly live = new Set<S3BlobWriter>();
+  /** Concurrent whole-object hits of one blob share one GET (storage/shared-reads.ts). */
+  private readonly sharedReads: SharedReads;
   /** Connections for object GETs (hits), which go through undici with presigned URLs. */
   private readonly objectReads = new Agent({
     connections: MAX_READ_CONNECTIONS,
@@ -176,6 +179,12 @@ export class S3BlobStore implements BlobStore {
     this.partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
     if (this.partBytes < MIN_PART_BYTES) throw new Error(`S3 part size ${this.partBytes} is below S3's minimum of ${MIN_PART_BYTES} bytes`);
     this.scratch = new FsBlobStore(options.scratchDir);
+    this.sharedReads = new SharedReads(this.scratch);
+  }
+
+  /** Shared reads in progress: their GET running, or readers still on the scratch copy. */
+  get sharedReadCount(): number {
+    return this.sharedReads.count;
   }
 
   private get where(): string {
@@ -215,17 +224,24 @@ export class S3BlobStore implements BlobStore {
 
   /**
    * Starts the GET at once: a response under way keeps streaming even if the object is deleted
-   * meanwhile (gc, eviction), which is what a handle promises.
+   * meanwhile (gc, eviction), which is what a handle promises. While a shared read of the blob
+   * is in progress, its handle follows that read instead (its GET also started before any
+   * delete: delete() takes it out of reach first).
    */
   async open(digest: Digest): Promise<BlobHandle | undefined> {
     return this.options.redirectUrlTtlSeconds === undefined ? this.openStreaming(digest) : this.openRedirectable(digest, this.options.redirectUrlTtlSeconds);
   }
 
   private async openStreaming(digest: Digest): Promise<BlobHandle | undefined> {
+    const joined = this.sharedReads.join(digest);
+    if (joined) return joined;
     const key = this.blobKey(digest);
     const object = await this.getObject(key);
     if (object === undefined) return undefined;
-    return new S3BlobHandle(object.body, object.size, (range) => this.getRange(key, range));
+    return new S3BlobHandle(object.body, object.size, {
+      getRange: (range) => this.getRange(key, range),
+      share: (body) => this.sharedReads.share(digest, body, object.size),
+    });
   }
 
   /**
@@ -319,6 +335,7 @@ export class S3BlobStore implements BlobStore {
 
   /** S3 deletes say nothing about whether there was an object: a HEAD first tells. */
   async delete(digest: Digest): Promise<boolean> {
+    this.sharedReads.forget(digest);
     if ((await this.stat(digest)) === undefined) return false;
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest) }));
     return true;
@@ -407,6 +424,7 @@ export class S3BlobStore implements BlobStore {
   /** Shutdown: writes that will never commit now are aborted, their uploads and files removed. */
   async close(): Promise<void> {
     await Promise.all([...this.live].map((writer) => writer.abort()));
+    this.sharedReads.close();
     await this.scratch.close();
     // The server stopped answering before the store closes: a GET still open has no reader.
     await this.objectReads.destroy();
@@ -455,7 +473,11 @@ class S3BlobHandle implements BlobHandle {
   constructor(
     body: Readable,
     readonly size: number,
-    private readonly getRange: (range: ByteRange) => Promise<Readable>,
+    private readonly object: {
+      getRange(range: ByteRange): Promise<Readable>;
+      /** Makes a GET of the whole object a read that concurrent hits share (SharedReads.share). */
+      share(body: Readable): Promise<SharedReadHandle | undefined>;
+    },
   ) {
     this.body = body;
   }
@@ -483,11 +505,16 @@ class S3BlobHandle implements BlobHandle {
 
   /**
    * GET hits: the body's chunks go straight into the client's response (writeBody), without
-   * the stream layers of stream().
+   * the stream layers of stream(). A whole-object hit of a big blob becomes a shared read that
+   * hits coming meanwhile follow instead of sending GETs of their own (storage/shared-reads.ts).
    */
   async writeTo(destination: Writable, range?: ByteRange): Promise<void> {
     const body = this.takeBody();
     const { start, end, length } = this.bounds(range);
+    if (start === 0 && length === this.size) {
+      const shared = await this.object.share(body);
+      if (shared) return shared.writeTo(destination);
+    }
     let source: { body: Readable; skip: number; size: number };
     try {
       source = start === 0 ? { body, skip: 0, size: this.size } : await this.rangedSource(body, start, end);
@@ -511,7 +538,7 @@ class S3BlobHandle implements BlobHandle {
    */
   private async rangedSource(body: Readable, start: number, end: number): Promise<{ body: Readable; skip: number; size: number }> {
     try {
-      const ranged = await this.getRange({ start, end });
+      const ranged = await this.object.getRange({ start, end });
       body.destroy();
       return { body: ranged, skip: 0, size: end - start + 1 };
     } catch (error) {
@@ -668,6 +695,10 @@ class S3BlobWriter implements BlobWriter {
 
   readAt(position: number, length: number): Promise<Buffer> {
     return this.scratch.readAt(position, length);
+  }
+
+  readInto(buffer: Buffer, position: number, length: number): Promise<Buffer> {
+    return this.scratch.readInto ? this.scratch.readInto(buffer, position, length) : this.scratch.readAt(position, Math.min(length, buffer.byteLength));
   }
 
   /**

@@ -1,6 +1,6 @@
 // Writing a body that arrives as a stream of network-sized chunks into an HTTP response: an S3
-// hit's GET body (S3BlobHandle.writeTo) and the bytes of a fetch in progress for each of its
-// clients (followingBlob in mirror/inflight.ts).
+// hit's GET body (S3BlobHandle.writeTo) read alone, not shared. (Clients of a blob still landing,
+// a fetch or a shared read, are written by writeFollowing in storage/growing-blob.ts.)
 import type { Readable, Writable } from 'node:stream';
 import { noteBufferChurn } from '../util/buffer-churn.js';
 

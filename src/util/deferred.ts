@@ -14,3 +14,21 @@ export function deferred<T>(): Deferred<T> {
   });
   return { promise, resolve, reject };
 }
+
+/**
+ * Wakes everyone waiting for the next change of something (bytes landing, a state change):
+ * next() resolves at the following fire(), never with a past one.
+ */
+export class ChangeSignal {
+  private current = deferred<void>();
+
+  next(): Promise<void> {
+    return this.current.promise;
+  }
+
+  fire(): void {
+    const fired = this.current;
+    this.current = deferred<void>();
+    fired.resolve();
+  }
+}

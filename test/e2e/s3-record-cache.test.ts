@@ -17,6 +17,7 @@ import { makeTempDir, type TempDir } from '../harness/tmp.js';
 import { pollUntil } from '../harness/wait.js';
 import { basic, V1Client } from '../harness/v1-client.js';
 import { startInProcess, type InProcessLongshore } from '../support/in-process.js';
+import { countObjectGets } from '../support/s3-gets.js';
 import { writeHtpasswd } from '../support/users.js';
 import { v1Chain } from '../support/v1-images.js';
 
@@ -28,23 +29,9 @@ let work: TempDir;
 let replicas: InProcessLongshore[] = [];
 let mirrored: GeneratedImage;
 
-let counters = 0;
-
 /** The keys of the GETs one replica sends to S3 from now until the end of test `t`. */
 function countGets(t: TestContext, replica: InProcessLongshore): string[] {
-  const keys: string[] = [];
-  const stack = (replica.server.services.blobs as S3BlobStore).client.middlewareStack;
-  const name = `testCountGets${++counters}`;
-  t.after(() => stack.remove(name));
-  stack.add(
-    (next, context) => (args) => {
-      const input = args.input as { Key?: string };
-      if (context.commandName === 'GetObjectCommand' && input.Key !== undefined) keys.push(input.Key);
-      return next(args);
-    },
-    { step: 'initialize', name },
-  );
-  return keys;
+  return countObjectGets(t, (replica.server.services.blobs as S3BlobStore).client);
 }
 
 before(async () => {

@@ -7,19 +7,21 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { setTimeout } from 'node:timers/promises';
 import { buffer } from 'node:stream/consumers';
 import { after, test } from 'node:test';
 import { stringify } from 'yaml';
 import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { digestOf, parseDigest } from '../../src/protocol/digest.js';
+import { digestOf, parseDigest, type Digest } from '../../src/protocol/digest.js';
 import { DigestMismatchError } from '../../src/storage/blob-store.js';
 import { MIN_PART_BYTES, S3BlobStore, SLOW_PART_FILL_MS } from '../../src/storage/s3-blob-store.js';
 import { S3MetadataDriver } from '../../src/storage/s3-metadata-driver.js';
+import { SHARED_READ_MIN_BYTES } from '../../src/storage/shared-reads.js';
 import { s3StorageConfig, startSwift, type SwiftHandle } from '../harness/swift.js';
 import { pollUntil } from '../harness/wait.js';
 import { runCli } from '../support/cli.js';
+import { gatedSink, type GatedSink } from '../support/gated-sink.js';
+import { countObjectGets } from '../support/s3-gets.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
 import { metadataStoreContract } from '../support/metadata-store-contract.js';
 
@@ -134,9 +136,11 @@ test('s3: writeTo sends a hit straight into the response: whole, by range (a ran
     const writeTo = handle?.writeTo?.bind(handle);
     assert.ok(writeTo);
     await before?.();
-    const destination = new PassThrough();
-    const [received] = await Promise.all([buffer(destination), writeTo(destination, range)]);
-    return received;
+    const client = gatedSink({ open: true });
+    await writeTo(client.destination, range);
+    const { bytes, error } = await client.collect();
+    assert.equal(error, undefined);
+    return bytes;
   };
   assert.ok((await send(bigDigest)).equals(big));
   for (const range of [
@@ -150,6 +154,100 @@ test('s3: writeTo sends a hit straight into the response: whole, by range (a ran
   const start = 3 * 65_536 + 11;
   const afterDelete = await send(bigDigest, { start, end: start + 200_000 }, () => store.delete(bigDigest));
   assert.ok(afterDelete.equals(big.subarray(start, start + 200_001)), 'a range of a deleted object comes from the GET open() started');
+});
+
+/**
+ * A whole-object hit whose client does not read yet: the shared read it starts stays in
+ * progress (its file is held) until the caller collects what the client got.
+ */
+async function stalledHit(store: S3BlobStore, digest: Digest, options: { mayFail?: boolean } = {}): Promise<GatedSink & { done: Promise<void> }> {
+  const handle = await store.open(digest);
+  assert.ok(handle?.writeTo !== undefined);
+  const client = gatedSink();
+  const done = handle.writeTo(client.destination);
+  // A read that fails is unlisted at once (nobody joins it), so its start may not be seen.
+  const started = () => (options.mayFail === true || store.sharedReadCount === 1) && (client.waiting > 0 || client.destination.destroyed);
+  await pollUntil(() => Promise.resolve(started()), { timeoutMs: 10_000, intervalMs: 10, what: 'the shared read to start' });
+  return Object.assign(client, { done });
+}
+
+/** A whole hit (or a range) written to a client that reads at once. */
+async function hit(store: S3BlobStore, digest: Digest, range?: { start: number; end: number }): Promise<{ bytes: Buffer; error: Error | undefined }> {
+  const handle = await store.open(digest);
+  assert.ok(handle?.writeTo !== undefined);
+  const client = gatedSink({ open: true });
+  await handle.writeTo(client.destination, range);
+  return client.collect();
+}
+
+async function scratchFilesOf(scratchDir: string): Promise<string[]> {
+  return readdir(path.join(scratchDir, 'tmp'));
+}
+
+test('s3: hits of a blob while a whole read of it streams follow that GET instead of sending their own, and its scratch copy goes with the last reader', async (t) => {
+  const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
+  const store = await newStore({ scratchDir });
+  await store.put(bigDigest, big);
+  const gets = countObjectGets(t, store.client);
+  const first = await stalledHit(store, bigDigest);
+  assert.equal((await scratchFilesOf(scratchDir)).length, 1, 'the shared read lands in one scratch file');
+  const followers = await Promise.all(
+    [undefined, { start: MIN_PART_BYTES - 5, end: MIN_PART_BYTES + 70_000 }].map(async (range) => ({ range, result: await hit(store, bigDigest, range) })),
+  );
+  const firstResult = await first.collect();
+  await first.done;
+  assert.equal(firstResult.error, undefined);
+  assert.ok(firstResult.bytes.equals(big), 'the first reader got every byte');
+  for (const { range, result } of followers) {
+    assert.equal(result.error, undefined);
+    assert.ok(result.bytes.equals(range ? big.subarray(range.start, range.end + 1) : big), `follower ${JSON.stringify(range)} got its bytes`);
+  }
+  assert.deepEqual(gets, [store.blobKey(bigDigest)], 'one GET of the object for three readers');
+  await pollUntil(async () => store.sharedReadCount === 0 && (await scratchFilesOf(scratchDir)).length === 0, { timeoutMs: 10_000, intervalMs: 20, what: 'the scratch copy to go' });
+  const small = randomBytes(SHARED_READ_MIN_BYTES - 1);
+  const smallDigest = parseDigest(digestOf(small));
+  await store.put(smallDigest, small);
+  assert.ok((await hit(store, smallDigest)).bytes.equals(small));
+  assert.equal(store.sharedReadCount, 0, 'a blob under SHARED_READ_MIN_BYTES is read alone');
+});
+
+test('s3: an object that does not match its digest fails every reader of its shared read before the final byte', async () => {
+  const { client, bucket } = await swiftOnce();
+  const store = await newStore();
+  const corrupt = Buffer.from(big);
+  const flipped = corrupt.byteLength >> 1;
+  corrupt[flipped] = (corrupt[flipped] ?? 0) ^ 0xff;
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: store.blobKey(bigDigest), Body: corrupt }));
+  const first = await stalledHit(store, bigDigest, { mayFail: true });
+  // The follower joins that read, or (if it failed already) starts one of its own: either way,
+  // it must not get the whole body.
+  const follower = hit(store, bigDigest);
+  const results = [await first.collect(), await follower];
+  await first.done;
+  for (const result of results) {
+    assert.match(String(result.error), /digest mismatch/);
+    assert.ok(result.bytes.byteLength < big.byteLength, 'never the whole body');
+  }
+});
+
+test('s3: a delete takes a shared read out of reach while its reader still gets every byte; a read every reader left stops and leaves no file', async (t) => {
+  const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
+  const store = await newStore({ scratchDir });
+  await store.put(bigDigest, big);
+  const reading = await stalledHit(store, bigDigest);
+  assert.equal(await store.delete(bigDigest), true);
+  assert.equal(await store.open(bigDigest), undefined, 'deleted: no handle, shared read or not');
+  const result = await reading.collect();
+  assert.equal(result.error, undefined);
+  assert.ok(result.bytes.equals(big));
+  await store.put(bigDigest, big);
+  const gets = countObjectGets(t, store.client);
+  const abandoned = await stalledHit(store, bigDigest);
+  abandoned.destination.destroy();
+  await abandoned.done;
+  await pollUntil(async () => store.sharedReadCount === 0 && (await scratchFilesOf(scratchDir)).length === 0, { timeoutMs: 10_000, intervalMs: 20, what: 'the abandoned read to stop' });
+  assert.ok((await hit(store, bigDigest)).bytes.equals(big), 'the next hit reads afresh');
+  assert.equal(gets.length, 2, 'the abandoned read and the next hit: a GET each');
 });
 
 test('s3: a multipart blob whose digest does not match is aborted: no object, no upload left', async () => {
