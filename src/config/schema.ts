@@ -131,7 +131,7 @@ export const configSchema = z
         .strictObject({
           path: z.string().min(1).default('./data'),
           // "fs": everything under storage.path. "s3": blobs and records in storage.s3's bucket,
-          // storage.path holds scratch files only (in-progress downloads and uploads).
+          // storage.path holds scratch files only (in-progress downloads, uploads and shared reads).
           driver: z.enum(['fs', 's3']).default('fs'),
           s3: section(s3Schema.optional()),
           // Allow DELETE of manifests, tags and blobs in private repositories.
