@@ -240,7 +240,7 @@ export class S3BlobStore implements BlobStore {
     if (object === undefined) return undefined;
     return new S3BlobHandle(object.body, object.size, {
       getRange: (range) => this.getRange(key, range),
-      share: (body) => this.sharedReads.share(digest, body, object.size),
+      claim: (body) => this.sharedReads.claim(digest, body, object.size),
     });
   }
 
@@ -475,8 +475,8 @@ class S3BlobHandle implements BlobHandle {
     readonly size: number,
     private readonly object: {
       getRange(range: ByteRange): Promise<Readable>;
-      /** Makes a GET of the whole object a read that concurrent hits share (SharedReads.share). */
-      share(body: Readable): Promise<SharedReadHandle | undefined>;
+      /** Whether a GET of the whole object is sent alone or shared with concurrent hits (SharedReads.claim). */
+      claim(body: Readable): Promise<{ shared: SharedReadHandle } | { alone: () => void }>;
     },
   ) {
     this.body = body;
@@ -505,15 +505,22 @@ class S3BlobHandle implements BlobHandle {
 
   /**
    * GET hits: the body's chunks go straight into the client's response (writeBody), without
-   * the stream layers of stream(). A whole-object hit of a big blob becomes a shared read that
-   * hits coming meanwhile follow instead of sending GETs of their own (storage/shared-reads.ts).
+   * the stream layers of stream(). A whole-object hit of a big blob that comes while another
+   * one is under way becomes a shared read, which hits coming meanwhile follow instead of
+   * sending GETs of their own (storage/shared-reads.ts).
    */
   async writeTo(destination: Writable, range?: ByteRange): Promise<void> {
     const body = this.takeBody();
     const { start, end, length } = this.bounds(range);
     if (start === 0 && length === this.size) {
-      const shared = await this.object.share(body);
-      if (shared) return shared.writeTo(destination);
+      const claim = await this.object.claim(body);
+      if ('shared' in claim) return claim.shared.writeTo(destination);
+      try {
+        await writeBody({ body, skip: 0, size: this.size }, length, destination, { freshChunks: true });
+      } finally {
+        claim.alone();
+      }
+      return;
     }
     let source: { body: Readable; skip: number; size: number };
     try {

@@ -157,17 +157,22 @@ test('s3: writeTo sends a hit straight into the response: whole, by range (a ran
 });
 
 /**
- * A whole-object hit whose client does not read yet: the shared read it starts stays in
- * progress (its file is held) until the caller collects what the client got.
+ * A whole-object hit whose client does not read yet, so its read stays in progress until the
+ * caller collects what the client got: a lone GET, or (`shared`) a shared read it started or
+ * joined, whose scratch file is held meanwhile.
  */
-async function stalledHit(store: S3BlobStore, digest: Digest, options: { mayFail?: boolean } = {}): Promise<GatedSink & { done: Promise<void> }> {
+async function stalledHit(
+  store: S3BlobStore,
+  digest: Digest,
+  options: { shared?: boolean; mayFail?: boolean } = {},
+): Promise<GatedSink & { done: Promise<void> }> {
   const handle = await store.open(digest);
   assert.ok(handle?.writeTo !== undefined);
   const client = gatedSink();
   const done = handle.writeTo(client.destination);
-  // A read that fails is unlisted at once (nobody joins it), so its start may not be seen.
-  const started = () => (options.mayFail === true || store.sharedReadCount === 1) && (client.waiting > 0 || client.destination.destroyed);
-  await pollUntil(() => Promise.resolve(started()), { timeoutMs: 10_000, intervalMs: 10, what: 'the shared read to start' });
+  // A shared read that fails is unlisted at once (nobody joins it), so its start may not be seen.
+  const started = () => (options.shared !== true || options.mayFail === true || store.sharedReadCount === 1) && (client.waiting > 0 || client.destination.destroyed);
+  await pollUntil(() => Promise.resolve(started()), { timeoutMs: 10_000, intervalMs: 10, what: 'the hit to start' });
   return Object.assign(client, { done });
 }
 
@@ -184,70 +189,87 @@ async function scratchFilesOf(scratchDir: string): Promise<string[]> {
   return readdir(path.join(scratchDir, 'tmp'));
 }
 
-test('s3: hits of a blob while a whole read of it streams follow that GET instead of sending their own, and its scratch copy goes with the last reader', async (t) => {
+test('s3: a lone hit is a GET of its own; hits coming while it streams share one more GET, through a scratch copy that goes with its last reader', async (t) => {
   const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
   const store = await newStore({ scratchDir });
   await store.put(bigDigest, big);
   const gets = countObjectGets(t, store.client);
-  const first = await stalledHit(store, bigDigest);
-  assert.equal((await scratchFilesOf(scratchDir)).length, 1, 'the shared read lands in one scratch file');
+  const alone = await stalledHit(store, bigDigest);
+  assert.equal(store.sharedReadCount, 0, 'a lone hit is not shared');
+  assert.deepEqual(await scratchFilesOf(scratchDir), [], 'and writes no scratch file');
+  const sharing = await stalledHit(store, bigDigest, { shared: true });
+  assert.equal((await scratchFilesOf(scratchDir)).length, 1, 'the second hit starts a shared read, in one scratch file');
   const followers = await Promise.all(
     [undefined, { start: MIN_PART_BYTES - 5, end: MIN_PART_BYTES + 70_000 }].map(async (range) => ({ range, result: await hit(store, bigDigest, range) })),
   );
-  const firstResult = await first.collect();
-  await first.done;
-  assert.equal(firstResult.error, undefined);
-  assert.ok(firstResult.bytes.equals(big), 'the first reader got every byte');
+  for (const stalled of [alone, sharing]) {
+    const result = await stalled.collect();
+    await stalled.done;
+    assert.equal(result.error, undefined);
+    assert.ok(result.bytes.equals(big), 'the stalled hits got every byte');
+  }
   for (const { range, result } of followers) {
     assert.equal(result.error, undefined);
     assert.ok(result.bytes.equals(range ? big.subarray(range.start, range.end + 1) : big), `follower ${JSON.stringify(range)} got its bytes`);
   }
-  assert.deepEqual(gets, [store.blobKey(bigDigest)], 'one GET of the object for three readers');
+  assert.deepEqual(gets, [store.blobKey(bigDigest), store.blobKey(bigDigest)], 'two GETs of the object for four hits');
   await pollUntil(async () => store.sharedReadCount === 0 && (await scratchFilesOf(scratchDir)).length === 0, { timeoutMs: 10_000, intervalMs: 20, what: 'the scratch copy to go' });
+  assert.ok((await hit(store, bigDigest)).bytes.equals(big));
+  assert.equal(store.sharedReadCount, 0, 'alone again once the others are done');
   const small = randomBytes(SHARED_READ_MIN_BYTES - 1);
   const smallDigest = parseDigest(digestOf(small));
   await store.put(smallDigest, small);
+  const smallAlone = await stalledHit(store, smallDigest);
   assert.ok((await hit(store, smallDigest)).bytes.equals(small));
-  assert.equal(store.sharedReadCount, 0, 'a blob under SHARED_READ_MIN_BYTES is read alone');
+  assert.equal(store.sharedReadCount, 0, 'a blob under SHARED_READ_MIN_BYTES is never shared');
+  assert.ok((await smallAlone.collect()).bytes.equals(small));
 });
 
-test('s3: an object that does not match its digest fails every reader of its shared read before the final byte', async () => {
+test('s3: an object that does not match its digest fails every reader of a shared read before the final byte', async () => {
   const { client, bucket } = await swiftOnce();
   const store = await newStore();
   const corrupt = Buffer.from(big);
   const flipped = corrupt.byteLength >> 1;
   corrupt[flipped] = (corrupt[flipped] ?? 0) ^ 0xff;
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: store.blobKey(bigDigest), Body: corrupt }));
-  const first = await stalledHit(store, bigDigest, { mayFail: true });
+  // A lone GET is sent as the bucket has it (as the reference's hits are); the hits that share
+  // a read are checked.
+  const alone = await stalledHit(store, bigDigest);
+  const sharing = await stalledHit(store, bigDigest, { shared: true, mayFail: true });
   // The follower joins that read, or (if it failed already) starts one of its own: either way,
   // it must not get the whole body.
   const follower = hit(store, bigDigest);
-  const results = [await first.collect(), await follower];
-  await first.done;
+  const results = [await sharing.collect(), await follower];
+  await sharing.done;
   for (const result of results) {
     assert.match(String(result.error), /digest mismatch/);
     assert.ok(result.bytes.byteLength < big.byteLength, 'never the whole body');
   }
+  await alone.collect();
 });
 
-test('s3: a delete takes a shared read out of reach while its reader still gets every byte; a read every reader left stops and leaves no file', async (t) => {
+test('s3: a delete takes a shared read out of reach while its readers still get every byte; a read every reader left stops and leaves no file', async (t) => {
   const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
   const store = await newStore({ scratchDir });
   await store.put(bigDigest, big);
-  const reading = await stalledHit(store, bigDigest);
+  const reading = [await stalledHit(store, bigDigest), await stalledHit(store, bigDigest, { shared: true })];
   assert.equal(await store.delete(bigDigest), true);
   assert.equal(await store.open(bigDigest), undefined, 'deleted: no handle, shared read or not');
-  const result = await reading.collect();
-  assert.equal(result.error, undefined);
-  assert.ok(result.bytes.equals(big));
+  for (const stalled of reading) {
+    const result = await stalled.collect();
+    assert.equal(result.error, undefined);
+    assert.ok(result.bytes.equals(big));
+  }
   await store.put(bigDigest, big);
   const gets = countObjectGets(t, store.client);
-  const abandoned = await stalledHit(store, bigDigest);
-  abandoned.destination.destroy();
-  await abandoned.done;
+  const abandoned = [await stalledHit(store, bigDigest), await stalledHit(store, bigDigest, { shared: true })];
+  for (const stalled of abandoned) {
+    stalled.destination.destroy();
+    await stalled.done;
+  }
   await pollUntil(async () => store.sharedReadCount === 0 && (await scratchFilesOf(scratchDir)).length === 0, { timeoutMs: 10_000, intervalMs: 20, what: 'the abandoned read to stop' });
   assert.ok((await hit(store, bigDigest)).bytes.equals(big), 'the next hit reads afresh');
-  assert.equal(gets.length, 2, 'the abandoned read and the next hit: a GET each');
+  assert.equal(gets.length, 3, 'the two abandoned reads and the next hit: a GET each');
 });
 
 test('s3: a multipart blob whose digest does not match is aborted: no object, no upload left', async () => {
