@@ -47,7 +47,7 @@ export class SharedReads {
 
   /**
    * How a whole read of the object (`body`, a GET of its `size` bytes) goes. Alone (`body` is
-   * the caller's to send; call `done` when finished) while nothing else reads the blob: a lone
+   * the caller's to send; call `alone()` when finished) while nothing else reads the blob: a lone
    * hit pays no scratch file and no digest check (on this project's VM those took a 200 MiB hit
    * from 0.43 to 1.02 s of CPU, and from 164 to 130 MB/s). Shared when another whole read of the
    * blob is under way: the read in progress is joined, or, if that one is a lone read, a shared
