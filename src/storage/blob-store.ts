@@ -198,6 +198,14 @@ export function writeChunk(writer: BlobWriter, chunk: Uint8Array): Promise<void>
   return writer.writeNow ? writer.writeNow(chunk) : writer.write(chunk);
 }
 
+/**
+ * Already-written bytes of `writer` at `position`, into `buffer` by its readInto where it has
+ * one, else by readAt (an allocation): at most `length` and `buffer.byteLength` bytes.
+ */
+export function readIntoBuffer(writer: Pick<BlobWriter, 'readAt' | 'readInto'>, buffer: Buffer, position: number, length: number): Promise<Buffer> {
+  return writer.readInto ? writer.readInto(buffer, position, length) : writer.readAt(position, Math.min(length, buffer.byteLength));
+}
+
 /** A chunk a writer holds in memory, at its offset in the blob. */
 export interface PositionedChunk {
   start: number;

@@ -3,7 +3,7 @@
 // from the upstream (BlobFetch, mirror/inflight.ts) and an object read from S3 that concurrent
 // hits share (storage/shared-reads.ts).
 import { Readable, type Writable } from 'node:stream';
-import { READ_CHUNK_BYTES, giveReadBuffer, takeReadBuffer, writeChunk, type BlobWriter, type ByteRange } from './blob-store.js';
+import { READ_CHUNK_BYTES, giveReadBuffer, readIntoBuffer, takeReadBuffer, writeChunk, type BlobWriter, type ByteRange } from './blob-store.js';
 import { WRITE_QUEUE_BYTES } from './write-body.js';
 
 /** What a FollowingReader needs to know of the blob it follows. */
@@ -80,20 +80,19 @@ export function receiveBody(body: Readable, writer: BlobWriter, label: string, o
 function ignoreLateError(): void {}
 
 /**
- * Where a reader at `position` stands: `done` once it delivered its last byte (the blob
- * verified), else `limit`, the end of what it may read now. The final byte is held back
- * until the blob is verified.
+ * How far a reader at `position` may read now (exclusive), or undefined once it delivered its
+ * last byte (the blob verified). The final byte is held back until the blob is verified.
  */
-function readable(blob: FollowedBlob, file: GrowingFile, position: number, range: ByteRange | undefined): { done: boolean; limit: number } {
+function readLimit(blob: FollowedBlob, file: GrowingFile, position: number, range: ByteRange | undefined): number | undefined {
   const verified = blob.verified;
   const available = file.bytesWritten;
   // Inclusive index of the last byte to deliver. With no Content-Length the end is unknown until
   // verified; the response is chunked and its terminator is what waits.
   const size = blob.size;
   const last = range?.end ?? (size !== undefined ? size - 1 : verified ? available - 1 : Number.POSITIVE_INFINITY);
-  if (verified && position > last) return { done: true, limit: position };
+  if (verified && position > last) return undefined;
   const limit = Math.min(available, last + 1);
-  return { done: false, limit: verified ? limit : Math.min(limit, last) };
+  return verified ? limit : Math.min(limit, last);
 }
 
 /** The bytes at `position` from the chunk just written, when a reader is that close behind. */
@@ -138,8 +137,8 @@ export class FollowingReader extends Readable {
           this.destroy(this.blob.failed);
           return;
         }
-        const { done, limit } = readable(this.blob, this.writer, this.position, this.range);
-        if (done) {
+        const limit = readLimit(this.blob, this.writer, this.position, this.range);
+        if (limit === undefined) {
           this.push(null);
           return;
         }
@@ -222,8 +221,8 @@ export async function writeFollowing(blob: FollowedBlob, file: GrowingFile, dest
     for (;;) {
       if (destination.destroyed) return;
       if (blob.failed) throw blob.failed;
-      const { done, limit } = readable(blob, file, position, range);
-      if (done) {
+      const limit = readLimit(blob, file, position, range);
+      if (limit === undefined) {
         uncork();
         // Done once the response finished (or went away), as writeBody is.
         await until(new Promise((resolve) => destination.end(resolve)));
@@ -247,17 +246,10 @@ export async function writeFollowing(blob: FollowedBlob, file: GrowingFile, dest
         await until(new Promise<void>((resolve) => (wakeOnBufferBack = resolve)));
         continue;
       }
-      const wanted = Math.min(limit - position, READ_CHUNK_BYTES);
-      if (!file.readInto) {
-        const chunk = await file.readAt(position, wanted);
-        position += chunk.byteLength;
-        write(chunk);
-        continue;
-      }
       const buffer = takeReadBuffer();
       let chunk: Buffer;
       try {
-        chunk = await file.readInto(buffer, position, wanted);
+        chunk = await readIntoBuffer(file, buffer, position, limit - position);
       } catch (error) {
         giveReadBuffer(buffer);
         throw error;

@@ -45,7 +45,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Agent, request } from 'undici';
 import { createDigester, tryParseDigest, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
-import { READ_CHUNK_BYTES, DigestMismatchError, writeChunk, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange, type StoredBlob } from './blob-store.js';
+import { READ_CHUNK_BYTES, DigestMismatchError, readIntoBuffer, writeChunk, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange, type StoredBlob } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { S3BucketUnusable } from './s3-errors.js';
 import { SharedReads, type SharedReadHandle } from './shared-reads.js';
@@ -512,24 +512,21 @@ class S3BlobHandle implements BlobHandle {
   async writeTo(destination: Writable, range?: ByteRange): Promise<void> {
     const body = this.takeBody();
     const { start, end, length } = this.bounds(range);
-    if (start === 0 && length === this.size) {
-      const claim = await this.object.claim(body);
-      if ('shared' in claim) return claim.shared.writeTo(destination);
-      try {
-        await writeBody({ body, skip: 0, size: this.size }, length, destination, { freshChunks: true });
-      } finally {
-        claim.alone();
-      }
-      return;
-    }
-    let source: { body: Readable; skip: number; size: number };
+    // A whole-object read is claimed: shared with concurrent hits, or counted while it goes alone.
+    const claim = start === 0 && length === this.size ? await this.object.claim(body) : undefined;
+    if (claim && 'shared' in claim) return claim.shared.writeTo(destination);
     try {
-      source = start === 0 ? { body, skip: 0, size: this.size } : await this.rangedSource(body, start, end);
-    } catch (error) {
-      destination.destroy(error instanceof Error ? error : new Error(String(error)));
-      return;
+      let source: { body: Readable; skip: number; size: number };
+      try {
+        source = start === 0 ? { body, skip: 0, size: this.size } : await this.rangedSource(body, start, end);
+      } catch (error) {
+        destination.destroy(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
+      await writeBody(source, length, destination, { freshChunks: true });
+    } finally {
+      claim?.alone();
     }
-    await writeBody(source, length, destination, { freshChunks: true });
   }
 
   private bounds(range: ByteRange | undefined): { start: number; end: number; length: number } {
@@ -705,7 +702,7 @@ class S3BlobWriter implements BlobWriter {
   }
 
   readInto(buffer: Buffer, position: number, length: number): Promise<Buffer> {
-    return this.scratch.readInto ? this.scratch.readInto(buffer, position, length) : this.scratch.readAt(position, Math.min(length, buffer.byteLength));
+    return readIntoBuffer(this.scratch, buffer, position, length);
   }
 
   /**

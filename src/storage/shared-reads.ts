@@ -16,7 +16,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Digest } from '../protocol/digest.js';
 import { noteBufferChurn } from '../util/buffer-churn.js';
 import { ChangeSignal } from '../util/deferred.js';
-import type { BlobHandle, BlobStore, BlobWriter, ByteRange } from './blob-store.js';
+import { readIntoBuffer, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange } from './blob-store.js';
 import { FollowingReader, receiveBody, writeFollowing, type FollowedBlob } from './growing-blob.js';
 
 /** Below this, a second GET costs less than a scratch file and its digest check. */
@@ -132,7 +132,7 @@ class SharedRead implements FollowedBlob {
 
   readInto(buffer: Buffer, position: number, length: number): Promise<Buffer> {
     if (!this.writer) return Promise.reject(new Error(`shared read of ${this.digest.text} has no bytes yet`));
-    return this.writer.readInto ? this.writer.readInto(buffer, position, length) : this.writer.readAt(position, Math.min(length, buffer.byteLength));
+    return readIntoBuffer(this.writer, buffer, position, length);
   }
 
   async run(scratch: ScratchStore, body: Readable): Promise<void> {
