@@ -73,6 +73,9 @@ const s3Schema = z
     forcePathStyle: z.boolean().optional(),
     // true: blob GETs of stored blobs answered 307 to a presigned URL of the object (20 minutes).
     redirect: z.boolean().default(false),
+    // Finished scratch files (storage.path) kept for later ones to write over, up to this many
+    // bytes: a new file's page-cache pages cost far more than reused ones (spare-files.ts). 0: none.
+    spareScratchBytes: byteSize.default(1024 * 1024 * 1024), // DEFAULT_SPARE_SCRATCH_BYTES
   })
   .transform((s3) => ({ ...s3, forcePathStyle: s3.forcePathStyle ?? s3.endpoint !== undefined }));
 

@@ -11,6 +11,7 @@ import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/d
 import { noteBufferChurn } from '../util/buffer-churn.js';
 import { deferred } from '../util/deferred.js';
 import { FileHasher } from './file-hasher.js';
+import { SpareFiles } from './spare-files.js';
 import {
   READ_CHUNK_BYTES,
   checkWritten,
@@ -29,13 +30,32 @@ import {
 // blob that would eat into it is streamed through without being cached.
 const FREE_SPACE_HEADROOM_BYTES = 4 * 1024 * 1024;
 
+export interface FsBlobStoreOptions {
+  /**
+   * Keep up to this many bytes of aborted writers' files in tmp/ for later writers to write
+   * over (spare-files.ts). The S3 driver's scratch store sets it: every scratch file ends
+   * aborted there. Unset or 0: aborted files are deleted.
+   */
+  spareBytes?: number;
+}
+
 export class FsBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
+  private readonly spares: SpareFiles | undefined;
 
-  constructor(readonly root: string) {
+  constructor(
+    readonly root: string,
+    options: FsBlobStoreOptions = {},
+  ) {
     this.blobsDir = path.join(root, 'blobs');
     this.tmpDir = path.join(root, 'tmp');
+    this.spares = (options.spareBytes ?? 0) > 0 ? new SpareFiles(this.tmpDir, options.spareBytes ?? 0) : undefined;
+  }
+
+  /** Spare files kept for reuse: how many, and the disk they hold. */
+  get spareFiles(): { count: number; bytes: number } {
+    return { count: this.spares?.count ?? 0, bytes: this.spares?.size ?? 0 };
   }
 
   /**
@@ -46,6 +66,7 @@ export class FsBlobStore implements BlobStore {
     await mkdir(this.blobsDir, { recursive: true });
     if (options.clearStaging ?? true) {
       await rm(this.tmpDir, { recursive: true, force: true });
+      this.spares?.forget();
     }
     await mkdir(this.tmpDir, { recursive: true });
   }
@@ -95,10 +116,16 @@ export class FsBlobStore implements BlobStore {
 
   async createWriter(expected?: Digest, options: { algorithm?: DigestAlgorithm } = {}): Promise<BlobWriter> {
     const tempPath = path.join(this.tmpDir, `${expected ? expected.hex.slice(0, 16) : 'upload'}-${randomUUID()}`);
-    // w+ so followers can read back what was written through the same descriptor, even
-    // after the file is renamed into place or unlinked.
-    const handle = await open(tempPath, 'wx+');
-    return new FsBlobWriter(expected, expected?.algorithm ?? options.algorithm ?? 'sha256', handle, tempPath, (d) => this.blobPath(d));
+    // w+ (r+ for a spare, written over from byte 0) so followers can read back what was
+    // written through the same descriptor, even after the file is renamed into place or unlinked.
+    const spareSize = await this.spares?.take(tempPath);
+    const handle = await open(tempPath, spareSize === undefined ? 'wx+' : 'r+');
+    const spares = this.spares;
+    return new FsBlobWriter(expected, expected?.algorithm ?? options.algorithm ?? 'sha256', handle, tempPath, {
+      finalPathOf: (d) => this.blobPath(d),
+      ...(spareSize === undefined ? {} : { spareSize }),
+      ...(spares ? { discard: (file: string, size: number) => spares.give(file, size) } : {}),
+    });
   }
 
   async put(digest: Digest, bytes: Uint8Array): Promise<void> {
@@ -156,9 +183,16 @@ export class FsBlobStore implements BlobStore {
   }
 
   async hasRoomFor(bytes: number | undefined): Promise<boolean> {
-    const info = await statfs(this.tmpDir).catch(() => undefined);
-    if (!info) return true; // cannot tell: try, and let the write say
-    return info.bavail * info.bsize >= (bytes ?? 0) + FREE_SPACE_HEADROOM_BYTES;
+    const roomy = async () => {
+      const info = await statfs(this.tmpDir).catch(() => undefined);
+      if (!info) return true; // cannot tell: try, and let the write say
+      return info.bavail * info.bsize >= (bytes ?? 0) + FREE_SPACE_HEADROOM_BYTES;
+    };
+    if (await roomy()) return true;
+    // Spares are only worth their disk while there is disk to spare.
+    if (this.spares === undefined || this.spares.count === 0) return false;
+    await this.spares.dropAll();
+    return roomy();
   }
 
   async checkWritable(): Promise<string | undefined> {
@@ -177,6 +211,7 @@ export class FsBlobStore implements BlobStore {
   /** Fetches still running wrote to temp files that will never be committed now. */
   async close(): Promise<void> {
     await rm(this.tmpDir, { recursive: true, force: true });
+    this.spares?.forget();
     await mkdir(this.tmpDir, { recursive: true });
   }
 }
@@ -341,7 +376,13 @@ class FsBlobWriter implements BlobWriter {
     private readonly algorithm: DigestAlgorithm,
     private handle: FileHandle | undefined,
     private readonly tempPath: string,
-    private readonly finalPathOf: (digest: Digest) => string,
+    private readonly lifecycle: {
+      finalPathOf: (digest: Digest) => string;
+      /** The file is a spare this long (spare-files.ts): bytes past ours are someone else's. */
+      spareSize?: number;
+      /** Takes the file once aborted, closed and idle, instead of it being deleted. */
+      discard?: (file: string, size: number) => Promise<void>;
+    },
   ) {
     this.inlineHash = createDigester(algorithm);
   }
@@ -499,7 +540,9 @@ class FsBlobWriter implements BlobWriter {
   async commit(expectedSize?: number): Promise<Digest> {
     const actual = await this.verify(expectedSize);
     if (this.state !== 'open') throw new Error(`commit after ${this.state} for ${this.label}`);
-    const finalPath = this.finalPathOf(actual);
+    const finalPath = this.lifecycle.finalPathOf(actual);
+    // A spare longer than the blob would be served with the old tail.
+    if ((this.lifecycle.spareSize ?? 0) > this.accepted) await (await this.file()).truncate(this.accepted);
     await mkdir(path.dirname(finalPath), { recursive: true });
     await rename(this.tempPath, finalPath);
     this.state = 'committed';
@@ -512,6 +555,15 @@ class FsBlobWriter implements BlobWriter {
     this.unflushed = [];
     this.hasher?.drop();
     this.wakeWriters();
+    const discard = this.lifecycle.discard;
+    if (discard) {
+      // Not before every write and hash read through the descriptor is over: the next writer
+      // of a spare must be the only one touching it.
+      this.close();
+      await this.closing;
+      await discard(this.tempPath, Math.max(this.lifecycle.spareSize ?? 0, this.flushed)).catch(() => undefined);
+      return;
+    }
     await unlink(this.tempPath).catch((error: unknown) => {
       if (!isNotFound(error)) throw error;
     });

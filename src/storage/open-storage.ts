@@ -93,6 +93,7 @@ async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
     blobs: new S3BlobStore({
       ...location,
       scratchDir,
+      spareScratchBytes: s3.spareScratchBytes,
       // Another replica's upload may run long; older ones are a killed process's leftovers.
       startupSweepGraceMs: config.storage.uploadTimeout,
       describeEndpoint: s3.endpoint ?? 'AWS',

@@ -47,6 +47,7 @@ import { Agent, request } from 'undici';
 import { createDigester, tryParseDigest, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import { READ_CHUNK_BYTES, DigestMismatchError, readIntoBuffer, writeChunk, type BlobHandle, type BlobStore, type BlobWriter, type ByteRange, type StoredBlob } from './blob-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
+import { DEFAULT_SPARE_SCRATCH_BYTES } from './spare-files.js';
 import { S3BucketUnusable } from './s3-errors.js';
 import { SharedReads, type SharedReadHandle } from './shared-reads.js';
 import { ByteWindow, writeBody } from './write-body.js';
@@ -77,6 +78,13 @@ const PARTS_IN_FLIGHT = 4;
 // Four at once during the download had been worse still (4.05x the reference's client time).
 const PARTS_IN_FLIGHT_WHILE_WRITING = 1;
 export const SLOW_PART_FILL_MS = 125;
+// How many slow parts in a row it takes, the first part not counted: its time includes the
+// download's start. On the bench (`npm run bench -- --only s3`, one run, with each part's fill
+// time logged) the first 8 MiB of a download took 86-243 ms, later parts 9-103 ms. The one cold
+// miss whose first two parts counted as slow (the second filled while the first was uploading)
+// took 1.15 s for its client; the two others 0.80 and 0.81 s. Two in a row, so that one hiccup
+// (a GC pause, a busy core) does not start uploads either.
+export const SLOW_PARTS_IN_A_ROW = 2;
 // Object GETs are presigned for this long: they are sent at once, so only clock skew matters.
 const PRESIGNED_READ_TTL_SECONDS = 5 * 60;
 // Every hit being served holds one connection for as long as its client reads.
@@ -97,6 +105,8 @@ export interface S3Location {
 export interface S3BlobStoreOptions extends S3Location {
   /** Local directory for scratch files (in-progress writes); storage.path. */
   scratchDir: string;
+  /** Bytes of finished scratch files kept for reuse (storage.s3.spareScratchBytes); 0: none. */
+  spareScratchBytes?: number;
   partBytes?: number;
   /** Above this size a staged blob is copied to its key part by part (tests lower it). */
   maxSingleCopyBytes?: number;
@@ -178,7 +188,9 @@ export class S3BlobStore implements BlobStore {
     this.prefix = options.prefix;
     this.partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
     if (this.partBytes < MIN_PART_BYTES) throw new Error(`S3 part size ${this.partBytes} is below S3's minimum of ${MIN_PART_BYTES} bytes`);
-    this.scratch = new FsBlobStore(options.scratchDir);
+    // Every scratch file ends aborted (its bytes are in the bucket, or thrown away): kept as a
+    // spare, the next one writes over its pages instead of new ones.
+    this.scratch = new FsBlobStore(options.scratchDir, { spareBytes: options.spareScratchBytes ?? DEFAULT_SPARE_SCRATCH_BYTES });
     this.sharedReads = new SharedReads(this.scratch);
   }
 
@@ -639,7 +651,9 @@ class S3BlobWriter implements BlobWriter {
   private partProgress = deferred<void>();
   /** Every byte is in (or an upload is between chunks): send parts at full parallelism. */
   private draining = false;
-  /** The last part filled slowly (SLOW_PART_FILL_MS): parts may go while bytes still arrive. */
+  /** Parts after the first that filled slowly (SLOW_PART_FILL_MS), the last ones in a row. */
+  private slowPartsInARow = 0;
+  /** The last SLOW_PARTS_IN_A_ROW parts filled slowly: parts may go while bytes still arrive. */
   private uploadAlongside = false;
   /** When the part being filled got its first byte (the previous part's last). */
   private partFillStartedAt: number | undefined;
@@ -686,7 +700,10 @@ class S3BlobWriter implements BlobWriter {
     this.lastWriteAt = now;
     while (this.scratch.bytesWritten - this.assigned >= this.context.partBytes) {
       // A chunk that completes two parts at once completed the second fast.
-      this.uploadAlongside = now - this.partFillStartedAt >= SLOW_PART_FILL_MS;
+      // The first part's time includes the download's start, not only its pace.
+      const slow = this.assigned > 0 && now - this.partFillStartedAt >= SLOW_PART_FILL_MS;
+      this.slowPartsInARow = slow ? this.slowPartsInARow + 1 : 0;
+      this.uploadAlongside = this.slowPartsInARow >= SLOW_PARTS_IN_A_ROW;
       this.partFillStartedAt = now;
       this.schedulePart(this.assigned, this.context.partBytes);
     }

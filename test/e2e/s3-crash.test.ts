@@ -27,10 +27,12 @@ test('s3: a crash mid-download leaves only an incomplete upload, never served, a
   const bucket = await swift.createBucket();
   const registry = await startRegistry();
   onCleanup(t, () => registry.dispose());
-  // 4 MiB/s: after 10 MiB at least one 8 MiB part is in the bucket, and the rest still to come.
+  // 4 MiB/s: 8 MiB parts fill slowly, so from the third one (two slow ones in a row after the
+  // first, SLOW_PARTS_IN_A_ROW) parts go up while the download goes on; at 24 MiB of 40, the
+  // upload is under way and most of the layer still to come.
   const proxy = await startCountingProxy(registry.url, { bytesPerSecond: 4 * MiB });
   onCleanup(t, () => proxy.close());
-  const image = await pushDockerImage(registry.url, 'apps/crash', 'v1', [24 * MiB]);
+  const image = await pushDockerImage(registry.url, 'apps/crash', 'v1', [40 * MiB]);
   const layer = image.layers[0]!;
   const hex = layer.digest.slice('sha256:'.length);
   const blobKey = `blobs/sha256/${hex.slice(0, 2)}/${hex}`;

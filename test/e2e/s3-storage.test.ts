@@ -4,7 +4,7 @@
 // store on an empty scratch directory serving everything.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout } from 'node:timers/promises';
@@ -17,6 +17,7 @@ import { DigestMismatchError } from '../../src/storage/blob-store.js';
 import { MIN_PART_BYTES, S3BlobStore, SLOW_PART_FILL_MS } from '../../src/storage/s3-blob-store.js';
 import { S3MetadataDriver } from '../../src/storage/s3-metadata-driver.js';
 import { SHARED_READ_MIN_BYTES } from '../../src/storage/shared-reads.js';
+import { SPARE_FILE_PREFIX } from '../../src/storage/spare-files.js';
 import { s3StorageConfig, startSwift, type SwiftHandle } from '../harness/swift.js';
 import { pollUntil } from '../harness/wait.js';
 import { runCli } from '../support/cli.js';
@@ -82,25 +83,51 @@ const bigDigest = parseDigest(digestOf(big));
 
 test('s3: a multipart blob lands at <prefix>blobs/sha256/<2 hex>/<64 hex>, nothing else is left, and it reads back by range', async () => {
   const store = await newStore();
-  const writer = await store.createWriter(bigDigest);
-  // Written slowly, as a pull over a WAN arrives: full parts upload while the blob is
-  // written, to its final key.
-  for (let at = 0; at < big.byteLength; at += MIN_PART_BYTES / 4) {
-    await writer.write(big.subarray(at, at + MIN_PART_BYTES / 4));
+  // Written slowly, as a pull over a WAN arrives: from the third part on (SLOW_PARTS_IN_A_ROW
+  // after the first), full parts upload while the blob is written, to its final key.
+  const wan = randomBytes(3 * MIN_PART_BYTES + 999);
+  const wanDigest = parseDigest(digestOf(wan));
+  const writer = await store.createWriter(wanDigest);
+  for (let at = 0; at < wan.byteLength; at += MIN_PART_BYTES / 4) {
+    await writer.write(wan.subarray(at, at + MIN_PART_BYTES / 4));
     await setTimeout(SLOW_PART_FILL_MS / 2);
   }
   await pollUntil(async () => (await uploadsUnder(store.testPrefix)).length > 0, { timeoutMs: 10_000, what: 'a multipart upload to start' });
-  assert.deepEqual(await uploadsUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
-  assert.equal(await store.stat(bigDigest), undefined, 'parts are invisible before the commit');
-  await writer.commit(big.byteLength);
+  assert.deepEqual(await uploadsUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${wanDigest.hex.slice(0, 2)}/${wanDigest.hex}`]);
+  assert.equal(await store.stat(wanDigest), undefined, 'parts are invisible before the commit');
+  await writer.commit(wan.byteLength);
   writer.close();
-  assert.deepEqual(await keysUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${bigDigest.hex.slice(0, 2)}/${bigDigest.hex}`]);
+  assert.deepEqual(await keysUnder(store.testPrefix), [`${store.testPrefix}blobs/sha256/${wanDigest.hex.slice(0, 2)}/${wanDigest.hex}`]);
   assert.deepEqual(await uploadsUnder(store.testPrefix), []);
-  const handle = await store.open(bigDigest);
+  const handle = await store.open(wanDigest);
   assert.ok(handle);
   const start = MIN_PART_BYTES - 7;
-  assert.ok((await buffer(handle.stream({ start, end: start + 99 }))).equals(big.subarray(start, start + 100)));
-  assert.ok((await buffer((await store.open(bigDigest))!.stream())).equals(big));
+  assert.ok((await buffer(handle.stream({ start, end: start + 99 }))).equals(wan.subarray(start, start + 100)));
+  assert.ok((await buffer((await store.open(wanDigest))!.stream())).equals(wan));
+});
+
+test('s3: a slow start or one slow part alone sends nothing before the digest check', async () => {
+  const store = await newStore();
+  const writer = await store.createWriter(bigDigest);
+  try {
+    // The first part slowly (the download's start), the second at once, then one slow part,
+    // then the rest at once.
+    const quarter = MIN_PART_BYTES / 4;
+    for (let at = 0; at < MIN_PART_BYTES; at += quarter) {
+      await writer.write(big.subarray(at, at + quarter));
+      await setTimeout(SLOW_PART_FILL_MS / 2);
+    }
+    await writer.write(big.subarray(MIN_PART_BYTES, MIN_PART_BYTES + quarter));
+    await setTimeout(2 * SLOW_PART_FILL_MS);
+    await writer.write(big.subarray(MIN_PART_BYTES + quarter));
+    await setTimeout(4 * SLOW_PART_FILL_MS);
+    assert.deepEqual(await uploadsUnder(store.testPrefix), [], 'no multipart upload while the bytes are unverified');
+    await writer.commit(big.byteLength);
+  } finally {
+    if (!(await store.stat(bigDigest))) await writer.abort();
+    writer.close();
+  }
+  assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
 });
 
 test('s3: parts of a blob that arrives fast wait for its digest check, then upload; nothing is sent before', async () => {
@@ -185,8 +212,19 @@ async function hit(store: S3BlobStore, digest: Digest, range?: { start: number; 
   return client.collect();
 }
 
+/** Scratch files in use. Spares (finished ones kept for reuse, spare-files.ts) are not. */
 async function scratchFilesOf(scratchDir: string): Promise<string[]> {
-  return readdir(path.join(scratchDir, 'tmp'));
+  return (await readdir(path.join(scratchDir, 'tmp'))).filter((name) => !name.startsWith(SPARE_FILE_PREFIX));
+}
+
+/** Finished scratch files kept for later ones to write over, with their inode numbers and sizes. */
+async function sparesOf(scratchDir: string): Promise<Array<{ ino: number; size: number }>> {
+  const dir = path.join(scratchDir, 'tmp');
+  const names = (await readdir(dir)).filter((name) => name.startsWith(SPARE_FILE_PREFIX));
+  return Promise.all(names.map(async (name) => {
+    const { ino, size } = await stat(path.join(dir, name));
+    return { ino, size };
+  }));
 }
 
 test('s3: a lone hit is a GET of its own; hits coming while it streams share one more GET, through a scratch copy that goes with its last reader', async (t) => {
@@ -333,8 +371,46 @@ test('s3: verify, close, then commit (an import) needs nothing local at commit',
   assert.ok((await store.readAll(bigDigest, big.byteLength))?.equals(big));
   assert.ok((await store.readAll(smallDigest, 100))?.equals(small));
   await setTimeout(100); // scratch files go in the background
-  assert.deepEqual(await readdir(path.join(scratchDir, 'tmp')), [], 'no scratch file left');
+  assert.deepEqual(await scratchFilesOf(scratchDir), [], 'no scratch file left in use');
 });
+
+test('s3: a finished scratch file is kept and the next write goes over it; a spare longer than the next blob leaves no stray bytes in the bucket', async () => {
+  const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'ls-s3-scratch-'));
+  const store = await newStore({ scratchDir });
+  // As a cold miss stores a blob (put() sends bytes it has in memory in one PUT).
+  const first = await store.createWriter(bigDigest);
+  await first.write(big);
+  await first.commit(big.byteLength);
+  first.close();
+  // Given back in the background, once the blob is in the bucket.
+  await pollUntil(async () => (await sparesOf(scratchDir)).length === 1, { timeoutMs: 10_000, intervalMs: 20, what: 'the scratch file to be kept' });
+  const [spare] = await sparesOf(scratchDir);
+  assert.equal(spare?.size, big.byteLength, "the write's scratch file is kept as a spare");
+  assert.deepEqual(await scratchFilesOf(scratchDir), []);
+  // Smaller than the spare, and more than a part: a multipart upload read from the spare.
+  const next = randomBytes(MIN_PART_BYTES + 4321);
+  const nextDigest = parseDigest(digestOf(next));
+  const writer = await store.createWriter(nextDigest);
+  assert.deepEqual(await scratchFilesOf(scratchDir), [await onlyTempName(scratchDir)], 'the write took the spare');
+  await writer.write(next);
+  await writer.commit(next.byteLength);
+  writer.close();
+  await pollUntil(async () => (await scratchFilesOf(scratchDir)).length === 0, { timeoutMs: 10_000, intervalMs: 20, what: 'the scratch file to be given back' });
+  assert.deepEqual(await sparesOf(scratchDir), [spare], 'the same file is the spare again, as long as the longest blob written into it');
+  const { client, bucket } = await swiftOnce();
+  const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: store.blobKey(nextDigest) }));
+  assert.equal(head.ContentLength, next.byteLength, 'the object is the blob, not the spare');
+  assert.ok((await store.readAll(nextDigest, big.byteLength))?.equals(next));
+  assert.ok((await hit(store, bigDigest)).bytes.equals(big), 'the first blob is untouched');
+});
+
+/** The name of the one scratch file in use (a spare renamed for its writer). */
+async function onlyTempName(scratchDir: string): Promise<string> {
+  const names = await scratchFilesOf(scratchDir);
+  assert.equal(names.length, 1);
+  assert.equal((await sparesOf(scratchDir)).length, 0, 'no spare left: the writer has it');
+  return names[0] as string;
+}
 
 test('s3: sweeps abort old multipart uploads and staging objects a killed process left, and spare young ones', async () => {
   const store = await newStore();

@@ -20,6 +20,7 @@ test('storage.s3 keys with their defaults; forcePathStyle follows the endpoint u
     prefix: '',
     forcePathStyle: true,
     redirect: false,
+    spareScratchBytes: 1024 * 1024 * 1024,
   });
   const aws = parseConfig({ storage: { driver: 's3', s3: { bucket: 'longshore', region: 'eu-west-1', prefix: 'mirrors/one' } } });
   assert.equal(aws.storage.s3?.forcePathStyle, false);
@@ -38,6 +39,7 @@ test('every storage.s3 key can be set from the environment', () => {
     LONGSHORE_STORAGE__S3__ACCESS_KEY_ID: 'AKIA',
     LONGSHORE_STORAGE__S3__SECRET_ACCESS_KEY: 'secret',
     LONGSHORE_STORAGE__S3__FORCE_PATH_STYLE: 'false',
+    LONGSHORE_STORAGE__S3__SPARE_SCRATCH_BYTES: '256MiB',
   });
   assert.equal(config.storage.driver, 's3');
   assert.deepEqual(config.storage.s3, {
@@ -49,6 +51,7 @@ test('every storage.s3 key can be set from the environment', () => {
     secretAccessKey: 'secret',
     forcePathStyle: false,
     redirect: false,
+    spareScratchBytes: 256 * 1024 * 1024,
   });
 });
 
@@ -61,6 +64,7 @@ test('bad storage.s3 settings are refused naming the key', () => {
   assert.throws(() => parseConfig({ storage: { driver: 's3', s3: { bucket: 'b-1', prefix: '../x' } } }), /storage\.s3\.prefix:/);
   assert.throws(() => parseConfig({ storage: { driver: 's3', s3: { bucket: 'b-1', endpoint: 'ftp://x' } } }), /storage\.s3\.endpoint:/);
   assert.throws(() => parseConfig({ storage: { s3: { bucket: 'b-1', tls: true } } }), /storage\.s3\.tls: unknown key/);
+  assert.throws(() => parseConfig({ storage: { s3: { bucket: 'b-1', spareScratchBytes: 'lots' } } }), /storage\.s3\.spareScratchBytes: not a size/);
 });
 
 test('the shipped default.yaml documents the s3 keys without enabling them', async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readlink } from 'node:fs/promises';
+import { mkdtemp, readdir, readlink, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { digestOf, parseDigest } from '../../src/protocol/digest.js';
 import { FsBlobStore, MAX_UNFLUSHED_BYTES } from '../../src/storage/fs-blob-store.js';
+import { MAX_SPARE_FILES, MIN_SPARE_BYTES, SPARE_FILE_PREFIX } from '../../src/storage/spare-files.js';
 import { READ_CHUNK_BYTES } from '../../src/storage/blob-store.js';
 import { hashThreadCount, setHashThreadIdleMs, terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
@@ -329,4 +330,113 @@ void test('a serving store whose hash thread is idle lets the process exit', asy
     });
   });
   assert.equal(exitCode, 0);
+});
+
+// Spare files (spare-files.ts): the S3 driver's scratch store keeps aborted writers' files for
+// later writers to write over.
+async function storeWithSpares(spareBytes = 64 * 1024 * 1024): Promise<FsBlobStore> {
+  const store = new FsBlobStore(await mkdtemp(path.join(os.tmpdir(), 'ls-spares-')), { spareBytes });
+  await store.init();
+  return store;
+}
+
+/** tmp/'s files by name, with their inode numbers and sizes. */
+async function tmpFiles(store: FsBlobStore): Promise<Array<{ name: string; ino: number; size: number }>> {
+  const dir = path.join(store.root, 'tmp');
+  return Promise.all((await readdir(dir)).map(async (name) => ({ name, ...(await stat(path.join(dir, name))) })));
+}
+
+/** A writer that got `bytes` and was aborted (as a scratch file is once its bytes are in S3). */
+async function abortedWriter(store: FsBlobStore, bytes: Buffer): Promise<void> {
+  const writer = await store.createWriter(parseDigest(digestOf(bytes)));
+  await writer.write(bytes);
+  await writer.verify(bytes.byteLength);
+  await writer.abort();
+  writer.close();
+}
+
+test('fs spares: an aborted file is kept, and the next writer writes over it; bytes past its own are never read, hashed or committed', async () => {
+  const store = await storeWithSpares();
+  const first = randomBytes(3 * 1024 * 1024);
+  await abortedWriter(store, first);
+  const [spare, ...others] = await tmpFiles(store);
+  assert.equal(others.length, 0);
+  assert.ok(spare !== undefined && spare.name.startsWith(SPARE_FILE_PREFIX), "the file is kept as a spare");
+  assert.equal(spare.size, first.byteLength);
+  assert.deepEqual(store.spareFiles, { count: 1, bytes: first.byteLength });
+
+  const second = randomBytes(2 * 1024 * 1024 + 7);
+  const digest = parseDigest(digestOf(second));
+  const writer = await store.createWriter(digest);
+  const [reused] = await tmpFiles(store);
+  assert.equal(reused?.ino, spare.ino, 'the writer writes over the spare');
+  assert.equal(store.spareFiles.count, 0);
+  await writeInChunks(writer, second);
+  assert.equal((await writer.readAt(second.byteLength, 4096)).byteLength, 0, 'nothing past the written bytes is readable');
+  assert.ok((await writer.readAt(second.byteLength - 10, 4096)).equals(second.subarray(-10)));
+  assert.equal((await writer.commit(second.byteLength)).text, digest.text, 'the hash covers only the written bytes');
+  writer.close();
+  const committed = await store.readAll(digest, 10 * 1024 * 1024);
+  assert.ok(committed?.equals(second), 'the committed file was cut to the blob: no tail of the spare');
+  assert.deepEqual(await tmpFiles(store), [], 'the spare became the blob');
+});
+
+test('fs spares: kept up to spareBytes and MAX_SPARE_FILES; files under MIN_SPARE_BYTES are deleted', async () => {
+  const store = await storeWithSpares(5 * 1024 * 1024);
+  await abortedWriter(store, randomBytes(3 * 1024 * 1024));
+  await abortedWriter(store, randomBytes(MIN_SPARE_BYTES - 1));
+  assert.deepEqual(store.spareFiles, { count: 1, bytes: 3 * 1024 * 1024 }, 'a small file is not kept');
+  // Both at once: neither can take the other's spare, and the second is over the byte bound.
+  const writers = await Promise.all([store.createWriter(), store.createWriter()]);
+  for (const writer of writers) {
+    await writer.write(randomBytes(3 * 1024 * 1024));
+    await writer.abort();
+  }
+  assert.deepEqual(store.spareFiles, { count: 1, bytes: 3 * 1024 * 1024 });
+  assert.equal((await tmpFiles(store)).length, 1, 'and the other file is deleted');
+
+  const roomy = await storeWithSpares();
+  const many = await Promise.all(Array.from({ length: MAX_SPARE_FILES + 3 }, () => roomy.createWriter()));
+  await Promise.all(many.map(async (writer) => (await writer.write(randomBytes(MIN_SPARE_BYTES)), await writer.abort())));
+  assert.equal(roomy.spareFiles.count, MAX_SPARE_FILES);
+  assert.equal((await tmpFiles(roomy)).length, MAX_SPARE_FILES);
+});
+
+test('fs spares: a writer aborted with writes in flight gives its file up only after them: the next writer of the spare gets its own bytes', async () => {
+  const store = await storeWithSpares();
+  for (let round = 0; round < 5; round++) {
+    const discarded = await store.createWriter();
+    // Far more than MAX_UNFLUSHED_BYTES taken at once: batches are still being written at abort.
+    for (let at = 0; at < 8 * 1024 * 1024; at += 64 * 1024) void discarded.writeNow?.(Buffer.alloc(64 * 1024, 0xee))?.catch(() => undefined);
+    const aborting = discarded.abort();
+    const kept = randomBytes(6 * 1024 * 1024);
+    await aborting;
+    const writer = await store.createWriter(parseDigest(digestOf(kept)));
+    await writeInChunks(writer, kept);
+    assert.equal((await writer.commit(kept.byteLength)).text, digestOf(kept), `round ${round}: the spare holds only the new writer's bytes`);
+    writer.close();
+    discarded.close();
+  }
+});
+
+test('fs spares: when the disk is short, the spares go first; a restart clears them', async () => {
+  const store = await storeWithSpares();
+  await abortedWriter(store, randomBytes(2 * 1024 * 1024));
+  assert.equal(store.spareFiles.count, 1);
+  assert.equal(await store.hasRoomFor(2 ** 52), false, 'no disk has 4 PiB free');
+  assert.equal(store.spareFiles.count, 0, 'the spares were deleted for room');
+  assert.deepEqual(await tmpFiles(store), []);
+  await abortedWriter(store, randomBytes(2 * 1024 * 1024));
+  assert.equal(await store.hasRoomFor(1024), true);
+  assert.equal(store.spareFiles.count, 1, 'kept while there is room');
+  const restarted = new FsBlobStore(store.root, { spareBytes: 64 * 1024 * 1024 });
+  await restarted.init();
+  assert.deepEqual(await tmpFiles(restarted), [], 'start-up clears what the last process kept');
+});
+
+test('fs: without spareBytes an aborted file is deleted', async () => {
+  const store = await newStore();
+  await abortedWriter(store, randomBytes(2 * 1024 * 1024));
+  assert.deepEqual(await readdir(path.join(store.root, 'tmp')), []);
+  assert.deepEqual(store.spareFiles, { count: 0, bytes: 0 });
 });
