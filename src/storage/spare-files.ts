@@ -2,9 +2,10 @@
 // segments instead of creating new ones. On the S3 driver a scratch file (a cold miss, a push, a
 // shared read) is thrown away once its bytes are in the bucket; the next one used to be a new
 // file, whose page-cache pages the kernel had to find afresh. On this project's VM that is the
-// dearest part of a cold miss: a new 200 MiB file cost 0.5-0.6 s of CPU in the writing threads,
-// the same bytes written over a kept file 0.02 s (bench/page-cache-writes.ts). A spare keeps its
-// pages (and its disk blocks) for the next write.
+// dearest part of a cold miss: a new 200 MiB file cost 0.39-0.64 s of CPU in the writing threads
+// once the page cache had grown, the same bytes written over a kept file 0.03-0.05 s
+// (bench/page-cache-writes.ts --rewrite). A spare keeps its pages (and its disk blocks) for the
+// next write.
 //
 // A spare may be longer than what is written over it: nothing reads a writer's file past the
 // bytes it wrote (readers, the hasher and S3 parts all stop at bytesWritten), and a writer that
