@@ -1,8 +1,8 @@
 // Finished scratch files kept for the next write to overwrite, the way PostgreSQL recycles WAL
 // segments instead of creating new ones. On the S3 driver a scratch file (a cold miss, a push, a
 // shared read) is thrown away once its bytes are in the bucket; the next one used to be a new
-// file, whose page-cache pages the kernel had to find afresh. On this project's VM that is the
-// dearest part of a cold miss: a new 200 MiB file cost 0.39-0.64 s of CPU in the writing threads
+// file, whose page-cache pages the kernel had to find afresh. On this project's VM that is a
+// large share of a cold miss's CPU: a new 200 MiB file cost 0.39-0.64 s in the writing threads
 // once the page cache had grown, the same bytes written over a kept file 0.03-0.05 s
 // (bench/page-cache-writes.ts --rewrite). A spare keeps its pages (and its disk blocks) for the
 // next write.
