@@ -40,7 +40,7 @@ export async function openStorage(config: Config, log: Logger, options: OpenStor
   const coordination = await openCoordination(config, log);
   const { coordinator } = coordination;
   const root = path.resolve(config.storage.path);
-  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? await openS3(config, root) : openFs(root);
+  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? await openS3(config, root, options.ownsStaging ?? true) : openFs(root);
   await blobs.init({ clearStaging: options.ownsStaging ?? true });
   const metadata = new CoordinatedMetadataStore(metadataDriver, coordinator.locks);
   const privateContent = await coordination.openPrivateContent(metadata);
@@ -78,7 +78,7 @@ const REDIRECT_URL_TTL_SECONDS = 20 * 60;
  * driver and the AWS SDK are loaded only here: on the fs driver they would add most of a
  * second to every start (and the SDK's Node version warning to its stderr).
  */
-async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
+async function openS3(config: Config, scratchDir: string, ownsStaging: boolean): Promise<Drivers> {
   const s3 = config.storage.s3;
   if (s3 === undefined) throw new Error('storage.driver is "s3" but storage.s3 is not set'); // the schema refuses this already
   const [{ S3BlobStore }, { createS3Client }, { S3MetadataDriver }, { RecordCache }] = await Promise.all([
@@ -93,7 +93,9 @@ async function openS3(config: Config, scratchDir: string): Promise<Drivers> {
     blobs: new S3BlobStore({
       ...location,
       scratchDir,
-      spareScratchBytes: s3.spareScratchBytes,
+      // A tool beside the server (gc, import) keeps no spares: they would outlive it, in a
+      // directory it does not own.
+      spareScratchBytes: ownsStaging ? s3.spareScratchBytes : 0,
       // Another replica's upload may run long; older ones are a killed process's leftovers.
       startupSweepGraceMs: config.storage.uploadTimeout,
       describeEndpoint: s3.endpoint ?? 'AWS',

@@ -4,7 +4,7 @@
 // restart on an empty scratch directory.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { stringify } from 'yaml';
@@ -143,6 +143,8 @@ test('s3: import into the bucket of a running server, from another scratch direc
   await writeFile(toolConfig, stringify({ upstreams, storage: { ...storage, path: toolScratch.path } }));
   const imported = await runCli(['import', '--config', toolConfig, bundle]);
   assert.equal(imported.code, 0, imported.stderr);
+  // A scratch file over 1 MiB would be kept for reuse by a server; a tool leaves none behind.
+  assert.deepEqual(await readdir(path.join(toolScratch.path, 'tmp')), [], 'the import left nothing in its scratch directory');
   const inBucket = [...(await bucketBlobs(bucket)).values()].reduce((sum, size) => sum + size, 0);
   assert.ok(inBucket > 9 * MiB);
   await pollUntil(async () => (await mirrored()) === inBucket, { timeoutMs: 30_000, intervalMs: 250, what: 'the server counting the imported blobs' });
