@@ -282,7 +282,6 @@ export class BlobFetch implements FollowedBlob {
   }
 }
 
-
 /**
  * An upstream body for one client as it is, uncached (a store without room), checked on the
  * way (verifiedPassthrough); discard() hangs up on the upstream if it was never opened.

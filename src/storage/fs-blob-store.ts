@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import { noteBufferChurn } from '../util/buffer-churn.js';
-import { deferred } from '../util/deferred.js';
+import { ChangeSignal } from '../util/deferred.js';
 import { FileHasher } from './file-hasher.js';
 import { SpareFiles } from './spare-files.js';
 import {
@@ -362,7 +362,8 @@ class FsBlobWriter implements BlobWriter {
   private flushed = 0;
   private unflushed: PositionedChunk[] = [];
   private flushing: Promise<void> | undefined;
-  private flushProgress = deferred<void>();
+  /** Fires when bytes reached the file, writing failed or the writer was aborted. */
+  private readonly flushProgress = new ChangeSignal();
   private flushFailure: Error | undefined;
   private state: 'open' | 'committed' | 'aborted' = 'open';
   private closing: Promise<void> | undefined;
@@ -424,7 +425,7 @@ class FsBlobWriter implements BlobWriter {
 
   /** Resolves once the file is back under MAX_UNFLUSHED_BYTES behind; throws if writing failed. */
   private async caughtUp(): Promise<void> {
-    while (this.accepted - this.flushed > MAX_UNFLUSHED_BYTES && !this.flushFailure && this.state === 'open') await this.flushProgress.promise;
+    while (this.accepted - this.flushed > MAX_UNFLUSHED_BYTES && !this.flushFailure && this.state === 'open') await this.flushProgress.next();
     this.throwIfFlushFailed();
   }
 
@@ -481,9 +482,7 @@ class FsBlobWriter implements BlobWriter {
   }
 
   private wakeWriters(): void {
-    const current = this.flushProgress;
-    this.flushProgress = deferred<void>();
-    current.resolve();
+    this.flushProgress.fire();
   }
 
   /** Resolves once every accepted byte is in the file; throws if writing failed. */

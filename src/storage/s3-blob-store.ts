@@ -51,7 +51,7 @@ import { DEFAULT_SPARE_SCRATCH_BYTES } from './spare-files.js';
 import { S3BucketUnusable } from './s3-errors.js';
 import { SharedReads, type SharedReadHandle } from './shared-reads.js';
 import { ByteWindow, writeBody } from './write-body.js';
-import { deferred } from '../util/deferred.js';
+import { ChangeSignal } from '../util/deferred.js';
 
 /** S3's minimum part size (all parts but the last); also what Swift's s3api enforces. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -648,7 +648,7 @@ class S3BlobWriter implements BlobWriter {
   /** Parts being sent. */
   private readonly sendingParts = new Set<Promise<void>>();
   /** Resolves when a part finished (and the next one may have started). */
-  private partProgress = deferred<void>();
+  private readonly partProgress = new ChangeSignal();
   /** Every byte is in (or an upload is between chunks): send parts at full parallelism. */
   private draining = false;
   /** Parts after the first that filled slowly (SLOW_PART_FILL_MS), the last ones in a row. */
@@ -764,9 +764,7 @@ class S3BlobWriter implements BlobWriter {
       const sending: Promise<void> = this.sendPart(part.index, part.start, part.length).finally(() => {
         this.sendingParts.delete(sending);
         this.sendParts();
-        const progress = this.partProgress;
-        this.partProgress = deferred<void>();
-        progress.resolve();
+        this.partProgress.fire();
       });
       this.sendingParts.add(sending);
     }
@@ -776,7 +774,7 @@ class S3BlobWriter implements BlobWriter {
   private async allPartsSent(): Promise<void> {
     this.draining = true;
     this.sendParts();
-    while (this.sendingParts.size > 0 || this.queuedParts.length > 0) await this.partProgress.promise;
+    while (this.sendingParts.size > 0 || this.queuedParts.length > 0) await this.partProgress.next();
   }
 
   /** Never rejects: a failure is kept for the next write or the commit. */

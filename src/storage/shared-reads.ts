@@ -179,7 +179,7 @@ class SharedRead implements FollowedBlob {
     this.body?.destroy();
   }
 
-  /** Removes the scratch file (readers are done), then gives back its descriptor. */
+  /** Gives up the scratch file (deleted, or kept as a spare: spare-files.ts) once readers are done. */
   private release(): void {
     if (this.released) return;
     this.released = true;

@@ -83,11 +83,9 @@ export class SpareFiles {
     this.spares.push(spare);
   }
 
-  /** Deletes every spare (the disk is short of room). Returns how many went. */
-  async dropAll(): Promise<number> {
-    const dropped = this.forget();
-    await Promise.all(dropped.map((spare) => unlinkIfThere(spare.file)));
-    return dropped.length;
+  /** Deletes every spare (the disk is short of room). */
+  async dropAll(): Promise<void> {
+    await Promise.all(this.forget().map((spare) => unlinkIfThere(spare.file)));
   }
 
   /** Forgets every spare (their directory was emptied), and returns them. */
