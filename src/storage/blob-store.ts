@@ -118,6 +118,12 @@ export interface BlobWriter {
    */
   readInto?(buffer: Buffer, position: number, length: number): Promise<Buffer>;
   /**
+   * Optional: a reader following the write has delivered the bytes before `position`. A writer
+   * that keeps recent bytes in memory (direct-staging.ts) keeps them until the furthest reader
+   * is past them, a little while at most, so a reader that keeps up never reads the file back.
+   */
+  readerAt?(position: number): void;
+  /**
    * Checks the digest (and size, when given) without publishing; on a mismatch the partial
    * blob is deleted and the error thrown. For all-or-nothing imports: verify everything first,
    * then commit. No writes are accepted afterwards.

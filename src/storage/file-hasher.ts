@@ -10,6 +10,7 @@
 // verify() throws, their fetch fails) and the next session starts a fresh one.
 import { Worker } from 'node:worker_threads';
 import { deferred, type Deferred } from '../util/deferred.js';
+import type { StagingBlock, StagingSlab } from './direct-io.js';
 import type { HashReply, HashRequest } from './hash-worker.js';
 
 // One thread: it hashes ~1 GB/s, more than one download brings in on this project's 2-CPU
@@ -39,6 +40,8 @@ class HashThread {
   readonly sessions = new Map<number, FileHasher>();
   private lastError: Error | undefined;
   private exited = false;
+  /** Staging slabs this thread was given (direct-io.ts). */
+  private readonly slabs = new Set<number>();
   private idleTimer: NodeJS.Timeout | undefined;
 
   /** `onGone`: the thread takes no new sessions (ending when idle, or exited). */
@@ -92,6 +95,13 @@ class HashThread {
 
   post(request: HashRequest): void {
     this.worker.postMessage(request);
+  }
+
+  /** Gives the thread a staging slab once, before the first request that names it. */
+  knowSlab(slab: StagingSlab): void {
+    if (this.slabs.has(slab.id)) return;
+    this.slabs.add(slab.id);
+    this.worker.postMessage({ op: 'slab', slab: slab.id, memory: slab.memory } satisfies HashRequest);
   }
 
   terminate(): Promise<number> {
@@ -148,6 +158,8 @@ export class FileHasher {
   private result: Deferred<string> | undefined;
   private failure: Error | undefined;
   private finished = false;
+  /** Called as each request is done, in order (the thread answers a session's requests in order). */
+  private readonly done: Array<(() => void) | undefined> = [];
 
   constructor(algorithm: string) {
     this.thread = pickThread();
@@ -159,7 +171,24 @@ export class FileHasher {
   hash(fd: number, position: number, length: number): void {
     if (this.finished || this.failure || length === 0) return;
     this.pending += 1;
+    this.done.push(undefined);
     this.thread.post({ op: 'hash', session: this.id, fd, position, length });
+  }
+
+  /**
+   * Adds the first `length` bytes of a staging block to the digest, read where they are; `onDone`
+   * runs once the thread is through with them (or failed, or the session was dropped): from then
+   * on the block may be written over.
+   */
+  hashBlock(block: StagingBlock, length: number, onDone: () => void): void {
+    if (this.finished || this.failure || length === 0) {
+      onDone();
+      return;
+    }
+    this.pending += 1;
+    this.done.push(onDone);
+    this.thread.knowSlab(block.slab);
+    this.thread.post({ op: 'hashBlock', session: this.id, slab: block.slab.id, offset: block.offset, length });
   }
 
   /** Resolves once the thread reads no descriptor for this session any more. */
@@ -191,6 +220,7 @@ export class FileHasher {
   receive(reply: HashReply): void {
     if (reply.op === 'hashed') {
       this.pending -= 1;
+      this.done.shift()?.();
       if (this.pending === 0) this.becameIdle();
       return;
     }
@@ -202,6 +232,7 @@ export class FileHasher {
   fail(error: Error): void {
     this.failure ??= error;
     this.pending = 0;
+    for (const onDone of this.done.splice(0)) onDone?.();
     this.becameIdle();
     this.result?.reject(error);
   }

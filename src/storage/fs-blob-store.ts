@@ -2,7 +2,7 @@
 // into place once verified. rename() is atomic within one filesystem, so a blob path either
 // holds complete, verified bytes or does not exist; a crash leaves only tmp/ files, which
 // init() removes.
-import { createReadStream, read } from 'node:fs';
+import { constants as fsConstants, createReadStream, read } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomUUID, type Hash } from 'node:crypto';
 import path from 'node:path';
@@ -10,6 +10,8 @@ import { Readable, type Writable } from 'node:stream';
 import { createDigester, type Digest, type DigestAlgorithm } from '../protocol/digest.js';
 import { noteBufferChurn } from '../util/buffer-churn.js';
 import { ChangeSignal } from '../util/deferred.js';
+import { O_DIRECT } from './direct-io.js';
+import { DirectStaging } from './direct-staging.js';
 import { FileHasher } from './file-hasher.js';
 import { SpareFiles } from './spare-files.js';
 import {
@@ -37,12 +39,19 @@ export interface FsBlobStoreOptions {
    * aborted there. Unset or 0: aborted files are deleted.
    */
   spareBytes?: number;
+  /**
+   * Write temp files through aligned staging blocks with O_DIRECT where the filesystem takes it
+   * (direct-staging.ts). Default: true without spareBytes. The S3 driver's scratch store keeps
+   * spares and reads its files back for the upload parts, both of which want the page cache.
+   */
+  directWrites?: boolean;
 }
 
 export class FsBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
   private readonly spares: SpareFiles | undefined;
+  private directWrites: boolean;
 
   constructor(
     readonly root: string,
@@ -51,6 +60,8 @@ export class FsBlobStore implements BlobStore {
     this.blobsDir = path.join(root, 'blobs');
     this.tmpDir = path.join(root, 'tmp');
     this.spares = (options.spareBytes ?? 0) > 0 ? new SpareFiles(this.tmpDir, options.spareBytes ?? 0) : undefined;
+    // Spares are kept for their page-cache pages, which direct writes do without.
+    this.directWrites = (options.directWrites ?? this.spares === undefined) && O_DIRECT !== undefined;
   }
 
   /** Spare files kept for reuse: how many, and the disk they hold. */
@@ -123,9 +134,23 @@ export class FsBlobStore implements BlobStore {
     const spares = this.spares;
     return new FsBlobWriter(expected, expected?.algorithm ?? options.algorithm ?? 'sha256', handle, tempPath, {
       finalPathOf: (d) => this.blobPath(d),
+      ...(this.directWrites ? { openDirect: () => this.openDirect(tempPath) } : {}),
       ...(spareSize === undefined ? {} : { spareSize }),
       ...(spares ? { discard: (file: string, size: number) => spares.give(file, size) } : {}),
     });
+  }
+
+  /** An O_DIRECT descriptor of a temp file, or undefined where the filesystem refuses them. */
+  private async openDirect(tempPath: string): Promise<FileHandle | undefined> {
+    if (!this.directWrites || O_DIRECT === undefined) return undefined;
+    try {
+      return await open(tempPath, fsConstants.O_WRONLY | O_DIRECT);
+    } catch (error) {
+      // tmpfs and some others refuse O_DIRECT (EINVAL): write through the page cache there.
+      if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+      this.directWrites = false;
+      return undefined;
+    }
   }
 
   async put(digest: Digest, bytes: Uint8Array): Promise<void> {
@@ -371,6 +396,11 @@ class FsBlobWriter implements BlobWriter {
   /** Why verify() threw the bytes away (a digest or size mismatch), for readers still reading. */
   private rejectedBy: Error | undefined;
   private reopening: Promise<FileHandle> | undefined;
+  /** Staging blocks and direct writes (direct-staging.ts), until suspend() or the end. */
+  private staging: DirectStaging | undefined;
+  /** The O_DIRECT descriptor, opened by the staging's first full block. */
+  private directFile: FileHandle | undefined;
+  private directOpening: Promise<FileHandle | undefined> | undefined;
 
   constructor(
     readonly expected: Digest | undefined,
@@ -383,9 +413,17 @@ class FsBlobWriter implements BlobWriter {
       spareSize?: number;
       /** Takes the file once aborted, closed and idle, instead of it being deleted. */
       discard?: (file: string, size: number) => Promise<void>;
+      /** Opens an O_DIRECT descriptor of the file; given, bytes go through direct-staging.ts. */
+      openDirect?: () => Promise<FileHandle | undefined>;
     },
   ) {
     this.inlineHash = createDigester(algorithm);
+    if (lifecycle.openDirect) {
+      this.staging = new DirectStaging({ buffered: () => this.file(), direct: () => this.openDirectFile() }, () => {
+        const hasher = this.hasher;
+        return hasher ? (block, length, onDone) => hasher.hashBlock(block, length, onDone) : undefined;
+      });
+    }
   }
 
   private get label(): string {
@@ -417,6 +455,10 @@ class FsBlobWriter implements BlobWriter {
     }
     this.inlineHash?.update(chunk);
     const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.staging) {
+      this.accepted += buffer.byteLength;
+      return this.staging.take(buffer);
+    }
     this.unflushed.push({ start: this.accepted, chunk: buffer });
     this.accepted += buffer.byteLength;
     this.flushing ??= this.flush();
@@ -487,11 +529,22 @@ class FsBlobWriter implements BlobWriter {
 
   /** Resolves once every accepted byte is in the file; throws if writing failed. */
   private async allFlushed(): Promise<void> {
+    if (this.staging) {
+      await this.staging.finish();
+      // Every block went to the file and, past the inline hash's size, to the hash thread.
+      this.flushed = this.accepted;
+      if (this.hasher) this.hashSubmitted = this.accepted;
+    }
     while (this.flushing) await this.flushing;
     this.throwIfFlushFailed();
   }
 
   async readAt(position: number, length: number): Promise<Buffer> {
+    if (this.staging && this.state !== 'aborted') {
+      const buffer = Buffer.allocUnsafe(Math.max(0, Math.min(length, this.accepted - position)));
+      noteBufferChurn(buffer.byteLength);
+      return this.readInto(buffer, position, length);
+    }
     // Bytes not yet in the file come straight from the chunk that holds them.
     if (this.state !== 'aborted' && position >= this.flushed) return sliceOfChunks(this.unflushed, position, length);
     const buffer = Buffer.allocUnsafe(Math.max(0, Math.min(length, this.flushed - position)));
@@ -503,8 +556,13 @@ class FsBlobWriter implements BlobWriter {
     // Aborted: the unflushed bytes are gone, and an empty answer would spin a reader. Followers
     // reading when verify() found a mismatch learn that, not only that the file is gone.
     if (this.state === 'aborted') throw this.rejectedBy ?? new Error(`read after abort for ${this.label}`);
-    if (position >= this.flushed) return sliceOfChunks(this.unflushed, position, Math.min(length, buffer.byteLength));
-    const wanted = Math.min(length, buffer.byteLength, this.flushed - position);
+    let fileEnd = this.flushed;
+    if (this.staging) {
+      const inMemory = this.staging.read(buffer, position, length);
+      if (Buffer.isBuffer(inMemory)) return inMemory;
+      fileEnd = inMemory.fileEnd;
+    } else if (position >= this.flushed) return sliceOfChunks(this.unflushed, position, Math.min(length, buffer.byteLength));
+    const wanted = Math.min(length, buffer.byteLength, fileEnd - position);
     let filled = 0;
     while (filled < wanted) {
       const { bytesRead } = await (await this.file()).read(buffer, filled, wanted - filled, position + filled);
@@ -512,6 +570,10 @@ class FsBlobWriter implements BlobWriter {
       filled += bytesRead;
     }
     return buffer.subarray(0, filled);
+  }
+
+  readerAt(position: number): void {
+    this.staging?.readerAt(position);
   }
 
   async verify(expectedSize?: number): Promise<Digest> {
@@ -552,6 +614,7 @@ class FsBlobWriter implements BlobWriter {
     if (this.state !== 'open') return;
     this.state = 'aborted';
     this.unflushed = [];
+    this.staging?.stop();
     this.hasher?.drop();
     this.wakeWriters();
     const discard = this.lifecycle.discard;
@@ -572,11 +635,20 @@ class FsBlobWriter implements BlobWriter {
     // A batch still being written must finish before the descriptor goes: a closed (and
     // reused) descriptor number could otherwise receive it.
     // Likewise the hash thread must be done reading through it.
-    this.closing ??= this.allFlushed()
+    // The staging's blocks go back to the pool once no write or hash uses them.
+    this.closing ??= (this.staging ? this.staging.idle() : this.allFlushed())
       .catch(() => undefined)
       .then(() => this.hasher?.whenIdle())
       .then(() => this.handle?.close())
+      .then(() => this.directOpening)
+      .then(() => this.directFile?.close())
       .catch(() => undefined);
+  }
+
+  /** The O_DIRECT descriptor, opened once (undefined where the filesystem refuses O_DIRECT). */
+  private async openDirectFile(): Promise<FileHandle | undefined> {
+    this.directOpening ??= (this.lifecycle.openDirect?.() ?? Promise.resolve(undefined)).then((file) => (this.directFile = file));
+    return this.directOpening;
   }
 
   /** The temp file's descriptor, reopened if suspend() gave it back. */
@@ -595,6 +667,15 @@ class FsBlobWriter implements BlobWriter {
    */
   async suspend(): Promise<void> {
     await this.allFlushed();
+    if (this.staging) {
+      // From here on the upload is written through the page cache like any writer's: a resumed
+      // upload starts at an unaligned offset, and a session with no descriptor reopens one.
+      this.staging = undefined;
+      const direct = await this.directOpening;
+      this.directOpening = undefined;
+      this.directFile = undefined;
+      await direct?.close();
+    }
     await this.hasher?.whenIdle();
     const handle = this.handle;
     if (!handle || this.flushing) return;

@@ -26,7 +26,7 @@ export interface FollowedBlob {
 }
 
 /** Where a growing blob's bytes are read back (its writer, or what wraps it). */
-export type GrowingFile = Pick<BlobWriter, 'bytesWritten' | 'readAt' | 'readInto'>;
+export type GrowingFile = Pick<BlobWriter, 'bytesWritten' | 'readAt' | 'readInto' | 'readerAt'>;
 
 /**
  * Takes `body` into `writer` chunk by chunk, through 'data' events: no async iterator, no
@@ -146,6 +146,7 @@ export class FollowingReader extends Readable {
           const chunk = fromRecent(this.blob, this.position, limit) ?? (await this.writer.readAt(this.position, Math.min(limit - this.position, READ_CHUNK_BYTES)));
           if (this.destroyed) return;
           this.position += chunk.byteLength;
+          this.writer.readerAt?.(this.position);
           if (!this.push(chunk)) return; // resume on the next _read
           continue;
         }
@@ -239,6 +240,7 @@ export async function writeFollowing(blob: FollowedBlob, file: GrowingFile, dest
       const recent = fromRecent(blob, position, limit);
       if (recent) {
         position += recent.byteLength;
+        file.readerAt?.(position);
         write(recent);
         continue;
       }
@@ -259,6 +261,7 @@ export async function writeFollowing(blob: FollowedBlob, file: GrowingFile, dest
         return;
       }
       position += chunk.byteLength;
+      file.readerAt?.(position);
       buffersOut += 1;
       write(chunk, () => {
         buffersOut -= 1;

@@ -9,6 +9,10 @@ import { parentPort } from 'node:worker_threads';
 export type HashRequest =
   | { op: 'start'; session: number; algorithm: string }
   | { op: 'hash'; session: number; fd: number; position: number; length: number }
+  /** Shared staging memory (direct-io.ts) that later hashBlock requests name by id. */
+  | { op: 'slab'; slab: number; memory: SharedArrayBuffer }
+  /** Bytes [offset, offset + length) of a slab, hashed where they are: a direct writer's block. */
+  | { op: 'hashBlock'; session: number; slab: number; offset: number; length: number }
   | { op: 'finish'; session: number }
   | { op: 'drop'; session: number };
 
@@ -23,6 +27,7 @@ export type HashReply =
 const READ_BYTES = 1024 * 1024;
 const buffer = Buffer.allocUnsafeSlow(READ_BYTES);
 const hashes = new Map<number, Hash>();
+const slabs = new Map<number, SharedArrayBuffer>();
 // A session that failed keeps failing: its later ranges are skipped and its digest refused.
 const failures = new Map<number, string>();
 
@@ -37,6 +42,10 @@ function hashRange(hash: Hash, fd: number, position: number, length: number): vo
 }
 
 function handle(request: HashRequest): HashReply | undefined {
+  if (request.op === 'slab') {
+    slabs.set(request.slab, request.memory);
+    return undefined;
+  }
   const { session } = request;
   switch (request.op) {
     case 'start':
@@ -50,6 +59,15 @@ function handle(request: HashRequest): HashReply | undefined {
         } catch (error) {
           failures.set(session, (error as Error).message);
         }
+      }
+      return { op: 'hashed', session };
+    }
+    case 'hashBlock': {
+      const hash = hashes.get(session);
+      const memory = slabs.get(request.slab);
+      if (hash && !failures.has(session)) {
+        if (memory) hash.update(new Uint8Array(memory, request.offset, request.length));
+        else failures.set(session, `unknown staging slab ${request.slab}`);
       }
       return { op: 'hashed', session };
     }
