@@ -61,10 +61,14 @@ export class DirectStaging {
   /** The block being kept for a reader (its start), and since when. */
   private pacedBlock = -1;
   private pacedSince = 0;
+  /** A direct write was refused: the rest go through the ordinary descriptor. */
+  private directRefused = false;
 
   constructor(
     private readonly file: StagedFile,
     private readonly hasher: () => BlockHasher,
+    /** How long to wait for readers (tests stretch them). */
+    private readonly pacing = { patienceMs: READER_PATIENCE_MS, idleMs: READER_IDLE_MS },
   ) {}
 
   /**
@@ -95,7 +99,10 @@ export class DirectStaging {
     while (done < chunk.byteLength) {
       const entry = this.fillingBlock();
       if (!entry) break;
-      const n = chunk.copy(entry.block.bytes, entry.filled, done, Math.min(chunk.byteLength, done + STAGING_BLOCK_BYTES - entry.filled));
+      const n = Math.min(chunk.byteLength - done, STAGING_BLOCK_BYTES - entry.filled);
+      // set(), not Buffer.copy, which wraps each call in a new view and a JS helper: 64 KiB
+      // chunks into a shared block, 200 MiB, 11-14 ms with set() against 23-31 ms with copy().
+      entry.block.bytes.set(n === chunk.byteLength ? chunk : chunk.subarray(done, done + n), entry.filled);
       entry.filled += n;
       this.copied += n;
       done += n;
@@ -141,8 +148,16 @@ export class DirectStaging {
     void (async () => {
       try {
         if (this.failure || this.stopped) return;
-        const direct = last ? undefined : await this.file.direct();
-        await writeFully(direct ?? (await this.file.buffered()), entry.block.bytes, length, start);
+        const direct = last || this.directRefused ? undefined : await this.file.direct();
+        try {
+          await writeFully(direct ?? (await this.file.buffered()), entry.block.bytes, length, start);
+        } catch (error) {
+          // A filesystem may open O_DIRECT and still refuse the writes (EINVAL): this writer
+          // goes on through the page cache, starting with this block.
+          if (!direct || (error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+          this.directRefused = true;
+          await writeFully(await this.file.buffered(), entry.block.bytes, length, start);
+        }
       } catch (error) {
         this.failure ??= error instanceof Error ? error : new Error(String(error));
       } finally {
@@ -160,17 +175,17 @@ export class DirectStaging {
   private readerNeeds(entry: RingEntry): boolean {
     if (this.readerFront >= entry.start + entry.filled) return false;
     const now = performance.now();
-    if (now - this.readerMovedAt >= READER_IDLE_MS) return false;
+    if (now - this.readerMovedAt >= this.pacing.idleMs) return false;
     if (this.pacedBlock !== entry.start) {
       this.pacedBlock = entry.start;
       this.pacedSince = now;
     }
     const waited = now - this.pacedSince;
-    if (waited >= READER_PATIENCE_MS) return false;
+    if (waited >= this.pacing.patienceMs) return false;
     this.paceTimer ??= setTimeout(() => {
       this.paceTimer = undefined;
       this.pump();
-    }, READER_PATIENCE_MS - waited);
+    }, this.pacing.patienceMs - waited);
     return true;
   }
 
@@ -242,7 +257,8 @@ export class DirectStaging {
     for (const entry of this.ring) {
       if (position < entry.start || position >= entry.start + entry.filled) continue;
       const from = position - entry.start;
-      const n = entry.block.bytes.copy(buffer, 0, from, from + Math.min(wanted, entry.filled - from));
+      const n = Math.min(wanted, entry.filled - from);
+      buffer.set(entry.block.bytes.subarray(from, from + n));
       return buffer.subarray(0, n);
     }
     // Blocks leave the ring only once written: what is before the oldest one is in the file.
