@@ -4,7 +4,8 @@
 // nginx serving the same blob file with sendfile, all on 127.0.0.1 with free ports:
 //   hit      cache-hit throughput of the big blob, 1 and 16 concurrent clients (curl)
 //   ttfb     time to first byte of a hit, sequential GETs on one keep-alive connection (undici)
-//   cold     a blob not yet cached: total time, TTFB and the mirrors' CPU, vs straight from upstream
+//   cold     a blob not yet cached: total time, TTFB and the mirrors' CPU, vs straight from upstream;
+//            then the first hit of it
 //   coalesce 16 concurrent GETs of one uncached blob: wall time, first-byte times, upstream GETs
 //   tags     manifest-by-tag requests per second on a warm cache (wrk -t2 -c16), CPU per request
 //   s3       16 hits and a cold miss with both mirrors on one S3 server (bench/parts/s3.ts)
@@ -218,6 +219,14 @@ async function main(): Promise<void> {
         // Its second GET and its file must not run into the next system's measurement.
         if (system === 'reference') await waitUntilStored(reference, digest);
       }
+      // The first hit after the miss, of the blob as the miss left it: Longshore wrote it with
+      // O_DIRECT, so it is read from the disk into the page cache now; the reference wrote it
+      // through the page cache.
+      for (const system of rotate(['longshore', 'reference'], run)) {
+        settle();
+        const hit = await curlGet(`${coldUrls[system]}/v2/perf/cold/blobs/${digest}`, opts.bigBytes);
+        record('cold_first_hit_s', system, hit.total);
+      }
     }
     if (proxy && longshoreCounted && referenceCounted) {
       const digest = await pushRandomBlob(work.path, upstream.url, 'perf/cold', opts.bigBytes);
@@ -300,6 +309,7 @@ const ROWS: Row[] = [
   { label: 'cold miss total (s)', metric: 'cold_total_s', baseline: 'direct', digits: 3, target: '<= 1.0x ref (stretch 1.5x direct)' },
   { label: 'cold miss TTFB (ms)', metric: 'cold_ttfb_ms', baseline: 'direct', digits: 1, target: '' },
   { label: 'cold miss CPU, all threads (s)', metric: 'cold_cpu_s', digits: 2, target: '' },
+  { label: 'first hit after the cold miss (s)', metric: 'cold_first_hit_s', digits: 3, target: '' },
   { label: '16 cold GETs: wall (s)', metric: 'coalesce_wall_s', digits: 3, target: '' },
   { label: '16 cold GETs: TTFB median (ms)', metric: 'coalesce_ttfb_median_ms', digits: 1, target: '' },
   { label: '16 cold GETs: TTFB slowest (ms)', metric: 'coalesce_ttfb_max_ms', digits: 1, target: '' },

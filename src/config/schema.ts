@@ -136,6 +136,9 @@ export const configSchema = z
           // "fs": everything under storage.path. "s3": blobs and records in storage.s3's bucket,
           // storage.path holds scratch files only (in-progress downloads, uploads and shared reads).
           driver: z.enum(['fs', 's3']).default('fs'),
+          // fs driver: write temp files with O_DIRECT from aligned staging blocks (a cold miss's
+          // bytes skip the page cache; direct-staging.ts). false: through the page cache.
+          directWrites: z.boolean().default(true),
           s3: section(s3Schema.optional()),
           // Allow DELETE of manifests, tags and blobs in private repositories.
           delete: z.boolean().default(false),
@@ -162,7 +165,7 @@ export const configSchema = z
               .default({}),
           ),
         })
-        .default({ path: './data', driver: 'fs', delete: false, uploadTimeout: 60 * 60_000, uploads: UPLOAD_DEFAULTS, cache: {} }),
+        .default({ path: './data', driver: 'fs', directWrites: true, delete: false, uploadTimeout: 60 * 60_000, uploads: UPLOAD_DEFAULTS, cache: {} }),
     ),
     // Several replicas sharing one storage (an S3 bucket) coordinate through Redis.
     cluster: section(

@@ -40,7 +40,7 @@ export async function openStorage(config: Config, log: Logger, options: OpenStor
   const coordination = await openCoordination(config, log);
   const { coordinator } = coordination;
   const root = path.resolve(config.storage.path);
-  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? await openS3(config, root, options.ownsStaging ?? true) : openFs(root);
+  const { blobs, metadataDriver, closeDriver } = config.storage.driver === 's3' ? await openS3(config, root, options.ownsStaging ?? true) : openFs(root, config.storage.directWrites);
   await blobs.init({ clearStaging: options.ownsStaging ?? true });
   const metadata = new CoordinatedMetadataStore(metadataDriver, coordinator.locks);
   const privateContent = await coordination.openPrivateContent(metadata);
@@ -65,8 +65,8 @@ interface Drivers {
   closeDriver: () => void;
 }
 
-function openFs(root: string): Drivers {
-  return { blobs: new FsBlobStore(root), metadataDriver: new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), closeDriver: () => undefined };
+function openFs(root: string, directWrites: boolean): Drivers {
+  return { blobs: new FsBlobStore(root, { directWrites }), metadataDriver: new FsMetadataDriver(path.join(root, 'meta'), path.join(root, 'tmp')), closeDriver: () => undefined };
 }
 
 // Presigned blob URLs (storage.s3.redirect) live as long as the reference registry's: long

@@ -186,3 +186,10 @@ test('hardening keys: defaults, and contradictions named by key', () => {
   assert.throws(() => parseConfig({ auth: { signupAccess: 'admin' } }), /auth\.signupAccess/);
   assert.deepEqual(parseConfig({ upstreams: [{ name: 'a', url: 'http://a', tokenRealms: ['http://auth.internal:5001/token'] }] }).upstreams[0]?.tokenRealms, ['http://auth.internal:5001']);
 });
+
+test('storage.directWrites: on by default, off by file or environment, and a non-boolean names the key', () => {
+  assert.equal(parseConfig({}).storage.directWrites, true);
+  assert.equal(parseConfig({ storage: { directWrites: false } }).storage.directWrites, false);
+  assert.equal(parseConfig({}, { LONGSHORE_STORAGE__DIRECT_WRITES: 'false' }).storage.directWrites, false);
+  assert.throws(() => parseConfig({ storage: { directWrites: 'sometimes' } }), /storage\.directWrites/);
+});

@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DirectStaging, STAGED_BYTES_PER_WRITER } from '../../src/storage/direct-staging.js';
+import { DirectStaging, MAX_DIRECT_WRITES, STAGED_BYTES_PER_WRITER } from '../../src/storage/direct-staging.js';
+import { pollUntil } from '../harness/wait.js';
 import { STAGING_BLOCK_BYTES } from '../../src/storage/direct-io.js';
 
 async function tempFile(t: test.TestContext) {
@@ -72,5 +73,30 @@ test('staging: a filesystem that opens O_DIRECT but refuses the writes (EINVAL) 
   for (let at = 0; at < bytes.byteLength; at += 64 * 1024) await staging.take(bytes.subarray(at, at + 64 * 1024));
   await staging.finish();
   assert.ok(refused >= 1 && refused <= 2, `the direct descriptor was tried, then left alone (${refused} tries; two writes may be in flight)`);
+  assert.ok((await readFile(file)).equals(bytes));
+});
+
+test('staging: a block full while two direct writes are in flight goes through the page cache instead of waiting for them', async (t) => {
+  const { file, staged } = await tempFile(t);
+  const buffered = await staged.buffered();
+  // An in-process fake for a slow device: direct writes land only when the test lets them.
+  const held: Array<() => void> = [];
+  const slowDirect = {
+    write: (bytes: Buffer, offset: number, length: number, position: number) =>
+      new Promise((resolve, reject) => {
+        held.push(() => void buffered.write(bytes, offset, length, position).then(resolve, reject));
+      }),
+  } as unknown as FileHandle;
+  const staging = new DirectStaging({ buffered: staged.buffered, direct: () => Promise.resolve(slowDirect) }, () => undefined);
+  const bytes = randomBytes(3 * STAGING_BLOCK_BYTES + 100);
+  assert.equal(staging.take(bytes.subarray(0, 3 * STAGING_BLOCK_BYTES)), undefined);
+  await pollUntil(async () => held.length === MAX_DIRECT_WRITES && (await readFile(file)).byteLength === 3 * STAGING_BLOCK_BYTES, { timeoutMs: 10_000, intervalMs: 10, what: 'the third block written through the page cache' });
+  const third = (await readFile(file)).subarray(2 * STAGING_BLOCK_BYTES);
+  assert.ok(third.equals(bytes.subarray(2 * STAGING_BLOCK_BYTES, 3 * STAGING_BLOCK_BYTES)), 'the third block is in the file while the first two wait on the device');
+  assert.equal(held.length, MAX_DIRECT_WRITES, 'no third direct write was started');
+  assert.equal(staging.take(bytes.subarray(3 * STAGING_BLOCK_BYTES)), undefined);
+  const finishing = staging.finish();
+  for (const release of held.splice(0)) release();
+  await finishing;
   assert.ok((await readFile(file)).equals(bytes));
 });

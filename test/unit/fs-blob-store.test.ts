@@ -14,6 +14,9 @@ import { MAX_SPARE_FILES, MIN_SPARE_BYTES, SPARE_FILE_PREFIX } from '../../src/s
 import { READ_CHUNK_BYTES } from '../../src/storage/blob-store.js';
 import { hashThreadCount, setHashThreadIdleMs, terminateHashThreads } from '../../src/storage/file-hasher.js';
 import { blobStoreContract } from '../support/blob-store-contract.js';
+import { parseConfig } from '../../src/config/load.js';
+import { openStorage } from '../../src/storage/open-storage.js';
+import { pino } from 'pino';
 import { pollUntil } from '../harness/wait.js';
 
 async function newStore(options: { directWrites?: boolean } = {}): Promise<FsBlobStore> {
@@ -505,4 +508,19 @@ test('fs: without spareBytes an aborted file is deleted', async () => {
   await abortedWriter(store, randomBytes(2 * 1024 * 1024));
   assert.deepEqual(await readdir(path.join(store.root, 'tmp')), []);
   assert.deepEqual(store.spareFiles, { count: 0, bytes: 0 });
+});
+
+test('storage.directWrites: false reaches the fs store: a big write opens no O_DIRECT descriptor', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ls-open-'));
+  const storage = await openStorage(parseConfig({ storage: { path: dir, directWrites: false } }), pino({ level: 'silent' }));
+  t.after(() => storage.close());
+  const bytes = randomBytes(3 * 1024 * 1024);
+  const writer = await storage.blobs.createWriter(parseDigest(digestOf(bytes)));
+  await writer.write(bytes);
+  const [tempName] = await readdir(path.join(dir, 'tmp'));
+  assert.ok(tempName);
+  const flags = await descriptorFlags(path.join(dir, 'tmp', tempName));
+  assert.ok(flags.length > 0 && flags.every((flag) => (flag & 0o40000) === 0), `no O_DIRECT descriptor (flags ${flags.map((f) => f.toString(8)).join(', ')})`);
+  await writer.commit(bytes.length);
+  writer.close();
 });
