@@ -22,8 +22,9 @@ export const STAGING_BLOCK_BYTES = 2 * 1024 * 1024;
 const BLOCKS_PER_SLAB = 8;
 const WASM_PAGE_BYTES = 64 * 1024;
 // Free blocks kept for reuse (one slab's worth; a block once used stays resident). Past this a
-// block is dropped, and its slab's memory goes once none of its blocks is held (and the hash
-// thread that was given the slab has ended): a burst of writers does not pin its memory for ever.
+// block is dropped, and its slab's memory goes once none of its blocks is held (the hash thread
+// that was given the slab is then told to let it go: file-hasher.ts): a burst of writers does
+// not pin its memory for ever.
 const MAX_FREE_BLOCKS = BLOCKS_PER_SLAB;
 
 /** O_DIRECT where the platform has it (Linux); undefined elsewhere. */

@@ -12,6 +12,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { ChangeSignal } from '../util/deferred.js';
 import { sliceOfChunks, type PositionedChunk } from './blob-store.js';
 import { STAGING_BLOCK_BYTES, giveStagingBlock, takeStagingBlock, type StagingBlock } from './direct-io.js';
+import { writeAllAt } from './write-all.js';
 
 // Blocks per writer: one filling, two being written (MAX_DIRECT_WRITES) and hashed, one kept for
 // a reader a little behind. 8 MiB per cold miss.
@@ -162,13 +163,13 @@ export class DirectStaging {
         if (this.failure || this.stopped) return;
         const direct = directSlot && !this.directRefused ? await this.file.direct() : undefined;
         try {
-          await writeFully(direct ?? (await this.file.buffered()), entry.block.bytes, length, start);
+          await writeAllAt(direct ?? (await this.file.buffered()), [entry.block.bytes.subarray(0, length)], start);
         } catch (error) {
           // A filesystem may open O_DIRECT and still refuse the writes (EINVAL): this writer
           // goes on through the page cache, starting with this block.
           if (!direct || (error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
           this.directRefused = true;
-          await writeFully(await this.file.buffered(), entry.block.bytes, length, start);
+          await writeAllAt(await this.file.buffered(), [entry.block.bytes.subarray(0, length)], start);
         }
       } catch (error) {
         this.failure ??= error instanceof Error ? error : new Error(String(error));
@@ -276,15 +277,5 @@ export class DirectStaging {
     }
     // Blocks leave the ring only once written: what is before the oldest one is in the file.
     return { fileEnd: this.ring[0]?.start ?? this.copied };
-  }
-}
-
-/** pwrite until `length` bytes of `bytes` are at `position`. */
-async function writeFully(file: FileHandle, bytes: Buffer, length: number, position: number): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    const { bytesWritten } = await file.write(bytes, done, length - done, position + done);
-    if (bytesWritten === 0) throw new Error('write wrote nothing');
-    done += bytesWritten;
   }
 }

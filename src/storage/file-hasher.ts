@@ -101,7 +101,21 @@ class HashThread {
   knowSlab(slab: StagingSlab): void {
     if (this.slabs.has(slab.id)) return;
     this.slabs.add(slab.id);
+    if (!slabsWatched.has(slab)) {
+      slabsWatched.add(slab);
+      slabCollected.register(slab, slab.id);
+    }
     this.worker.postMessage({ op: 'slab', slab: slab.id, memory: slab.memory } satisfies HashRequest);
+  }
+
+  /** The slab is gone from this thread: its memory is freed once no thread holds it. */
+  forgetSlab(id: number): void {
+    if (!this.slabs.delete(id) || this.exited) return;
+    this.worker.postMessage({ op: 'forgetSlab', slab: id } satisfies HashRequest);
+  }
+
+  get slabCount(): number {
+    return this.slabs.size;
   }
 
   terminate(): Promise<number> {
@@ -111,6 +125,15 @@ class HashThread {
 
 const threads: HashThread[] = [];
 let nextSessionId = 1;
+
+// A slab the main thread no longer holds (direct-io.ts drops blocks past its free pool) is
+// still held by every hash thread it was given, which would keep a burst's staging memory
+// mapped until the thread ends (60 s idle, never on a busy server). Once the slab is garbage
+// here, the threads are told to let it go too.
+const slabsWatched = new WeakSet<StagingSlab>();
+const slabCollected = new FinalizationRegistry<number>((id) => {
+  for (const thread of threads) thread.forgetSlab(id);
+});
 
 /** The least busy live thread, starting one while there are fewer than MAX_THREADS. */
 function pickThread(): HashThread {
@@ -128,6 +151,11 @@ function pickThread(): HashThread {
 /** How many hash threads take sessions now (tests). */
 export function hashThreadCount(): number {
   return threads.length;
+}
+
+/** Staging slabs the hash threads hold, in all (tests). */
+export function hashThreadSlabCount(): number {
+  return threads.reduce((sum, thread) => sum + thread.slabCount, 0);
 }
 
 /**

@@ -14,6 +14,7 @@ import { O_DIRECT } from './direct-io.js';
 import { DirectStaging } from './direct-staging.js';
 import { FileHasher } from './file-hasher.js';
 import { SpareFiles } from './spare-files.js';
+import { writeAllAt } from './write-all.js';
 import {
   READ_CHUNK_BYTES,
   checkWritten,
@@ -399,7 +400,6 @@ class FsBlobWriter implements BlobWriter {
   /** Staging blocks and direct writes (direct-staging.ts), until suspend() or the end. */
   private staging: DirectStaging | undefined;
   /** The O_DIRECT descriptor, opened by the staging's first full block. */
-  private directFile: FileHandle | undefined;
   private directOpening: Promise<FileHandle | undefined> | undefined;
 
   constructor(
@@ -641,13 +641,13 @@ class FsBlobWriter implements BlobWriter {
       .then(() => this.hasher?.whenIdle())
       .then(() => this.handle?.close())
       .then(() => this.directOpening)
-      .then(() => this.directFile?.close())
+      .then((direct) => direct?.close())
       .catch(() => undefined);
   }
 
   /** The O_DIRECT descriptor, opened once (undefined where the filesystem refuses O_DIRECT). */
   private async openDirectFile(): Promise<FileHandle | undefined> {
-    this.directOpening ??= (this.lifecycle.openDirect?.() ?? Promise.resolve(undefined)).then((file) => (this.directFile = file));
+    this.directOpening ??= this.lifecycle.openDirect?.() ?? Promise.resolve(undefined);
     return this.directOpening;
   }
 
@@ -673,7 +673,6 @@ class FsBlobWriter implements BlobWriter {
       this.staging = undefined;
       const direct = await this.directOpening;
       this.directOpening = undefined;
-      this.directFile = undefined;
       await direct?.close();
     }
     await this.hasher?.whenIdle();
@@ -681,25 +680,6 @@ class FsBlobWriter implements BlobWriter {
     if (!handle || this.flushing) return;
     this.handle = undefined;
     await handle.close();
-  }
-}
-
-/** pwritev until every byte of `buffers` is at `position` onwards (writev may write less). */
-async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let remaining = buffers;
-  let at = position;
-  while (remaining.length > 0) {
-    let { bytesWritten } = await handle.writev(remaining, at);
-    if (bytesWritten === 0) throw new Error('writev wrote nothing');
-    at += bytesWritten;
-    let done = 0;
-    while (done < remaining.length && bytesWritten >= (remaining[done] as Buffer).byteLength) {
-      bytesWritten -= (remaining[done] as Buffer).byteLength;
-      done += 1;
-    }
-    remaining = remaining.slice(done);
-    const first = remaining[0];
-    if (first !== undefined && bytesWritten > 0) remaining[0] = first.subarray(bytesWritten);
   }
 }
 

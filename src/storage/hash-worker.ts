@@ -5,12 +5,15 @@
 import { createHash, type Hash } from 'node:crypto';
 import { readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
+import { exposedGc } from '../util/exposed-gc.js';
 
 export type HashRequest =
   | { op: 'start'; session: number; algorithm: string }
   | { op: 'hash'; session: number; fd: number; position: number; length: number }
   /** Shared staging memory (direct-io.ts) that later hashBlock requests name by id. */
   | { op: 'slab'; slab: number; memory: SharedArrayBuffer }
+  /** The main thread dropped the slab: no request names it any more. */
+  | { op: 'forgetSlab'; slab: number }
   /** Bytes [offset, offset + length) of a slab, hashed where they are: a direct writer's block. */
   | { op: 'hashBlock'; session: number; slab: number; offset: number; length: number }
   | { op: 'finish'; session: number }
@@ -44,6 +47,13 @@ function hashRange(hash: Hash, fd: number, position: number, length: number): vo
 function handle(request: HashRequest): HashReply | undefined {
   if (request.op === 'slab') {
     slabs.set(request.slab, request.memory);
+    return undefined;
+  }
+  if (request.op === 'forgetSlab') {
+    slabs.delete(request.slab);
+    // The memory is unmapped only once this isolate collects its SharedArrayBuffer object, and
+    // an idle thread collects nothing: ask for a collection, off this thread's critical path.
+    exposedGc()({ type: 'major', execution: 'async' });
     return undefined;
   }
   const { session } = request;

@@ -12,30 +12,15 @@
 // Measured with bench/cold-cpu.ts --trace-gc: 40-70 -> 5 mark-compacts over a warm-up and three
 // misses (with MAX_UNFLUSHED_BYTES of fs-blob-store.ts at 2 MiB: see there).
 //
-// V8 exposes no scavenge to JS except through --expose-gc; setting the flag at run time gives a
-// `gc` function to new contexts only, so the global scope of the server stays as it was.
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+// The scavenge comes from exposed-gc.ts. A Node that no longer hands gc out costs the early
+// scavenges, never a transfer: this runs inside the data handlers of downloads and pushes.
+import { exposedGc } from './exposed-gc.js';
 
 /** Bytes of released chunks between two scavenges: a few writer batches' worth. */
 export const SCAVENGE_EVERY_BYTES = 4 * 1024 * 1024;
 
-type GcFunction = (options: { type: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void;
-
-let scavenge: GcFunction | undefined;
 let bytesSinceScavenge = 0;
 let scavenges = 0;
-
-function scavenger(): GcFunction {
-  if (!scavenge) {
-    setFlagsFromString('--expose-gc');
-    const exposed: unknown = runInNewContext('gc');
-    // A Node that no longer hands it out this way costs the early scavenges, never a transfer:
-    // this runs inside the data handlers of downloads and pushes.
-    scavenge = typeof exposed === 'function' ? (exposed as GcFunction) : () => undefined;
-  }
-  return scavenge;
-}
 
 /**
  * Counts `bytes` of chunks that are (or soon will be) garbage, and runs a scavenge each time
@@ -46,7 +31,7 @@ export function noteBufferChurn(bytes: number): void {
   if (bytesSinceScavenge < SCAVENGE_EVERY_BYTES) return;
   bytesSinceScavenge = 0;
   scavenges += 1;
-  scavenger()({ type: 'minor' });
+  exposedGc()({ type: 'minor' });
 }
 
 /** Scavenges run by noteBufferChurn so far (tests). */

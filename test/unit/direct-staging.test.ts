@@ -63,7 +63,7 @@ test('staging: a filesystem that opens O_DIRECT but refuses the writes (EINVAL) 
   let refused = 0;
   // An in-process fake for the edge case: a descriptor whose every write fails as such a filesystem's would.
   const refusing = {
-    write: () => {
+    writev: () => {
       refused += 1;
       return Promise.reject(Object.assign(new Error('EINVAL: invalid argument, write'), { code: 'EINVAL' }));
     },
@@ -82,9 +82,9 @@ test('staging: a block full while two direct writes are in flight goes through t
   // An in-process fake for a slow device: direct writes land only when the test lets them.
   const held: Array<() => void> = [];
   const slowDirect = {
-    write: (bytes: Buffer, offset: number, length: number, position: number) =>
+    writev: (buffers: Buffer[], position: number) =>
       new Promise((resolve, reject) => {
-        held.push(() => void buffered.write(bytes, offset, length, position).then(resolve, reject));
+        held.push(() => void buffered.writev(buffers, position).then(resolve, reject));
       }),
   } as unknown as FileHandle;
   const staging = new DirectStaging({ buffered: staged.buffered, direct: () => Promise.resolve(slowDirect) }, () => undefined);
