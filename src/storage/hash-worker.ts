@@ -31,6 +31,8 @@ const READ_BYTES = 1024 * 1024;
 const buffer = Buffer.allocUnsafeSlow(READ_BYTES);
 const hashes = new Map<number, Hash>();
 const slabs = new Map<number, SharedArrayBuffer>();
+/** A collection for forgotten slabs is queued (forgetSlab). */
+let collectionQueued = false;
 // A session that failed keeps failing: its later ranges are skipped and its digest refused.
 const failures = new Map<number, string>();
 
@@ -53,7 +55,14 @@ function handle(request: HashRequest): HashReply | undefined {
     slabs.delete(request.slab);
     // The memory is unmapped only once this isolate collects its SharedArrayBuffer object, and
     // an idle thread collects nothing: ask for a collection, off this thread's critical path.
-    exposedGc()({ type: 'major', execution: 'async' });
+    // One collection for all the slabs forgotten in one turn (a burst's slabs go together).
+    if (!collectionQueued) {
+      collectionQueued = true;
+      setImmediate(() => {
+        collectionQueued = false;
+        exposedGc()({ type: 'major', execution: 'async' });
+      });
+    }
     return undefined;
   }
   const { session } = request;

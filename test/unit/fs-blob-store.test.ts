@@ -18,6 +18,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { openStorage } from '../../src/storage/open-storage.js';
 import { pino } from 'pino';
 import { pollUntil } from '../harness/wait.js';
+import { O_DIRECT } from '../../src/storage/direct-io.js';
 
 async function newStore(options: { directWrites?: boolean } = {}): Promise<FsBlobStore> {
   const store = new FsBlobStore(await mkdtemp(path.join(os.tmpdir(), 'ls-blobs-')), options);
@@ -112,6 +113,9 @@ for (const [mode, bound] of [
 }
 
 /** Descriptors of this process open on `file`, with their open flags (/proc/self/fdinfo). */
+// The platform's O_DIRECT bit, as /proc/PID/fdinfo reports it in the flags (Linux: these tests need it).
+const O_DIRECT_FLAG = O_DIRECT ?? 0o40000;
+
 async function descriptorFlags(file: string): Promise<number[]> {
   const flags: number[] = [];
   for (const fd of await readdir('/proc/self/fd')) {
@@ -147,9 +151,8 @@ test('fs direct: a big blob goes to the file through an O_DIRECT descriptor, and
       checks += 1;
     }
   }
-  const O_DIRECT = 0o40000;
   const flags = await descriptorFlags(path.join(tempDir, tempName));
-  assert.ok(flags.some((flag) => (flag & O_DIRECT) !== 0), `an O_DIRECT descriptor is open on the temp file (flags ${flags.map((f) => f.toString(8)).join(', ')})`);
+  assert.ok(flags.some((flag) => (flag & O_DIRECT_FLAG) !== 0), `an O_DIRECT descriptor is open on the temp file (flags ${flags.map((f) => f.toString(8)).join(', ')})`);
   assert.equal((await writer.commit(bytes.length)).text, digest.text);
   writer.close();
   assert.ok((await store.readAll(digest, bytes.length))?.equals(bytes));
@@ -520,7 +523,7 @@ test('storage.directWrites: false reaches the fs store: a big write opens no O_D
   const [tempName] = await readdir(path.join(dir, 'tmp'));
   assert.ok(tempName);
   const flags = await descriptorFlags(path.join(dir, 'tmp', tempName));
-  assert.ok(flags.length > 0 && flags.every((flag) => (flag & 0o40000) === 0), `no O_DIRECT descriptor (flags ${flags.map((f) => f.toString(8)).join(', ')})`);
+  assert.ok(flags.length > 0 && flags.every((flag) => (flag & O_DIRECT_FLAG) === 0), `no O_DIRECT descriptor (flags ${flags.map((f) => f.toString(8)).join(', ')})`);
   await writer.commit(bytes.length);
   writer.close();
 });
